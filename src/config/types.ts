@@ -1,0 +1,69 @@
+/** The validated, fully-defaulted relay configuration (what `loadConfig` returns). */
+
+export type LogLevel = "trace" | "debug" | "info" | "warn" | "error";
+
+export interface ListenAddress {
+	/** Host as written, without brackets ("::", "0.0.0.0", "127.0.0.1"). */
+	host: string;
+	port: number;
+}
+
+export interface RelayConfig {
+	/** Where it came from: a file path, or "<default>" for the embedded development config. */
+	source: string;
+	server: {
+		/** UDP address for QUIC / WebTransport. [server] bind, default "[::]:4443". */
+		bind: ListenAddress;
+	};
+	tls: {
+		/** PEM certificate chain files, paired with `key` by index. */
+		cert: string[];
+		key: string[];
+		/** Hostnames for a generated ECDSA P-256 self-signed certificate valid 14 days. */
+		generate: string[];
+	};
+	web: {
+		/** TCP address for HTTP + WebSocket. Default: same host and port number as server.bind. null disables. */
+		http: ListenAddress | null;
+	};
+	auth: {
+		/** A JWK file (JSON or base64url(JSON)). */
+		key: string | null;
+		/** A directory of `{kid}.jwk` files. */
+		keyDir: string | null;
+		/** Path prefixes usable without a token; "" means everything. null = none. */
+		public: string[] | null;
+	};
+	log: { level: LogLevel; format: "text" | "json" };
+	cache: {
+		/** Ring buffer bytes per track. */
+		trackBytes: number;
+		/** Cap on all rings together; new tracks are refused past it. */
+		totalBytes: number;
+		/** Groups older than this (relative to the newest) are not served, even if still in the ring. */
+		maxAgeMs: number;
+	};
+	limits: {
+		/** Largest frame accepted from a publisher; larger resets the group with code 27. */
+		maxFrameBytes: number;
+		/** Largest control message accepted. */
+		maxMessageBytes: number;
+		maxSessions: number;
+		/** Concurrent subscriptions per session. */
+		maxSubscriptions: number;
+		/** Concurrent announce requests per session. */
+		maxAnnounceRequests: number;
+		/** Broadcast paths may have at most this many segments (moq-lite: 32). */
+		maxPathSegments: number;
+	};
+	workers: {
+		/** Relay worker threads; 0 = one per available core. */
+		count: number;
+	};
+	cluster: {
+		/** Other relays to connect to (URLs). */
+		nodes: string[];
+		/** A JWK file used to mint tokens toward other nodes. */
+		token: string | null;
+	};
+}

@@ -1,0 +1,77 @@
+/**
+ * The contract between a transport (qmux over WebSocket, raw QUIC, WebTransport over HTTP/3) and
+ * the moq-lite session logic. Callback based and synchronous: no streams, promises or closures
+ * per chunk on the data plane.
+ *
+ * Ownership rules (they keep copies to at most one between network and cache):
+ * - `onData(chunk)`: `chunk` is valid only during the call (it may be a view into a reused receive
+ *   buffer). A consumer that needs it later copies it.
+ * - `write(data)`: the transport must not keep a reference to `data` after returning; it either
+ *   hands the bytes to the network stack (which copies) or copies them into its own send queue.
+ *   So callers may pass views into shared ring buffers or reused scratch space.
+ */
+
+export type TransportKind = "websocket" | "quic" | "webtransport";
+
+export interface TransportStream {
+	/** Transport-level stream id (QUIC numbering: bit 0 = server-initiated, bit 1 = unidirectional). */
+	readonly id: number;
+	readonly bidi: boolean;
+	/** True when this side opened the stream. */
+	readonly local: boolean;
+
+	/** Bytes received from the peer. See the ownership rules above. */
+	onData: ((chunk: Uint8Array) => void) | null;
+	/** The peer finished its send side (FIN); no more onData. */
+	onFin: (() => void) | null;
+	/** The peer reset its send side with an application code (already unmapped from H3 codes). */
+	onReset: ((code: number) => void) | null;
+	/** The peer asked us to stop sending (STOP_SENDING) with an application code. */
+	onStop: ((code: number) => void) | null;
+	/** Our queued bytes dropped below the low-water mark after having been above it. */
+	onDrain: (() => void) | null;
+
+	/** Queues bytes on our send side. No-op after finish()/reset(). */
+	write(data: Uint8Array): void;
+	/** FIN after the queued bytes. */
+	finish(): void;
+	/** Abort our send side (RESET_STREAM) with an application code; queued bytes are discarded. */
+	reset(code: number): void;
+	/** Ask the peer to stop sending (STOP_SENDING) with an application code. */
+	stop(code: number): void;
+	/** Bytes accepted by write() but not yet handed to the network (flow control / congestion). */
+	readonly buffered: number;
+	/** Send priority hint: higher is sent first. Transports without priorities may ignore it. */
+	setPriority(order: number): void;
+}
+
+export interface TransportSession {
+	readonly kind: TransportKind;
+	/**
+	 * The negotiated application protocol: "moq-lite-05", "moq-lite-04", "moq-lite-03", "moql",
+	 * or "" when none was negotiated (then the client runs the 0x20/0x21 SETUP exchange).
+	 */
+	readonly protocol: string;
+	/** The request path (percent-decoded, leading "/" kept) and query. Raw QUIC: "" until SETUP says otherwise. */
+	readonly path: string;
+	readonly query: URLSearchParams;
+	/** "ip:port" of the peer, for logs. */
+	readonly remote: string;
+
+	/** A stream opened by the peer. Set by the session owner synchronously when it receives the session. */
+	onStream: ((stream: TransportStream) => void) | null;
+	/** The session ended (by either side, or on transport error). Called once. */
+	onClose: ((code: number, reason: string) => void) | null;
+	/** The peer raised our stream limit after openUni/openBidi returned null. */
+	onStreamCredit: (() => void) | null;
+
+	/** Opens a stream; null when the peer's stream limit is reached (callers drop or wait for onStreamCredit). */
+	openBidi(): TransportStream | null;
+	openUni(): TransportStream | null;
+	/** Closes the session with an application code; idempotent. */
+	close(code: number, reason: string): void;
+	readonly closed: boolean;
+}
+
+/** What a listener calls for each new session (after the handshake and protocol selection). */
+export type SessionAcceptor = (session: TransportSession) => void;
