@@ -1,0 +1,53 @@
+/**
+ * Default values for every optional key, and the embedded development config used when no
+ * file is given. docs/configuration.md and relay.toml.example document the same numbers.
+ * @module
+ */
+
+/** The UDP (and TCP, for HTTP/WebSocket) address when `[server] bind` is absent: WebTransport's port. */
+export const DEFAULT_BIND = "[::]:443";
+
+export const DEFAULT_CACHE = {
+	/** Ring buffer per track: about 25 s of a 2.5 Mbit/s stream, several groups of 1080p. */
+	trackBytes: 8 * 2 ** 20,
+	/** All rings together; new tracks are refused past this. */
+	totalBytes: 2 ** 30,
+	/** Groups older than this relative to the newest are not served (late joiners start near live). */
+	maxAgeMs: 30_000,
+} as const;
+
+export const DEFAULT_LIMITS = {
+	/** Largest frame from a publisher: a 4K keyframe fits; anything bigger is abuse. */
+	maxFrameBytes: 4 * 2 ** 20,
+	/** Control messages are small; 64 KiB leaves room for long paths and extensions. */
+	maxMessageBytes: 64 * 2 ** 10,
+	maxSessions: 10_000,
+	maxSubscriptions: 1024,
+	maxAnnounceRequests: 64,
+	/** moq-lite's own cap on path segments. */
+	maxPathSegments: 32,
+} as const;
+
+/** Upper bounds that catch typos (a count of 1e9 sessions is a mistake, not a plan). */
+export const MAX_WORKERS = 1024;
+export const MAX_COUNT = 10_000_000;
+
+/**
+ * `moq-fanout` with no config file: a local development relay on UDP and TCP port 4443 with a
+ * generated certificate (fetch its hash from http://localhost:4443/certificate.sha256) and
+ * anonymous access under `anon/`.
+ */
+export const DEVELOPMENT_CONFIG = `
+[server]
+bind = "[::]:4443"
+tls.generate = ["localhost", "127.0.0.1"]
+
+[auth]
+public = ["anon"]
+
+[log]
+level = "info"
+`;
+
+/** The `source` of the embedded development config. */
+export const DEFAULT_SOURCE = "<default>";

@@ -1,0 +1,224 @@
+/**
+ * Reads a parsed relay.toml into Settings: one function per table, every key typed and
+ * checked, unknown keys rejected. Accepts moq-relay's keys and the seed documents' aliases
+ * (a top-level [tls], [cluster] nodes).
+ * @module
+ */
+
+import { resolve } from "node:path";
+import { parseListenAddress } from "./address.ts";
+import { MAX_COUNT, MAX_WORKERS } from "./defaults.ts";
+import { describeValue } from "./errors.ts";
+import {
+	certificateName,
+	clusterNode,
+	emptySettings,
+	LOG_FORMATS,
+	LOG_LEVELS,
+	normalizePrefix,
+	type SettingName,
+	type Settings,
+	type SourcedSettings,
+	setSetting,
+} from "./settings.ts";
+import {
+	boolean,
+	integer,
+	isTable,
+	nonEmptyString,
+	oneOf,
+	stringList,
+	TableReader,
+	type ValueParser,
+} from "./table.ts";
+import { parseDuration, parseSize } from "./units.ts";
+
+/** Read a parsed TOML document. Relative file paths are resolved against `baseDir`. */
+export function readDocument(root: Record<string, unknown>, source: string, baseDir: string): SourcedSettings {
+	const out = emptySettings();
+	const doc = new TableReader(source, "", root);
+	const put = <K extends SettingName>(table: TableReader, key: string, name: K, value: Settings[K] | undefined) =>
+		setSetting(out, name, value, { source, key: table.keyPath(key) });
+	const paths: ValueParser<string[]> = (value) => stringList(value).map((p) => filePath(p, baseDir));
+	const path: ValueParser<string> = (value) => filePath(nonEmptyString(value), baseDir);
+
+	const server = doc.table("server");
+	if (server) {
+		if (server.has("bind") && server.has("listen")) {
+			throw server.error("listen", "is an alias of bind; set only one of them");
+		}
+		put(server, "bind", "bind", server.read("bind", parseListenAddress));
+		put(server, "listen", "bind", server.read("listen", parseListenAddress));
+		const tls = server.table("tls");
+		if (tls) readTls(tls);
+		server.unsupported("quic", "QUIC tuning is fixed by moq-fanout's quiche settings");
+		server.unsupported("backend", "moq-fanout always uses quiche");
+		server.unsupported("version", "moq-fanout negotiates every moq-lite version it speaks");
+		server.unsupported("tcp", "use [web.http] for TCP (WebSocket) clients");
+		server.unsupported("unix", "Unix-socket listeners are not implemented");
+		server.finish();
+	}
+
+	// The seed documents' top-level [tls] is the same table as [server.tls].
+	const tlsAlias = doc.table("tls");
+	if (tlsAlias) readTls(tlsAlias);
+
+	function readTls(tls: TableReader): void {
+		for (const [key, name, parse] of [
+			["cert", "tlsCert", paths],
+			["key", "tlsKey", paths],
+			["generate", "tlsGenerate", (value: unknown) => stringList(value).map(certificateName)],
+		] as const) {
+			const value = tls.read(key, parse);
+			if (value === undefined) continue;
+			const previous = out.origins[name];
+			if (previous) throw tls.error(key, `already set by ${previous.key}; [tls] and [server.tls] are the same table`);
+			put(tls, key, name, value);
+		}
+		tls.unsupported("root", "mTLS client certificates are not implemented");
+		tls.finish();
+	}
+
+	const web = doc.table("web");
+	if (web) {
+		const http = web.table("http");
+		if (http) {
+			put(
+				http,
+				"listen",
+				"httpListen",
+				http.read("listen", (value) => (value === false ? null : parseListenAddress(value))),
+			);
+			http.finish();
+		}
+		web.read("ws", (value) => {
+			if (!boolean(value)) throw new Error("the WebSocket endpoint cannot be turned off in moq-fanout");
+			return value;
+		});
+		web.unsupported("https", "terminate TLS for HTTP/WebSocket in a reverse proxy in front of [web.http]");
+		web.finish();
+	}
+
+	const auth = doc.table("auth");
+	if (auth) {
+		put(auth, "key", "authKey", auth.read("key", path));
+		put(
+			auth,
+			"key_dir",
+			"authKeyDir",
+			auth.read("key_dir", (value) => {
+				if (typeof value === "string" && /^https?:\/\//i.test(value)) {
+					throw new Error("fetching keys from a URL is not supported; use a local directory of {kid}.jwk files");
+				}
+				return path(value);
+			}),
+		);
+		put(
+			auth,
+			"public",
+			"authPublic",
+			auth.read("public", (value) => {
+				if (isTable(value)) {
+					throw new Error(
+						"separate subscribe/publish prefixes are not supported yet; use a string or an array of prefixes allowed for both",
+					);
+				}
+				return stringList(value).map(normalizePrefix);
+			}),
+		);
+		auth.unsupported("auth_api", "use key or key_dir with local JWK files");
+		auth.unsupported("api", "use key or key_dir with local JWK files");
+		auth.unsupported("domains", "subdomain routing is not implemented");
+		auth.unsupported("tls", "the auth HTTP client is not implemented");
+		auth.unsupported("mtls_tier", "mTLS is not implemented");
+		auth.finish();
+	}
+
+	const log = doc.table("log");
+	if (log) {
+		put(log, "level", "logLevel", log.read("level", oneOf(LOG_LEVELS)));
+		put(log, "format", "logFormat", log.read("format", oneOf(LOG_FORMATS)));
+		log.finish();
+	}
+
+	const cache = doc.table("cache");
+	if (cache) {
+		// moq-relay names: capacity (total budget) and duration (age ceiling).
+		aliased(cache, "total_bytes", "capacity", "cacheTotalBytes", parseSize);
+		aliased(cache, "max_age", "duration", "cacheMaxAgeMs", parseDuration);
+		put(cache, "track_bytes", "cacheTrackBytes", cache.read("track_bytes", parseSize));
+		cache.unsupported("headroom", "size the cache with total_bytes");
+		cache.finish();
+	}
+
+	const limits = doc.table("limits");
+	if (limits) {
+		put(limits, "max_frame_bytes", "maxFrameBytes", limits.read("max_frame_bytes", parseSize));
+		put(limits, "max_message_bytes", "maxMessageBytes", limits.read("max_message_bytes", parseSize));
+		put(limits, "max_sessions", "maxSessions", limits.read("max_sessions", integer(1, MAX_COUNT)));
+		put(limits, "max_subscriptions", "maxSubscriptions", limits.read("max_subscriptions", integer(1, MAX_COUNT)));
+		put(
+			limits,
+			"max_announce_requests",
+			"maxAnnounceRequests",
+			limits.read("max_announce_requests", integer(1, MAX_COUNT)),
+		);
+		put(limits, "max_path_segments", "maxPathSegments", limits.read("max_path_segments", integer(1, 32)));
+		limits.finish();
+	}
+
+	const workers = doc.table("workers");
+	if (workers) {
+		put(workers, "count", "workers", workers.read("count", integer(0, MAX_WORKERS)));
+		workers.finish();
+	}
+
+	const cluster = doc.table("cluster");
+	if (cluster) {
+		// connect (moq-relay), nodes (seed documents) and root (older moq-relay) all list peers to dial.
+		const nodes: string[] = [];
+		let firstKey: string | undefined;
+		for (const key of ["connect", "nodes", "root"]) {
+			const list = cluster.read(key, (value) => stringList(value).map(clusterNode));
+			if (list === undefined) continue;
+			firstKey ??= key;
+			for (const node of list) if (!nodes.includes(node)) nodes.push(node);
+		}
+		if (firstKey) put(cluster, firstKey, "clusterNodes", nodes);
+		// moq-relay's own advertised URL only matters for mesh gossip, which moq-fanout does not do.
+		cluster.read("node", nonEmptyString);
+		put(cluster, "token", "clusterToken", cluster.read("token", path));
+		cluster.unsupported("id", "hop ids are chosen by moq-fanout");
+		cluster.unsupported("connect_api", "list peers in connect");
+		cluster.unsupported("mesh", "gossip discovery is not implemented; list peers in connect");
+		cluster.unsupported("tier", "stats tiers are not implemented");
+		cluster.unsupported("linger", "broadcasts end when their publisher leaves");
+		cluster.finish();
+	}
+
+	doc.unsupported("client", "cluster dials use the relay's own TLS settings");
+	doc.unsupported("stats", "use the Prometheus /metrics endpoint");
+	doc.unsupported("internal", "metrics are served on [web.http]");
+	doc.unsupported("iroh", "iroh is not implemented");
+	doc.unsupported("file", "pass the config file on the command line");
+	doc.finish();
+	return out;
+
+	function aliased<K extends SettingName>(
+		table: TableReader,
+		key: string,
+		alias: string,
+		name: K,
+		parse: ValueParser<Settings[K]>,
+	): void {
+		if (table.has(key) && table.has(alias)) throw table.error(alias, `is an alias of ${key}; set only one of them`);
+		put(table, key, name, table.read(key, parse));
+		put(table, alias, name, table.read(alias, parse));
+	}
+}
+
+/** Resolve a configured path against the config file's directory. */
+function filePath(value: string, baseDir: string): string {
+	if (value === "") throw new Error(`expected a file path, got ${describeValue(value)}`);
+	return resolve(baseDir, value);
+}

@@ -1,0 +1,144 @@
+/**
+ * Turns merged settings into the final RelayConfig: fills defaults, checks the rules that
+ * span keys (cert/key pairing, some certificate, some way to authenticate), and checks that
+ * every referenced file exists.
+ * @module
+ */
+
+import { accessSync, constants, statSync } from "node:fs";
+import { availableParallelism } from "node:os";
+import { parseListenAddress } from "./address.ts";
+import { DEFAULT_BIND, DEFAULT_CACHE, DEFAULT_LIMITS } from "./defaults.ts";
+import { ConfigError } from "./errors.ts";
+import type { Origin, SettingName, SourcedSettings } from "./settings.ts";
+import type { RelayConfig } from "./types.ts";
+
+/** Build the final config. `source` names the config file (or "<default>") in the result and in errors. */
+export function resolveConfig(settings: SourcedSettings, source: string): RelayConfig {
+	const { values, origins } = settings;
+	const where = (name: SettingName, fallbackKey: string): Origin => origins[name] ?? { source, key: fallbackKey };
+	const fail = (name: SettingName, fallbackKey: string, message: string, table = false) => {
+		const origin = where(name, fallbackKey);
+		return new ConfigError(origin.source, table ? tableOf(origin.key) : origin.key, message, { table });
+	};
+
+	const bind = values.bind ?? parseListenAddress(DEFAULT_BIND);
+
+	// TLS: certificate files pair with key files by index; something must provide a certificate.
+	const cert = values.tlsCert ?? [];
+	const key = values.tlsKey ?? [];
+	const generate = values.tlsGenerate ?? [];
+	if (cert.length !== key.length) {
+		const name = cert.length > key.length ? "tlsCert" : "tlsKey";
+		throw fail(
+			name,
+			"server.tls.cert",
+			`cert lists ${cert.length} file(s) but key lists ${key.length}; they pair up by index`,
+			true,
+		);
+	}
+	if (cert.length === 0 && generate.length === 0) {
+		throw new ConfigError(
+			source,
+			"server.tls",
+			'no certificate: set cert and key (PEM files), or generate = ["hostname", ...] for a self-signed one',
+			{ table: true },
+		);
+	}
+	for (const file of cert) requireFile(file, where("tlsCert", "server.tls.cert"));
+	for (const file of key) requireFile(file, where("tlsKey", "server.tls.key"));
+
+	// Auth, as moq-relay: without a key, a key directory or a public prefix nobody could connect.
+	const authPublic = values.authPublic && values.authPublic.length > 0 ? [...new Set(values.authPublic)] : null;
+	const authKey = values.authKey ?? null;
+	const authKeyDir = values.authKeyDir ?? null;
+	if (authKey === null && authKeyDir === null && authPublic === null) {
+		throw new ConfigError(
+			source,
+			"auth",
+			'no key, key_dir or public path configured; set key = "root.jwk" for JWT auth, or public = "" to allow anonymous access to everything',
+			{ table: true },
+		);
+	}
+	if (authKey !== null) requireFile(authKey, where("authKey", "auth.key"));
+	if (authKeyDir !== null) requireFile(authKeyDir, where("authKeyDir", "auth.key_dir"), true);
+
+	const cache = {
+		trackBytes: values.cacheTrackBytes ?? DEFAULT_CACHE.trackBytes,
+		totalBytes: values.cacheTotalBytes ?? DEFAULT_CACHE.totalBytes,
+		maxAgeMs: values.cacheMaxAgeMs ?? DEFAULT_CACHE.maxAgeMs,
+	};
+	if (cache.trackBytes > cache.totalBytes) {
+		throw fail(
+			"cacheTrackBytes",
+			"cache.track_bytes",
+			`${cache.trackBytes} bytes exceeds total_bytes (${cache.totalBytes})`,
+		);
+	}
+
+	const limits = {
+		maxFrameBytes: values.maxFrameBytes ?? DEFAULT_LIMITS.maxFrameBytes,
+		maxMessageBytes: values.maxMessageBytes ?? DEFAULT_LIMITS.maxMessageBytes,
+		maxSessions: values.maxSessions ?? DEFAULT_LIMITS.maxSessions,
+		maxSubscriptions: values.maxSubscriptions ?? DEFAULT_LIMITS.maxSubscriptions,
+		maxAnnounceRequests: values.maxAnnounceRequests ?? DEFAULT_LIMITS.maxAnnounceRequests,
+		maxPathSegments: values.maxPathSegments ?? DEFAULT_LIMITS.maxPathSegments,
+	};
+	// A frame has to fit in its track's ring buffer to be cached and fanned out at all.
+	if (limits.maxFrameBytes > cache.trackBytes) {
+		throw fail(
+			"maxFrameBytes",
+			"limits.max_frame_bytes",
+			`${limits.maxFrameBytes} bytes exceeds cache.track_bytes (${cache.trackBytes}); a frame must fit in its track's cache`,
+		);
+	}
+
+	const clusterToken = values.clusterToken ?? null;
+	if (clusterToken !== null) requireFile(clusterToken, where("clusterToken", "cluster.token"));
+
+	const workers = values.workers ?? 0;
+
+	return {
+		source,
+		server: { bind },
+		tls: { cert, key, generate },
+		// HTTP + WebSocket share the QUIC port number on TCP unless told otherwise.
+		web: { http: values.httpListen === undefined ? { ...bind } : values.httpListen },
+		auth: { key: authKey, keyDir: authKeyDir, public: authPublic },
+		log: { level: values.logLevel ?? "info", format: values.logFormat ?? "text" },
+		cache,
+		limits,
+		workers: { count: workers === 0 ? availableParallelism() : workers },
+		cluster: { nodes: values.clusterNodes ?? [], token: clusterToken },
+	};
+}
+
+/** "server.tls.cert" → "server.tls"; flags stay as they are. */
+function tableOf(key: string): string {
+	if (key.startsWith("-")) return key;
+	const dot = key.lastIndexOf(".");
+	return dot < 0 ? key : key.slice(0, dot);
+}
+
+/** A referenced file (or directory) must exist when the config loads, not at the first connection. */
+function requireFile(path: string, origin: Origin, directory = false): void {
+	let stats: ReturnType<typeof statSync>;
+	try {
+		stats = statSync(path);
+	} catch (err) {
+		const code = (err as NodeJS.ErrnoException).code;
+		const why = code === "ENOENT" ? "not found" : `cannot be read (${code})`;
+		throw new ConfigError(origin.source, origin.key, `${directory ? "directory" : "file"} ${why}: ${path}`);
+	}
+	if (directory && !stats.isDirectory()) {
+		throw new ConfigError(origin.source, origin.key, `not a directory: ${path}`);
+	}
+	if (!directory && !stats.isFile()) {
+		throw new ConfigError(origin.source, origin.key, `not a file: ${path}`);
+	}
+	try {
+		accessSync(path, constants.R_OK);
+	} catch {
+		throw new ConfigError(origin.source, origin.key, `no permission to read ${path}`);
+	}
+}
