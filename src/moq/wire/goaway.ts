@@ -1,0 +1,38 @@
+/**
+ * Goaway stream (bidi type 5, 04+; notes §3.8): `uri`, "" = no redirect. Clients only log it.
+ * @module
+ */
+
+import type { Reader } from "../../coding/reader.ts";
+import type { Writer } from "../../coding/writer.ts";
+import { UNSUPPORTED } from "./codes.ts";
+import {
+	beginMessage,
+	type DecodeLimits,
+	decodeMessage,
+	endMessage,
+	MAX_URI_BYTES,
+	notInVersion,
+	unsupported,
+} from "./message.ts";
+import type { LiteVersion } from "./version.ts";
+
+export interface Goaway {
+	uri: string;
+}
+
+export function encodeGoaway(w: Writer, m: Goaway, v: LiteVersion): void {
+	if (v < 4) throw notInVersion("GOAWAY", v);
+	const start = beginMessage(w);
+	w.string(m.uri);
+	endMessage(w, start);
+}
+
+export function decodeGoaway(r: Reader, v: LiteVersion, limits?: DecodeLimits): Goaway {
+	if (v < 4) throw unsupported("GOAWAY", v, UNSUPPORTED);
+	return decodeMessage(r, v, limits, goawayBody);
+}
+
+function goawayBody(r: Reader): Goaway {
+	return { uri: r.string(MAX_URI_BYTES) };
+}

@@ -1,0 +1,69 @@
+/**
+ * moq-lite version codes and application protocol (ALPN / WebTransport / qmux) names.
+ * Internally a version is its last byte (`LiteVersion`); the 32-bit codes only appear in the
+ * 0x20/0x21 compat SETUP.
+ * @module
+ */
+
+/** A moq-lite draft this relay speaks. 2 is only reached through the 0x20/0x21 exchange. */
+export type LiteVersion = 2 | 3 | 4 | 5;
+
+export const LITE_01 = 0xff0dad01;
+export const LITE_02 = 0xff0dad02;
+export const LITE_03 = 0xff0dad03;
+export const LITE_04 = 0xff0dad04;
+export const LITE_05 = 0xff0dad05;
+/** moq-transport draft 14: offered by clients in the 0x20 SETUP; out of scope for this relay. */
+export const DRAFT_14 = 0xff00000e;
+
+export const ALPN_LITE_05 = "moq-lite-05";
+export const ALPN_LITE_04 = "moq-lite-04";
+export const ALPN_LITE_03 = "moq-lite-03";
+/** Version decided by the 0x20/0x21 SETUP exchange (also what an empty protocol means). */
+export const ALPN_LEGACY = "moql";
+
+/** The app protocols the relay accepts, best first (the server's preference picks). */
+export const SUPPORTED_ALPNS: readonly string[] = [ALPN_LITE_05, ALPN_LITE_04, ALPN_LITE_03, ALPN_LEGACY];
+
+/** The version an app protocol pins, or null when it is negotiated by 0x20/0x21 (`moql`, `""`) or unknown. */
+export function versionFromAlpn(alpn: string): 3 | 4 | 5 | null {
+	switch (alpn) {
+		case ALPN_LITE_05:
+			return 5;
+		case ALPN_LITE_04:
+			return 4;
+		case ALPN_LITE_03:
+			return 3;
+		default:
+			return null;
+	}
+}
+
+/** The 32-bit wire code of a version (0xff0dad0N). */
+export function versionCode(v: LiteVersion): number {
+	return 0xff0dad00 + v;
+}
+
+/** The version a 32-bit wire code names, or null for one this relay does not speak (lite-01, moqt). */
+export function versionFromCode(code: number): LiteVersion | null {
+	switch (code) {
+		case LITE_02:
+			return 2;
+		case LITE_03:
+			return 3;
+		case LITE_04:
+			return 4;
+		case LITE_05:
+			return 5;
+		default:
+			return null;
+	}
+}
+
+/**
+ * The version to answer a 0x20 CLIENT_SETUP with: lite-02 if offered, else null (reject with VERSION).
+ * Never 03+: both JS clients build a connection whose session reader throws for 03+ (notes §1).
+ */
+export function selectCompatVersion(offered: readonly number[]): LiteVersion | null {
+	return offered.includes(LITE_02) ? 2 : null;
+}
