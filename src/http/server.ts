@@ -1,0 +1,218 @@
+/**
+ * The relay's HTTP/1.1 listener on TCP (plain, or TLS when given a cert/key), by default on the
+ * same port number as the QUIC UDP socket. It serves /certificate.sha256, /health and /metrics,
+ * and upgrades WebSocket requests on any path to qmux sessions handed to `onSession`.
+ *
+ * Request limits are Node's defaults except the timeouts: 16 KiB of headers (maxHeaderSize),
+ * 2000 headers, headers within 10 s, a whole request within 30 s, keep-alive 5 s. Malformed
+ * requests get a 400 (431 for oversized headers) and the socket is closed; nothing throws.
+ */
+import { createServer as createHttpServer, type IncomingMessage, type Server, STATUS_CODES } from "node:http";
+import { createServer as createHttpsServer, type Server as HttpsServer } from "node:https";
+import type { Socket } from "node:net";
+import type { Duplex } from "node:stream";
+import { WebSocketServer } from "ws";
+import type { SessionAcceptor } from "../transport/types.ts";
+import type { Framing } from "../websocket/frames.ts";
+import { KeepAlive } from "../websocket/keepalive.ts";
+import { type LogFn, type WsLimits, WsSession } from "../websocket/session.ts";
+import { parseOffer, parseSubprotocol, preferenceList, selectSubprotocol } from "../websocket/subprotocol.ts";
+import { handleRequest } from "./routes.ts";
+
+export interface TlsFiles {
+	cert: string | Buffer;
+	key: string | Buffer;
+}
+
+export interface WsListenerOptions {
+	/** Flow-control and size limits for each session (see WsLimits). */
+	limits?: Partial<WsLimits>;
+	/** Largest WebSocket message `ws` will assemble; above it ws closes with 1009. Default 64 KiB (or 2× maxRecordSize). */
+	maxPayload?: number;
+	/** WS Ping period (default 5000 ms). */
+	pingIntervalMs?: number;
+	/** Close a peer silent this long (default 30000 ms). */
+	idleTimeoutMs?: number;
+	/** Concurrent WebSocket sessions; further upgrades get 503. Default unlimited. */
+	maxSessions?: number;
+	/** App protocols in preference order (default moq-lite-05, -04, -03, moql). */
+	appProtocols?: string[];
+	/** qmux drafts in preference order (default qmux-01, qmux-02, qmux-00). */
+	qmuxPreference?: Framing[];
+}
+
+export interface HttpServerOptions {
+	host: string;
+	/** TCP port; normally the QUIC UDP port number. 0 picks a free one. */
+	port: number;
+	/** SO_REUSEPORT (Node ≥ 22.12) so each worker thread can bind its own listener. */
+	reusePort?: boolean;
+	tls?: TlsFiles | null;
+	fingerprint: () => string | null;
+	onSession: SessionAcceptor;
+	health?: () => unknown;
+	metrics?: () => string;
+	log?: LogFn;
+	ws?: WsListenerOptions;
+}
+
+export interface HttpServerHandle {
+	/** The bound port. */
+	readonly port: number;
+	/** Open WebSocket sessions. */
+	readonly sessions: number;
+	/** Closes every session (APPLICATION_CLOSE 0), stops listening, waits for sockets (≤ 2 s). */
+	close(): Promise<void>;
+	/** Swaps the certificate of a TLS listener (new connections use it). */
+	setTls(tls: TlsFiles): void;
+}
+
+const noLog: LogFn = () => {};
+const ignore = (): void => {};
+
+function formatRemote(socket: Duplex): string {
+	const s = socket as Socket;
+	const ip = s.remoteAddress ?? "?";
+	return ip.includes(":") ? `[${ip}]:${s.remotePort}` : `${ip}:${s.remotePort}`;
+}
+
+/** Answers a refused upgrade with a real HTTP status, then closes the socket. */
+function reject(socket: Duplex, status: number, message: string): void {
+	if (!socket.writable) {
+		socket.destroy();
+		return;
+	}
+	socket.once("finish", () => socket.destroy());
+	socket.end(
+		`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nConnection: close\r\nContent-Type: text/plain\r\n` +
+			`Access-Control-Allow-Origin: *\r\nContent-Length: ${Buffer.byteLength(message)}\r\n\r\n${message}`,
+	);
+}
+
+export function startHttpServer(opts: HttpServerOptions): Promise<HttpServerHandle> {
+	const log = opts.log ?? noLog;
+	const wsOpts = opts.ws ?? {};
+	const preference = preferenceList(wsOpts.appProtocols, wsOpts.qmuxPreference);
+	const maxSessions = wsOpts.maxSessions ?? Number.POSITIVE_INFINITY;
+	const keepAlive = new KeepAlive(wsOpts.pingIntervalMs, wsOpts.idleTimeoutMs);
+	const sessions = new Set<WsSession>();
+	const upgraded = new Set<Duplex>();
+	let closing = false;
+
+	const wss = new WebSocketServer({
+		noServer: true,
+		clientTracking: false,
+		perMessageDeflate: false,
+		// Above our own caps (record size / 16 KiB frames), so oversize messages reach the session and
+		// get a precise CONNECTION_CLOSE; far above them, ws refuses to assemble the message at all (1009).
+		maxPayload: wsOpts.maxPayload ?? Math.max(64 * 1024, 2 * (wsOpts.limits?.maxRecordSize ?? 0)),
+		handleProtocols: (offered) => selectSubprotocol(offered, preference) ?? false,
+	});
+
+	const routes = { fingerprint: opts.fingerprint, health: opts.health, metrics: opts.metrics };
+	const onRequest = (req: IncomingMessage, res: import("node:http").ServerResponse): void =>
+		handleRequest(req, res, routes);
+	const serverOptions = { headersTimeout: 10_000, requestTimeout: 30_000, keepAliveTimeout: 5_000 };
+	const server: Server | HttpsServer = opts.tls
+		? createHttpsServer({ ...serverOptions, cert: opts.tls.cert, key: opts.tls.key }, onRequest)
+		: createHttpServer(serverOptions, onRequest);
+
+	server.on("clientError", (err: NodeJS.ErrnoException, socket: Duplex) => {
+		if (err.code === "ECONNRESET" || !socket.writable) {
+			socket.destroy();
+			return;
+		}
+		const status = err.code === "HPE_HEADER_OVERFLOW" ? 431 : err.code === "ERR_HTTP_REQUEST_TIMEOUT" ? 408 : 400;
+		socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
+	});
+
+	server.on("upgrade", (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+		socket.on("error", ignore); // ws adds its own handler once upgraded; before that, errors must not crash us
+		try {
+			if (closing || sessions.size >= maxSessions) return reject(socket, 503, "unavailable");
+			if ((req.headers.upgrade ?? "").toLowerCase() !== "websocket") return reject(socket, 400, "bad upgrade");
+			let path: string;
+			let query: URLSearchParams;
+			try {
+				const url = new URL(req.url ?? "/", "http://relay");
+				path = decodeURIComponent(url.pathname);
+				query = url.searchParams;
+			} catch {
+				return reject(socket, 400, "bad path");
+			}
+			const offered = parseOffer(req.headers["sec-websocket-protocol"]);
+			if (offered.length > 0 && selectSubprotocol(offered, preference) === null) {
+				log("info", "websocket upgrade refused: no supported subprotocol", { offered: offered.join(",") });
+				return reject(socket, 400, "no supported subprotocol");
+			}
+			wss.handleUpgrade(req, socket, head, (ws) => {
+				const { framing, protocol } = parseSubprotocol(ws.protocol);
+				const session = new WsSession(ws, socket, {
+					framing,
+					protocol,
+					path,
+					query,
+					remote: formatRemote(socket),
+					limits: wsOpts.limits,
+					keepAlive,
+					log,
+				});
+				sessions.add(session);
+				upgraded.add(socket);
+				socket.once("close", () => {
+					sessions.delete(session);
+					upgraded.delete(socket);
+				});
+				log("debug", "websocket session", { remote: session.remote, framing, protocol, path });
+				try {
+					opts.onSession(session);
+				} catch (e) {
+					log("error", "onSession threw", { error: String(e) });
+					session.close(0, "internal error");
+				}
+			});
+		} catch (e) {
+			log("warn", "websocket upgrade failed", { error: String(e) });
+			socket.destroy();
+		}
+	});
+
+	return new Promise((resolve, reject) => {
+		const onError = (e: Error): void => reject(e);
+		server.once("error", onError);
+		server.listen({ host: opts.host, port: opts.port, reusePort: opts.reusePort ?? false }, () => {
+			server.off("error", onError);
+			server.on("error", (e) => log("error", "http server error", { error: e.message }));
+			const address = server.address();
+			const port = typeof address === "object" && address !== null ? address.port : opts.port;
+			resolve({
+				port,
+				get sessions() {
+					return sessions.size;
+				},
+				setTls(tls: TlsFiles): void {
+					if (!opts.tls) throw new Error("this listener was started without TLS");
+					(server as HttpsServer).setSecureContext({ cert: tls.cert, key: tls.key });
+				},
+				async close(): Promise<void> {
+					if (closing) return;
+					closing = true;
+					for (const s of sessions) s.close(0, "server shutting down");
+					keepAlive.stop();
+					const stopped = new Promise<void>((done) => server.close(() => done()));
+					server.closeAllConnections();
+					// Give the closing handshakes up to 2 s, then cut whatever is left.
+					const sockets = [...upgraded].map((s) => new Promise<void>((done) => s.once("close", () => done())));
+					let timer: ReturnType<typeof setTimeout> | undefined;
+					const timeout = new Promise<void>((done) => {
+						timer = setTimeout(done, 2000);
+					});
+					await Promise.race([Promise.all(sockets), timeout]);
+					clearTimeout(timer);
+					for (const s of upgraded) s.destroy();
+					await stopped;
+				},
+			});
+		});
+	});
+}
