@@ -1,0 +1,1051 @@
+import type { Grant } from "../auth/index.ts";
+import { RingReader } from "../cache/ring-reader.ts";
+import { DecodeError } from "../coding/errors.ts";
+import type { Reader } from "../coding/reader.ts";
+import { Writer } from "../coding/writer.ts";
+import type { Logger } from "../log/logger.ts";
+import type { Relay } from "../relay/relay.ts";
+import type { TrackHandle, TrackInfo, UpstreamPublisher } from "../relay/types.ts";
+import { DEFAULT_TRACK_INFO } from "../relay/types.ts";
+import type { TransportSession, TransportStream } from "../transport/types.ts";
+import { FetchServe } from "./fetch-serve.ts";
+import { GroupIngest } from "./group-ingest.ts";
+import { MessageBuffer } from "./message-buffer.ts";
+import { TrackServe } from "./track-serve.ts";
+import {
+	type Announce,
+	decodeAnnounce,
+	decodeAnnounceInit,
+	decodeAnnounceOk,
+	decodeAnnounceRequest,
+	encodeAnnounce,
+	encodeAnnounceInit,
+	encodeAnnounceOk,
+	encodeAnnounceRequest,
+} from "./wire/announce.ts";
+import * as Code from "./wire/codes.ts";
+import { decodeFetchRequest } from "./wire/fetch.ts";
+import { decodeGroupHeader } from "./wire/group.ts";
+import { joinPath, normalizePath, stripPrefix } from "./wire/path.ts";
+import { decodeProbe } from "./wire/probe.ts";
+import { decodeSessionInfo } from "./wire/session.ts";
+import { decodeClientSetup, decodeLiteSetup, encodeLiteSetup, encodeServerSetup } from "./wire/setup.ts";
+import { BIDI, UNI } from "./wire/stream-type.ts";
+import {
+	decodeSubscribe,
+	decodeSubscribeResponse,
+	decodeSubscribeUpdate,
+	encodeSubscribe,
+	encodeSubscribeUpdate,
+} from "./wire/subscribe.ts";
+import { decodeTrackInfo, decodeTrackRequest, encodeTrackInfo, encodeTrackRequest } from "./wire/track.ts";
+import { LITE_02, type LiteVersion, versionFromAlpn } from "./wire/version.ts";
+
+export interface SessionContext {
+	relay: Relay;
+	/** Resolves the session's rights from its path and token; throws an error with a `code` to refuse. */
+	authorize(path: string, jwt: string | null): Promise<Grant>;
+	log: Logger;
+}
+
+interface UpstreamSub {
+	readonly id: number;
+	readonly track: TrackHandle & { ring: import("../cache/ring-writer.ts").RingWriter; notify(): void };
+	readonly stream: TransportStream;
+	/** lite-05 SUBSCRIBE_END: the first group that will never come. */
+	endGroup: number | null;
+	latestGroup: number;
+	closed: boolean;
+}
+
+const SETUP_TIMEOUT_MS = 10_000;
+
+/** Reads a varint stream type from the first bytes of a stream (a few bytes at most). */
+function tryReadType(buf: MessageBuffer): number | undefined {
+	return buf.tryDecode((r: Reader) => r.varint());
+}
+
+/**
+ * One moq-lite session with one client, in both roles: toward a publishing client the relay is a
+ * subscriber (it asks for its announcements and subscribes upstream, once per track); toward viewers
+ * it is the publisher (announcements, subscriptions served from the track rings, TRACK_INFO, FETCH).
+ * Every wire path is relative to the session root from the grant.
+ */
+export class MoqSession implements UpstreamPublisher {
+	readonly id: number;
+	readonly #t: TransportSession;
+	readonly #ctx: SessionContext;
+	readonly #relay: Relay;
+	readonly #log: Logger;
+	#version: LiteVersion | 0 = 0;
+	#grant: Grant | null = null;
+	#ready = false;
+	#closed = false;
+	/** Typed streams that arrived before the session was ready (setup + authorisation). */
+	#pending: (() => void)[] = [];
+	#setupTimer: ReturnType<typeof setTimeout> | null = null;
+	#expiryTimer: ReturnType<typeof setTimeout> | null = null;
+	/** lite-05: the path from the client's SETUP (raw QUIC only). */
+	#setupPath: string | null = null;
+	#awaitingSetupPath = false;
+
+	// Publisher role (toward viewers).
+	readonly #serves = new Map<number, TrackServe | FetchServe>();
+	readonly #announceCleanups = new Set<() => void>();
+
+	// Subscriber role (toward a publishing client).
+	readonly #published = new Set<string>();
+	readonly #upstream = new Map<number, UpstreamSub>();
+	readonly #upstreamByTrack = new Map<TrackHandle, UpstreamSub>();
+	readonly #ingests = new Set<GroupIngest>();
+	#nextUpstreamId = 0;
+
+	constructor(transport: TransportSession, ctx: SessionContext) {
+		this.#t = transport;
+		this.#ctx = ctx;
+		this.#relay = ctx.relay;
+		this.id = ctx.relay.nextSessionId();
+		this.#log = ctx.log.child({ session: this.id, remote: transport.remote, transport: transport.kind });
+	}
+
+	get version(): LiteVersion | 0 {
+		return this.#version;
+	}
+
+	get root(): string | null {
+		return this.#grant?.root ?? null;
+	}
+
+	start(): void {
+		const t = this.#t;
+		this.#relay.figures.sessions++;
+		t.onStream = (s) => this.#onStream(s);
+		t.onClose = (code, reason) => this.#teardown(code, reason);
+		t.onStreamCredit = () => this.#onStreamCredit();
+		const v = versionFromAlpn(t.protocol);
+		if (v !== null) {
+			this.#version = v;
+			if (v >= 5) this.#sendLiteSetup();
+			if (v >= 5 && t.kind === "quic") {
+				// Raw QUIC carries the path in the client's SETUP; wait for it before authorising.
+				this.#awaitingSetupPath = true;
+				this.#setupTimer = setTimeout(() => this.close(Code.TIMEOUT, "no SETUP"), SETUP_TIMEOUT_MS);
+				return;
+			}
+		} else {
+			// "moql" or nothing: the client sends the 0x20 SETUP on a bidi stream first.
+			this.#setupTimer = setTimeout(() => this.close(Code.TIMEOUT, "no SETUP"), SETUP_TIMEOUT_MS);
+		}
+		this.#authorize(t.path, t.query.get("jwt"));
+	}
+
+	/**
+	 * Opens a control stream now, or as soon as the peer grants stream credit (a qmux client grants
+	 * none until its transport parameters arrive). Data streams never wait: they drop instead.
+	 */
+	#withStream(bidi: boolean, use: (s: TransportStream) => void): void {
+		if (this.#closed) return;
+		const s = bidi ? this.#t.openBidi() : this.#t.openUni();
+		if (s) {
+			use(s);
+			return;
+		}
+		this.#waitingOpens.push({ bidi, use });
+	}
+	#waitingOpens: { bidi: boolean; use: (s: TransportStream) => void }[] = [];
+
+	#onStreamCredit(): void {
+		const waiting = this.#waitingOpens;
+		this.#waitingOpens = [];
+		for (const w of waiting) this.#withStream(w.bidi, w.use);
+	}
+
+	close(code: number, reason: string): void {
+		if (this.#closed) return;
+		this.#log.debug("closing session", { code, reason });
+		this.#t.close(code, reason);
+		this.#teardown(code, reason);
+	}
+
+	#authorize(path: string, jwt: string | null): void {
+		this.#ctx.authorize(path, jwt).then(
+			(grant) => {
+				if (this.#closed) return;
+				this.#grant = grant;
+				if (grant.expiresAt !== null) {
+					const ms = Math.max(0, grant.expiresAt - Date.now());
+					this.#expiryTimer = setTimeout(
+						() => this.close(Code.UNAUTHORIZED, "token expired"),
+						Math.min(ms, 0x7fffffff),
+					);
+					this.#expiryTimer.unref?.();
+				}
+				this.#log.debug("session authorised", {
+					root: grant.root,
+					publish: grant.publish,
+					subscribe: grant.subscribe,
+					version: this.#version,
+				});
+				this.#maybeReady();
+			},
+			(err: Error & { code?: number }) => {
+				this.#log.info("session refused", { reason: err.message, path });
+				this.close(err.code ?? Code.UNAUTHORIZED, err.message);
+			},
+		);
+	}
+
+	#maybeReady(): void {
+		if (this.#ready || this.#closed || !this.#grant || this.#version === 0) return;
+		this.#ready = true;
+		if (this.#setupTimer) clearTimeout(this.#setupTimer);
+		this.#setupTimer = null;
+		const pending = this.#pending;
+		this.#pending = [];
+		for (const route of pending) route();
+		for (const prefix of this.#grant.publish) this.#requestAnnounces(prefix);
+	}
+
+	// ---------------------------------------------------------------------------------------------
+	// Incoming streams
+
+	#onStream(s: TransportStream): void {
+		if (this.#closed) {
+			s.reset(Code.CLOSED);
+			return;
+		}
+		this.#dispatch(s);
+	}
+
+	/** Reads the stream type, then hands the stream to its handler. Streams wait until the session is ready. */
+	#dispatch(s: TransportStream): void {
+		const buf = new MessageBuffer(this.#relay.config.limits.maxMessageBytes);
+		let type: number | undefined;
+		const onType = () => {
+			type = tryReadType(buf);
+			if (type === undefined) return;
+			// Setup streams are handled before the session is ready; everything else waits for it.
+			const isSetup = (s.bidi && type === BIDI.SETUP_CLIENT && this.#version === 0) || (!s.bidi && type === UNI.SETUP);
+			if (!isSetup && !this.#ready) {
+				s.onData = (c) => {
+					try {
+						buf.push(c);
+					} catch {
+						this.#violation(s, Code.PROTOCOL_VIOLATION, "stream buffered over limit before setup");
+					}
+				};
+				const t = type;
+				this.#pending.push(() => this.#route(s, buf, t));
+				return;
+			}
+			this.#route(s, buf, type);
+		};
+		s.onData = (chunk) => {
+			try {
+				buf.push(chunk);
+			} catch {
+				this.#violation(s, Code.PROTOCOL_VIOLATION, "control stream over limit");
+				return;
+			}
+			onType();
+		};
+		s.onFin = () => {
+			if (type === undefined) s.finish();
+		};
+		s.onReset = () => {};
+	}
+
+	#route(s: TransportStream, buf: MessageBuffer, type: number): void {
+		if (s.bidi) {
+			switch (type) {
+				case BIDI.SETUP_CLIENT:
+					return this.#onLegacySetup(s, buf);
+				case BIDI.ANNOUNCE:
+					return this.#onAnnounceRequest(s, buf);
+				case BIDI.SUBSCRIBE:
+					return this.#onSubscribe(s, buf);
+				case BIDI.TRACK:
+					return this.#onTrackRequest(s, buf);
+				case BIDI.FETCH:
+					return this.#onFetch(s, buf);
+				case BIDI.PROBE:
+					return this.#onProbe(s, buf);
+				case BIDI.GOAWAY:
+					s.onData = null;
+					s.onFin = () => s.finish();
+					this.#log.info("peer sent GOAWAY");
+					return;
+				default:
+					// lite-03+: an unknown stream type resets that stream only.
+					s.onData = null;
+					s.reset(Code.UNEXPECTED_STREAM);
+					s.stop(Code.UNEXPECTED_STREAM);
+					this.#log.debug("unknown bidi stream type", { type });
+					return;
+			}
+		}
+		switch (type) {
+			case UNI.GROUP:
+				return this.#onGroup(s, buf);
+			case UNI.SETUP:
+				return this.#onLiteSetup(s, buf);
+			default:
+				s.onData = null;
+				s.stop(Code.UNEXPECTED_STREAM);
+				this.#log.debug("unknown uni stream type", { type });
+		}
+	}
+
+	#violation(s: TransportStream | null, code: number, reason: string): void {
+		this.#log.warn("protocol violation", { code, reason });
+		if (s) {
+			s.onData = null;
+			s.reset(code);
+			s.stop(code);
+		}
+		this.close(code, reason);
+	}
+
+	/** Runs `fn` for each whole message in `buf`; decode errors close the session with their code. */
+	#drainMessages<T>(s: TransportStream, buf: MessageBuffer, decode: (r: Reader) => T, fn: (m: T) => void): void {
+		for (;;) {
+			let m: T | undefined;
+			try {
+				m = buf.tryDecode(decode);
+			} catch (err) {
+				const code = err instanceof DecodeError ? err.code : Code.PROTOCOL_VIOLATION;
+				this.#violation(s, code, (err as Error).message);
+				return;
+			}
+			if (m === undefined) return;
+			fn(m);
+			if (this.#closed) return;
+		}
+	}
+
+	/** Feeds the stream's later chunks to `onChunk`, guarding the buffer limit. */
+	#follow(s: TransportStream, buf: MessageBuffer, onChunk: () => void): void {
+		s.onData = (chunk) => {
+			try {
+				buf.push(chunk);
+			} catch {
+				this.#violation(s, Code.PROTOCOL_VIOLATION, "control stream over limit");
+				return;
+			}
+			onChunk();
+		};
+		onChunk();
+	}
+
+	// ---------------------------------------------------------------------------------------------
+	// Setup
+
+	#onLegacySetup(s: TransportStream, buf: MessageBuffer): void {
+		let done = false;
+		this.#follow(s, buf, () => {
+			if (done) {
+				// lite-02 session stream: only SESSION_INFO after setup; ignore its content.
+				this.#drainMessages(
+					s,
+					buf,
+					(r) => decodeSessionInfo(r, 2),
+					() => {},
+				);
+				return;
+			}
+			let setup: ReturnType<typeof decodeClientSetup> | undefined;
+			try {
+				setup = buf.tryDecode(decodeClientSetup);
+			} catch (err) {
+				this.#violation(s, Code.PROTOCOL_VIOLATION, (err as Error).message);
+				return;
+			}
+			if (!setup) return;
+			done = true;
+			if (!setup.versions.includes(LITE_02)) {
+				this.close(Code.VERSION, "no supported version offered (relay speaks moq-lite-02 here)");
+				return;
+			}
+			const w = new Writer(32);
+			encodeServerSetup(w, { version: LITE_02, params: new Map() });
+			s.write(w.view());
+			this.#version = 2;
+			this.#maybeReady();
+			if (buf.length)
+				this.#drainMessages(
+					s,
+					buf,
+					(r) => decodeSessionInfo(r, 2),
+					() => {},
+				);
+		});
+		// A FIN on the lite-02 session stream ends the session; never reset it (that kills @moq/lite).
+		s.onFin = () => this.close(0, "session stream closed");
+		s.onReset = (code) => this.close(code, "session stream reset");
+	}
+
+	#sendLiteSetup(): void {
+		this.#withStream(false, (s) => {
+			const w = new Writer(16);
+			w.varint(UNI.SETUP);
+			encodeLiteSetup(w, {}, 5);
+			s.write(w.view());
+			s.finish();
+		});
+	}
+
+	#onLiteSetup(s: TransportStream, buf: MessageBuffer): void {
+		if (this.#version !== 5) {
+			s.stop(Code.UNEXPECTED_STREAM);
+			return;
+		}
+		let seen = false;
+		const onSetup = () => {
+			if (seen) return;
+			let setup: ReturnType<typeof decodeLiteSetup> | undefined;
+			try {
+				setup = buf.tryDecode((r) => decodeLiteSetup(r, 5));
+			} catch (err) {
+				this.#violation(s, err instanceof DecodeError ? err.code : Code.PROTOCOL_VIOLATION, (err as Error).message);
+				return;
+			}
+			if (!setup) return;
+			seen = true;
+			if (setup.path !== undefined && this.#t.kind !== "quic") {
+				this.#violation(null, Code.PROTOCOL_VIOLATION, "SETUP path over a transport with a URL");
+				return;
+			}
+			if (this.#awaitingSetupPath) {
+				this.#awaitingSetupPath = false;
+				this.#setupPath = setup.path ?? "";
+				const url = new URL(this.#setupPath || "/", "moql://relay");
+				const decoded = decodeURIComponent(url.pathname);
+				(this.#t as { setPath?: (p: string) => void }).setPath?.(this.#setupPath);
+				this.#authorize(decoded, url.searchParams.get("jwt"));
+			}
+		};
+		this.#follow(s, buf, onSetup);
+		s.onFin = () => {
+			if (!seen) this.#violation(null, Code.PROTOCOL_VIOLATION, "SETUP stream ended early");
+			else if (this.#awaitingSetupPath) this.#authorize("", null);
+		};
+	}
+
+	// ---------------------------------------------------------------------------------------------
+	// Publisher role: announcements to viewers
+
+	#onAnnounceRequest(s: TransportStream, buf: MessageBuffer): void {
+		const v = this.#version as LiteVersion;
+		const grant = this.#grant!;
+		const limits = this.#relay.config.limits;
+		if (this.#announceCleanups.size >= limits.maxAnnounceRequests) {
+			s.reset(Code.UNSUPPORTED);
+			return;
+		}
+		let started = false;
+		this.#follow(s, buf, () => {
+			if (started) {
+				if (buf.length) this.#violation(s, Code.UNEXPECTED_MESSAGE, "unexpected data on announce stream");
+				return;
+			}
+			let req: ReturnType<typeof decodeAnnounceRequest> | undefined;
+			try {
+				req = buf.tryDecode((r) => decodeAnnounceRequest(r, v));
+			} catch (err) {
+				this.#violation(s, err instanceof DecodeError ? err.code : Code.PROTOCOL_VIOLATION, (err as Error).message);
+				return;
+			}
+			if (!req) return;
+			started = true;
+			let prefix: string;
+			try {
+				prefix = normalizePath(req.prefix, limits.maxPathSegments);
+			} catch (err) {
+				this.#violation(s, Code.PROTOCOL_VIOLATION, (err as Error).message);
+				return;
+			}
+			const absPrefix = joinPath(grant.root, prefix);
+			const sent = new Set<string>();
+			const w = new Writer(128);
+			const excludeHop = req.excludeHop;
+			const hopsFor = (hops: readonly number[]): number[] =>
+				v === 4 || v === 3 ? [...hops, this.#relay.hopId] : [...hops];
+			const visible = (absPath: string, hops: readonly number[]): string | null => {
+				const rel = stripPrefix(absPath, grant.root);
+				if (rel === null || !grant.canSubscribe(rel)) return null;
+				if (excludeHop !== 0 && hops.includes(excludeHop)) return null;
+				return stripPrefix(absPath, absPrefix);
+			};
+			const watcher = {
+				prefix: absPrefix,
+				onAnnounce: (path: string, entry: { hops: readonly number[] } | null) => {
+					if (entry) {
+						const suffix = visible(path, entry.hops);
+						if (suffix === null || sent.has(path)) return;
+						sent.add(path);
+						w.clear();
+						encodeAnnounce(w, { active: true, suffix, hops: hopsFor(entry.hops) }, v);
+						s.write(w.view());
+					} else {
+						if (!sent.delete(path)) return;
+						const suffix = stripPrefix(path, absPrefix) ?? "";
+						w.clear();
+						encodeAnnounce(w, { active: false, suffix, hops: [] }, v);
+						s.write(w.view());
+					}
+				},
+			};
+			const initial: Announce[] = [];
+			for (const e of this.#relay.announces.watch(watcher)) {
+				const suffix = visible(e.path, e.hops);
+				if (suffix === null) continue;
+				sent.add(e.path);
+				initial.push({ active: true, suffix, hops: hopsFor(e.hops) });
+			}
+			w.clear();
+			if (v === 2) encodeAnnounceInit(w, { suffixes: initial.map((a) => a.suffix) }, v);
+			else {
+				if (v >= 5) encodeAnnounceOk(w, { hopId: this.#relay.hopId, activeCount: initial.length }, v);
+				for (const a of initial) encodeAnnounce(w, a, v);
+			}
+			if (w.pos) s.write(w.view());
+			const cleanup = () => {
+				this.#relay.announces.unwatch(watcher);
+				this.#announceCleanups.delete(cleanup);
+			};
+			this.#announceCleanups.add(cleanup);
+			s.onFin = () => {
+				cleanup();
+				s.finish();
+			};
+			s.onReset = () => cleanup();
+			s.onStop = () => {
+				cleanup();
+				s.reset(Code.CANCEL);
+			};
+		});
+	}
+
+	// ---------------------------------------------------------------------------------------------
+	// Publisher role: subscriptions
+
+	#onSubscribe(s: TransportStream, buf: MessageBuffer): void {
+		const v = this.#version as LiteVersion;
+		const grant = this.#grant!;
+		let serve: TrackServe | null = null;
+		let refused = false;
+		this.#follow(s, buf, () => {
+			if (refused) return;
+			if (serve) {
+				if (v === 2) {
+					if (buf.length) this.#violation(s, Code.UNEXPECTED_MESSAGE, "lite-02 has no SUBSCRIBE_UPDATE");
+					return;
+				}
+				const current = serve;
+				this.#drainMessages(
+					s,
+					buf,
+					(r) => decodeSubscribeUpdate(r, v),
+					(u) => current.update(u),
+				);
+				return;
+			}
+			let sub: ReturnType<typeof decodeSubscribe> | undefined;
+			try {
+				sub = buf.tryDecode((r) => decodeSubscribe(r, v));
+			} catch (err) {
+				this.#violation(s, err instanceof DecodeError ? err.code : Code.PROTOCOL_VIOLATION, (err as Error).message);
+				return;
+			}
+			if (!sub) return;
+			const refuse = (code: number, why: string) => {
+				refused = true;
+				this.#log.debug("subscribe refused", { code, why, broadcast: sub!.broadcast, track: sub!.track });
+				s.reset(code);
+				s.stop(code);
+			};
+			if (this.#serves.has(sub.id)) return this.#violation(s, Code.DUPLICATE, `duplicate subscribe id ${sub.id}`);
+			if (this.#serves.size >= this.#relay.config.limits.maxSubscriptions)
+				return refuse(Code.UNSUPPORTED, "too many subscriptions");
+			let rel: string;
+			try {
+				rel = normalizePath(sub.broadcast, this.#relay.config.limits.maxPathSegments);
+			} catch (err) {
+				return refuse(Code.PROTOCOL_VIOLATION, (err as Error).message);
+			}
+			if (!grant.canSubscribe(rel)) return refuse(Code.UNAUTHORIZED, "outside the token's subscribe scope");
+			const track = this.#relay.track(joinPath(grant.root, rel), sub.track);
+			if (track === undefined) return refuse(Code.NOT_FOUND, "unknown broadcast");
+			if (track === null) return refuse(Code.EVICTED, "cache budget exhausted");
+			const params = {
+				priority: sub.priority,
+				ordered: sub.ordered,
+				maxLatencyMs: sub.maxLatencyMs,
+				startGroup: sub.startGroup,
+				endGroup: sub.endGroup,
+			};
+			serve = new TrackServe(
+				sub.id,
+				track,
+				new RingReader(track.ring.buffer),
+				this.#t,
+				s,
+				v,
+				params,
+				this.#relay.figures,
+			);
+			this.#serves.set(sub.id, serve);
+			this.#relay.figures.subscriptions++;
+			track.addConsumer(serve);
+			serve.drain();
+			const id = sub.id;
+			const current = serve;
+			const end = () => {
+				if (this.#serves.get(id) === current) {
+					this.#serves.delete(id);
+					this.#relay.figures.subscriptions--;
+				}
+			};
+			s.onFin = () => {
+				current.close("unsubscribe");
+				end();
+			};
+			s.onReset = () => {
+				current.close("session");
+				end();
+			};
+			s.onStop = () => {
+				current.close("session");
+				end();
+			};
+		});
+	}
+
+	#onTrackRequest(s: TransportStream, buf: MessageBuffer): void {
+		const v = this.#version as LiteVersion;
+		const grant = this.#grant!;
+		if (v < 5) {
+			s.reset(Code.UNSUPPORTED);
+			return;
+		}
+		let started = false;
+		this.#follow(s, buf, () => {
+			if (started) return;
+			let req: ReturnType<typeof decodeTrackRequest> | undefined;
+			try {
+				req = buf.tryDecode((r) => decodeTrackRequest(r, v));
+			} catch (err) {
+				this.#violation(s, err instanceof DecodeError ? err.code : Code.PROTOCOL_VIOLATION, (err as Error).message);
+				return;
+			}
+			if (!req) return;
+			started = true;
+			let rel: string;
+			try {
+				rel = normalizePath(req.broadcast, this.#relay.config.limits.maxPathSegments);
+			} catch {
+				s.reset(Code.PROTOCOL_VIOLATION);
+				return;
+			}
+			if (!grant.canSubscribe(rel)) {
+				s.reset(Code.UNAUTHORIZED);
+				return;
+			}
+			const b = this.#relay.broadcasts.get(joinPath(grant.root, rel));
+			if (!b) {
+				s.reset(Code.NOT_FOUND);
+				return;
+			}
+			infoFor(b, req.track).then(
+				(info) => {
+					const w = new Writer(32);
+					encodeTrackInfo(w, info, v);
+					s.write(w.view());
+					s.finish();
+				},
+				() => s.reset(Code.NOT_FOUND),
+			);
+		});
+		s.onFin = () => {};
+	}
+
+	#onFetch(s: TransportStream, buf: MessageBuffer): void {
+		const v = this.#version as LiteVersion;
+		const grant = this.#grant!;
+		if (v < 5) {
+			s.reset(Code.UNSUPPORTED);
+			return;
+		}
+		let started = false;
+		this.#follow(s, buf, () => {
+			if (started) return;
+			let req: ReturnType<typeof decodeFetchRequest> | undefined;
+			try {
+				req = buf.tryDecode((r) => decodeFetchRequest(r, v));
+			} catch (err) {
+				this.#violation(s, err instanceof DecodeError ? err.code : Code.PROTOCOL_VIOLATION, (err as Error).message);
+				return;
+			}
+			if (!req) return;
+			started = true;
+			let rel: string;
+			try {
+				rel = normalizePath(req.broadcast, this.#relay.config.limits.maxPathSegments);
+			} catch {
+				s.reset(Code.PROTOCOL_VIOLATION);
+				return;
+			}
+			if (!grant.canSubscribe(rel)) {
+				s.reset(Code.UNAUTHORIZED);
+				return;
+			}
+			const b = this.#relay.broadcasts.get(joinPath(grant.root, rel));
+			const track = b?.tracks.get(req.track);
+			if (!track || track.closed) {
+				s.reset(Code.NOT_FOUND);
+				return;
+			}
+			const fetch = new FetchServe(track, new RingReader(track.ring.buffer), s, req.group);
+			if (!fetch.start()) return;
+			const key = -1 - this.#nextFetchKey++;
+			this.#serves.set(key, fetch);
+			fetch.onDone = () => this.#serves.delete(key);
+		});
+		s.onStop = () => s.reset(Code.CANCEL);
+	}
+	#nextFetchKey = 0;
+
+	#onProbe(s: TransportStream, buf: MessageBuffer): void {
+		const v = this.#version as LiteVersion;
+		// Keep it open and silent: @moq/lite treats a reset PROBE as fatal on 03/04.
+		this.#follow(s, buf, () => {
+			this.#drainMessages(
+				s,
+				buf,
+				(r) => decodeProbe(r, v),
+				() => {},
+			);
+		});
+		s.onFin = () => s.finish();
+	}
+
+	// ---------------------------------------------------------------------------------------------
+	// Subscriber role: learning a publishing client's broadcasts
+
+	#requestAnnounces(prefix: string): void {
+		this.#withStream(true, (s) => this.#runAnnounceRequest(s, prefix));
+	}
+
+	#runAnnounceRequest(s: TransportStream, prefix: string): void {
+		const v = this.#version as LiteVersion;
+		const grant = this.#grant!;
+		const w = new Writer(64);
+		w.varint(BIDI.ANNOUNCE);
+		encodeAnnounceRequest(w, { prefix, excludeHop: this.#relay.hopId }, v);
+		s.write(w.view());
+		const buf = new MessageBuffer(this.#relay.config.limits.maxMessageBytes);
+		const mine = new Set<string>();
+		let okHop: number | null = null;
+		let initDone = v !== 2 && v !== 5;
+		const onAnnounce = (a: Announce) => {
+			let rel: string;
+			try {
+				rel = normalizePath(joinPath(prefix, a.suffix), this.#relay.config.limits.maxPathSegments);
+			} catch (err) {
+				this.#violation(s, Code.PROTOCOL_VIOLATION, (err as Error).message);
+				return;
+			}
+			const abs = joinPath(grant.root, rel);
+			if (a.active) {
+				if (!grant.canPublish(rel)) {
+					this.#log.info("announce refused: outside the token's publish scope", { path: rel });
+					return;
+				}
+				if (mine.has(abs) && v < 5) {
+					this.#violation(s, Code.DUPLICATE, `duplicate announce of ${rel}`);
+					return;
+				}
+				const hops = okHop !== null ? [...a.hops, okHop] : a.hops;
+				if (hops.includes(this.#relay.hopId)) return; // our own broadcast coming back: a loop
+				mine.add(abs);
+				this.#published.add(abs);
+				this.#relay.publish(abs, hops, this);
+				this.#log.info("broadcast announced", { path: abs });
+			} else {
+				if (!mine.delete(abs)) return;
+				this.#published.delete(abs);
+				this.#relay.unpublish(abs, this);
+				this.#log.info("broadcast ended", { path: abs });
+			}
+		};
+		this.#follow(s, buf, () => {
+			if (!initDone) {
+				if (v === 5) {
+					let ok: ReturnType<typeof decodeAnnounceOk> | undefined;
+					try {
+						ok = buf.tryDecode((r) => decodeAnnounceOk(r, v));
+					} catch (err) {
+						this.#violation(s, Code.PROTOCOL_VIOLATION, (err as Error).message);
+						return;
+					}
+					if (!ok) return;
+					okHop = ok.hopId;
+				} else {
+					let init: ReturnType<typeof decodeAnnounceInit> | undefined;
+					try {
+						init = buf.tryDecode((r) => decodeAnnounceInit(r, v));
+					} catch (err) {
+						this.#violation(s, Code.PROTOCOL_VIOLATION, (err as Error).message);
+						return;
+					}
+					if (!init) return;
+					for (const suffix of init.suffixes) onAnnounce({ active: true, suffix, hops: [] });
+				}
+				initDone = true;
+			}
+			this.#drainMessages(s, buf, (r) => decodeAnnounce(r, v), onAnnounce);
+		});
+		const gone = () => {
+			for (const abs of mine) {
+				this.#published.delete(abs);
+				this.#relay.unpublish(abs, this);
+			}
+			mine.clear();
+		};
+		s.onFin = () => {
+			gone();
+			s.finish();
+		};
+		s.onReset = gone;
+	}
+
+	// UpstreamPublisher -------------------------------------------------------------------------
+
+	#relative(absPath: string): string {
+		return stripPrefix(absPath, this.#grant?.root ?? "") ?? absPath;
+	}
+
+	subscribeUpstream(track: TrackHandle): void {
+		const v = this.#version as LiteVersion;
+		const relayTrack = track as UpstreamSub["track"];
+		const s = this.#closed ? null : this.#t.openBidi();
+		if (!s) {
+			relayTrack.ring.abortTrack(Code.DROPPED);
+			relayTrack.notify();
+			return;
+		}
+		const id = this.#nextUpstreamId++;
+		const a = track.aggregate;
+		const w = new Writer(128);
+		w.varint(BIDI.SUBSCRIBE);
+		encodeSubscribe(
+			w,
+			{
+				id,
+				broadcast: this.#relative(track.broadcastPath),
+				track: track.name,
+				priority: a.priority,
+				ordered: a.ordered,
+				maxLatencyMs: a.maxLatencyMs,
+				startGroup: null,
+				endGroup: null,
+			},
+			v,
+		);
+		s.write(w.view());
+		const sub: UpstreamSub = { id, track: relayTrack, stream: s, endGroup: null, latestGroup: -1, closed: false };
+		this.#upstream.set(id, sub);
+		this.#upstreamByTrack.set(track, sub);
+		const buf = new MessageBuffer(this.#relay.config.limits.maxMessageBytes);
+		this.#follow(s, buf, () => {
+			this.#drainMessages(
+				s,
+				buf,
+				(r) => decodeSubscribeResponse(r, v),
+				(resp) => {
+					if (resp.type === "end") sub.endGroup = resp.group;
+				},
+			);
+		});
+		s.onFin = () => {
+			// The publisher ended the track.
+			if (!sub.closed) {
+				sub.closed = true;
+				relayTrack.ring.endTrack(sub.endGroup ?? sub.latestGroup + 1);
+				relayTrack.notify();
+			}
+			this.#forgetUpstream(sub);
+			s.finish();
+		};
+		s.onReset = (code) => {
+			if (!sub.closed) {
+				sub.closed = true;
+				relayTrack.ring.abortTrack(code > 0 && code <= 0x7fffffff ? code : Code.DROPPED);
+				relayTrack.notify();
+			}
+			this.#forgetUpstream(sub);
+		};
+	}
+
+	#forgetUpstream(sub: UpstreamSub): void {
+		if (this.#upstream.get(sub.id) === sub) this.#upstream.delete(sub.id);
+		if (this.#upstreamByTrack.get(sub.track) === sub) this.#upstreamByTrack.delete(sub.track);
+	}
+
+	updateUpstream(track: TrackHandle): void {
+		const v = this.#version as LiteVersion;
+		const sub = this.#upstreamByTrack.get(track);
+		if (!sub || sub.closed || v < 3) return;
+		const a = track.aggregate;
+		const w = new Writer(32);
+		encodeSubscribeUpdate(
+			w,
+			{ priority: a.priority, ordered: a.ordered, maxLatencyMs: a.maxLatencyMs, startGroup: null, endGroup: null },
+			v,
+		);
+		sub.stream.write(w.view());
+	}
+
+	unsubscribeUpstream(track: TrackHandle): void {
+		const sub = this.#upstreamByTrack.get(track);
+		if (!sub) return;
+		sub.closed = true;
+		this.#forgetUpstream(sub);
+		sub.stream.finish();
+		sub.stream.stop(Code.CANCEL);
+	}
+
+	fetchTrackInfo(broadcastPath: string, track: string): Promise<TrackInfo> {
+		const v = this.#version as LiteVersion;
+		if (v < 5) return Promise.resolve({ ...DEFAULT_TRACK_INFO });
+		return new Promise((resolve, reject) => {
+			const s = this.#closed ? null : this.#t.openBidi();
+			if (!s) return reject(new Error("no stream credit"));
+			const w = new Writer(64);
+			w.varint(BIDI.TRACK);
+			encodeTrackRequest(w, { broadcast: this.#relative(broadcastPath), track }, v);
+			s.write(w.view());
+			s.finish();
+			const buf = new MessageBuffer(this.#relay.config.limits.maxMessageBytes);
+			let done = false;
+			const timer = setTimeout(() => {
+				if (!done) {
+					done = true;
+					s.reset(Code.TIMEOUT);
+					reject(new Error("TRACK_INFO timeout"));
+				}
+			}, SETUP_TIMEOUT_MS);
+			this.#follow(s, buf, () => {
+				if (done) return;
+				let info: TrackInfo | undefined;
+				try {
+					info = buf.tryDecode((r) => decodeTrackInfo(r, v));
+				} catch (err) {
+					done = true;
+					clearTimeout(timer);
+					reject(err);
+					return;
+				}
+				if (!info) return;
+				done = true;
+				clearTimeout(timer);
+				resolve(info);
+			});
+			s.onReset = (code) => {
+				if (done) return;
+				done = true;
+				clearTimeout(timer);
+				reject(new Error(`TRACK reset ${code}`));
+			};
+			s.onFin = () => {};
+		});
+	}
+
+	// ---------------------------------------------------------------------------------------------
+	// Subscriber role: group streams from a publishing client
+
+	#onGroup(s: TransportStream, buf: MessageBuffer): void {
+		const v = this.#version as LiteVersion;
+		let ingest: GroupIngest | null = null;
+		const onHeader = () => {
+			let hdr: ReturnType<typeof decodeGroupHeader> | undefined;
+			try {
+				hdr = buf.tryDecode((r) => decodeGroupHeader(r, v));
+			} catch (err) {
+				this.#violation(s, err instanceof DecodeError ? err.code : Code.PROTOCOL_VIOLATION, (err as Error).message);
+				return;
+			}
+			if (!hdr) return;
+			const sub = this.#upstream.get(hdr.subscribeId);
+			if (!sub || sub.closed) {
+				// Unsubscribed (or never asked): a normal race; tell it to stop.
+				s.onData = null;
+				s.stop(Code.CANCEL);
+				return;
+			}
+			if (hdr.sequence > sub.latestGroup) sub.latestGroup = hdr.sequence;
+			const g = new GroupIngest(
+				sub.track as never,
+				hdr.sequence,
+				s,
+				v,
+				this.#relay.config.limits.maxFrameBytes,
+				this.#relay.figures,
+			);
+			ingest = g;
+			this.#ingests.add(g);
+			s.onData = (chunk) => g.push(chunk);
+			s.onFin = () => {
+				g.finish();
+				this.#ingests.delete(g);
+			};
+			s.onReset = (code) => {
+				g.abort(code || Code.CANCEL);
+				this.#ingests.delete(g);
+			};
+			const rest = buf.rest();
+			if (rest.length) g.push(rest);
+		};
+		this.#follow(s, buf, () => {
+			if (!ingest) onHeader();
+		});
+		s.onFin = () => {
+			if (!ingest) s.stop(Code.PROTOCOL_VIOLATION);
+		};
+	}
+
+	// ---------------------------------------------------------------------------------------------
+
+	#teardown(code: number, reason: string): void {
+		if (this.#closed) return;
+		this.#closed = true;
+		this.#relay.figures.sessions--;
+		if (this.#setupTimer) clearTimeout(this.#setupTimer);
+		if (this.#expiryTimer) clearTimeout(this.#expiryTimer);
+		for (const serve of this.#serves.values()) serve.close("session");
+		this.#relay.figures.subscriptions -= [...this.#serves.values()].filter((x) => x instanceof TrackServe).length;
+		this.#serves.clear();
+		for (const cleanup of [...this.#announceCleanups]) cleanup();
+		for (const g of this.#ingests) g.abort(Code.CLOSED);
+		this.#ingests.clear();
+		for (const abs of this.#published) this.#relay.unpublish(abs, this);
+		this.#published.clear();
+		this.#upstream.clear();
+		this.#upstreamByTrack.clear();
+		this.#log.info("session closed", { code, reason });
+	}
+}
+
+/** TRACK_INFO per broadcast track, asked upstream once. */
+const infoCache = new WeakMap<object, Map<string, Promise<TrackInfo>>>();
+function infoFor(b: { publisher: UpstreamPublisher; path: string }, track: string): Promise<TrackInfo> {
+	let m = infoCache.get(b);
+	if (!m) infoCache.set(b, (m = new Map()));
+	let p = m.get(track);
+	if (!p) {
+		p = b.publisher.fetchTrackInfo(b.path, track);
+		m.set(track, p);
+		p.catch(() => m.delete(track));
+	}
+	return p;
+}

@@ -1,0 +1,241 @@
+import { Rec as RECORD } from "../cache/layout.ts";
+import type { RingReader } from "../cache/ring-reader.ts";
+import { Writer } from "../coding/writer.ts";
+import type { RelayTrack, TrackConsumer } from "../relay/track.ts";
+import type { SubscriptionParams } from "../relay/types.ts";
+import type { TransportSession, TransportStream } from "../transport/types.ts";
+import { CANCEL, DROPPED, LAGGED, OLD } from "./wire/codes.ts";
+import { writeFrameHeader, writeGroupStreamHeader } from "./wire/group.ts";
+import { encodeSubscribeEnd, encodeSubscribeOk } from "./wire/subscribe.ts";
+import type { LiteVersion } from "./wire/version.ts";
+
+/** Scratch space for stream and frame headers: transports copy what they are given (see transport/types.ts). */
+const scratch = new Uint8Array(32);
+const control = new Writer(64);
+
+interface GroupOut {
+	readonly seq: number;
+	readonly stream: TransportStream;
+	/** Wall-clock ms the group opened upstream (expiry). */
+	readonly openedAt: number;
+	/** Timestamp of the previous frame in this group (lite-05 deltas). */
+	prevTs: number;
+}
+
+export interface ServeCounters {
+	groupsOut: number;
+	groupsDropped: number;
+	bytesOut: number;
+}
+
+/**
+ * One viewer's subscription to one relay track: reads the track's ring from this viewer's own
+ * position and writes group streams to the viewer. This is the fan-out hot path: no allocation per
+ * frame (per group only: its stream and a small state record).
+ */
+export class TrackServe implements TrackConsumer {
+	readonly id: number;
+	params: SubscriptionParams;
+	readonly #track: RelayTrack;
+	readonly #reader: RingReader;
+	readonly #transport: TransportSession;
+	readonly #control: TransportStream;
+	readonly #version: LiteVersion;
+	readonly #groups = new Map<number, GroupOut>();
+	readonly #counters: ServeCounters;
+	#okSent = false;
+	#done = false;
+	/** Groups below this are not served (explicit start, or past a lapse). */
+	#minGroup = 0;
+
+	constructor(
+		id: number,
+		track: RelayTrack,
+		reader: RingReader,
+		transport: TransportSession,
+		controlStream: TransportStream,
+		version: LiteVersion,
+		params: SubscriptionParams,
+		counters: ServeCounters,
+	) {
+		this.id = id;
+		this.#track = track;
+		this.#reader = reader;
+		this.#transport = transport;
+		this.#control = controlStream;
+		this.#version = version;
+		this.params = params;
+		this.#counters = counters;
+		if (params.startGroup !== null) {
+			this.#minGroup = params.startGroup;
+			reader.seekGroup(params.startGroup);
+		} else reader.seekLatest();
+		// Before lite-05 the acceptance comes first and carries no group.
+		if (version < 5) {
+			control.clear();
+			encodeSubscribeOk(
+				control,
+				{
+					priority: params.priority,
+					ordered: params.ordered,
+					maxLatencyMs: params.maxLatencyMs,
+					startGroup: params.startGroup,
+					endGroup: params.endGroup,
+					group: 0,
+				},
+				version,
+			);
+			controlStream.write(control.view());
+			this.#okSent = true;
+		}
+	}
+
+	get done(): boolean {
+		return this.#done;
+	}
+
+	update(params: SubscriptionParams): void {
+		this.params = params;
+		for (const g of this.#groups.values()) g.stream.setPriority(this.#order(g.seq));
+		this.#track.consumerUpdated();
+	}
+
+	drain(): void {
+		if (this.#done) return;
+		const r = this.#reader;
+		for (;;) {
+			const kind = r.next();
+			switch (kind) {
+				case RECORD.NONE:
+					return;
+				case RECORD.LAPPED:
+					// We fell a whole ring behind: what we had open can't be completed. Skip to the newest group.
+					this.#resetAll(LAGGED);
+					r.seekLatest();
+					continue;
+				case RECORD.GROUP_OPEN:
+					this.#openGroup(r.seq, r.timestamp);
+					continue;
+				case RECORD.FRAME_BEGIN: {
+					const g = this.#groups.get(r.seq);
+					if (!g) continue;
+					const delta = r.timestamp - g.prevTs;
+					g.prevTs = r.timestamp;
+					const end = writeFrameHeader(scratch, 0, r.size, delta, this.#version);
+					g.stream.write(scratch.subarray(0, end));
+					this.#counters.bytesOut += end;
+					continue;
+				}
+				case RECORD.FRAME_DATA: {
+					const g = this.#groups.get(r.seq);
+					if (!g) continue;
+					g.stream.write(r.data);
+					this.#counters.bytesOut += r.data.length;
+					continue;
+				}
+				case RECORD.GROUP_END: {
+					const g = this.#groups.get(r.seq);
+					if (!g) continue;
+					this.#groups.delete(r.seq);
+					g.stream.finish();
+					continue;
+				}
+				case RECORD.GROUP_ABORT: {
+					const g = this.#groups.get(r.seq);
+					if (!g) continue;
+					this.#groups.delete(r.seq);
+					g.stream.reset(r.code);
+					continue;
+				}
+				case RECORD.TRACK_END:
+					this.#endTrack(r.seq);
+					return;
+				case RECORD.TRACK_ABORT:
+					this.#resetAll(DROPPED);
+					this.#finishControl(r.code || DROPPED);
+					return;
+				default:
+					continue;
+			}
+		}
+	}
+
+	#order(seq: number): number {
+		// Subscriber priority first, then newest group first (or oldest first when ordered).
+		const within = this.params.ordered ? 0xffffffff - (seq % 0xffffffff) : seq % 0xffffffff;
+		return this.params.priority * 0x100000000 + within;
+	}
+
+	#openGroup(seq: number, openedAt: number): void {
+		if (seq < this.#minGroup) return;
+		const end = this.params.endGroup;
+		if (end !== null && seq > end) return;
+		// Expire older groups still in flight: never the newest.
+		const maxLatency = this.params.maxLatencyMs;
+		if (maxLatency > 0) {
+			for (const g of this.#groups.values()) {
+				if (g.seq < seq && g.openedAt < openedAt - maxLatency) {
+					this.#groups.delete(g.seq);
+					g.stream.reset(OLD);
+					this.#counters.groupsDropped++;
+				}
+			}
+		}
+		const stream = this.#transport.openUni();
+		if (!stream) {
+			// No stream credit: drop the group rather than queue stale media.
+			this.#counters.groupsDropped++;
+			return;
+		}
+		if (!this.#okSent) {
+			control.clear();
+			encodeSubscribeOk(
+				control,
+				{ priority: 0, ordered: false, maxLatencyMs: 0, startGroup: null, endGroup: null, group: seq },
+				this.#version,
+			);
+			this.#control.write(control.view());
+			this.#okSent = true;
+		}
+		stream.setPriority(this.#order(seq));
+		const hdr = writeGroupStreamHeader(scratch, 0, this.id, seq);
+		stream.write(scratch.subarray(0, hdr));
+		this.#counters.bytesOut += hdr;
+		this.#counters.groupsOut++;
+		this.#groups.set(seq, { seq, stream, openedAt, prevTs: 0 });
+	}
+
+	#endTrack(finalExclusive: number): void {
+		if (this.#version >= 5) {
+			control.clear();
+			encodeSubscribeEnd(control, { group: finalExclusive }, this.#version);
+			this.#control.write(control.view());
+		}
+		// Groups still open finish as their records arrive? The writer has ended: close what is left.
+		for (const g of this.#groups.values()) g.stream.finish();
+		this.#groups.clear();
+		this.#finishControl(0);
+	}
+
+	#resetAll(code: number): void {
+		for (const g of this.#groups.values()) g.stream.reset(code);
+		this.#groups.clear();
+	}
+
+	#finishControl(resetCode: number): void {
+		if (this.#done) return;
+		this.#done = true;
+		if (resetCode) this.#control.reset(resetCode);
+		else this.#control.finish();
+		this.#track.removeConsumer(this);
+	}
+
+	/** The viewer unsubscribed (FIN) or its session went away: cancel in-flight groups, FIN back. */
+	close(reason: "unsubscribe" | "session"): void {
+		if (this.#done) return;
+		this.#done = true;
+		this.#resetAll(CANCEL);
+		if (reason === "unsubscribe") this.#control.finish();
+		this.#track.removeConsumer(this);
+	}
+}

@@ -1,0 +1,71 @@
+import { hasPrefix } from "../moq/wire/path.ts";
+
+/** Who publishes a broadcast: enough for the relay to route a subscription to it. */
+export interface AnnounceEntry {
+	/** Absolute broadcast path (normalised). */
+	readonly path: string;
+	/** Hop ids of the relays/clients it came through (loop prevention and route choice). */
+	readonly hops: readonly number[];
+	/** Opaque owner identity: a session id, or a worker index in the multi-worker build. */
+	readonly owner: number;
+}
+
+export interface AnnounceWatcher {
+	/** Absolute prefix (normalised) the watcher wants. */
+	readonly prefix: string;
+	/** active = the entry now published; ended = `null` (the path went away). */
+	onAnnounce(path: string, entry: AnnounceEntry | null): void;
+}
+
+/**
+ * The set of live broadcast paths and the sessions watching prefixes of it. Announcements are rare
+ * and small, so a linear scan of watchers per change is fine; every worker keeps a full replica.
+ */
+export class AnnounceRegistry {
+	readonly #active = new Map<string, AnnounceEntry>();
+	readonly #watchers = new Set<AnnounceWatcher>();
+
+	get size(): number {
+		return this.#active.size;
+	}
+
+	get(path: string): AnnounceEntry | undefined {
+		return this.#active.get(path);
+	}
+
+	/** Publishes or replaces `entry`. Watchers see `ended` then `active` on replacement (never a duplicate active). */
+	add(entry: AnnounceEntry): void {
+		const previous = this.#active.get(entry.path);
+		this.#active.set(entry.path, entry);
+		for (const w of this.#watchers) {
+			if (!hasPrefix(entry.path, w.prefix)) continue;
+			if (previous) w.onAnnounce(entry.path, null);
+			w.onAnnounce(entry.path, entry);
+		}
+	}
+
+	/** Removes the path if `owner` still owns it. Returns whether it did. */
+	remove(path: string, owner: number): boolean {
+		const current = this.#active.get(path);
+		if (!current || current.owner !== owner) return false;
+		this.#active.delete(path);
+		for (const w of this.#watchers) if (hasPrefix(path, w.prefix)) w.onAnnounce(path, null);
+		return true;
+	}
+
+	/** Registers a watcher and returns the currently active entries under its prefix. */
+	watch(w: AnnounceWatcher): AnnounceEntry[] {
+		this.#watchers.add(w);
+		const initial: AnnounceEntry[] = [];
+		for (const e of this.#active.values()) if (hasPrefix(e.path, w.prefix)) initial.push(e);
+		return initial;
+	}
+
+	unwatch(w: AnnounceWatcher): void {
+		this.#watchers.delete(w);
+	}
+
+	entries(): IterableIterator<AnnounceEntry> {
+		return this.#active.values();
+	}
+}

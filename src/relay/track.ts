@@ -1,0 +1,156 @@
+import type { CacheBudget } from "../cache/budget.ts";
+import { RingWriter } from "../cache/ring-writer.ts";
+import type { SubscriptionParams, TrackHandle, TrackInfo, UpstreamPublisher } from "./types.ts";
+
+/** A downstream subscription as its track sees it. */
+export interface TrackConsumer {
+	readonly params: Readonly<SubscriptionParams>;
+	/** New records are in the ring: read them. Called at most once per event-loop turn per track. */
+	drain(): void;
+}
+
+let pending: RelayTrack[] = [];
+let scheduled = false;
+
+function flushPending(): void {
+	const batch = pending;
+	pending = [];
+	scheduled = false;
+	for (const t of batch) t.deliver();
+}
+
+/**
+ * One track of a published broadcast: its ring buffer (written only by the publisher's session),
+ * its viewers, and the aggregate of their subscription parameters, which drives the single
+ * upstream subscription.
+ */
+export class RelayTrack implements TrackHandle {
+	readonly broadcastPath: string;
+	readonly name: string;
+	readonly ring: RingWriter;
+	readonly publisher: UpstreamPublisher;
+	readonly consumers = new Set<TrackConsumer>();
+	aggregate: SubscriptionParams = { priority: 0, ordered: true, maxLatencyMs: 0, startGroup: null, endGroup: null };
+	info: TrackInfo | null = null;
+	#infoPromise: Promise<TrackInfo> | null = null;
+	#queued = false;
+	#closed = false;
+	readonly #budget: CacheBudget | null;
+	readonly #ringBytes: number;
+	readonly #onEmpty: (t: RelayTrack) => void;
+
+	constructor(
+		broadcastPath: string,
+		name: string,
+		publisher: UpstreamPublisher,
+		ringBytes: number,
+		maxFrameBytes: number,
+		budget: CacheBudget | null,
+		onEmpty: (t: RelayTrack) => void,
+	) {
+		this.broadcastPath = broadcastPath;
+		this.name = name;
+		this.publisher = publisher;
+		this.#budget = budget;
+		this.#ringBytes = ringBytes;
+		this.#onEmpty = onEmpty;
+		this.ring = RingWriter.create({ bytes: ringBytes, maxFrameBytes });
+	}
+
+	get closed(): boolean {
+		return this.#closed;
+	}
+
+	trackInfo(): Promise<TrackInfo> {
+		if (this.info) return Promise.resolve(this.info);
+		this.#infoPromise ??= this.publisher.fetchTrackInfo(this.broadcastPath, this.name).then((info) => {
+			this.info = info;
+			return info;
+		});
+		return this.#infoPromise;
+	}
+
+	addConsumer(c: TrackConsumer): void {
+		const first = this.consumers.size === 0;
+		this.consumers.add(c);
+		if (first) {
+			this.aggregate = aggregateOf(this.consumers);
+			this.publisher.subscribeUpstream(this);
+		} else this.#reaggregate();
+	}
+
+	removeConsumer(c: TrackConsumer): void {
+		if (!this.consumers.delete(c)) return;
+		if (this.consumers.size === 0) {
+			if (!this.#closed) this.publisher.unsubscribeUpstream(this);
+			this.close();
+			this.#onEmpty(this);
+		} else this.#reaggregate();
+	}
+
+	/** A viewer changed its parameters (SUBSCRIBE_UPDATE). */
+	consumerUpdated(): void {
+		this.#reaggregate();
+	}
+
+	#reaggregate(): void {
+		const next = aggregateOf(this.consumers);
+		const a = this.aggregate;
+		if (
+			next.priority === a.priority &&
+			next.ordered === a.ordered &&
+			next.maxLatencyMs === a.maxLatencyMs &&
+			next.startGroup === a.startGroup &&
+			next.endGroup === a.endGroup
+		)
+			return;
+		this.aggregate = next;
+		if (!this.#closed) this.publisher.updateUpstream(this);
+	}
+
+	/** The publisher wrote into the ring: wake the viewers once this turn (batched across tracks). */
+	notify(): void {
+		if (this.#queued) return;
+		this.#queued = true;
+		pending.push(this);
+		if (!scheduled) {
+			scheduled = true;
+			setImmediate(flushPending);
+		}
+	}
+
+	/** @internal called by the batch flush */
+	deliver(): void {
+		this.#queued = false;
+		for (const c of this.consumers) c.drain();
+	}
+
+	/** Frees the ring's budget. Viewers still reading see the records already written (end/abort). */
+	close(): void {
+		if (this.#closed) return;
+		this.#closed = true;
+		this.#budget?.release(this.#ringBytes);
+	}
+}
+
+/** moq-lite's aggregation: max priority, ordered only if all, max latency, earliest start, unbounded end if any. */
+export function aggregateOf(consumers: Iterable<TrackConsumer>): SubscriptionParams {
+	let priority = 0;
+	let ordered = true;
+	let maxLatencyMs = 0;
+	let startGroup: number | null = null;
+	let endGroup: number | null = 0;
+	let any = false;
+	for (const c of consumers) {
+		const p = c.params;
+		any = true;
+		if (p.priority > priority) priority = p.priority;
+		if (!p.ordered) ordered = false;
+		if (p.maxLatencyMs > maxLatencyMs) maxLatencyMs = p.maxLatencyMs;
+		if (p.startGroup !== null && (startGroup === null || p.startGroup < startGroup)) startGroup = p.startGroup;
+		if (p.endGroup === null) endGroup = null;
+		else if (endGroup !== null && p.endGroup > endGroup) endGroup = p.endGroup;
+	}
+	if (!any) ordered = false;
+	return { priority, ordered, maxLatencyMs, startGroup, endGroup };
+}

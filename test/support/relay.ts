@@ -1,0 +1,57 @@
+import { parseConfig } from "../../src/config/load.ts";
+import type { RelayConfig } from "../../src/config/types.ts";
+import { createLogger, silentLogger } from "../../src/log/logger.ts";
+import { generateCertificate } from "../../src/tls/generate.ts";
+import { type RelayNode, startRelayNode } from "../../src/worker/relay-node.ts";
+
+export interface TestRelay {
+	node: RelayNode;
+	config: RelayConfig;
+	url(path?: string): URL;
+	close(): Promise<void>;
+}
+
+/** Starts an in-process relay on ephemeral loopback ports with the given extra TOML. */
+export async function startTestRelay(extraToml = ""): Promise<TestRelay> {
+	const toml = `
+[server]
+bind = "127.0.0.1:0"
+[server.tls]
+generate = ["localhost", "127.0.0.1"]
+[auth]
+public = "anon"
+${extraToml}
+`;
+	const config = parseConfig(toml, "test.toml", { baseDir: process.cwd() });
+	const cert = generateCertificate(["localhost", "127.0.0.1"]);
+	const log = process.env.MOQ_TEST_LOG ? createLogger(process.env.MOQ_TEST_LOG as never) : silentLogger;
+	const node = await startRelayNode({
+		config,
+		log,
+		fingerprint: () => cert.fingerprint,
+		tls: { cert: cert.certPem, key: cert.keyPem },
+		httpPort: 0,
+	});
+	return {
+		node,
+		config,
+		url: (path = "anon") => new URL(`http://127.0.0.1:${node.httpPort}/${path}`),
+		close: () => node.close(),
+	};
+}
+
+/** Polls `cond` every few ms until it holds (or throws after `ms`). */
+export async function until(cond: () => boolean, ms = 10_000, what = "condition"): Promise<void> {
+	if (process.env.MOQ_TEST_TRACE) console.error(`waiting for ${what}`);
+	const deadline = Date.now() + ms;
+	while (!cond()) {
+		if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+		await new Promise((r) => setTimeout(r, 5));
+	}
+}
+
+// The official clients log every protocol step with console.log; keep test output readable.
+if (!process.env.MOQ_TEST_LOG) {
+	console.log = () => {};
+	console.debug = () => {};
+}
