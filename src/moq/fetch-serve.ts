@@ -65,7 +65,8 @@ export class FetchServe implements TrackConsumer {
 					break;
 				}
 				case RECORD.FRAME_DATA:
-					this.#stream.write(r.data);
+					this.#stream.write(r.bytes.subarray(r.dataOffset, r.dataOffset + r.dataLength));
+					if (!r.stillValid()) return this.#end(LAGGED);
 					break;
 				case RECORD.GROUP_END:
 					return this.#end(0);

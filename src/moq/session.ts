@@ -1,4 +1,5 @@
 import type { Grant } from "../auth/index.ts";
+import { normalizePath } from "../auth/path.ts";
 import { RingReader } from "../cache/ring-reader.ts";
 import { DecodeError } from "../coding/errors.ts";
 import type { Reader } from "../coding/reader.ts";
@@ -26,7 +27,7 @@ import {
 import * as Code from "./wire/codes.ts";
 import { decodeFetchRequest } from "./wire/fetch.ts";
 import { decodeGroupHeader } from "./wire/group.ts";
-import { joinPath, normalizePath, stripPrefix } from "./wire/path.ts";
+import { joinPath, stripPrefix } from "./wire/path.ts";
 import { decodeProbe } from "./wire/probe.ts";
 import { decodeSessionInfo } from "./wire/session.ts";
 import { decodeClientSetup, decodeLiteSetup, encodeLiteSetup, encodeServerSetup } from "./wire/setup.ts";
@@ -77,6 +78,8 @@ export class MoqSession implements UpstreamPublisher {
 	readonly #ctx: SessionContext;
 	readonly #relay: Relay;
 	readonly #log: Logger;
+	/** Decoder bounds from [limits]. */
+	readonly #limits: { maxMessageBytes: number; maxPathSegments: number };
 	#version: LiteVersion | 0 = 0;
 	#grant: Grant | null = null;
 	#ready = false;
@@ -105,6 +108,8 @@ export class MoqSession implements UpstreamPublisher {
 		this.#ctx = ctx;
 		this.#relay = ctx.relay;
 		this.id = ctx.relay.nextSessionId();
+		const limits = ctx.relay.config.limits;
+		this.#limits = { maxMessageBytes: limits.maxMessageBytes, maxPathSegments: limits.maxPathSegments };
 		this.#log = ctx.log.child({ session: this.id, remote: transport.remote, transport: transport.kind });
 	}
 
@@ -348,14 +353,14 @@ export class MoqSession implements UpstreamPublisher {
 				this.#drainMessages(
 					s,
 					buf,
-					(r) => decodeSessionInfo(r, 2),
+					(r) => decodeSessionInfo(r, 2, this.#limits),
 					() => {},
 				);
 				return;
 			}
 			let setup: ReturnType<typeof decodeClientSetup> | undefined;
 			try {
-				setup = buf.tryDecode(decodeClientSetup);
+				setup = buf.tryDecode((r) => decodeClientSetup(r, this.#limits));
 			} catch (err) {
 				this.#violation(s, Code.PROTOCOL_VIOLATION, (err as Error).message);
 				return;
@@ -375,7 +380,7 @@ export class MoqSession implements UpstreamPublisher {
 				this.#drainMessages(
 					s,
 					buf,
-					(r) => decodeSessionInfo(r, 2),
+					(r) => decodeSessionInfo(r, 2, this.#limits),
 					() => {},
 				);
 		});
@@ -404,7 +409,7 @@ export class MoqSession implements UpstreamPublisher {
 			if (seen) return;
 			let setup: ReturnType<typeof decodeLiteSetup> | undefined;
 			try {
-				setup = buf.tryDecode((r) => decodeLiteSetup(r, 5));
+				setup = buf.tryDecode((r) => decodeLiteSetup(r, 5, this.#limits));
 			} catch (err) {
 				this.#violation(s, err instanceof DecodeError ? err.code : Code.PROTOCOL_VIOLATION, (err as Error).message);
 				return;
@@ -450,7 +455,7 @@ export class MoqSession implements UpstreamPublisher {
 			}
 			let req: ReturnType<typeof decodeAnnounceRequest> | undefined;
 			try {
-				req = buf.tryDecode((r) => decodeAnnounceRequest(r, v));
+				req = buf.tryDecode((r) => decodeAnnounceRequest(r, v, this.#limits));
 			} catch (err) {
 				this.#violation(s, err instanceof DecodeError ? err.code : Code.PROTOCOL_VIOLATION, (err as Error).message);
 				return;
@@ -545,14 +550,14 @@ export class MoqSession implements UpstreamPublisher {
 				this.#drainMessages(
 					s,
 					buf,
-					(r) => decodeSubscribeUpdate(r, v),
+					(r) => decodeSubscribeUpdate(r, v, this.#limits),
 					(u) => current.update(u),
 				);
 				return;
 			}
 			let sub: ReturnType<typeof decodeSubscribe> | undefined;
 			try {
-				sub = buf.tryDecode((r) => decodeSubscribe(r, v));
+				sub = buf.tryDecode((r) => decodeSubscribe(r, v, this.#limits));
 			} catch (err) {
 				this.#violation(s, err instanceof DecodeError ? err.code : Code.PROTOCOL_VIOLATION, (err as Error).message);
 				return;
@@ -633,7 +638,7 @@ export class MoqSession implements UpstreamPublisher {
 			if (started) return;
 			let req: ReturnType<typeof decodeTrackRequest> | undefined;
 			try {
-				req = buf.tryDecode((r) => decodeTrackRequest(r, v));
+				req = buf.tryDecode((r) => decodeTrackRequest(r, v, this.#limits));
 			} catch (err) {
 				this.#violation(s, err instanceof DecodeError ? err.code : Code.PROTOCOL_VIOLATION, (err as Error).message);
 				return;
@@ -681,7 +686,7 @@ export class MoqSession implements UpstreamPublisher {
 			if (started) return;
 			let req: ReturnType<typeof decodeFetchRequest> | undefined;
 			try {
-				req = buf.tryDecode((r) => decodeFetchRequest(r, v));
+				req = buf.tryDecode((r) => decodeFetchRequest(r, v, this.#limits));
 			} catch (err) {
 				this.#violation(s, err instanceof DecodeError ? err.code : Code.PROTOCOL_VIOLATION, (err as Error).message);
 				return;
@@ -722,7 +727,7 @@ export class MoqSession implements UpstreamPublisher {
 			this.#drainMessages(
 				s,
 				buf,
-				(r) => decodeProbe(r, v),
+				(r) => decodeProbe(r, v, this.#limits),
 				() => {},
 			);
 		});
@@ -783,7 +788,7 @@ export class MoqSession implements UpstreamPublisher {
 				if (v === 5) {
 					let ok: ReturnType<typeof decodeAnnounceOk> | undefined;
 					try {
-						ok = buf.tryDecode((r) => decodeAnnounceOk(r, v));
+						ok = buf.tryDecode((r) => decodeAnnounceOk(r, v, this.#limits));
 					} catch (err) {
 						this.#violation(s, Code.PROTOCOL_VIOLATION, (err as Error).message);
 						return;
@@ -793,7 +798,7 @@ export class MoqSession implements UpstreamPublisher {
 				} else {
 					let init: ReturnType<typeof decodeAnnounceInit> | undefined;
 					try {
-						init = buf.tryDecode((r) => decodeAnnounceInit(r, v));
+						init = buf.tryDecode((r) => decodeAnnounceInit(r, v, this.#limits));
 					} catch (err) {
 						this.#violation(s, Code.PROTOCOL_VIOLATION, (err as Error).message);
 						return;
@@ -803,7 +808,7 @@ export class MoqSession implements UpstreamPublisher {
 				}
 				initDone = true;
 			}
-			this.#drainMessages(s, buf, (r) => decodeAnnounce(r, v), onAnnounce);
+			this.#drainMessages(s, buf, (r) => decodeAnnounce(r, v, this.#limits), onAnnounce);
 		});
 		const gone = () => {
 			for (const abs of mine) {
@@ -861,7 +866,7 @@ export class MoqSession implements UpstreamPublisher {
 			this.#drainMessages(
 				s,
 				buf,
-				(r) => decodeSubscribeResponse(r, v),
+				(r) => decodeSubscribeResponse(r, v, this.#limits),
 				(resp) => {
 					if (resp.type === "end") sub.endGroup = resp.group;
 				},
@@ -939,7 +944,7 @@ export class MoqSession implements UpstreamPublisher {
 				if (done) return;
 				let info: TrackInfo | undefined;
 				try {
-					info = buf.tryDecode((r) => decodeTrackInfo(r, v));
+					info = buf.tryDecode((r) => decodeTrackInfo(r, v, this.#limits));
 				} catch (err) {
 					done = true;
 					clearTimeout(timer);
@@ -970,7 +975,7 @@ export class MoqSession implements UpstreamPublisher {
 		const onHeader = () => {
 			let hdr: ReturnType<typeof decodeGroupHeader> | undefined;
 			try {
-				hdr = buf.tryDecode((r) => decodeGroupHeader(r, v));
+				hdr = buf.tryDecode((r) => decodeGroupHeader(r, v, this.#limits));
 			} catch (err) {
 				this.#violation(s, err instanceof DecodeError ? err.code : Code.PROTOCOL_VIOLATION, (err as Error).message);
 				return;

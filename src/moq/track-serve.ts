@@ -109,9 +109,7 @@ export class TrackServe implements TrackConsumer {
 				case RECORD.NONE:
 					return;
 				case RECORD.LAPPED:
-					// We fell a whole ring behind: what we had open can't be completed. Skip to the newest group.
-					this.#resetAll(LAGGED);
-					r.seekLatest();
+					this.#lapped();
 					continue;
 				case RECORD.GROUP_OPEN:
 					this.#openGroup(r.seq, r.timestamp);
@@ -129,8 +127,18 @@ export class TrackServe implements TrackConsumer {
 				case RECORD.FRAME_DATA: {
 					const g = this.#groups.get(r.seq);
 					if (!g) continue;
-					g.stream.write(r.data);
-					this.#counters.bytesOut += r.data.length;
+					// A reader on another thread that is far behind could see these bytes overwritten while the
+					// transport copies them. Skip ahead well before that can happen, and verify after the copy.
+					if (r.writerPosition - r.position > r.capacity >>> 1) {
+						this.#lapped();
+						continue;
+					}
+					g.stream.write(r.bytes.subarray(r.dataOffset, r.dataOffset + r.dataLength));
+					if (!r.stillValid()) {
+						this.#lapped();
+						continue;
+					}
+					this.#counters.bytesOut += r.dataLength;
 					continue;
 				}
 				case RECORD.GROUP_END: {
@@ -158,6 +166,13 @@ export class TrackServe implements TrackConsumer {
 					continue;
 			}
 		}
+	}
+
+	/** We fell a ring behind: what we had open can't be completed. Skip to the newest group. */
+	#lapped(): void {
+		this.#resetAll(LAGGED);
+		this.#counters.groupsDropped++;
+		this.#reader.seekLatest();
 	}
 
 	#order(seq: number): number {

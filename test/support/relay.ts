@@ -54,4 +54,5 @@ export async function until(cond: () => boolean, ms = 10_000, what = "condition"
 if (!process.env.MOQ_TEST_LOG) {
 	console.log = () => {};
 	console.debug = () => {};
+	console.info = () => {};
 }
