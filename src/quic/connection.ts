@@ -1,0 +1,616 @@
+/**
+ * One QUIC connection driven on quiche's native binding, exposed as a raw-QUIC TransportSession.
+ *
+ * Hot-path rules (limits.md): no `readable()`/`writable()`/`stats()` per packet (15–22 µs each):
+ * known streams are polled with `streamReadable()` (~0.3 µs); new peer streams are found by probing
+ * the next expected peer stream id of each type (and the one after, since a higher id implicitly
+ * opens the lower ones). Only when many receive streams are open at once is one `readable()` call
+ * cheaper than polling them all. Packets go out in the driver's single per-turn flush, timers in
+ * its single scan.
+ */
+
+import type { TransportSession } from "../transport/types.ts";
+import type { Driver } from "./driver.ts";
+import { streamResetCode, streamStoppedCode } from "./errors.ts";
+import type { QuicheConnection, QuicheHostPort, QuicheRecvInfo } from "./native.ts";
+import type { PacketSender } from "./sender.ts";
+import { QuicStream, SendState } from "./stream.ts";
+
+/** Counters an endpoint keeps for all its connections (plain numbers, read by metrics). */
+export interface EndpointStats {
+	connections: number;
+	connectionsAccepted: number;
+	packetsIn: number;
+	bytesIn: number;
+	packetsOut: number;
+	bytesOut: number;
+	sendErrors: number;
+	/** Datagrams that were not QUIC, or malformed beyond routing. */
+	garbage: number;
+	/** Initials shorter than 1200 bytes. */
+	truncatedInitials: number;
+	/** Version negotiation packets sent. */
+	versionNegotiations: number;
+	/** Packets for connection IDs we do not know (and that are ours to own). */
+	unknownConnection: number;
+	/** Packets handed to onForeignPacket. */
+	foreign: number;
+	/** Initials refused (connection limit). */
+	refused: number;
+	/** Retry packets sent. */
+	retries: number;
+	/** conn.recv() errors (undecryptable, protocol violations). */
+	recvErrors: number;
+}
+
+export function newEndpointStats(): EndpointStats {
+	return {
+		connections: 0,
+		connectionsAccepted: 0,
+		packetsIn: 0,
+		bytesIn: 0,
+		packetsOut: 0,
+		bytesOut: 0,
+		sendErrors: 0,
+		garbage: 0,
+		truncatedInitials: 0,
+		versionNegotiations: 0,
+		unknownConnection: 0,
+		foreign: 0,
+		refused: 0,
+		retries: 0,
+		recvErrors: 0,
+	};
+}
+
+/** What a connection needs from the endpoint (server or client socket) that owns it. */
+export interface ConnectionOwner {
+	readonly sender: PacketSender;
+	readonly stats: EndpointStats;
+	readonly driver: Driver;
+	/** The handshake completed. Returns false when the owner closed the connection instead. */
+	established(conn: QuicConnection): boolean;
+	/** quiche is done with the connection (closed, drained or timed out): forget its IDs. */
+	forget(conn: QuicConnection): void;
+}
+
+export interface ConnectionTiming {
+	/** Send a PING when nothing was sent for this long (quiche 0.18 has no keep-alive). 0 = off. */
+	keepAliveMs: number;
+	/**
+	 * Drop a connection whose handshake has not completed by then (ms). quiche keeps retransmitting
+	 * a half-open handshake well past its idle timeout, which would leak state per spoofed Initial.
+	 */
+	handshakeTimeoutMs: number;
+}
+
+/** Above this many open receive streams, one readable() iteration beats polling each. */
+const READABLE_ITER_THRESHOLD = 64;
+/** Streams checked for a peer STOP_SENDING per received datagram (round robin). */
+const STOP_POLL_BUDGET = 8;
+/** Packets per connection per flush before yielding to the event loop (fairness, ACK intake). */
+const MAX_PACKETS_PER_FLUSH = 64;
+
+/** One receive buffer per thread: onData chunks are views into it, valid during the call only. */
+const RECV_BUFFER = Buffer.allocUnsafe(64 * 1024);
+const EMPTY = new Uint8Array(0);
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+export class QuicConnection implements TransportSession {
+	readonly kind = "quic" as const;
+	protocol = "";
+	path = "";
+	query = new URLSearchParams();
+
+	onStream: ((stream: import("../transport/types.ts").TransportStream) => void) | null = null;
+	onClose: ((code: number, reason: string) => void) | null = null;
+	onStreamCredit: (() => void) | null = null;
+
+	/** True once closed by either side (onClose has fired or is firing). */
+	closed = false;
+
+	readonly native: QuicheConnection;
+	readonly isServer: boolean;
+	/** Map keys (latin1) of the connection IDs the owner routes to us. */
+	readonly cidKeys: string[] = [];
+	/** Keeps the quiche Config (TLS context) alive as long as the connection. */
+	readonly config: unknown;
+
+	// Driver state (see Driven).
+	dirty = false;
+	deadline = Number.POSITIVE_INFINITY;
+
+	private readonly owner: ConnectionOwner;
+	private readonly keepAliveMs: number;
+	private quicheDeadline = Number.POSITIVE_INFINITY;
+	private keepAliveAt = Number.POSITIVE_INFINITY;
+	private handshakeDeadline: number;
+	private remoteHost: string;
+	private remotePort: number;
+	private readonly recvInfo: QuicheRecvInfo;
+	private isEstablished = false;
+	/** quiche is done with it; the owner forgot it. */
+	private finished = false;
+	private sentAny = false;
+
+	private readonly streams = new Map<number, QuicStream>();
+	private readonly recvPoll = new Set<QuicStream>();
+	private readonly sendPoll = new Set<QuicStream>();
+	private stopIterator: Iterator<QuicStream> | null = null;
+	private readonly blocked = new Set<QuicStream>();
+	private nextPeerBidi: number;
+	private nextPeerUni: number;
+	private nextLocalBidi: number;
+	private nextLocalUni: number;
+	private wantUniCredit = false;
+	private wantBidiCredit = false;
+	/**
+	 * Client side: stream events wait until the caller of connectQuic has the session (it gets it
+	 * a promise tick after the handshake completes) and has installed onStream.
+	 */
+	holdStreams = false;
+
+	constructor(
+		native: QuicheConnection,
+		owner: ConnectionOwner,
+		isServer: boolean,
+		local: QuicheHostPort,
+		remoteHost: string,
+		remotePort: number,
+		timing: ConnectionTiming,
+		config: unknown,
+	) {
+		this.native = native;
+		this.owner = owner;
+		this.isServer = isServer;
+		this.keepAliveMs = timing.keepAliveMs;
+		this.handshakeDeadline = performance.now() + timing.handshakeTimeoutMs;
+		this.config = config;
+		this.remoteHost = remoteHost;
+		this.remotePort = remotePort;
+		this.recvInfo = { from: { host: remoteHost, port: remotePort }, to: local };
+		this.nextPeerBidi = isServer ? 0 : 1;
+		this.nextPeerUni = isServer ? 2 : 3;
+		this.nextLocalBidi = isServer ? 1 : 0;
+		this.nextLocalUni = isServer ? 3 : 2;
+		owner.driver.add(this);
+		owner.stats.connections++;
+	}
+
+	get remote(): string {
+		const host = this.remoteHost.startsWith("::ffff:") ? this.remoteHost.slice(7) : this.remoteHost;
+		return host.includes(":") ? `[${host}]:${this.remotePort}` : `${host}:${this.remotePort}`;
+	}
+
+	get established(): boolean {
+		return this.isEstablished;
+	}
+
+	/** Raw QUIC has no request URL: the moq layer sets it from SETUP's PATH parameter. */
+	setPath(pathAndQuery: string): void {
+		const q = pathAndQuery.indexOf("?");
+		const rawPath = q < 0 ? pathAndQuery : pathAndQuery.slice(0, q);
+		let path: string;
+		try {
+			path = decodeURIComponent(rawPath);
+		} catch {
+			path = rawPath;
+		}
+		this.path = path;
+		this.query = new URLSearchParams(q < 0 ? "" : pathAndQuery.slice(q + 1));
+	}
+
+	openBidi(): QuicStream | null {
+		if (this.closed || !this.isEstablished) return null;
+		if (this.native.peerStreamsLeftBidi() === 0) {
+			this.wantBidiCredit = true;
+			return null;
+		}
+		const id = this.nextLocalBidi;
+		if (!this.createLocal(id)) return null;
+		this.nextLocalBidi += 4;
+		return this.track(new QuicStream(this, id));
+	}
+
+	openUni(): QuicStream | null {
+		if (this.closed || !this.isEstablished) return null;
+		if (this.native.peerStreamsLeftUni() === 0) {
+			this.wantUniCredit = true;
+			return null;
+		}
+		const id = this.nextLocalUni;
+		if (!this.createLocal(id)) return null;
+		this.nextLocalUni += 4;
+		return this.track(new QuicStream(this, id));
+	}
+
+	close(code: number, reason: string): void {
+		if (this.closed) return;
+		// quiche 0.18 sends nothing after close() if our last handshake flight (the client's
+		// Finished) is still unsent: push it out first.
+		if (this.dirty) this.flush(performance.now());
+		try {
+			this.native.close(true, code, encoder.encode(reason));
+		} catch {
+			// already closing
+		}
+		this.owner.driver.markDirty(this);
+		this.notifyClosed(code, reason);
+	}
+
+	// ---- called by the owner -------------------------------------------------------------------
+
+	/** A datagram for this connection arrived. */
+	receive(data: Buffer, host: string, port: number): void {
+		if (this.finished) return;
+		if (port !== this.remotePort || host !== this.remoteHost) {
+			// NAT rebinding or migration: quiche validates the new path; we follow the latest address.
+			this.remoteHost = host;
+			this.remotePort = port;
+			this.recvInfo.from = { host, port };
+		}
+		try {
+			this.native.recv(data, this.recvInfo);
+		} catch {
+			this.owner.stats.recvErrors++;
+		}
+		this.owner.driver.markDirty(this);
+		if (!this.isEstablished) {
+			if (!this.native.isEstablished()) {
+				// A handshake the peer refused (e.g. no common ALPN): fail now, not after draining.
+				if (this.native.isDraining()) this.finish();
+				return;
+			}
+			this.isEstablished = true;
+			this.protocol = decoder.decode(this.native.applicationProto());
+			if (this.keepAliveMs > 0) this.keepAliveAt = performance.now() + this.keepAliveMs;
+			if (!this.owner.established(this)) return;
+		}
+		if (this.closed) return;
+		if (!this.holdStreams) this.processStreams();
+		if (!this.closed && this.native.isDraining()) this.notifyPeerClose();
+	}
+
+	/** Ends holdStreams and delivers what arrived meanwhile. */
+	releaseStreams(): void {
+		if (!this.holdStreams) return;
+		this.holdStreams = false;
+		if (this.closed || this.finished) return;
+		this.processStreams();
+		this.owner.driver.markDirty(this);
+	}
+
+	/** Closes with a transport error code (e.g. a TLS alert), without calling onClose. */
+	abortTransport(code: number, reason: string): void {
+		if (this.closed) return;
+		if (this.dirty) this.flush(performance.now());
+		try {
+			this.native.close(false, code, encoder.encode(reason));
+		} catch {
+			// already closing
+		}
+		this.onClose = null;
+		this.owner.driver.markDirty(this);
+		this.notifyClosed(code, reason);
+	}
+
+	/** Driven.flush: sends what quiche has, re-arms the deadline, detects the end. */
+	flush(now: number): void {
+		if (this.finished) return;
+		const sender = this.owner.sender;
+		const native = this.native;
+		let count = 0;
+		while (count < MAX_PACKETS_PER_FLUSH) {
+			const buf = sender.acquire();
+			let result: [number, unknown] | null;
+			try {
+				result = native.send(buf);
+			} catch {
+				sender.release(buf);
+				break;
+			}
+			if (result === null) {
+				sender.release(buf);
+				break;
+			}
+			sender.send(buf, result[0], this.remotePort, this.remoteHost);
+			count++;
+		}
+		if (count === 0 && this.isServer && !this.sentAny) {
+			// A server connection answers a real Initial at once: silence means the Initial was
+			// undecryptable garbage. Drop the state instead of holding it until the handshake timeout.
+			this.owner.stats.garbage++;
+			this.finish();
+			return;
+		}
+		if (count > 0) this.sentAny = true;
+		if (count === MAX_PACKETS_PER_FLUSH) this.owner.driver.markDirty(this);
+		if (count > 0 && this.keepAliveMs > 0 && this.isEstablished) this.keepAliveAt = now + this.keepAliveMs;
+		const timeout = native.timeout();
+		this.quicheDeadline = timeout === null ? Number.POSITIVE_INFINITY : now + timeout;
+		this.deadline = Math.min(this.quicheDeadline, this.keepAliveAt);
+		if (!this.isEstablished && this.handshakeDeadline < this.deadline) this.deadline = this.handshakeDeadline;
+		if (native.isClosed()) this.finish();
+		else if (!this.closed && this.isEstablished && native.isDraining()) this.notifyPeerClose();
+	}
+
+	/** Driven.onTimer. */
+	onTimer(now: number): void {
+		if (this.finished) return;
+		if (!this.isEstablished && this.handshakeDeadline <= now) {
+			this.finish();
+			return;
+		}
+		if (this.quicheDeadline <= now) {
+			this.quicheDeadline = Number.POSITIVE_INFINITY;
+			this.native.onTimeout();
+		}
+		if (this.keepAliveAt <= now) {
+			this.keepAliveAt = now + this.keepAliveMs;
+			try {
+				this.native.sendAckEliciting();
+			} catch {
+				// closing
+			}
+		}
+		// The driver flushes us next, which recomputes the deadline.
+		this.deadline = Number.POSITIVE_INFINITY;
+	}
+
+	// ---- called by QuicStream ------------------------------------------------------------------
+
+	/** streamSend; returns bytes taken, or -1 when the peer stopped the stream (onStop fired). */
+	streamWrite(stream: QuicStream, data: Uint8Array, fin: boolean): number {
+		if (this.closed) return -1;
+		let sent: number | null;
+		try {
+			sent = this.native.streamSend(stream.id, data, fin);
+		} catch (err) {
+			const code = streamStoppedCode(err);
+			stream.peerStopped(Math.max(code, 0));
+			return -1;
+		}
+		this.owner.driver.markDirty(this);
+		return sent === null ? 0 : sent;
+	}
+
+	shutdownStream(stream: QuicStream, read: boolean, code: number): void {
+		if (this.closed) return;
+		try {
+			this.native.streamShutdown(stream.id, read ? 0 : 1, code);
+		} catch {
+			// already finished or collected
+		}
+		this.owner.driver.markDirty(this);
+	}
+
+	/** TransportStream.setPriority: higher order → more urgent (quiche urgency 0 = most urgent). */
+	prioritize(stream: QuicStream, order: number): void {
+		if (this.closed) return;
+		const clamped = order < 0 ? 0 : order > 255 ? 255 : order | 0;
+		try {
+			this.native.streamPriority(stream.id, 7 - (clamped >> 5), true);
+		} catch {
+			// stream finished
+		}
+	}
+
+	markBlocked(stream: QuicStream): void {
+		this.blocked.add(stream);
+	}
+
+	sendSideDone(stream: QuicStream): void {
+		this.sendPoll.delete(stream);
+		this.blocked.delete(stream);
+		if (!stream.recvOpen) this.streams.delete(stream.id);
+	}
+
+	recvSideDone(stream: QuicStream): void {
+		this.recvPoll.delete(stream);
+		if (stream.sendState === SendState.Done) this.streams.delete(stream.id);
+	}
+
+	// ---- internals -----------------------------------------------------------------------------
+
+	/** Makes quiche create a local stream now (so peerStreamsLeft counts it). */
+	private createLocal(id: number): boolean {
+		try {
+			this.native.streamSend(id, EMPTY, false);
+			return true;
+		} catch {
+			// StreamLimit: the peer's limit, seen before peerStreamsLeft caught up.
+			if ((id & 2) === 0) this.wantBidiCredit = true;
+			else this.wantUniCredit = true;
+			return false;
+		}
+	}
+
+	private track(stream: QuicStream): QuicStream {
+		this.streams.set(stream.id, stream);
+		if (stream.recvOpen) this.recvPoll.add(stream);
+		if (stream.sendState !== SendState.Done) this.sendPoll.add(stream);
+		return stream;
+	}
+
+	private acceptPeer(id: number): void {
+		const stream = this.track(new QuicStream(this, id));
+		this.onStream?.(stream);
+	}
+
+	private processStreams(): void {
+		const native = this.native;
+		if (this.recvPoll.size > READABLE_ITER_THRESHOLD) {
+			for (const id of native.readable()) {
+				let stream = this.streams.get(id);
+				if (stream === undefined) {
+					this.acceptPeerUpTo(id);
+					stream = this.streams.get(id);
+				}
+				if (stream?.recvOpen) this.readFrom(stream);
+				if (this.closed) return;
+			}
+		} else {
+			this.discoverPeerStreams();
+			for (const stream of this.recvPoll) {
+				if (native.streamReadable(stream.id)) this.readFrom(stream);
+				if (this.closed) return;
+			}
+		}
+		for (const stream of this.blocked) {
+			if (stream.pump()) this.blocked.delete(stream);
+			if (this.closed) return;
+		}
+		this.pollStops();
+		if (this.closed) return;
+		let credit = false;
+		if (this.wantUniCredit && native.peerStreamsLeftUni() > 0) {
+			this.wantUniCredit = false;
+			credit = true;
+		}
+		if (this.wantBidiCredit && native.peerStreamsLeftBidi() > 0) {
+			this.wantBidiCredit = false;
+			credit = true;
+		}
+		if (credit) this.onStreamCredit?.();
+	}
+
+	/**
+	 * New peer streams, without readable(): a peer stream with data, a FIN or a reset is
+	 * streamReadable. Probing the next expected id and the one after covers a lost first packet of
+	 * a stream (the later stream implicitly opens it: RFC 9000 §3.2).
+	 */
+	private discoverPeerStreams(): void {
+		const native = this.native;
+		while (!this.closed && (native.streamReadable(this.nextPeerBidi) || native.streamReadable(this.nextPeerBidi + 4))) {
+			const id = this.nextPeerBidi;
+			this.nextPeerBidi += 4;
+			this.acceptPeer(id);
+		}
+		while (!this.closed && (native.streamReadable(this.nextPeerUni) || native.streamReadable(this.nextPeerUni + 4))) {
+			const id = this.nextPeerUni;
+			this.nextPeerUni += 4;
+			this.acceptPeer(id);
+		}
+	}
+
+	private acceptPeerUpTo(id: number): void {
+		const peerBit = this.isServer ? 0 : 1;
+		if ((id & 1) !== peerBit) return;
+		if ((id & 2) === 0) {
+			while (this.nextPeerBidi <= id && !this.closed) {
+				const next = this.nextPeerBidi;
+				this.nextPeerBidi += 4;
+				this.acceptPeer(next);
+			}
+		} else {
+			while (this.nextPeerUni <= id && !this.closed) {
+				const next = this.nextPeerUni;
+				this.nextPeerUni += 4;
+				this.acceptPeer(next);
+			}
+		}
+	}
+
+	private readFrom(stream: QuicStream): void {
+		const native = this.native;
+		while (stream.recvOpen && !this.closed) {
+			let result: [number, boolean] | null;
+			try {
+				result = native.streamRecv(stream.id, RECV_BUFFER);
+			} catch (err) {
+				const code = streamResetCode(err);
+				stream.recvOpen = false;
+				this.recvSideDone(stream);
+				stream.onReset?.(Math.max(code, 0));
+				return;
+			}
+			if (result === null) return;
+			const length = result[0];
+			const fin = result[1];
+			if (length > 0) stream.onData?.(RECV_BUFFER.subarray(0, length));
+			if (fin) {
+				if (!stream.recvOpen) return; // stopped from inside onData
+				stream.recvOpen = false;
+				this.recvSideDone(stream);
+				stream.onFin?.();
+				return;
+			}
+			// quiche fills the buffer with all contiguous data: a short read means it is drained.
+			if (length < RECV_BUFFER.length) return;
+		}
+	}
+
+	/** A peer STOP_SENDING only shows when we touch the stream: check a few idle ones per packet. */
+	private pollStops(): void {
+		if (this.sendPoll.size === 0) return;
+		const native = this.native;
+		let budget = Math.min(this.sendPoll.size, STOP_POLL_BUDGET);
+		let iterator = this.stopIterator ?? this.sendPoll.values();
+		while (budget-- > 0 && !this.closed) {
+			let next = iterator.next();
+			if (next.done) {
+				iterator = this.sendPoll.values();
+				next = iterator.next();
+				if (next.done) break;
+			}
+			const stream = next.value;
+			try {
+				native.streamCapacity(stream.id);
+			} catch (err) {
+				// StreamStopped(code), or InvalidStreamState once quiche collected the stopped stream.
+				const code = streamStoppedCode(err);
+				stream.peerStopped(Math.max(code, 0));
+			}
+		}
+		this.stopIterator = iterator;
+	}
+
+	private notifyPeerClose(): void {
+		const [code, reason] = this.closeInfo();
+		this.notifyClosed(code, reason);
+	}
+
+	private closeInfo(): [number, string] {
+		const peer = this.native.peerError();
+		if (peer !== null) {
+			const reason = decoder.decode(peer.reason);
+			return peer.isApp ? [peer.errorCode, reason] : [peer.errorCode, `transport error ${peer.errorCode}: ${reason}`];
+		}
+		if (this.native.isTimedOut()) return [0, "idle timeout"];
+		const local = this.native.localError();
+		if (local !== null) {
+			const reason = decoder.decode(local.reason);
+			return local.isApp
+				? [local.errorCode, reason]
+				: [local.errorCode, `transport error ${local.errorCode}: ${reason}`];
+		}
+		return [0, "closed"];
+	}
+
+	private notifyClosed(code: number, reason: string): void {
+		if (this.closed) return;
+		this.closed = true;
+		for (const stream of this.blocked) stream.clearQueue();
+		this.blocked.clear();
+		this.recvPoll.clear();
+		this.sendPoll.clear();
+		this.streams.clear();
+		this.stopIterator = null;
+		this.onClose?.(code, reason);
+	}
+
+	/** quiche has closed the connection for good. */
+	private finish(): void {
+		if (this.finished) return;
+		if (!this.closed) {
+			const [code, reason] = this.closeInfo();
+			this.notifyClosed(code, reason);
+		}
+		this.finished = true;
+		this.deadline = Number.POSITIVE_INFINITY;
+		this.owner.driver.remove(this);
+		this.owner.stats.connections--;
+		this.owner.forget(this);
+	}
+}

@@ -1,0 +1,72 @@
+/**
+ * Loads quiche's napi binding (from `@matrixai/quic-linux-x64`), one private copy per thread.
+ *
+ * Why a copy: the binding is built with napi-rs 2.10, whose global state is not thread-safe. With
+ * several worker threads sharing one loaded copy the process crashed (SIGSEGV / V8 fatal in
+ * `napi_delete_reference`); with each thread loading its own file (so the dynamic loader maps a
+ * separate instance) it did not (design.md §3.2). The copy is unlinked right after loading (Linux
+ * keeps the mapping), elsewhere at process exit.
+ */
+import fs from "node:fs";
+import { createRequire } from "node:module";
+import os from "node:os";
+import path from "node:path";
+import { threadId } from "node:worker_threads";
+import type { Quiche } from "@matrixai/quic/native/quiche.js";
+
+export type {
+	Config as QuicheConfig,
+	Connection as QuicheConnection,
+	ConnectionError as QuicheConnectionError,
+	Host as QuicheHostPort,
+	RecvInfo as QuicheRecvInfo,
+} from "@matrixai/quic/native/types.js";
+export type { Quiche };
+
+const require = createRequire(import.meta.url);
+
+let loaded: Quiche | null = null;
+
+/** The original addon file inside node_modules. */
+export function addonPath(): string {
+	return require.resolve("@matrixai/quic-linux-x64/node.napi.node");
+}
+
+/** Where this thread's private copy lives. */
+export function threadCopyPath(): string {
+	return path.join(os.tmpdir(), `moq-fanout-quiche-${process.pid}-${threadId}.node`);
+}
+
+const copies = new Set<string>();
+let exitHookInstalled = false;
+
+function removeCopies(): void {
+	for (const file of copies) {
+		try {
+			fs.unlinkSync(file);
+		} catch {
+			// already gone
+		}
+	}
+	copies.clear();
+}
+
+/** Returns this thread's instance of the binding, loading a private copy on first use. */
+export function loadQuiche(): Quiche {
+	if (loaded !== null) return loaded;
+	const target = threadCopyPath();
+	fs.copyFileSync(addonPath(), target);
+	copies.add(target);
+	if (!exitHookInstalled) {
+		exitHookInstalled = true;
+		process.once("exit", removeCopies);
+	}
+	try {
+		loaded = require(target) as Quiche;
+	} finally {
+		// Once mapped, the file is no longer needed on Linux: unlink it now so that nothing is
+		// left in the temp dir even if the process is killed. Elsewhere it goes at exit.
+		if (loaded === null || process.platform === "linux") removeCopies();
+	}
+	return loaded;
+}

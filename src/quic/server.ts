@@ -1,0 +1,351 @@
+/**
+ * The QUIC server endpoint of one worker: a UDP socket (SO_REUSEPORT so every worker binds the same
+ * port), connection lookup by destination connection ID, stateless handling of everything else.
+ *
+ * Connection IDs we choose start with the worker index (cid.ts), so a packet the kernel hashed to
+ * the wrong worker (NAT rebinding, migration) goes to `onForeignPacket` for forwarding instead of
+ * being dropped.
+ */
+import dgram from "node:dgram";
+import {
+	CID_LEN,
+	cidKey,
+	LongType,
+	MIN_INITIAL_DATAGRAM,
+	MIN_INITIAL_DCID_LEN,
+	newCid,
+	newParsedHeader,
+	PacketForm,
+	parseHeader,
+} from "./cid.ts";
+import { buildServerConfig, type QuicLimits, resolveLimits } from "./config.ts";
+import { type ConnectionOwner, type EndpointStats, newEndpointStats, QuicConnection } from "./connection.ts";
+import { type Driver, driver } from "./driver.ts";
+import { loadQuiche, type Quiche, type QuicheConfig, type QuicheHostPort } from "./native.ts";
+import { RetryTokens } from "./retry.ts";
+import { PacketSender } from "./sender.ts";
+
+export type QuicLog = (level: "debug" | "info" | "warn" | "error", message: string) => void;
+
+export interface QuicServerOptions {
+	/** Bind address; "::" is dual-stack. Default "::". */
+	host?: string;
+	/** 0 picks a free port. */
+	port: number;
+	/** SO_REUSEPORT (Node ≥ 22.12, Linux): every worker binds the same port. */
+	reusePort?: boolean;
+	/** PEM certificate chain and private key. */
+	cert: string | Uint8Array;
+	key: string | Uint8Array;
+	/** ALPNs offered, in preference order (e.g. the moq-lite ALPNs, then "h3"). */
+	alpns: string[];
+	/** This worker's index (0–255): the first byte of every connection ID we issue. */
+	workerIndex?: number;
+	/** A connection finished its handshake. Set the session's handlers synchronously. */
+	onSession: (session: QuicConnection) => void;
+	/** A packet for a connection ID another worker issued; the multi-worker code forwards it. */
+	onForeignPacket?: (packet: Buffer, rinfo: dgram.RemoteInfo, owner: number) => void;
+	limits?: Partial<QuicLimits>;
+	log?: QuicLog;
+}
+
+export class QuicServer implements ConnectionOwner {
+	readonly stats: EndpointStats = newEndpointStats();
+	readonly sender: PacketSender;
+	readonly driver: Driver;
+	readonly workerIndex: number;
+	readonly limits: QuicLimits;
+
+	private readonly socket: dgram.Socket;
+	private readonly quiche: Quiche;
+	private readonly options: QuicServerOptions;
+	private config: QuicheConfig;
+	private readonly connections = new Map<string, QuicConnection>();
+	private readonly header = newParsedHeader();
+	private readonly retryTokens: RetryTokens | null;
+	private localHost: QuicheHostPort = { host: "::", port: 0 };
+	private closing = false;
+
+	private constructor(socket: dgram.Socket, options: QuicServerOptions, config: QuicheConfig, limits: QuicLimits) {
+		this.socket = socket;
+		this.options = options;
+		this.config = config;
+		this.limits = limits;
+		this.quiche = loadQuiche();
+		this.workerIndex = options.workerIndex ?? 0;
+		this.sender = new PacketSender(socket, this.stats);
+		this.driver = driver();
+		this.retryTokens = limits.retry ? new RetryTokens() : null;
+	}
+
+	static async listen(options: QuicServerOptions): Promise<QuicServer> {
+		const limits = resolveLimits(options.limits);
+		const workerIndex = options.workerIndex ?? 0;
+		if (!Number.isInteger(workerIndex) || workerIndex < 0 || workerIndex > 255) {
+			throw new RangeError(`workerIndex must be 0–255, got ${workerIndex}`);
+		}
+		const config = buildServerConfig(options.cert, options.key, options.alpns, limits);
+		const host = options.host ?? "::";
+		const ipv6 = host.includes(":");
+		const socket = dgram.createSocket({
+			type: ipv6 ? "udp6" : "udp4",
+			reuseAddr: false,
+			reusePort: options.reusePort ?? false,
+			// Dual-stack on "::" so browsers dialing ::1 for "localhost" reach us too.
+			ipv6Only: false,
+		});
+		const server = new QuicServer(socket, options, config, limits);
+		await new Promise<void>((resolve, reject) => {
+			socket.once("error", reject);
+			socket.bind(options.port, host, () => {
+				socket.off("error", reject);
+				resolve();
+			});
+		});
+		const address = socket.address();
+		server.localHost = { host: address.address, port: address.port };
+		socket.on("message", server.onMessage);
+		socket.on("error", (err) => options.log?.("warn", `quic socket error: ${err.message}`));
+		// Large bursts of ACKs and Initials: a bigger kernel buffer drops less.
+		try {
+			socket.setRecvBufferSize(4 * 1024 * 1024);
+			socket.setSendBufferSize(4 * 1024 * 1024);
+		} catch {
+			// capped by net.core.*mem_max; not fatal
+		}
+		options.log?.("info", `quic listening on ${address.address}:${address.port} (worker ${server.workerIndex})`);
+		return server;
+	}
+
+	get port(): number {
+		return this.localHost.port;
+	}
+
+	get address(): string {
+		return this.localHost.host;
+	}
+
+	/** Live connections (handshaking included). */
+	get connectionCount(): number {
+		return this.stats.connections;
+	}
+
+	/** New certificate (SIGHUP): new connections use it; existing ones keep their TLS context. */
+	setCertificate(cert: string | Uint8Array, key: string | Uint8Array): void {
+		this.config = buildServerConfig(cert, key, this.options.alpns, this.limits);
+	}
+
+	/** A packet another worker received for one of our connection IDs. */
+	injectPacket(packet: Buffer, rinfo: dgram.RemoteInfo): void {
+		this.handle(packet, rinfo, false);
+	}
+
+	/** Closes every connection with `code` and the socket once they are told (no drain wait). */
+	async close(code = 0, reason = "server shutting down"): Promise<void> {
+		if (this.closing) return;
+		this.closing = true;
+		const all = new Set(this.connections.values());
+		for (const conn of all) conn.close(code, reason);
+		// Let the CONNECTION_CLOSE packets go out before the socket goes away.
+		await new Promise<void>((resolve) => setImmediate(resolve));
+		await new Promise<void>((resolve) => setImmediate(resolve));
+		for (const conn of all) this.driver.remove(conn);
+		this.connections.clear();
+		await new Promise<void>((resolve) => this.socket.close(() => resolve()));
+	}
+
+	// ---- ConnectionOwner -----------------------------------------------------------------------
+
+	established(conn: QuicConnection): boolean {
+		this.stats.connectionsAccepted++;
+		try {
+			this.options.onSession(conn);
+		} catch (err) {
+			this.options.log?.("error", `onSession threw: ${(err as Error).message}`);
+			conn.close(1, "internal error");
+			return false;
+		}
+		return !conn.closed;
+	}
+
+	forget(conn: QuicConnection): void {
+		for (const key of conn.cidKeys) {
+			if (this.connections.get(key) === conn) this.connections.delete(key);
+		}
+	}
+
+	// ---- packet intake -------------------------------------------------------------------------
+
+	private readonly onMessage = (msg: Buffer, rinfo: dgram.RemoteInfo): void => {
+		this.handle(msg, rinfo, true);
+	};
+
+	private handle(msg: Buffer, rinfo: dgram.RemoteInfo, mayForward: boolean): void {
+		const stats = this.stats;
+		stats.packetsIn++;
+		stats.bytesIn += msg.length;
+		if (this.closing) return;
+		const h = this.header;
+		const form = parseHeader(msg, CID_LEN, h);
+		if (form === PacketForm.Invalid) {
+			stats.garbage++;
+			return;
+		}
+		const conn = this.connections.get(cidKey(msg, h.dcidStart, h.dcidEnd));
+		if (conn !== undefined) {
+			conn.receive(msg, rinfo.address, rinfo.port);
+			return;
+		}
+		if (form === PacketForm.Short) {
+			this.unknownConnection(msg, rinfo, mayForward);
+			return;
+		}
+		if (h.version === 0) {
+			// A version negotiation packet sent to a server: never valid.
+			stats.garbage++;
+			return;
+		}
+		if (!this.quiche.versionIsSupported(h.version)) {
+			this.negotiateVersion(msg, rinfo);
+			return;
+		}
+		if (h.longType !== LongType.Initial) {
+			// Handshake / 0-RTT for a connection we do not have: maybe another worker's.
+			if (h.dcidEnd - h.dcidStart === CID_LEN) this.unknownConnection(msg, rinfo, mayForward);
+			else stats.unknownConnection++;
+			return;
+		}
+		this.accept(msg, rinfo, mayForward);
+	}
+
+	private unknownConnection(msg: Buffer, rinfo: dgram.RemoteInfo, mayForward: boolean): void {
+		const owner = msg[this.header.dcidStart];
+		if (mayForward && owner !== this.workerIndex && this.options.onForeignPacket !== undefined) {
+			this.stats.foreign++;
+			this.options.onForeignPacket(msg, rinfo, owner);
+			return;
+		}
+		this.stats.unknownConnection++;
+	}
+
+	private negotiateVersion(msg: Buffer, rinfo: dgram.RemoteInfo): void {
+		const h = this.header;
+		// RFC 9000 §6.1 / §14.1: only answer datagrams that could be a client's first flight.
+		if (msg.length < MIN_INITIAL_DATAGRAM) {
+			this.stats.garbage++;
+			return;
+		}
+		const out = this.sender.acquire();
+		let length: number;
+		try {
+			length = this.quiche.negotiateVersion(
+				msg.subarray(h.scidStart, h.scidEnd),
+				msg.subarray(h.dcidStart, h.dcidEnd),
+				out,
+			);
+		} catch {
+			this.sender.release(out);
+			this.stats.garbage++;
+			return;
+		}
+		this.stats.versionNegotiations++;
+		this.sender.send(out, length, rinfo.port, rinfo.address);
+	}
+
+	private accept(msg: Buffer, rinfo: dgram.RemoteInfo, mayForward: boolean): void {
+		const h = this.header;
+		const stats = this.stats;
+		if (msg.length < MIN_INITIAL_DATAGRAM) {
+			stats.truncatedInitials++;
+			return;
+		}
+		const dcidLen = h.dcidEnd - h.dcidStart;
+		if (dcidLen < MIN_INITIAL_DCID_LEN || dcidLen > 20 || h.scidEnd - h.scidStart > 20) {
+			stats.garbage++;
+			return;
+		}
+		if (stats.connections >= this.limits.maxConnections) {
+			stats.refused++;
+			return;
+		}
+		const dcid = Buffer.from(msg.subarray(h.dcidStart, h.dcidEnd));
+		let scid: Buffer;
+		let odcid: Buffer | null = null;
+		if (this.retryTokens !== null) {
+			let token: Uint8Array | undefined;
+			try {
+				token = this.quiche.Header.fromSlice(msg, CID_LEN).token;
+			} catch {
+				stats.garbage++;
+				return;
+			}
+			if (token === undefined || token.length === 0) {
+				this.sendRetry(msg, rinfo, dcid);
+				return;
+			}
+			odcid = this.retryTokens.validate(token, rinfo.address, rinfo.port);
+			if (odcid === null || dcidLen !== CID_LEN) {
+				stats.garbage++;
+				return;
+			}
+			if (dcid[0] !== this.workerIndex) {
+				// The Initial after our Retry hashed to another worker: its owner has the context.
+				this.unknownConnection(msg, rinfo, mayForward);
+				return;
+			}
+			scid = dcid;
+		} else {
+			scid = newCid(this.workerIndex);
+		}
+		let native: QuicConnection["native"];
+		try {
+			native = this.quiche.Connection.accept(
+				scid,
+				odcid,
+				this.localHost,
+				{ host: rinfo.address, port: rinfo.port },
+				this.config,
+			);
+		} catch (err) {
+			stats.garbage++;
+			this.options.log?.("debug", `quic accept failed: ${(err as Error).message}`);
+			return;
+		}
+		const conn = new QuicConnection(
+			native,
+			this,
+			true,
+			this.localHost,
+			rinfo.address,
+			rinfo.port,
+			{ keepAliveMs: this.limits.keepAliveMs, handshakeTimeoutMs: this.limits.handshakeTimeoutMs },
+			this.config,
+		);
+		const scidKey = cidKey(scid);
+		const dcidKey = cidKey(dcid);
+		conn.cidKeys.push(scidKey);
+		this.connections.set(scidKey, conn);
+		if (dcidKey !== scidKey) {
+			conn.cidKeys.push(dcidKey);
+			this.connections.set(dcidKey, conn);
+		}
+		conn.receive(msg, rinfo.address, rinfo.port);
+	}
+
+	private sendRetry(msg: Buffer, rinfo: dgram.RemoteInfo, odcid: Buffer): void {
+		const h = this.header;
+		const token = this.retryTokens!.mint(odcid, rinfo.address, rinfo.port);
+		const newScid = newCid(this.workerIndex);
+		const out = this.sender.acquire();
+		let length: number;
+		try {
+			length = this.quiche.retry(msg.subarray(h.scidStart, h.scidEnd), odcid, newScid, token, h.version, out);
+		} catch {
+			this.sender.release(out);
+			this.stats.garbage++;
+			return;
+		}
+		this.stats.retries++;
+		this.sender.send(out, length, rinfo.port, rinfo.address);
+	}
+}

@@ -1,0 +1,164 @@
+/**
+ * One QUIC stream of a raw-QUIC session (TransportStream). Writes go straight into quiche (which
+ * copies) as far as flow control allows; the rest is copied into a per-stream queue and pushed by
+ * the connection when capacity returns (after ACKs / MAX_STREAM_DATA arrive).
+ */
+import type { TransportStream } from "../transport/types.ts";
+import type { QuicConnection } from "./connection.ts";
+
+/** `onDrain` fires when the queue falls to this after having been above DRAIN_HIGH. */
+export const DRAIN_LOW = 16 * 1024;
+export const DRAIN_HIGH = 64 * 1024;
+
+export const SendState = {
+	Open: 0,
+	/** finish() called while bytes were queued: FIN goes out with the last of them. */
+	FinQueued: 1,
+	/** FIN handed to quiche, or reset, or stopped by the peer: nothing more to send. */
+	Done: 2,
+} as const;
+export type SendState = (typeof SendState)[keyof typeof SendState];
+
+const EMPTY = new Uint8Array(0);
+
+export class QuicStream implements TransportStream {
+	readonly id: number;
+	readonly bidi: boolean;
+	readonly local: boolean;
+
+	onData: ((chunk: Uint8Array) => void) | null = null;
+	onFin: (() => void) | null = null;
+	onReset: ((code: number) => void) | null = null;
+	onStop: ((code: number) => void) | null = null;
+	onDrain: (() => void) | null = null;
+
+	/** @internal */ sendState: SendState;
+	/** @internal true while the receive side is open (the connection polls it). */
+	recvOpen: boolean;
+	private readonly conn: QuicConnection;
+	private readonly queue: Uint8Array[] = [];
+	private queueHead = 0;
+	/** Bytes of queue[queueHead] already handed to quiche. */
+	private headOffset = 0;
+	private queued = 0;
+	private aboveHigh = false;
+
+	constructor(conn: QuicConnection, id: number) {
+		this.conn = conn;
+		this.id = id;
+		this.bidi = (id & 2) === 0;
+		this.local = (id & 1) === (conn.isServer ? 1 : 0);
+		const canSend = this.bidi || this.local;
+		const canRecv = this.bidi || !this.local;
+		this.sendState = canSend ? SendState.Open : SendState.Done;
+		this.recvOpen = canRecv;
+	}
+
+	get buffered(): number {
+		return this.queued;
+	}
+
+	write(data: Uint8Array): void {
+		if (this.sendState !== SendState.Open || data.length === 0) return;
+		let offset = 0;
+		if (this.queued === 0) {
+			const sent = this.conn.streamWrite(this, data, false);
+			if (sent < 0) return; // stopped by the peer or gone: onStop already fired
+			if (sent === data.length) return;
+			offset = sent;
+		}
+		// The caller may reuse `data` after we return: keep a copy of what quiche did not take.
+		const copy = Buffer.allocUnsafe(data.length - offset);
+		copy.set(offset === 0 ? data : data.subarray(offset));
+		this.queue.push(copy);
+		this.queued += data.length - offset;
+		if (this.queued > DRAIN_HIGH) this.aboveHigh = true;
+		this.conn.markBlocked(this);
+	}
+
+	finish(): void {
+		if (this.sendState !== SendState.Open) return;
+		if (this.queued > 0) {
+			this.sendState = SendState.FinQueued;
+			return;
+		}
+		this.sendState = SendState.Done;
+		this.conn.streamWrite(this, EMPTY, true);
+		this.conn.sendSideDone(this);
+	}
+
+	reset(code: number): void {
+		if (this.sendState === SendState.Done) return;
+		this.sendState = SendState.Done;
+		this.clearQueue();
+		this.conn.shutdownStream(this, false, code);
+		this.conn.sendSideDone(this);
+	}
+
+	stop(code: number): void {
+		if (!this.recvOpen) return;
+		this.recvOpen = false;
+		this.conn.shutdownStream(this, true, code);
+		this.conn.recvSideDone(this);
+	}
+
+	setPriority(order: number): void {
+		this.conn.prioritize(this, order);
+	}
+
+	/**
+	 * @internal Pushes queued bytes into quiche. Returns true when the queue is empty afterwards
+	 * (then the connection stops tracking the stream as blocked).
+	 */
+	pump(): boolean {
+		while (this.queueHead < this.queue.length) {
+			const chunk = this.queue[this.queueHead];
+			const rest = this.headOffset === 0 ? chunk : chunk.subarray(this.headOffset);
+			const last = this.queueHead === this.queue.length - 1;
+			const fin = last && this.sendState === SendState.FinQueued;
+			const sent = this.conn.streamWrite(this, rest, fin);
+			if (sent < 0) return true; // stopped: the queue was cleared
+			this.queued -= sent;
+			if (sent < rest.length) {
+				this.headOffset += sent;
+				this.checkDrain();
+				return false;
+			}
+			this.queue[this.queueHead++] = EMPTY;
+			this.headOffset = 0;
+		}
+		this.queue.length = 0;
+		this.queueHead = 0;
+		if (this.sendState === SendState.FinQueued) {
+			this.sendState = SendState.Done;
+			this.conn.sendSideDone(this);
+		}
+		// onDrain may write again (and queue): only an empty queue leaves the blocked set.
+		this.checkDrain();
+		return this.queued === 0;
+	}
+
+	/** @internal The peer sent STOP_SENDING (quiche answers with RESET_STREAM itself). */
+	peerStopped(code: number): void {
+		this.sendState = SendState.Done;
+		this.clearQueue();
+		this.conn.sendSideDone(this);
+		this.onStop?.(code);
+	}
+
+	/** @internal */
+	clearQueue(): void {
+		this.queue.length = 0;
+		this.queueHead = 0;
+		this.headOffset = 0;
+		this.queued = 0;
+		this.aboveHigh = false;
+	}
+
+	private checkDrain(): void {
+		if (this.aboveHigh && this.queued <= DRAIN_LOW) {
+			this.aboveHigh = false;
+			this.onDrain?.();
+		}
+	}
+}
