@@ -1,38 +1,80 @@
+import { readFileSync } from "node:fs";
+import { CacheBudget } from "../cache/budget.ts";
+import { Doorbell } from "../cache/doorbell.ts";
 import type { RelayConfig } from "../config/types.ts";
 import type { Logger } from "../log/logger.ts";
+import { WorkerPool } from "../pool/supervisor.ts";
 import { CertificateStore } from "../tls/store.ts";
-import { startRelayNode } from "../worker/relay-node.ts";
+import type { WorkerInit } from "../worker/entry.ts";
 
-/** Runs the relay until SIGINT/SIGTERM; SIGHUP reloads certificate files. */
-export async function runRelay(config: RelayConfig, log: Logger): Promise<void> {
+function packageVersion(): string {
+	return (JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version: string })
+		.version;
+}
+
+/**
+ * The main thread: validates config and certificates, starts the relay workers, supervises them,
+ * and serves nothing on the data plane. SIGHUP reloads certificate files; SIGINT/SIGTERM drain.
+ */
+export async function runRelay(config: RelayConfig, log: Logger): Promise<WorkerPool> {
 	const certs = new CertificateStore(config.tls);
-	const node = await startRelayNode({
+	const budget = CacheBudget.create(config.cache.totalBytes);
+	const doorbell = Doorbell.createBuffer(config.workers.count);
+	const hopId = 1 + Math.floor(Math.random() * 0xfffffffffff);
+	const version = packageVersion();
+	const init = (): WorkerInit => ({
 		config,
-		log,
-		fingerprint: () => certs.fingerprint,
-		tls: { cert: certs.cert, key: certs.key },
+		tls: { cert: certs.cert, key: certs.key, fingerprint: certs.fingerprint },
+		budget: budget.buffer,
+		doorbell,
+		hopId,
+		version,
 	});
+	const pool = await WorkerPool.start({
+		count: config.workers.count,
+		entry: new URL("../worker/entry.ts", import.meta.url),
+		workerData: init,
+		log,
+	});
+	const bind = config.server.bind;
+	const host = bind.host.includes(":") ? `[${bind.host}]` : bind.host;
 	const http = config.web.http;
 	log.info("moq-fanout listening", {
-		quic: `${config.server.bind.host}:${config.server.bind.port}/udp`,
-		http: http ? `http://${http.host.includes(":") ? `[${http.host}]` : http.host}:${node.httpPort}` : "off",
+		quic: `${host}:${bind.port}/udp`,
+		http: http ? `http://${http.host.includes(":") ? `[${http.host}]` : http.host}:${http.port}` : "off",
+		workers: config.workers.count,
 		fingerprint: certs.fingerprint,
 		public: config.auth.public,
 		config: config.source,
 	});
-	process.on("SIGHUP", () => {
+	const onHup = () => {
 		const res = certs.reload();
-		if (res.ok) log.info("certificates reloaded", { changed: res.changed, fingerprint: certs.fingerprint });
-		else log.error("certificate reload failed; keeping the old ones", { error: res.error?.message });
-	});
+		if (!res.ok) {
+			log.error("certificate reload failed; keeping the old ones", { error: res.error?.message });
+			return;
+		}
+		log.info("certificates reloaded", { changed: res.changed, fingerprint: certs.fingerprint });
+		if (res.changed) pool.broadcast({ type: "tls", cert: certs.cert, key: certs.key, fingerprint: certs.fingerprint });
+	};
 	let stopping = false;
 	const stop = async (signal: string) => {
 		if (stopping) return;
 		stopping = true;
 		log.info("shutting down", { signal });
-		await node.close();
+		await pool.close(5000);
+		process.off("SIGHUP", onHup);
 		process.exit(0);
 	};
+	process.on("SIGHUP", onHup);
+	// Test hook (MOQ_FANOUT_DEBUG=1): "crash N" on stdin makes worker N throw, to exercise supervision.
+	if (process.env.MOQ_FANOUT_DEBUG === "1") {
+		const { createInterface } = await import("node:readline");
+		createInterface({ input: process.stdin }).on("line", (line) => {
+			const m = /^crash (\d+)$/.exec(line.trim());
+			if (m) pool.post(Number(m[1]), { type: "crash" });
+		});
+	}
 	process.on("SIGINT", () => void stop("SIGINT"));
 	process.on("SIGTERM", () => void stop("SIGTERM"));
+	return pool;
 }

@@ -1,6 +1,6 @@
 import { Rec as RECORD } from "../cache/layout.ts";
-import type { RingReader } from "../cache/ring-reader.ts";
-import type { RelayTrack, TrackConsumer } from "../relay/track.ts";
+import { RingReader } from "../cache/ring-reader.ts";
+import type { TrackConsumer, TrackHost } from "../relay/track.ts";
 import type { SubscriptionParams } from "../relay/types.ts";
 import type { TransportStream } from "../transport/types.ts";
 import { CANCEL, DROPPED, LAGGED, NOT_FOUND } from "./wire/codes.ts";
@@ -15,35 +15,41 @@ const scratch = new Uint8Array(32);
 export class FetchServe implements TrackConsumer {
 	readonly params: SubscriptionParams;
 	onDone: (() => void) | null = null;
-	readonly #track: RelayTrack;
-	readonly #reader: RingReader;
+	readonly #track: TrackHost;
+	#reader: RingReader | null = null;
 	readonly #stream: TransportStream;
 	readonly #group: number;
 	#found = false;
 	#prevTs = 0;
 	#done = false;
 
-	constructor(track: RelayTrack, reader: RingReader, stream: TransportStream, group: number) {
+	constructor(track: TrackHost, stream: TransportStream, group: number) {
 		this.#track = track;
-		this.#reader = reader;
 		this.#stream = stream;
 		this.#group = group;
 		this.params = { priority: 0, ordered: true, maxLatencyMs: 0, startGroup: group, endGroup: group };
 	}
 
-	/** false when the group is not in the cache (the stream was reset with NOT_FOUND). */
-	start(): boolean {
-		if (!this.#reader.seekGroup(this.#group)) {
-			this.#stream.reset(NOT_FOUND);
-			return false;
-		}
+	start(): void {
 		this.#track.addConsumer(this);
 		this.drain();
-		return true;
+	}
+
+	attach(buffer: SharedArrayBuffer): void {
+		if (this.#reader || this.#done) return;
+		const reader = new RingReader(buffer);
+		this.#reader = reader;
+		// Not in the cache (any more): refuse at once.
+		if (!reader.seekGroup(this.#group)) queueMicrotask(() => this.#end(NOT_FOUND));
+	}
+
+	abort(code: number): void {
+		this.#end(code);
 	}
 
 	drain(): void {
 		const r = this.#reader;
+		if (!r) return;
 		while (!this.#done) {
 			const kind = r.next();
 			if (kind === RECORD.NONE) return;

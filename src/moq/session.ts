@@ -1,6 +1,5 @@
 import type { Grant } from "../auth/index.ts";
 import { normalizePath } from "../auth/path.ts";
-import { RingReader } from "../cache/ring-reader.ts";
 import { DecodeError } from "../coding/errors.ts";
 import type { Reader } from "../coding/reader.ts";
 import { Writer } from "../coding/writer.ts";
@@ -589,16 +588,7 @@ export class MoqSession implements UpstreamPublisher {
 				startGroup: sub.startGroup,
 				endGroup: sub.endGroup,
 			};
-			serve = new TrackServe(
-				sub.id,
-				track,
-				new RingReader(track.ring.buffer),
-				this.#t,
-				s,
-				v,
-				params,
-				this.#relay.figures,
-			);
+			serve = new TrackServe(sub.id, track, this.#t, s, v, params, this.#relay.figures);
 			this.#serves.set(sub.id, serve);
 			this.#relay.figures.subscriptions++;
 			track.addConsumer(serve);
@@ -656,12 +646,12 @@ export class MoqSession implements UpstreamPublisher {
 				s.reset(Code.UNAUTHORIZED);
 				return;
 			}
-			const b = this.#relay.broadcasts.get(joinPath(grant.root, rel));
-			if (!b) {
+			const info = this.#relay.trackInfo(joinPath(grant.root, rel), req.track);
+			if (!info) {
 				s.reset(Code.NOT_FOUND);
 				return;
 			}
-			infoFor(b, req.track).then(
+			info.then(
 				(info) => {
 					const w = new Writer(32);
 					encodeTrackInfo(w, info, v);
@@ -710,11 +700,11 @@ export class MoqSession implements UpstreamPublisher {
 				s.reset(Code.NOT_FOUND);
 				return;
 			}
-			const fetch = new FetchServe(track, new RingReader(track.ring.buffer), s, req.group);
-			if (!fetch.start()) return;
+			const fetch = new FetchServe(track, s, req.group);
 			const key = -1 - this.#nextFetchKey++;
 			this.#serves.set(key, fetch);
 			fetch.onDone = () => this.#serves.delete(key);
+			fetch.start();
 		});
 		s.onStop = () => s.reset(Code.CANCEL);
 	}
@@ -1039,18 +1029,4 @@ export class MoqSession implements UpstreamPublisher {
 		this.#upstreamByTrack.clear();
 		this.#log.info("session closed", { code, reason });
 	}
-}
-
-/** TRACK_INFO per broadcast track, asked upstream once. */
-const infoCache = new WeakMap<object, Map<string, Promise<TrackInfo>>>();
-function infoFor(b: { publisher: UpstreamPublisher; path: string }, track: string): Promise<TrackInfo> {
-	let m = infoCache.get(b);
-	if (!m) infoCache.set(b, (m = new Map()));
-	let p = m.get(track);
-	if (!p) {
-		p = b.publisher.fetchTrackInfo(b.path, track);
-		m.set(track, p);
-		p.catch(() => m.delete(track));
-	}
-	return p;
 }

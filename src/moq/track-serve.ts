@@ -1,7 +1,7 @@
 import { Rec as RECORD } from "../cache/layout.ts";
-import type { RingReader } from "../cache/ring-reader.ts";
+import { RingReader } from "../cache/ring-reader.ts";
 import { Writer } from "../coding/writer.ts";
-import type { RelayTrack, TrackConsumer } from "../relay/track.ts";
+import type { TrackConsumer, TrackHost } from "../relay/track.ts";
 import type { SubscriptionParams } from "../relay/types.ts";
 import type { TransportSession, TransportStream } from "../transport/types.ts";
 import { CANCEL, DROPPED, LAGGED, OLD } from "./wire/codes.ts";
@@ -36,8 +36,8 @@ export interface ServeCounters {
 export class TrackServe implements TrackConsumer {
 	readonly id: number;
 	params: SubscriptionParams;
-	readonly #track: RelayTrack;
-	readonly #reader: RingReader;
+	readonly #track: TrackHost;
+	#reader: RingReader | null = null;
 	readonly #transport: TransportSession;
 	readonly #control: TransportStream;
 	readonly #version: LiteVersion;
@@ -50,8 +50,7 @@ export class TrackServe implements TrackConsumer {
 
 	constructor(
 		id: number,
-		track: RelayTrack,
-		reader: RingReader,
+		track: TrackHost,
 		transport: TransportSession,
 		controlStream: TransportStream,
 		version: LiteVersion,
@@ -60,16 +59,12 @@ export class TrackServe implements TrackConsumer {
 	) {
 		this.id = id;
 		this.#track = track;
-		this.#reader = reader;
 		this.#transport = transport;
 		this.#control = controlStream;
 		this.#version = version;
 		this.params = params;
 		this.#counters = counters;
-		if (params.startGroup !== null) {
-			this.#minGroup = params.startGroup;
-			reader.seekGroup(params.startGroup);
-		} else reader.seekLatest();
+		if (params.startGroup !== null) this.#minGroup = params.startGroup;
 		// Before lite-05 the acceptance comes first and carries no group.
 		if (version < 5) {
 			control.clear();
@@ -94,6 +89,21 @@ export class TrackServe implements TrackConsumer {
 		return this.#done;
 	}
 
+	/** The track's ring is readable: start at the latest group (or the requested one). */
+	attach(buffer: SharedArrayBuffer): void {
+		if (this.#reader || this.#done) return;
+		const reader = new RingReader(buffer);
+		if (this.params.startGroup !== null) reader.seekGroup(this.params.startGroup);
+		else reader.seekLatest();
+		this.#reader = reader;
+	}
+
+	/** The track can't be served any more (its publisher's worker went away). */
+	abort(code: number): void {
+		this.#resetAll(code);
+		this.#finishControl(code);
+	}
+
 	update(params: SubscriptionParams): void {
 		this.params = params;
 		for (const g of this.#groups.values()) g.stream.setPriority(this.#order(g.seq));
@@ -101,8 +111,8 @@ export class TrackServe implements TrackConsumer {
 	}
 
 	drain(): void {
-		if (this.#done) return;
 		const r = this.#reader;
+		if (this.#done || !r) return;
 		for (;;) {
 			const kind = r.next();
 			switch (kind) {
@@ -172,7 +182,7 @@ export class TrackServe implements TrackConsumer {
 	#lapped(): void {
 		this.#resetAll(LAGGED);
 		this.#counters.groupsDropped++;
-		this.#reader.seekLatest();
+		this.#reader?.seekLatest();
 	}
 
 	#order(seq: number): number {

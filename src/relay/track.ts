@@ -5,9 +5,26 @@ import type { SubscriptionParams, TrackHandle, TrackInfo, UpstreamPublisher } fr
 /** A downstream subscription as its track sees it. */
 export interface TrackConsumer {
 	readonly params: Readonly<SubscriptionParams>;
+	/** The track's ring is available (immediately for local tracks, once the owner answers for remote ones). */
+	attach(buffer: SharedArrayBuffer): void;
 	/** New records are in the ring: read them. Called at most once per event-loop turn per track. */
 	drain(): void;
+	/** The track can never be served (its publisher worker died before the ring said so). */
+	abort(code: number): void;
 }
+
+/** What a viewer's subscription needs from a track, whether this worker writes its ring or another does. */
+export interface TrackHost {
+	readonly broadcastPath: string;
+	readonly name: string;
+	readonly closed: boolean;
+	addConsumer(c: TrackConsumer): void;
+	removeConsumer(c: TrackConsumer): void;
+	consumerUpdated(): void;
+}
+
+/** Called when any local ring has new records (the doorbell wakes other workers reading it). */
+export type RingActivity = (ring: RingWriter) => void;
 
 let pending: RelayTrack[] = [];
 let scheduled = false;
@@ -24,7 +41,7 @@ function flushPending(): void {
  * its viewers, and the aggregate of their subscription parameters, which drives the single
  * upstream subscription.
  */
-export class RelayTrack implements TrackHandle {
+export class RelayTrack implements TrackHandle, TrackHost {
 	readonly broadcastPath: string;
 	readonly name: string;
 	readonly ring: RingWriter;
@@ -38,6 +55,9 @@ export class RelayTrack implements TrackHandle {
 	readonly #budget: CacheBudget | null;
 	readonly #ringBytes: number;
 	readonly #onEmpty: (t: RelayTrack) => void;
+	/** Other workers reading this ring (each counts as one consumer for the upstream aggregate). */
+	remoteReaders = 0;
+	onRingActivity: RingActivity | null = null;
 
 	constructor(
 		broadcastPath: string,
@@ -73,6 +93,7 @@ export class RelayTrack implements TrackHandle {
 	addConsumer(c: TrackConsumer): void {
 		const first = this.consumers.size === 0;
 		this.consumers.add(c);
+		c.attach(this.ring.buffer);
 		if (first) {
 			this.aggregate = aggregateOf(this.consumers);
 			this.publisher.subscribeUpstream(this);
@@ -110,6 +131,7 @@ export class RelayTrack implements TrackHandle {
 
 	/** The publisher wrote into the ring: wake the viewers once this turn (batched across tracks). */
 	notify(): void {
+		if (this.remoteReaders > 0) this.onRingActivity?.(this.ring);
 		if (this.#queued) return;
 		this.#queued = true;
 		pending.push(this);

@@ -1,11 +1,15 @@
+import type dgram from "node:dgram";
 import { Authenticator } from "../auth/index.ts";
 import { CacheBudget } from "../cache/budget.ts";
 import type { RelayConfig } from "../config/types.ts";
 import { type HttpServerHandle, startHttpServer } from "../http/server.ts";
 import type { Logger } from "../log/logger.ts";
 import { MoqSession } from "../moq/session.ts";
+import { SUPPORTED_ALPNS } from "../moq/wire/version.ts";
+import { QuicServer } from "../quic/server.ts";
 import { Relay } from "../relay/relay.ts";
 import type { TransportSession } from "../transport/types.ts";
+import { acceptHttp3 } from "../webtransport/server.ts";
 
 export interface RelayNodeOptions {
 	config: RelayConfig;
@@ -16,20 +20,42 @@ export interface RelayNodeOptions {
 	tls: { cert: string; key: string };
 	/** Bind with SO_REUSEPORT (several workers on one port). */
 	reusePort?: boolean;
-	/** Override ports (tests use 0 for ephemeral). */
-	httpPort?: number;
+	/** Port override for QUIC (tests use 0); HTTP then follows on the same port number unless web.http says otherwise. */
+	port?: number;
 	budget?: CacheBudget | null;
+	/** This worker's index (encoded in QUIC connection IDs) and the relay-wide hop id. */
+	worker?: number;
+	hopId?: number;
+	/** Called with the relay core before any listener opens (the multi-worker link attaches here). */
+	setup?: (relay: Relay) => void;
+	/** A QUIC packet for a connection another worker owns. */
+	onForeignPacket?: (packet: Buffer, rinfo: dgram.RemoteInfo, owner: number) => void;
+	/** Prometheus text for GET /metrics. */
+	metrics?: () => string;
+}
+
+export interface SessionCounts {
+	quic: number;
+	webtransport: number;
+	websocket: number;
 }
 
 export interface RelayNode {
 	readonly relay: Relay;
 	readonly httpPort: number | null;
+	readonly quicPort: number;
+	readonly quic: QuicServer;
+	readonly sessionsByKind: SessionCounts;
+	setCertificate(cert: string, key: string): void;
 	close(): Promise<void>;
 }
 
+const WT_PROTOCOLS = [...SUPPORTED_ALPNS];
+
 /**
- * One relay worker's runtime: the relay core plus its listeners (HTTP + WebSocket on TCP). Each
- * accepted transport session gets a moq-lite session bound to this worker's relay.
+ * One relay worker's runtime: the relay core plus its listeners. QUIC on UDP carries raw moq-lite
+ * (ALPN moq-lite-0X / moql) and HTTP/3 WebTransport (ALPN h3); HTTP + WebSocket (qmux) listen on
+ * TCP. Every accepted transport session gets a moq-lite session bound to this worker's relay.
  */
 export async function startRelayNode(opts: RelayNodeOptions): Promise<RelayNode> {
 	const { config, log } = opts;
@@ -37,39 +63,70 @@ export async function startRelayNode(opts: RelayNodeOptions): Promise<RelayNode>
 		maxPathSegments: config.limits.maxPathSegments,
 	});
 	const budget = opts.budget === undefined ? CacheBudget.create(config.cache.totalBytes) : opts.budget;
-	const relay = new Relay(config, log, budget);
+	const relay = new Relay(config, log, budget, opts.worker ?? 0, opts.hopId);
+	opts.setup?.(relay);
 	const sessions = new Set<MoqSession>();
+	const byKind: SessionCounts = { quic: 0, webtransport: 0, websocket: 0 };
 
 	const onSession = (t: TransportSession) => {
 		if (relay.figures.sessions >= config.limits.maxSessions) {
 			t.close(17, "relay at its session limit");
 			return;
 		}
-		const session = new MoqSession(t, {
-			relay,
-			log,
-			authorize: (path, jwt) => auth.authorize(path, jwt),
-		});
+		const session = new MoqSession(t, { relay, log, authorize: (path, jwt) => auth.authorize(path, jwt) });
 		sessions.add(session);
-		const onClose = t.onClose;
+		byKind[t.kind]++;
 		session.start();
 		const sessionClose = t.onClose;
 		t.onClose = (code, reason) => {
 			sessions.delete(session);
+			byKind[t.kind]--;
 			sessionClose?.(code, reason);
-			onClose?.(code, reason);
 		};
 	};
 
+	const quicLog = (level: "debug" | "info" | "warn" | "error", message: string) =>
+		log[level](message, { layer: "quic" });
+	const quic = await QuicServer.listen({
+		host: config.server.bind.host,
+		port: opts.port ?? config.server.bind.port,
+		reusePort: opts.reusePort ?? false,
+		cert: opts.tls.cert,
+		key: opts.tls.key,
+		alpns: [...SUPPORTED_ALPNS, "h3"],
+		workerIndex: opts.worker ?? 0,
+		onForeignPacket: opts.onForeignPacket,
+		log: quicLog,
+		onSession: (conn) => {
+			if (conn.protocol === "h3") {
+				acceptHttp3(conn, {
+					protocols: WT_PROTOCOLS,
+					onSession,
+					log: (level, msg, fields) =>
+						(log as unknown as Record<string, (m: string, f?: object) => void>)[level]?.(msg, fields),
+				});
+			} else onSession(conn);
+		},
+	});
+
 	let http: HttpServerHandle | null = null;
 	if (config.web.http) {
+		// Browsers fetch the fingerprint from the same host:port they then dial over UDP, so an
+		// ephemeral QUIC port is mirrored on TCP.
+		const port = opts.port === 0 && config.web.http.port === config.server.bind.port ? quic.port : config.web.http.port;
 		http = await startHttpServer({
 			host: config.web.http.host,
-			port: opts.httpPort ?? config.web.http.port,
+			port: opts.port === 0 && config.web.http.port !== config.server.bind.port ? 0 : port,
 			reusePort: opts.reusePort ?? false,
 			fingerprint: opts.fingerprint,
 			onSession,
-			health: () => ({ status: "ok", sessions: relay.figures.sessions, broadcasts: relay.figures.broadcasts }),
+			metrics: opts.metrics,
+			health: () => ({
+				status: "ok",
+				worker: relay.worker,
+				sessions: relay.figures.sessions,
+				broadcasts: relay.figures.broadcasts,
+			}),
 			log: (level: string, msg: string, fields?: object) =>
 				(log as unknown as Record<string, (m: string, f?: object) => void>)[level]?.(msg, fields),
 		});
@@ -78,9 +135,16 @@ export async function startRelayNode(opts: RelayNodeOptions): Promise<RelayNode>
 	return {
 		relay,
 		httpPort: http?.port ?? null,
+		quicPort: quic.port,
+		quic,
+		sessionsByKind: byKind,
+		setCertificate(cert: string, key: string) {
+			quic.setCertificate(cert, key);
+		},
 		async close() {
 			for (const s of sessions) s.close(0, "relay shutting down");
 			await http?.close();
+			await quic.close();
 		},
 	};
 }

@@ -8,6 +8,8 @@ export interface TestRelay {
 	node: RelayNode;
 	config: RelayConfig;
 	url(path?: string): URL;
+	/** The UDP port (QUIC / WebTransport); the TCP port has the same number. */
+	quicPort: number;
 	close(): Promise<void>;
 }
 
@@ -30,12 +32,13 @@ ${extraToml}
 		log,
 		fingerprint: () => cert.fingerprint,
 		tls: { cert: cert.certPem, key: cert.keyPem },
-		httpPort: 0,
+		port: 0,
 	});
 	return {
 		node,
 		config,
 		url: (path = "anon") => new URL(`http://127.0.0.1:${node.httpPort}/${path}`),
+		quicPort: node.quicPort,
 		close: () => node.close(),
 	};
 }

@@ -1,0 +1,104 @@
+import { RingReader } from "../cache/ring-reader.ts";
+import { aggregateOf, type TrackConsumer, type TrackHost } from "./track.ts";
+import type { SubscriptionParams } from "./types.ts";
+
+/** How a remote track reaches the broadcast's owner and publisher workers (the shard link). */
+export interface RemoteTrackLink {
+	readonly self: number;
+	want(path: string, track: string, params: SubscriptionParams): void;
+	update(path: string, track: string, params: SubscriptionParams): void;
+	unwant(path: string, track: string): void;
+}
+
+/**
+ * A track whose ring another worker writes (the one holding the publisher's session). This worker's
+ * viewers read that SharedArrayBuffer directly; only the subscribe/unsubscribe and the one-time
+ * handover of the buffer are messages. The writer's doorbell wakes this worker, once per turn.
+ */
+export class RemoteTrack implements TrackHost {
+	readonly broadcastPath: string;
+	readonly name: string;
+	readonly publisherWorker: number;
+	readonly consumers = new Set<TrackConsumer>();
+	buffer: SharedArrayBuffer | null = null;
+	#watcher: RingReader | null = null;
+	#closed = false;
+	readonly #link: RemoteTrackLink;
+	readonly #onEmpty: (t: RemoteTrack) => void;
+	#aggregate: SubscriptionParams | null = null;
+
+	constructor(
+		path: string,
+		name: string,
+		publisherWorker: number,
+		link: RemoteTrackLink,
+		onEmpty: (t: RemoteTrack) => void,
+	) {
+		this.broadcastPath = path;
+		this.name = name;
+		this.publisherWorker = publisherWorker;
+		this.#link = link;
+		this.#onEmpty = onEmpty;
+	}
+
+	get closed(): boolean {
+		return this.#closed;
+	}
+
+	addConsumer(c: TrackConsumer): void {
+		const first = this.consumers.size === 0;
+		this.consumers.add(c);
+		if (this.buffer) c.attach(this.buffer);
+		if (first) {
+			this.#aggregate = aggregateOf(this.consumers);
+			this.#link.want(this.broadcastPath, this.name, this.#aggregate);
+		} else this.consumerUpdated();
+	}
+
+	removeConsumer(c: TrackConsumer): void {
+		if (!this.consumers.delete(c)) return;
+		if (this.consumers.size > 0) {
+			this.consumerUpdated();
+			return;
+		}
+		if (!this.#closed) this.#link.unwant(this.broadcastPath, this.name);
+		this.close();
+		this.#onEmpty(this);
+	}
+
+	consumerUpdated(): void {
+		const next = aggregateOf(this.consumers);
+		const a = this.#aggregate;
+		if (a && a.priority === next.priority && a.ordered === next.ordered && a.maxLatencyMs === next.maxLatencyMs) return;
+		this.#aggregate = next;
+		if (!this.#closed) this.#link.update(this.broadcastPath, this.name, next);
+	}
+
+	/** The publisher's worker handed over the ring. */
+	attach(buffer: SharedArrayBuffer): void {
+		if (this.#closed || this.buffer) return;
+		this.buffer = buffer;
+		this.#watcher = new RingReader(buffer);
+		this.#watcher.watch(this.#link.self);
+		for (const c of this.consumers) c.attach(buffer);
+		this.deliver();
+	}
+
+	/** Doorbell: the writer appended records this turn. */
+	deliver(): void {
+		for (const c of this.consumers) c.drain();
+	}
+
+	/** The publisher's worker is gone (or refused): nothing more will be written. */
+	abort(code: number): void {
+		for (const c of [...this.consumers]) c.abort(code);
+		this.close();
+	}
+
+	close(): void {
+		if (this.#closed) return;
+		this.#closed = true;
+		this.#watcher?.unwatch(this.#link.self);
+		this.#watcher = null;
+	}
+}

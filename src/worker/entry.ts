@@ -1,0 +1,114 @@
+/**
+ * A relay worker thread: binds its own SO_REUSEPORT UDP and TCP sockets, runs the relay core for
+ * its sessions, and links to the other workers (sharding by path hash, SAB rings, doorbells).
+ */
+import type dgram from "node:dgram";
+import { CacheBudget } from "../cache/budget.ts";
+import { Doorbell } from "../cache/doorbell.ts";
+import type { RelayConfig } from "../config/types.ts";
+import { createLogger } from "../log/logger.ts";
+import { renderMetrics, sampleProcessInfo } from "../metrics/prometheus.ts";
+import { Field } from "../pool/counters.ts";
+import { connectToPool } from "../pool/worker-side.ts";
+import { startRelayNode } from "./relay-node.ts";
+import { ShardLink } from "./shard-link.ts";
+
+export interface WorkerInit {
+	config: RelayConfig;
+	tls: { cert: string; key: string; fingerprint: string };
+	budget: SharedArrayBuffer;
+	doorbell: SharedArrayBuffer;
+	hopId: number;
+	version: string;
+}
+
+type MainMessage = { type: "tls"; cert: string; key: string; fingerprint: string } | { type: "crash" };
+type PacketMessage = { k: "pkt"; data: Uint8Array; address: string; port: number; family: string };
+
+const ctx = connectToPool();
+const init = ctx.data as WorkerInit;
+const log = createLogger(init.config.log.level, init.config.log.format, { worker: ctx.index });
+let fingerprint = init.tls.fingerprint;
+let link: ShardLink | null = null;
+
+const node = await startRelayNode({
+	config: init.config,
+	log,
+	fingerprint: () => fingerprint,
+	tls: init.tls,
+	reusePort: true,
+	budget: new CacheBudget(init.budget),
+	worker: ctx.index,
+	hopId: init.hopId,
+	setup: (relay) => {
+		link = new ShardLink(relay, ctx, new Doorbell(init.doorbell, ctx.index), log);
+	},
+	// SO_REUSEPORT hashes by 4-tuple, so after NAT rebinding a packet can land here for a
+	// connection another worker owns: hand it over rather than drop it.
+	onForeignPacket: (packet: Buffer, rinfo: dgram.RemoteInfo, owner: number) => {
+		if (owner >= ctx.count) return;
+		ctx.send(owner, {
+			k: "pkt",
+			data: packet,
+			address: rinfo.address,
+			port: rinfo.port,
+			family: rinfo.family,
+		} satisfies PacketMessage);
+	},
+	metrics: () => renderMetrics(ctx.figures(), sampleProcessInfo(init.version)),
+});
+void link;
+
+ctx.onMessage((_from, msg) => {
+	const list = Array.isArray(msg) ? msg : [msg];
+	for (const m of list as (MainMessage | PacketMessage)[]) {
+		if (m && "k" in m && m.k === "pkt") {
+			node.quic.injectPacket(Buffer.from(m.data), {
+				address: m.address,
+				port: m.port,
+				family: m.family as "IPv4",
+				size: m.data.length,
+			});
+		} else if (m && "type" in m && m.type === "crash" && process.env.MOQ_FANOUT_DEBUG === "1") {
+			setImmediate(() => {
+				throw new Error("crash requested through the debug hook");
+			});
+		} else if (m && "type" in m && m.type === "tls") {
+			node.setCertificate(m.cert, m.key);
+			fingerprint = m.fingerprint;
+			log.info("certificate replaced", { fingerprint });
+		}
+	}
+});
+
+// Per-worker figures for the main thread and /metrics: copied into shared memory once a second,
+// so the hot path only bumps plain fields.
+const slots = ctx.counters.slots;
+const figures = node.relay.figures;
+const quicStats = node.quic.stats as unknown as Record<string, number>;
+const publish = () => {
+	slots[Field.sessionsQuic] = node.sessionsByKind.quic;
+	slots[Field.sessionsWebTransport] = node.sessionsByKind.webtransport;
+	slots[Field.sessionsWebSocket] = node.sessionsByKind.websocket;
+	slots[Field.subscriptions] = figures.subscriptions;
+	slots[Field.broadcasts] = figures.broadcasts;
+	slots[Field.tracks] = figures.tracks;
+	slots[Field.bytesIn] = figures.bytesIn;
+	slots[Field.bytesOut] = figures.bytesOut;
+	slots[Field.groupsIn] = figures.groupsIn;
+	slots[Field.groupsOut] = figures.groupsOut;
+	slots[Field.groupsDropped] = figures.groupsDropped;
+	slots[Field.framesIn] = figures.framesIn;
+	slots[Field.packetsIn] = quicStats.packetsIn ?? 0;
+	slots[Field.packetsOut] = quicStats.packetsOut ?? 0;
+	slots[Field.cacheBytes] = node.relay.budget?.used ?? 0;
+};
+const timer = setInterval(publish, 1000);
+timer.unref();
+
+ctx.onShutdown(async () => {
+	clearInterval(timer);
+	await node.close();
+});
+publish();
+ctx.ready({ httpPort: node.httpPort, quicPort: node.quicPort });

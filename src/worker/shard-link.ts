@@ -1,0 +1,259 @@
+import type { Doorbell } from "../cache/doorbell.ts";
+import type { RingWriter } from "../cache/ring-writer.ts";
+import type { Logger } from "../log/logger.ts";
+import type { Relay, RelayLink } from "../relay/relay.ts";
+import { RemoteTrack } from "../relay/remote-track.ts";
+import type { SubscriptionParams, TrackInfo } from "../relay/types.ts";
+
+/** The slice of the pool's worker context the link needs (see src/pool/worker-side.ts). */
+export interface PeerChannel {
+	readonly index: number;
+	readonly count: number;
+	send(to: number, msg: unknown): void;
+	onMessage(handler: (from: number, msg: unknown) => void): void;
+	onPeerRestart(handler: (index: number) => void): void;
+}
+
+/** FNV-1a (32-bit) over the path's UTF-16 code units: cheap, stable across threads and restarts. */
+export function pathHash(path: string): number {
+	let h = 0x811c9dc5;
+	for (let i = 0; i < path.length; i++) {
+		h ^= path.charCodeAt(i);
+		h = Math.imul(h, 0x01000193);
+	}
+	return h >>> 0;
+}
+
+type ShardMessage =
+	| { k: "pub"; path: string; hops: number[]; w: number }
+	| { k: "unpub"; path: string; w: number }
+	| { k: "ann"; path: string; hops: number[]; w: number }
+	| { k: "end"; path: string; w: number }
+	| { k: "want"; path: string; track: string; w: number; params: SubscriptionParams; fwd?: boolean }
+	| { k: "update"; path: string; track: string; w: number; params: SubscriptionParams }
+	| { k: "unwant"; path: string; track: string; w: number; fwd?: boolean }
+	| { k: "ring"; path: string; track: string; sab: SharedArrayBuffer }
+	| { k: "gone"; path: string; track: string }
+	| { k: "info?"; id: number; path: string; track: string }
+	| { k: "info"; id: number; info: TrackInfo | null };
+
+const INFO_TIMEOUT_MS = 10_000;
+
+/**
+ * Sharding between relay workers. The worker `pathHash(path) % count` owns a broadcast's control
+ * state: which worker holds its publisher and which workers have viewers of each track. It is the
+ * single place that orders a path's publish/unpublish, and it replicates announcements to every
+ * worker. Subscriptions go viewer worker → owner → publisher worker, which answers with the track's
+ * SharedArrayBuffer ring; from then on the viewer worker reads the ring directly and is woken by the
+ * publisher worker's doorbell at most once per event-loop turn. Control messages only: no frame
+ * ever crosses a MessagePort.
+ */
+export class ShardLink implements RelayLink {
+	readonly self: number;
+	readonly #count: number;
+	readonly #relay: Relay;
+	readonly #peers: PeerChannel;
+	readonly #doorbell: Doorbell;
+	readonly #log: Logger;
+	/** Owner role: publisher location of the paths this worker owns. */
+	readonly #owned = new Map<string, { w: number; hops: number[] }>();
+	/** Owner role: workers with viewers, per path + track. */
+	readonly #interest = new Map<string, Set<number>>();
+	/** Broadcasts published by local sessions (re-announced to an owner that restarts). */
+	readonly #localPaths = new Map<string, number[]>();
+	readonly #infoWaiters = new Map<
+		number,
+		{ resolve: (i: TrackInfo) => void; reject: (e: Error) => void; timer: ReturnType<typeof setTimeout> }
+	>();
+	#nextInfoId = 1;
+
+	constructor(relay: Relay, peers: PeerChannel, doorbell: Doorbell, log: Logger) {
+		this.self = peers.index;
+		this.#count = peers.count;
+		this.#relay = relay;
+		this.#peers = peers;
+		this.#doorbell = doorbell;
+		this.#log = log;
+		peers.onMessage((from, msg) => {
+			if (Array.isArray(msg)) for (const m of msg) this.#handle(from, m as ShardMessage);
+			else if (msg && typeof msg === "object" && "k" in msg) this.#handle(from, msg as ShardMessage);
+		});
+		peers.onPeerRestart((index) => this.#peerRestarted(index));
+		doorbell.listen(() => {
+			for (const t of relay.remoteTracks) t.deliver();
+		});
+		relay.link = this;
+	}
+
+	ownerOf(path: string): number {
+		return pathHash(path) % this.#count;
+	}
+
+	#send(to: number, msg: ShardMessage): void {
+		if (to === this.self) queueMicrotask(() => this.#handle(this.self, msg));
+		else this.#peers.send(to, msg);
+	}
+
+	#sendAll(msg: ShardMessage): void {
+		for (let w = 0; w < this.#count; w++) this.#send(w, msg);
+	}
+
+	// RelayLink ---------------------------------------------------------------------------------
+
+	localPublished(path: string, hops: readonly number[]): void {
+		this.#localPaths.set(path, [...hops]);
+		this.#send(this.ownerOf(path), { k: "pub", path, hops: [...hops], w: this.self });
+	}
+
+	localUnpublished(path: string): void {
+		this.#localPaths.delete(path);
+		this.#send(this.ownerOf(path), { k: "unpub", path, w: this.self });
+	}
+
+	ringActivity(ring: RingWriter): void {
+		this.#doorbell.ring(ring);
+	}
+
+	want(path: string, track: string, params: SubscriptionParams): void {
+		this.#send(this.ownerOf(path), { k: "want", path, track, w: this.self, params });
+	}
+
+	update(path: string, track: string, params: SubscriptionParams): void {
+		const b = this.#relay.broadcasts.get(path);
+		if (b) this.#send(b.worker, { k: "update", path, track, w: this.self, params });
+	}
+
+	unwant(path: string, track: string): void {
+		this.#send(this.ownerOf(path), { k: "unwant", path, track, w: this.self });
+	}
+
+	fetchTrackInfo(worker: number, path: string, track: string): Promise<TrackInfo> {
+		return new Promise((resolve, reject) => {
+			const id = this.#nextInfoId++;
+			const timer = setTimeout(() => {
+				this.#infoWaiters.delete(id);
+				reject(new Error("TRACK_INFO from the publisher's worker timed out"));
+			}, INFO_TIMEOUT_MS);
+			this.#infoWaiters.set(id, { resolve, reject, timer });
+			this.#send(worker, { k: "info?", id, path, track });
+		});
+	}
+
+	// Messages ----------------------------------------------------------------------------------
+
+	#handle(from: number, m: ShardMessage): void {
+		const relay = this.#relay;
+		switch (m.k) {
+			case "pub": {
+				// Owner: the newest publisher of a path wins; everyone learns it.
+				this.#owned.set(m.path, { w: m.w, hops: m.hops });
+				this.#sendAll({ k: "ann", path: m.path, hops: m.hops, w: m.w });
+				return;
+			}
+			case "unpub": {
+				const cur = this.#owned.get(m.path);
+				if (!cur || cur.w !== m.w) return;
+				this.#owned.delete(m.path);
+				this.#sendAll({ k: "end", path: m.path, w: m.w });
+				return;
+			}
+			case "ann":
+				if (m.w !== this.self) relay.publishRemote(m.path, m.hops, m.w);
+				return;
+			case "end":
+				if (m.w !== this.self) relay.unpublishRemote(m.path, m.w);
+				return;
+			case "want": {
+				if (!m.fwd) {
+					// Owner: record the interest, route to the publisher's worker.
+					const pub = this.#owned.get(m.path);
+					if (!pub) {
+						this.#send(m.w, { k: "gone", path: m.path, track: m.track });
+						return;
+					}
+					const key = `${m.path}\u0000${m.track}`;
+					let set = this.#interest.get(key);
+					if (!set) this.#interest.set(key, (set = new Set()));
+					set.add(m.w);
+					this.#send(pub.w, { ...m, fwd: true });
+					return;
+				}
+				const sab = relay.remoteWant(m.w, m.path, m.track, m.params);
+				if (sab) this.#send(m.w, { k: "ring", path: m.path, track: m.track, sab });
+				else this.#send(m.w, { k: "gone", path: m.path, track: m.track });
+				return;
+			}
+			case "update":
+				relay.remoteUpdate(m.w, m.path, m.track, m.params);
+				return;
+			case "unwant": {
+				if (!m.fwd) {
+					const key = `${m.path}\u0000${m.track}`;
+					const set = this.#interest.get(key);
+					set?.delete(m.w);
+					if (set && set.size === 0) this.#interest.delete(key);
+					const pub = this.#owned.get(m.path);
+					if (pub) this.#send(pub.w, { ...m, fwd: true });
+					return;
+				}
+				relay.remoteUnwant(m.w, m.path, m.track);
+				return;
+			}
+			case "ring": {
+				const t = relay.broadcasts.get(m.path)?.tracks.get(m.track);
+				if (t instanceof RemoteTrack) t.attach(m.sab);
+				return;
+			}
+			case "gone": {
+				const t = relay.broadcasts.get(m.path)?.tracks.get(m.track);
+				if (t instanceof RemoteTrack) t.abort(13);
+				return;
+			}
+			case "info?": {
+				const p = relay.trackInfo(m.path, m.track);
+				if (!p) {
+					this.#send(from, { k: "info", id: m.id, info: null });
+					return;
+				}
+				p.then(
+					(info) => this.#send(from, { k: "info", id: m.id, info }),
+					() => this.#send(from, { k: "info", id: m.id, info: null }),
+				);
+				return;
+			}
+			case "info": {
+				const waiter = this.#infoWaiters.get(m.id);
+				if (!waiter) return;
+				this.#infoWaiters.delete(m.id);
+				clearTimeout(waiter.timer);
+				if (m.info) waiter.resolve(m.info);
+				else waiter.reject(new Error("unknown track"));
+				return;
+			}
+		}
+	}
+
+	/**
+	 * A worker was replaced: its sessions, broadcasts and owner state are gone. Forget what it
+	 * published, and rebuild its owner state from what the rest of us know.
+	 */
+	#peerRestarted(index: number): void {
+		this.#log.warn("peer worker restarted; resyncing shard state", { peer: index });
+		this.#relay.dropWorker(index);
+		for (const [path, pub] of [...this.#owned]) {
+			if (pub.w === index) {
+				this.#owned.delete(path);
+				this.#sendAll({ k: "end", path, w: index });
+			} else if (pub.w !== this.self) {
+				// Tell the new thread about broadcasts it missed.
+				this.#send(index, { k: "ann", path, hops: pub.hops, w: pub.w });
+			}
+		}
+		for (const set of this.#interest.values()) set.delete(index);
+		// Re-register our own broadcasts with their owner if it is the restarted worker, and announce them to it.
+		for (const [path, hops] of this.#localPaths) {
+			if (this.ownerOf(path) === index) this.#send(index, { k: "pub", path, hops, w: this.self });
+			else this.#send(index, { k: "ann", path, hops, w: this.self });
+		}
+	}
+}

@@ -1,0 +1,88 @@
+import { type ChildProcess, spawn } from "node:child_process";
+import dgram from "node:dgram";
+import net from "node:net";
+
+/** A port free on both UDP and TCP (the relay binds the same number on both). */
+export async function freePort(): Promise<number> {
+	for (;;) {
+		const udp = dgram.createSocket("udp4");
+		await new Promise<void>((r) => udp.bind(0, "127.0.0.1", () => r()));
+		const port = udp.address().port;
+		const ok = await new Promise<boolean>((r) => {
+			const srv = net.createServer();
+			srv.once("error", () => r(false));
+			srv.listen(port, "127.0.0.1", () => srv.close(() => r(true)));
+		});
+		udp.close();
+		if (ok) return port;
+	}
+}
+
+export interface RelayProcess {
+	child: ChildProcess;
+	port: number;
+	base: string;
+	stderr: string[];
+	metrics(): Promise<Map<string, number>>;
+	/** Sum of a metric over the given label filter (e.g. worker="1"). */
+	stop(): Promise<number | null>;
+}
+
+/** Starts `moq-fanout` as a separate process (the real binary and worker pool) on a free port. */
+export async function startRelayProcess(args: string[], env: Record<string, string> = {}): Promise<RelayProcess> {
+	const port = await freePort();
+	const child = spawn(process.execPath, ["src/bin/moq-fanout.ts", "--bind", `127.0.0.1:${port}`, ...args], {
+		stdio: ["pipe", "pipe", "pipe"],
+		env: { ...process.env, ...env },
+	});
+	const stderr: string[] = [];
+	child.stderr!.setEncoding("utf8").on("data", (d: string) => stderr.push(d));
+	child.stdout!.resume();
+	const base = `http://127.0.0.1:${port}`;
+	const deadline = Date.now() + 20_000;
+	for (;;) {
+		if (child.exitCode !== null) throw new Error(`relay exited: ${stderr.join("")}`);
+		const ok = await fetch(`${base}/health`).then(
+			(r) => r.ok,
+			() => false,
+		);
+		if (ok) break;
+		if (Date.now() > deadline) throw new Error(`relay did not start: ${stderr.join("")}`);
+		await new Promise((r) => setTimeout(r, 100));
+	}
+	return {
+		child,
+		port,
+		base,
+		stderr,
+		async metrics() {
+			const text = await (await fetch(`${base}/metrics`)).text();
+			const out = new Map<string, number>();
+			for (const line of text.split("\n")) {
+				if (!line || line.startsWith("#")) continue;
+				const sp = line.lastIndexOf(" ");
+				out.set(line.slice(0, sp), Number(line.slice(sp + 1)));
+			}
+			return out;
+		},
+		async stop() {
+			if (child.exitCode !== null) return child.exitCode;
+			child.kill("SIGTERM");
+			return await new Promise((r) => child.once("exit", (code) => r(code)));
+		},
+	};
+}
+
+/** Sum of the per-worker samples of `name` whose labels include all of `match` (e.g. 'worker="1"'); totals are skipped. */
+export function metricSum(m: Map<string, number>, name: string, ...match: string[]): number {
+	let sum = 0;
+	for (const [k, v] of m) {
+		const brace = k.indexOf("{");
+		const n = brace < 0 ? k : k.slice(0, brace);
+		if (n !== name || brace < 0) continue;
+		const labels = k.slice(brace);
+		if (!labels.includes("worker=")) continue; // skip the unlabelled total
+		if (match.every((x) => labels.includes(x))) sum += v;
+	}
+	return sum;
+}
