@@ -54,6 +54,14 @@ const FLAGS: Record<string, FlagSpec> = {
 		setting: "workers",
 		parse: (value) => integer(0, MAX_WORKERS)(/^\d+$/.test(String(value)) ? Number(value) : value),
 	},
+	"--reuse-port": {
+		setting: "reusePort",
+		parse: (value) => {
+			if (value === "true" || value === true) return true;
+			if (value === "false" || value === false) return false;
+			throw new Error("expected true or false");
+		},
+	},
 	"--log-level": { setting: "logLevel", parse: oneOf(LOG_LEVELS) },
 	"--log-format": { setting: "logFormat", parse: oneOf(LOG_FORMATS) },
 	"--auth-public": { setting: "authPublic", parse: (value) => normalizePrefix(String(value)), list: "repeat" },
@@ -92,6 +100,7 @@ Options:
   -c, --config <file>          config file (TOML; see docs/configuration.md)
       --bind <host:port>       QUIC listen address (aliases --server-bind, --listen)
       --workers <n>            relay worker threads; 0 = one per core
+      --reuse-port <bool>      one SO_REUSEPORT socket per worker (true), or one socket for all (false)
       --log-level <level>      trace, debug, info, warn or error
       --log-format <format>    text or json
       --tls-cert <file>        PEM certificate chain (repeat; pairs with --tls-key)

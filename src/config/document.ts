@@ -170,6 +170,7 @@ export function readDocument(root: Record<string, unknown>, source: string, base
 	const workers = doc.table("workers");
 	if (workers) {
 		put(workers, "count", "workers", workers.read("count", integer(0, MAX_WORKERS)));
+		put(workers, "reuse_port", "reusePort", workers.read("reuse_port", boolean));
 		workers.finish();
 	}
 

@@ -108,7 +108,10 @@ export function resolveConfig(settings: SourcedSettings, source: string): RelayC
 		log: { level: values.logLevel ?? "info", format: values.logFormat ?? "text" },
 		cache,
 		limits,
-		workers: { count: workers === 0 ? availableParallelism() : workers },
+		workers: {
+			count: workers === 0 ? availableParallelism() : workers,
+			reusePort: values.reusePort ?? reusePortSupported(),
+		},
 		cluster: { nodes: values.clusterNodes ?? [], token: clusterToken },
 	};
 }
@@ -141,4 +144,11 @@ function requireFile(path: string, origin: Origin, directory = false): void {
 	} catch {
 		throw new ConfigError(origin.source, origin.key, `no permission to read ${path}`);
 	}
+}
+
+/** SO_REUSEPORT for dgram/net needs Node >= 22.12 on Linux (or a BSD); elsewhere one socket feeds every worker. */
+export function reusePortSupported(): boolean {
+	const [major, minor] = process.versions.node.split(".").map(Number);
+	const recent = major > 22 || (major === 22 && minor >= 12);
+	return recent && (process.platform === "linux" || process.platform === "freebsd");
 }

@@ -40,6 +40,8 @@ export interface Settings {
 	maxPathSegments?: number;
 	/** 0 = one per available core. */
 	workers?: number;
+	/** false: one receiving socket that hands packets to workers (the fallback where SO_REUSEPORT is missing). */
+	reusePort?: boolean;
 	clusterNodes?: string[];
 	/** Absolute path. */
 	clusterToken?: string;

@@ -59,6 +59,11 @@ export interface RelayConfig {
 	workers: {
 		/** Relay worker threads; 0 = one per available core. */
 		count: number;
+		/**
+		 * Each worker binds its own SO_REUSEPORT sockets (default where supported). false: worker 0 owns
+		 * the one UDP socket and hands packets to the other workers by connection ID (the fallback).
+		 */
+		reusePort: boolean;
 	};
 	cluster: {
 		/** Other relays to connect to (URLs). */

@@ -45,6 +45,16 @@ export interface QuicServerOptions {
 	onSession: (session: QuicConnection) => void;
 	/** A packet for a connection ID another worker issued; the multi-worker code forwards it. */
 	onForeignPacket?: (packet: Buffer, rinfo: dgram.RemoteInfo, owner: number) => void;
+	/**
+	 * Single-socket fallback (no SO_REUSEPORT), on the worker that owns the socket: spread new
+	 * connections over this many workers by the client's address; their Initials go to onForeignPacket.
+	 */
+	spreadInitials?: number;
+	/**
+	 * Single-socket fallback, on the other workers: no socket is bound; packets arrive through
+	 * `receive()` and leave through `egress` (which must copy `buf` before calling `done`).
+	 */
+	egress?: (buf: Buffer, length: number, port: number, host: string) => void;
 	limits?: Partial<QuicLimits>;
 	log?: QuicLog;
 }
@@ -86,6 +96,24 @@ export class QuicServer implements ConnectionOwner {
 		}
 		const config = buildServerConfig(options.cert, options.key, options.alpns, limits);
 		const host = options.host ?? "::";
+		if (options.egress) {
+			const egress = options.egress;
+			// A socket stand-in: sends go to the worker that owns the real socket; the copy is made
+			// there synchronously, so the buffer returns to our pool at once.
+			const virtual = {
+				send(buf: Buffer, _offset: number, length: number, port: number, address: string, cb: () => void) {
+					egress(buf, length, port, address);
+					cb();
+				},
+				close(cb?: () => void) {
+					cb?.();
+				},
+			} as unknown as dgram.Socket;
+			const server = new QuicServer(virtual, options, config, limits);
+			server.localHost = { host, port: options.port };
+			options.log?.("info", `quic attached to the shared socket (worker ${server.workerIndex})`);
+			return server;
+		}
 		const ipv6 = host.includes(":");
 		const socket = dgram.createSocket({
 			type: ipv6 ? "udp6" : "udp4",
@@ -138,6 +166,11 @@ export class QuicServer implements ConnectionOwner {
 	/** A packet another worker received for one of our connection IDs. */
 	injectPacket(packet: Buffer, rinfo: dgram.RemoteInfo): void {
 		this.handle(packet, rinfo, false);
+	}
+
+	/** Single-socket fallback: send a packet another worker built, from our socket. */
+	sendRaw(data: Uint8Array, port: number, host: string): void {
+		this.sender.socket.send(data, port, host);
 	}
 
 	/** Closes every connection with `code` and the socket once they are told (no drain wait). */
@@ -214,6 +247,17 @@ export class QuicServer implements ConnectionOwner {
 			if (h.dcidEnd - h.dcidStart === CID_LEN) this.unknownConnection(msg, rinfo, mayForward);
 			else stats.unknownConnection++;
 			return;
+		}
+		const spread = this.options.spreadInitials;
+		if (mayForward && spread !== undefined && spread > 1 && this.options.onForeignPacket !== undefined) {
+			// One socket for every worker: place the new connection by the client's address (stable, so
+			// its retransmitted Initials land on the same worker).
+			const target = addressHash(rinfo.address, rinfo.port) % spread;
+			if (target !== this.workerIndex) {
+				this.stats.foreign++;
+				this.options.onForeignPacket(msg, rinfo, target);
+				return;
+			}
 		}
 		this.accept(msg, rinfo, mayForward);
 	}
@@ -348,4 +392,13 @@ export class QuicServer implements ConnectionOwner {
 		this.stats.retries++;
 		this.sender.send(out, length, rinfo.port, rinfo.address);
 	}
+}
+
+/** FNV-1a over the client's address and port. */
+function addressHash(address: string, port: number): number {
+	let h = 0x811c9dc5;
+	for (let i = 0; i < address.length; i++) h = Math.imul(h ^ address.charCodeAt(i), 0x01000193);
+	h = Math.imul(h ^ (port & 0xff), 0x01000193);
+	h = Math.imul(h ^ (port >>> 8), 0x01000193);
+	return h >>> 0;
 }

@@ -23,7 +23,10 @@ export interface WorkerInit {
 }
 
 type MainMessage = { type: "tls"; cert: string; key: string; fingerprint: string } | { type: "crash" };
-type PacketMessage = { k: "pkt"; data: Uint8Array; address: string; port: number; family: string };
+type PacketMessage =
+	| { k: "pkt"; data: Uint8Array; address: string; port: number; family: string }
+	/** Single-socket fallback: a packet for worker 0 to send from the shared socket. */
+	| { k: "out"; data: Uint8Array; port: number; host: string };
 
 const ctx = connectToPool();
 const init = ctx.data as WorkerInit;
@@ -31,12 +34,25 @@ const log = createLogger(init.config.log.level, init.config.log.format, { worker
 let fingerprint = init.tls.fingerprint;
 let link: ShardLink | null = null;
 
+// Without SO_REUSEPORT, worker 0 owns the one UDP (and TCP) socket: it places new connections on
+// workers by client address and relays the other workers' packets both ways (the "one receive
+// thread" baseline the reuse-port mode is measured against).
+const shared = !init.config.workers.reusePort && ctx.count > 1;
+const socketOwner = !shared || ctx.index === 0;
 const node = await startRelayNode({
 	config: init.config,
 	log,
 	fingerprint: () => fingerprint,
 	tls: init.tls,
-	reusePort: true,
+	reusePort: init.config.workers.reusePort,
+	spreadInitials: shared && socketOwner ? ctx.count : undefined,
+	egress: socketOwner
+		? undefined
+		: (buf, length, port, host) => {
+				// Copy now: the driver reuses `buf` as soon as this returns, and the message is cloned later.
+				ctx.send(0, { k: "out", data: Buffer.from(buf.subarray(0, length)), port, host } satisfies PacketMessage);
+			},
+	noHttp: !socketOwner,
 	budget: new CacheBudget(init.budget),
 	worker: ctx.index,
 	hopId: init.hopId,
@@ -62,7 +78,9 @@ void link;
 ctx.onMessage((_from, msg) => {
 	const list = Array.isArray(msg) ? msg : [msg];
 	for (const m of list as (MainMessage | PacketMessage)[]) {
-		if (m && "k" in m && m.k === "pkt") {
+		if (m && "k" in m && m.k === "out") {
+			node.quic.sendRaw(m.data, m.port, m.host);
+		} else if (m && "k" in m && m.k === "pkt") {
 			node.quic.injectPacket(Buffer.from(m.data), {
 				address: m.address,
 				port: m.port,

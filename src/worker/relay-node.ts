@@ -32,6 +32,12 @@ export interface RelayNodeOptions {
 	onForeignPacket?: (packet: Buffer, rinfo: dgram.RemoteInfo, owner: number) => void;
 	/** Prometheus text for GET /metrics. */
 	metrics?: () => string;
+	/** Single-socket fallback: this worker owns the socket and spreads new connections over `spread` workers. */
+	spreadInitials?: number;
+	/** Single-socket fallback: this worker has no socket; its packets leave through the owner. */
+	egress?: (buf: Buffer, length: number, port: number, host: string) => void;
+	/** Skip the TCP listener (single-socket fallback: only the socket owner listens). */
+	noHttp?: boolean;
 }
 
 export interface SessionCounts {
@@ -96,6 +102,8 @@ export async function startRelayNode(opts: RelayNodeOptions): Promise<RelayNode>
 		alpns: [...SUPPORTED_ALPNS, "h3"],
 		workerIndex: opts.worker ?? 0,
 		onForeignPacket: opts.onForeignPacket,
+		spreadInitials: opts.spreadInitials,
+		egress: opts.egress,
 		log: quicLog,
 		onSession: (conn) => {
 			if (conn.protocol === "h3") {
@@ -110,7 +118,7 @@ export async function startRelayNode(opts: RelayNodeOptions): Promise<RelayNode>
 	});
 
 	let http: HttpServerHandle | null = null;
-	if (config.web.http) {
+	if (config.web.http && !opts.noHttp) {
 		// Browsers fetch the fingerprint from the same host:port they then dial over UDP, so an
 		// ephemeral QUIC port is mirrored on TCP.
 		const port = opts.port === 0 && config.web.http.port === config.server.bind.port ? quic.port : config.web.http.port;
