@@ -61,7 +61,7 @@ describe("config: defaults", () => {
 				maxAnnounceRequests: 64,
 				maxPathSegments: 32,
 			},
-			workers: { count: availableParallelism() },
+			workers: { count: availableParallelism(), reusePort: true },
 			cluster: { nodes: [], token: null },
 		});
 	});
@@ -127,7 +127,7 @@ duration = "10s"
 				maxAnnounceRequests: 64,
 				maxPathSegments: 32,
 			},
-			workers: { count: availableParallelism() },
+			workers: { count: availableParallelism(), reusePort: true },
 			cluster: {
 				nodes: ["https://root.example:4443/", "https://leaf.example:4443/"],
 				token: join(dir, "cluster.jwk"),
