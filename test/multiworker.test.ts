@@ -15,8 +15,10 @@ import { until } from "./support/relay.ts";
 
 const WORKERS = 3;
 const FRAMES_PER_GROUP = 5;
-const WS_PROCESSES = 4;
-const WS_PER_PROCESS = 26;
+const WS_PROCESSES = 3;
+const WS_PER_PROCESS = 20;
+const QUIC_PROCESSES = 2;
+const QUIC_PER_PROCESS = 25;
 
 interface ViewerReport {
 	id: number;
@@ -25,14 +27,8 @@ interface ViewerReport {
 	reconnects: number;
 }
 
-function spawnViewers(url: string, count: number): { child: ChildProcess; result: Promise<ViewerReport[]> } {
-	const child = spawn(
-		process.execPath,
-		["test/fixtures/ws-viewers.ts", url, String(count), "bbb", "video", String(FRAMES_PER_GROUP)],
-		{
-			stdio: ["pipe", "pipe", "pipe"],
-		},
-	);
+function spawnViewers(args: string[]): { child: ChildProcess; result: Promise<ViewerReport[]> } {
+	const child = spawn(process.execPath, args, { stdio: ["pipe", "pipe", "pipe"] });
 	let out = "";
 	let err = "";
 	child.stdout!.setEncoding("utf8").on("data", (d: string) => (out += d));
@@ -75,15 +71,45 @@ describe("multi-core relay", { timeout: 120_000 }, () => {
 		};
 		let ticker = setInterval(publishGroup, 100);
 
-		const viewers = Array.from({ length: WS_PROCESSES }, () => spawnViewers(url, WS_PER_PROCESS));
-		const total = WS_PROCESSES * WS_PER_PROCESS;
+		const fpg = String(FRAMES_PER_GROUP);
+		const viewers = [
+			...Array.from({ length: WS_PROCESSES }, () =>
+				spawnViewers(["test/fixtures/ws-viewers.ts", url, String(WS_PER_PROCESS), "bbb", "video", fpg]),
+			),
+			...Array.from({ length: QUIC_PROCESSES }, () =>
+				spawnViewers([
+					"test/fixtures/quic-viewers.ts",
+					"127.0.0.1",
+					String(relay.port),
+					String(QUIC_PER_PROCESS),
+					"bbb",
+					"video",
+					fpg,
+				]),
+			),
+		];
+		const total = WS_PROCESSES * WS_PER_PROCESS + QUIC_PROCESSES * QUIC_PER_PROCESS;
 		let m = await relay.metrics();
 		// until() polls a snapshot: keep it fresh.
 		const refresh = setInterval(async () => {
 			m = await relay.metrics().catch(() => m);
 		}, 250);
 		try {
-			await until(() => metricSum(m, "moq_fanout_subscriptions") >= total, 60_000, "all viewers subscribed");
+			const progress = setInterval(
+				() =>
+					process.env.MOQ_TEST_TRACE &&
+					console.error(
+						"subs",
+						metricSum(m, "moq_fanout_subscriptions"),
+						"sessions",
+						metricSum(m, "moq_fanout_sessions"),
+						total,
+					),
+				3000,
+			);
+			await until(() => metricSum(m, "moq_fanout_subscriptions") >= total, 60_000, "all viewers subscribed").finally(
+				() => clearInterval(progress),
+			);
 			m = await relay.metrics();
 			const perWorker = Array.from({ length: WORKERS }, (_, w) => metricSum(m, "moq_fanout_sessions", `worker="${w}"`));
 			assert.ok(
@@ -131,6 +157,10 @@ describe("multi-core relay", { timeout: 120_000 }, () => {
 				const have = new Set(r.complete);
 				const missing: number[] = [];
 				for (let seq = start; seq <= last; seq++) if (!have.has(seq)) missing.push(seq);
+				if (missing.length && process.env.MOQ_TEST_TRACE) {
+					const mm = await relay.metrics();
+					console.error("dropped", metricSum(mm, "moq_fanout_groups_dropped_total"), JSON.stringify(r).slice(0, 300));
+				}
 				assert.deepEqual(missing, [], `viewer ${r.id} on a surviving worker lost groups`);
 			}
 			for (const r of moved)

@@ -215,6 +215,18 @@ export class RingReader {
 		return false;
 	}
 
+	/**
+	 * Steps back over the GROUP_OPEN that next() just returned, so the next call returns it again.
+	 * For a consumer that can't start the group yet (no stream credit) and will retry later.
+	 */
+	rewindGroupOpen(): void {
+		if (this.kind !== Rec.GROUP_OPEN) throw new CacheError("rewindGroupOpen: the last record was not a GROUP_OPEN");
+		this.removeActive(this.seq);
+		this.pos = this.recordStart;
+		this.off = this.pos % this.capacity;
+		this.kind = Rec.NONE;
+	}
+
 	/** Stops delivering group `seq` (e.g. older than the caller's max age); its records are skipped. */
 	skipGroup(seq: number): void {
 		this.removeActive(seq);

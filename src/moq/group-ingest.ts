@@ -100,7 +100,11 @@ export class GroupIngest {
 			return;
 		}
 		this.#done = true;
-		if (!this.#dropped) this.#track.ring.endGroup(this.#seq);
+		try {
+			if (!this.#dropped) this.#track.ring.endGroup(this.#seq);
+		} catch {
+			// The cache already dropped the group, or the track ended under it: nothing to close.
+		}
 		this.#track.notify();
 	}
 
@@ -108,8 +112,12 @@ export class GroupIngest {
 		if (this.#done) return;
 		this.#done = true;
 		// Ring records hold 31-bit codes; anything larger from a peer is reported as a violation.
-		if (!this.#dropped)
-			this.#track.ring.abortGroup(this.#seq, code >= 0 && code <= 0x7fffffff ? code : PROTOCOL_VIOLATION);
+		try {
+			if (!this.#dropped)
+				this.#track.ring.abortGroup(this.#seq, code >= 0 && code <= 0x7fffffff ? code : PROTOCOL_VIOLATION);
+		} catch {
+			// As in finish(): the group or track is already gone from the cache.
+		}
 		this.#track.notify();
 	}
 }

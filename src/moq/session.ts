@@ -5,6 +5,7 @@ import type { Reader } from "../coding/reader.ts";
 import { Writer } from "../coding/writer.ts";
 import type { Logger } from "../log/logger.ts";
 import type { Relay } from "../relay/relay.ts";
+import type { RelayTrack } from "../relay/track.ts";
 import type { TrackHandle, TrackInfo, UpstreamPublisher } from "../relay/types.ts";
 import { DEFAULT_TRACK_INFO } from "../relay/types.ts";
 import type { TransportSession, TransportStream } from "../transport/types.ts";
@@ -50,7 +51,7 @@ export interface SessionContext {
 
 interface UpstreamSub {
 	readonly id: number;
-	readonly track: TrackHandle & { ring: import("../cache/ring-writer.ts").RingWriter; notify(): void };
+	readonly track: RelayTrack;
 	readonly stream: TransportStream;
 	/** lite-05 SUBSCRIBE_END: the first group that will never come. */
 	endGroup: number | null;
@@ -162,6 +163,8 @@ export class MoqSession implements UpstreamPublisher {
 		const waiting = this.#waitingOpens;
 		this.#waitingOpens = [];
 		for (const w of waiting) this.#withStream(w.bidi, w.use);
+		// Subscriptions waiting at a group for a stream slot can go on.
+		for (const serve of this.#serves.values()) if (serve instanceof TrackServe && serve.blocked) serve.drain();
 	}
 
 	close(code: number, reason: string): void {
@@ -825,8 +828,7 @@ export class MoqSession implements UpstreamPublisher {
 		const relayTrack = track as UpstreamSub["track"];
 		const s = this.#closed ? null : this.#t.openBidi();
 		if (!s) {
-			relayTrack.ring.abortTrack(Code.DROPPED);
-			relayTrack.notify();
+			relayTrack.abortTrack(Code.DROPPED);
 			return;
 		}
 		const id = this.#nextUpstreamId++;
@@ -866,8 +868,7 @@ export class MoqSession implements UpstreamPublisher {
 			// The publisher ended the track.
 			if (!sub.closed) {
 				sub.closed = true;
-				relayTrack.ring.endTrack(sub.endGroup ?? sub.latestGroup + 1);
-				relayTrack.notify();
+				relayTrack.endTrack(sub.endGroup ?? sub.latestGroup + 1);
 			}
 			this.#forgetUpstream(sub);
 			s.finish();
@@ -875,8 +876,7 @@ export class MoqSession implements UpstreamPublisher {
 		s.onReset = (code) => {
 			if (!sub.closed) {
 				sub.closed = true;
-				relayTrack.ring.abortTrack(code > 0 && code <= 0x7fffffff ? code : Code.DROPPED);
-				relayTrack.notify();
+				relayTrack.abortTrack(code || Code.DROPPED);
 			}
 			this.#forgetUpstream(sub);
 		};
@@ -1001,12 +1001,13 @@ export class MoqSession implements UpstreamPublisher {
 			const rest = buf.rest();
 			if (rest.length) g.push(rest);
 		};
-		this.#follow(s, buf, () => {
-			if (!ingest) onHeader();
-		});
+		// Set before #follow: a header in the first chunk installs the ingest's own onFin synchronously.
 		s.onFin = () => {
 			if (!ingest) s.stop(Code.PROTOCOL_VIOLATION);
 		};
+		this.#follow(s, buf, () => {
+			if (!ingest) onHeader();
+		});
 	}
 
 	// ---------------------------------------------------------------------------------------------

@@ -44,6 +44,8 @@ export class TrackServe implements TrackConsumer {
 	readonly #groups = new Map<number, GroupOut>();
 	readonly #counters: ServeCounters;
 	#okSent = false;
+	/** Waiting at a GROUP_OPEN for stream credit. */
+	#blocked = false;
 	#done = false;
 	/** Groups below this are not served (explicit start, or past a lapse). */
 	#minGroup = 0;
@@ -122,7 +124,13 @@ export class TrackServe implements TrackConsumer {
 					this.#lapped();
 					continue;
 				case RECORD.GROUP_OPEN:
-					this.#openGroup(r.seq, r.timestamp);
+					if (!this.#openGroup(r.seq, r.timestamp)) {
+						// No stream credit and the group is still fresh: wait at this record for credit
+						// (the session calls drain() again on credit, the track on new data).
+						r.rewindGroupOpen();
+						this.#blocked = true;
+						return;
+					}
 					continue;
 				case RECORD.FRAME_BEGIN: {
 					const g = this.#groups.get(r.seq);
@@ -191,10 +199,16 @@ export class TrackServe implements TrackConsumer {
 		return this.params.priority * 0x100000000 + within;
 	}
 
-	#openGroup(seq: number, openedAt: number): void {
-		if (seq < this.#minGroup) return;
+	get blocked(): boolean {
+		return this.#blocked;
+	}
+
+	/** Starts serving group `seq`; false when it must wait for stream credit (the caller retries). */
+	#openGroup(seq: number, openedAt: number): boolean {
+		this.#blocked = false;
+		if (seq < this.#minGroup) return true;
 		const end = this.params.endGroup;
-		if (end !== null && seq > end) return;
+		if (end !== null && seq > end) return true;
 		// Expire older groups still in flight: never the newest.
 		const maxLatency = this.params.maxLatencyMs;
 		if (maxLatency > 0) {
@@ -208,9 +222,14 @@ export class TrackServe implements TrackConsumer {
 		}
 		const stream = this.#transport.openUni();
 		if (!stream) {
-			// No stream credit: drop the group rather than queue stale media.
+			// No stream credit. A group that is already stale (a newer one exists and this one is past
+			// the subscriber's max latency) is dropped; a fresh one waits for credit.
+			const r = this.#reader!;
+			const stale = maxLatency > 0 && seq < r.latestSeq() && openedAt < r.newestTimestamp() - maxLatency;
+			if (!stale) return false;
+			r.skipGroup(seq);
 			this.#counters.groupsDropped++;
-			return;
+			return true;
 		}
 		if (!this.#okSent) {
 			control.clear();
@@ -228,6 +247,7 @@ export class TrackServe implements TrackConsumer {
 		this.#counters.bytesOut += hdr;
 		this.#counters.groupsOut++;
 		this.#groups.set(seq, { seq, stream, openedAt, prevTs: 0 });
+		return true;
 	}
 
 	#endTrack(finalExclusive: number): void {

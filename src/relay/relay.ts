@@ -175,8 +175,7 @@ export class Relay {
 	#drop(b: RelayBroadcast): void {
 		for (const t of b.tracks.values()) {
 			if (t instanceof RelayTrack) {
-				t.ring.abortTrack(24);
-				t.notify();
+				t.abortTrack(24);
 				t.close();
 			} else if (t.buffer) {
 				// The publisher's worker wrote TRACK_ABORT into the ring before telling us: drain it.

@@ -52,6 +52,7 @@ export class RelayTrack implements TrackHandle, TrackHost {
 	#infoPromise: Promise<TrackInfo> | null = null;
 	#queued = false;
 	#closed = false;
+	#ended = false;
 	readonly #budget: CacheBudget | null;
 	readonly #ringBytes: number;
 	readonly #onEmpty: (t: RelayTrack) => void;
@@ -145,6 +146,24 @@ export class RelayTrack implements TrackHandle, TrackHost {
 	deliver(): void {
 		this.#queued = false;
 		for (const c of this.consumers) c.drain();
+	}
+
+	/**
+	 * The publisher ended the track (FIN) or went away (abort). Idempotent: the ring refuses a second
+	 * end, and a network event must never throw out of a transport callback.
+	 */
+	endTrack(finalExclusive: number): void {
+		if (this.#ended) return;
+		this.#ended = true;
+		this.ring.endTrack(finalExclusive);
+		this.notify();
+	}
+
+	abortTrack(code: number): void {
+		if (this.#ended) return;
+		this.#ended = true;
+		this.ring.abortTrack(code > 0 && code <= 0x7fffffff ? code : 24);
+		this.notify();
 	}
 
 	/** Frees the ring's budget. Viewers still reading see the records already written (end/abort). */

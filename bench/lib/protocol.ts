@@ -1,0 +1,52 @@
+/**
+ * Messages between the bench parent and its child processes (publisher, load generators), over the
+ * `child_process.fork` IPC channel. Control plane only: a few messages per sweep step.
+ * @module
+ */
+
+import type { RelayTarget } from "./connect.ts";
+import type { TrackShape } from "./payload.ts";
+
+export const BROADCAST = "live";
+export const TRACK = "video";
+
+export type ToPublisher = { type: "start"; target: RelayTarget; shape: TrackShape } | { type: "stop" };
+export type FromPublisher =
+	| { type: "ready" }
+	| { type: "error"; message: string }
+	| { type: "stats"; groups: number; frames: number; cpuMicros: number };
+
+export type ToGenerator =
+	| { type: "init"; target: RelayTarget; sockets: number; groupMs: number }
+	| { type: "add"; count: number }
+	| { type: "reset" }
+	| { type: "report" }
+	| { type: "stop" };
+
+export interface GeneratorReport {
+	type: "report";
+	/** hdr-histogram-js compressed base64, values in µs. */
+	histogram: string;
+	subscribers: number;
+	frames: number;
+	bytes: number;
+	groupsComplete: number;
+	/** Groups not completely received: missing frames, or skipped entirely. */
+	groupsLost: number;
+	/** Subscribers that received nothing during the window. */
+	silent: number;
+	/** CPU time of this process during the window (µs) and the window (ms). */
+	cpuMicros: number;
+	elapsedMs: number;
+	/** Subscriptions that ended or sessions that closed during the window. */
+	failures: number;
+	/** UDP datagrams received by this process's sockets during the window (= relay egress to it). */
+	packetsIn: number;
+}
+
+export type FromGenerator =
+	| { type: "ready" }
+	| { type: "added"; total: number; failed: number; error?: string }
+	| { type: "reset" }
+	| GeneratorReport
+	| { type: "error"; message: string };

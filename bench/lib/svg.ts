@@ -1,0 +1,102 @@
+/**
+ * The latency chart: p50 / p99 latency (ms, log scale) against subscribers (log scale), one colour
+ * per core count, and the p99 target. Hand-written SVG, no dependency.
+ * @module
+ */
+
+import type { BenchDocument } from "./report.ts";
+
+const W = 760;
+const H = 440;
+const M = { left: 64, right: 170, top: 40, bottom: 52 };
+const COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2"];
+const SERIES = [
+	{ key: "p50", dash: "4 3", label: "p50" },
+	{ key: "p99", dash: "", label: "p99" },
+] as const;
+
+function esc(s: string): string {
+	return s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
+}
+
+function logTicks(lo: number, hi: number): number[] {
+	const ticks: number[] = [];
+	for (let e = Math.floor(Math.log10(lo)); e <= Math.ceil(Math.log10(hi)); e++) {
+		for (const m of [1, 2, 5]) {
+			const v = m * 10 ** e;
+			if (v >= lo && v <= hi) ticks.push(v);
+		}
+	}
+	return ticks;
+}
+
+export function latencyChart(doc: BenchDocument): string {
+	const points = doc.summary.flatMap((s) => s.curve);
+	const xs = points.map((p) => p.subscribers);
+	const ys = points.flatMap((p) => [p.p50, p.p99]).filter((v) => v > 0);
+	const target = doc.options.targetP99Ms;
+	const xLo = Math.max(1, Math.min(...xs, 10) / 1.2);
+	const xHi = Math.max(...xs, 20) * 1.2;
+	const yLo = Math.max(0.01, Math.min(...ys, target) / 1.5);
+	const yHi = Math.max(...ys, target) * 1.5;
+	const pw = W - M.left - M.right;
+	const ph = H - M.top - M.bottom;
+	const x = (v: number) => M.left + ((Math.log10(v) - Math.log10(xLo)) / (Math.log10(xHi) - Math.log10(xLo))) * pw;
+	const y = (v: number) =>
+		M.top + ph - ((Math.log10(Math.max(v, yLo)) - Math.log10(yLo)) / (Math.log10(yHi) - Math.log10(yLo))) * ph;
+	const out: string[] = [];
+	out.push(
+		`<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif" font-size="12">`,
+	);
+	out.push(`<rect width="${W}" height="${H}" fill="white"/>`);
+	const o = doc.options;
+	out.push(
+		`<text x="${M.left}" y="22" font-size="14" font-weight="bold">${esc(`Fan-out latency vs subscribers (${o.bitrate} Mbit/s, ${o.fps} fps, ${o.groupMs} ms groups)`)}</text>`,
+	);
+	for (const t of logTicks(xLo, xHi)) {
+		out.push(`<line x1="${x(t).toFixed(1)}" y1="${M.top}" x2="${x(t).toFixed(1)}" y2="${M.top + ph}" stroke="#eee"/>`);
+		out.push(`<text x="${x(t).toFixed(1)}" y="${M.top + ph + 16}" text-anchor="middle">${t}</text>`);
+	}
+	for (const t of logTicks(yLo, yHi)) {
+		out.push(
+			`<line x1="${M.left}" y1="${y(t).toFixed(1)}" x2="${M.left + pw}" y2="${y(t).toFixed(1)}" stroke="#eee"/>`,
+		);
+		out.push(`<text x="${M.left - 6}" y="${(y(t) + 4).toFixed(1)}" text-anchor="end">${t}</text>`);
+	}
+	out.push(`<rect x="${M.left}" y="${M.top}" width="${pw}" height="${ph}" fill="none" stroke="#333"/>`);
+	out.push(`<text x="${M.left + pw / 2}" y="${H - 12}" text-anchor="middle">subscribers</text>`);
+	out.push(`<text transform="translate(16 ${M.top + ph / 2}) rotate(-90)" text-anchor="middle">latency (ms)</text>`);
+	out.push(
+		`<line class="target" x1="${M.left}" y1="${y(target).toFixed(1)}" x2="${M.left + pw}" y2="${y(target).toFixed(1)}" stroke="#888" stroke-dasharray="1 3"/>`,
+	);
+	out.push(
+		`<text x="${M.left + pw - 4}" y="${(y(target) - 4).toFixed(1)}" text-anchor="end" fill="#666">p99 target ${target} ms</text>`,
+	);
+	let legendY = M.top + 8;
+	doc.summary.forEach((s, i) => {
+		const color = COLORS[i % COLORS.length];
+		for (const series of SERIES) {
+			if (s.curve.length === 0) continue;
+			const d = s.curve
+				.map((p, j) => `${j === 0 ? "M" : "L"}${x(p.subscribers).toFixed(1)},${y(p[series.key]).toFixed(1)}`)
+				.join(" ");
+			out.push(
+				`<path class="series" data-cores="${s.cores}" data-percentile="${series.label}" d="${d}" fill="none" stroke="${color}" stroke-width="2"${series.dash ? ` stroke-dasharray="${series.dash}"` : ""}/>`,
+			);
+			for (const p of s.curve)
+				out.push(
+					`<circle cx="${x(p.subscribers).toFixed(1)}" cy="${y(p[series.key]).toFixed(1)}" r="2.5" fill="${color}"/>`,
+				);
+			const lx = M.left + pw + 14;
+			out.push(
+				`<line x1="${lx}" y1="${legendY}" x2="${lx + 26}" y2="${legendY}" stroke="${color}" stroke-width="2"${series.dash ? ` stroke-dasharray="${series.dash}"` : ""}/>`,
+			);
+			out.push(
+				`<text x="${lx + 32}" y="${legendY + 4}">${s.cores} core${s.cores > 1 ? "s" : ""} ${series.label}</text>`,
+			);
+			legendY += 18;
+		}
+	});
+	out.push("</svg>");
+	return `${out.join("\n")}\n`;
+}

@@ -1,0 +1,102 @@
+/**
+ * A tiny `npm run bench` end to end: the real relay as a separate process over raw QUIC, one core,
+ * two steps, short windows. Checks that the JSON and SVG are written and agree with each other;
+ * no timing assertions (the machine may be busy).
+ */
+import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { after, test } from "node:test";
+import { promisify } from "node:util";
+import { parseArgs } from "../bench/lib/args.ts";
+import type { BenchDocument } from "../bench/lib/report.ts";
+
+const REPO = resolve(import.meta.dirname, "..");
+const NODE = join(REPO, "node_modules", ".bin", "node");
+const out = mkdtempSync(join(tmpdir(), "moq-bench-"));
+after(() => rmSync(out, { recursive: true, force: true }));
+
+test("bench options: defaults, quick, and explicit steps", () => {
+	const quick = parseArgs(["--quick", "--cores", "1"]);
+	assert.notEqual(quick, "help");
+	if (quick === "help") return;
+	assert.equal(quick.runs, 1);
+	assert.deepEqual(quick.steps, [10, 25, 50, 100, 200, 400]);
+	const full = parseArgs(["--steps", "5,2", "--bitrate", "1.5", "--runs", "3"]);
+	if (full === "help") return;
+	assert.deepEqual(full.steps, [2, 5]);
+	assert.equal(full.bitrate, 1.5);
+	assert.throws(() => parseArgs(["--bogus", "1"]), /unknown option/);
+	assert.equal(parseArgs(["--help"]), "help");
+});
+
+test("a tiny bench writes a consistent JSON and SVG", { timeout: 90_000 }, async () => {
+	const args = [
+		join(REPO, "bench", "run.ts"),
+		"--cores",
+		"1",
+		"--steps",
+		"2,4",
+		"--runs",
+		"1",
+		"--bitrate",
+		"0.5",
+		"--group-ms",
+		"500",
+		"--warmup-ms",
+		"500",
+		"--window-ms",
+		"1200",
+		"--generators",
+		"1",
+		"--sockets",
+		"2",
+		// A generous target: this checks plumbing, not the machine's speed.
+		"--target-p99-ms",
+		"5000",
+		"--out",
+		out,
+	];
+	const { stdout } = await promisify(execFile)(NODE, args, { cwd: REPO, timeout: 80_000 });
+	assert.match(stdout, /\| cores \| max subscribers/);
+
+	const doc = JSON.parse(readFileSync(join(out, "latest.json"), "utf8")) as BenchDocument;
+	assert.equal(doc.version, 1);
+	assert.equal(doc.sweeps.length, 1);
+	const sweep = doc.sweeps[0];
+	assert.equal(sweep.error, null);
+	assert.equal(sweep.cores, 1);
+	assert.ok(sweep.steps.length >= 1 && sweep.steps.length <= 2);
+	for (const step of sweep.steps) {
+		assert.equal(step.connected, step.subscribers);
+		assert.ok(step.framesReceived > 0, "frames were measured, not configured");
+		assert.ok(
+			step.latencyMs.p50 > 0 && step.latencyMs.p50 <= step.latencyMs.p99 && step.latencyMs.p99 <= step.latencyMs.max,
+		);
+		assert.ok(step.packetsOut !== null && step.packetsOut > 0);
+		assert.equal(step.pass, step.valid && step.failReason === null);
+	}
+	// The capacity is the last passing step of the sweep, and the summary reports it.
+	const passing = sweep.steps.filter((s) => s.pass).map((s) => s.subscribers);
+	assert.equal(sweep.capacity, passing.length ? Math.max(...passing) : 0);
+	const summary = doc.summary.find((s) => s.cores === 1);
+	assert.ok(summary);
+	assert.equal(summary.capacity.median, sweep.capacity);
+	assert.deepEqual(
+		summary.curve.map((p) => p.subscribers),
+		sweep.steps.filter((s) => s.valid).map((s) => s.subscribers),
+	);
+
+	const svg = readFileSync(join(out, "latest.svg"), "utf8");
+	assert.match(svg, /^<svg [^>]*xmlns="http:\/\/www.w3.org\/2000\/svg"/);
+	assert.match(svg, /<\/svg>\n$/);
+	assert.match(svg, /class="target"/);
+	if (summary.curve.length > 0) {
+		assert.match(svg, /data-cores="1" data-percentile="p99"/);
+		assert.match(svg, /data-cores="1" data-percentile="p50"/);
+	}
+	// The timestamped copies are the same documents.
+	assert.match(stdout, /wrote .*bench-.*\.json/);
+});
