@@ -66,6 +66,9 @@ export async function runRelay(config: RelayConfig, log: Logger): Promise<Worker
 		process.exit(0);
 	};
 	process.on("SIGHUP", onHup);
+	// A generated certificate is valid 14 days (the browser limit for pinned hashes): check twice a
+	// day and renew it once less than a week is left (CertificateStore.reload does the renewal).
+	if (config.tls.generate.length > 0) setInterval(onHup, 12 * 3600_000).unref();
 	// Test hook (MOQ_FANOUT_DEBUG=1): "crash N" on stdin makes worker N throw, to exercise supervision.
 	if (process.env.MOQ_FANOUT_DEBUG === "1") {
 		const { createInterface } = await import("node:readline");
