@@ -700,6 +700,7 @@ export class MoqSession implements UpstreamPublisher {
 			const b = this.#relay.broadcasts.get(joinPath(grant.root, rel));
 			const track = b?.tracks.get(req.track);
 			if (!track || track.closed) {
+				this.#log.debug("fetch refused: track not cached", { broadcast: rel, track: req.track, group: req.group });
 				s.reset(Code.NOT_FOUND);
 				return;
 			}
