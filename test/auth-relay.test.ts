@@ -4,11 +4,14 @@
  */
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
+import dgram from "node:dgram";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { after, before, describe, it } from "node:test";
 import * as Net from "@moq/net";
+import { MoqClient } from "../src/client/index.ts";
+import { connectQuic } from "../src/quic/client.ts";
 import { startTestRelay, type TestRelay, until } from "./support/relay.ts";
 
 const REPO = resolve(import.meta.dirname, "..");
@@ -139,6 +142,52 @@ describe("auth through the relay", { timeout: 60_000 }, () => {
 				() => "refused",
 			);
 			assert.ok(outcome === "closed" || outcome === "refused");
+		}
+	});
+
+	it("raw QUIC carries the token in the lite-05 SETUP path, with the same scoping", async () => {
+		const fingerprint = await (await fetch(relay.url("certificate.sha256"))).text();
+		const socket = dgram.createSocket("udp4");
+		await new Promise<void>((r) => socket.bind(0, "127.0.0.1", () => r()));
+		const quic = (path: string) =>
+			connectQuic({
+				host: "127.0.0.1",
+				port: relay.quicPort,
+				alpns: ["moq-lite-05"],
+				certificateHashes: [fingerprint],
+				socket,
+			}).then((t) => MoqClient.connect(t, { path }));
+		try {
+			// A publish-only token publishes over QUIC; a subscribe-only token reads it; neither can do the other.
+			const pub = await quic(`/rooms/7?jwt=${sign("--root", "rooms/7", "--publish", "")}`);
+			const bc = pub.publish("cam", { tracks: ["video"] });
+			await until(() => relay.node.relay.broadcasts.has("rooms/7/cam"), 10_000, "rooms/7/cam over QUIC");
+			const viewer = await quic(`/rooms/7?jwt=${sign("--root", "rooms/7", "--subscribe", "")}`);
+			const got = new Promise<number>((resolve) =>
+				viewer.subscribe("cam", "video", {}, { onGroup: (seq) => resolve(seq) }),
+			);
+			// Publish once the relay's upstream subscription has reached our publisher.
+			await until(() => bc.track("video").subscribers > 0, 10_000, "the relay's upstream subscription");
+			const seq = bc.track("video").writeGroup([new Uint8Array([1, 2, 3])]);
+			assert.equal(await got, seq);
+			const refused = new Promise<number>((resolve) =>
+				pub.subscribe("cam", "video", {}, { onEnd: (code) => resolve(code) }),
+			);
+			assert.equal(await refused, 6, "a publish-only token cannot subscribe (reset with 6, session alive)");
+			assert.equal(pub.closed, false);
+			// A bad token is refused at setup: the session closes with 6.
+			const bad = await quic(`/rooms/7?jwt=${sign("--root", "rooms/8", "--subscribe", "")}`).then(
+				(c) =>
+					new Promise<string>((resolve) =>
+						c.closed ? resolve("closed") : (c.onClose = (code) => resolve(`closed ${code}`)),
+					),
+				() => "refused",
+			);
+			assert.ok(bad === "refused" || bad.startsWith("closed"), bad);
+			viewer.close();
+			pub.close();
+		} finally {
+			socket.close();
 		}
 	});
 });

@@ -91,6 +91,8 @@ export class MoqSession implements UpstreamPublisher {
 	/** lite-05: the path from the client's SETUP (raw QUIC only). */
 	#setupPath: string | null = null;
 	#awaitingSetupPath = false;
+	/** lite-05 SETUP Role: 0 both, 1 publish only, 2 subscribe only. */
+	#role = 0;
 
 	// Publisher role (toward viewers).
 	readonly #serves = new Map<number, TrackServe | FetchServe>();
@@ -204,6 +206,10 @@ export class MoqSession implements UpstreamPublisher {
 
 	#maybeReady(): void {
 		if (this.#ready || this.#closed || !this.#grant || this.#version === 0) return;
+		if (!this.#grant.allowsRole(this.#role)) {
+			this.close(Code.UNAUTHORIZED, "the token grants nothing for the role in SETUP");
+			return;
+		}
 		this.#ready = true;
 		if (this.#setupTimer) clearTimeout(this.#setupTimer);
 		this.#setupTimer = null;
@@ -418,6 +424,11 @@ export class MoqSession implements UpstreamPublisher {
 			}
 			if (!setup) return;
 			seen = true;
+			this.#role = setup.role ?? 0;
+			if (this.#grant && !this.#grant.allowsRole(this.#role)) {
+				this.close(Code.UNAUTHORIZED, "the token grants nothing for the role in SETUP");
+				return;
+			}
 			if (setup.path !== undefined && this.#t.kind !== "quic") {
 				this.#violation(null, Code.PROTOCOL_VIOLATION, "SETUP path over a transport with a URL");
 				return;
