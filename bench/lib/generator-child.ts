@@ -89,9 +89,13 @@ let target: RelayTarget | null = null;
 let sockets: dgram.Socket[] = [];
 const viewers: Viewer[] = [];
 
+let nextSocket = 0;
+
 async function addViewer(): Promise<void> {
 	const v = new Viewer();
-	const socket = sockets[viewers.length % sockets.length];
+	// Count before the first await: viewers added in one concurrent batch must not all pick the same
+	// socket (one 4-tuple puts every connection on one relay worker).
+	const socket = sockets[nextSocket++ % sockets.length];
 	v.client = await connectClient(target!, socket);
 	v.client.onClose = () => {
 		if (measuring) failures++;
