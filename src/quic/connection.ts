@@ -90,6 +90,19 @@ const READABLE_ITER_THRESHOLD = 64;
 const STOP_POLL_BUDGET = 8;
 /** Packets per connection per flush before yielding to the event loop (fairness, ACK intake). */
 const MAX_PACKETS_PER_FLUSH = 64;
+/**
+ * A FIN-only frame is written only when the congestion window has room for a packet carrying it
+ * (a STREAM frame needs more than quiche's MAX_STREAM_OVERHEAD of 12 bytes).
+ */
+const FIN_SEND_ROOM = 64;
+/**
+ * quiche's timeout() is the nearer of the idle timer (seconds) and the loss-detection timer, which
+ * runs only while ack-eliciting packets are in flight (one PTO: tens to hundreds of ms). Above this,
+ * nothing we sent is unacknowledged.
+ */
+const QUIET_TIMEOUT_MS = 1000;
+/** A FIN-only frame waits at most this long for the connection to be quiet (see finishStream). */
+const FIN_MAX_WAIT_MS = 1000;
 
 /** One receive buffer per thread: onData chunks are views into it, valid during the call only. */
 const RECV_BUFFER = Buffer.allocUnsafe(64 * 1024);
@@ -139,6 +152,11 @@ export class QuicConnection implements TransportSession {
 	private readonly sendPoll = new Set<QuicStream>();
 	private stopIterator: Iterator<QuicStream> | null = null;
 	private readonly blocked = new Set<QuicStream>();
+	/** Streams whose FIN has no unsent data left to ride on (finishStream), oldest first. */
+	private pendingFins: QuicStream[] = [];
+	private spareFins: QuicStream[] = [];
+	/** Counts flushes: a stream written to since the last one still has unsent bytes in quiche. */
+	private flushEpoch = 0;
 	private nextPeerBidi: number;
 	private nextPeerUni: number;
 	private nextLocalBidi: number;
@@ -298,10 +316,42 @@ export class QuicConnection implements TransportSession {
 	/** Driven.flush: sends what quiche has, re-arms the deadline, detects the end. */
 	flush(now: number): void {
 		if (this.finished) return;
+		this.flushEpoch++;
+		const native = this.native;
+		let count = this.sendPackets(MAX_PACKETS_PER_FLUSH);
+		// After the packets: retransmissions quiche had queued are in flight now, so timeout() tells
+		// whether anything is unacknowledged. FINs written here leave in the same flush.
+		if (this.pendingFins.length > 0 && count < MAX_PACKETS_PER_FLUSH && !this.closed && this.writePendingFins(now)) {
+			count += this.sendPackets(MAX_PACKETS_PER_FLUSH - count);
+		}
+		if (count === 0 && this.isServer && !this.sentAny) {
+			// A server connection answers a real Initial at once: silence means the Initial was
+			// undecryptable garbage. Drop the state instead of holding it until the handshake timeout.
+			this.owner.stats.garbage++;
+			this.finish();
+			return;
+		}
+		if (count > 0) this.sentAny = true;
+		if (count === MAX_PACKETS_PER_FLUSH) this.owner.driver.markDirty(this);
+		if (count > 0 && this.keepAliveMs > 0 && this.isEstablished) this.keepAliveAt = now + this.keepAliveMs;
+		const timeout = native.timeout();
+		this.quicheDeadline = timeout === null ? Number.POSITIVE_INFINITY : now + timeout;
+		this.deadline = Math.min(this.quicheDeadline, this.keepAliveAt);
+		if (this.pendingFins.length > 0) {
+			const due = this.pendingFins[0].finQueuedAt + FIN_MAX_WAIT_MS;
+			if (due < this.deadline) this.deadline = due;
+		}
+		if (!this.isEstablished && this.handshakeDeadline < this.deadline) this.deadline = this.handshakeDeadline;
+		if (native.isClosed()) this.finish();
+		else if (!this.closed && this.isEstablished && native.isDraining()) this.notifyPeerClose();
+	}
+
+	/** Hands quiche's packets to the socket, at most `max`; returns how many. */
+	private sendPackets(max: number): number {
 		const sender = this.owner.sender;
 		const native = this.native;
 		let count = 0;
-		while (count < MAX_PACKETS_PER_FLUSH) {
+		while (count < max) {
 			const buf = sender.acquire();
 			let result: [number, unknown] | null;
 			try {
@@ -317,22 +367,7 @@ export class QuicConnection implements TransportSession {
 			sender.send(buf, result[0], this.remotePort, this.remoteHost);
 			count++;
 		}
-		if (count === 0 && this.isServer && !this.sentAny) {
-			// A server connection answers a real Initial at once: silence means the Initial was
-			// undecryptable garbage. Drop the state instead of holding it until the handshake timeout.
-			this.owner.stats.garbage++;
-			this.finish();
-			return;
-		}
-		if (count > 0) this.sentAny = true;
-		if (count === MAX_PACKETS_PER_FLUSH) this.owner.driver.markDirty(this);
-		if (count > 0 && this.keepAliveMs > 0 && this.isEstablished) this.keepAliveAt = now + this.keepAliveMs;
-		const timeout = native.timeout();
-		this.quicheDeadline = timeout === null ? Number.POSITIVE_INFINITY : now + timeout;
-		this.deadline = Math.min(this.quicheDeadline, this.keepAliveAt);
-		if (!this.isEstablished && this.handshakeDeadline < this.deadline) this.deadline = this.handshakeDeadline;
-		if (native.isClosed()) this.finish();
-		else if (!this.closed && this.isEstablished && native.isDraining()) this.notifyPeerClose();
+		return count;
 	}
 
 	/** Driven.onTimer. */
@@ -371,8 +406,40 @@ export class QuicConnection implements TransportSession {
 			stream.peerStopped(Math.max(code, 0));
 			return -1;
 		}
+		if (sent !== null && sent > 0) stream.lastWriteEpoch = this.flushEpoch;
 		this.owner.driver.markDirty(this);
 		return sent === null ? 0 : sent;
+	}
+
+	/**
+	 * QuicStream.finish with nothing queued.
+	 *
+	 * quiche 0.18 (cloudflare/quiche#2525; the upstream fix is an open PR) counts a stream's send
+	 * side complete, and forgets the stream, once its *data* is acknowledged, whether or not a frame
+	 * carrying the FIN was: a FIN-only frame has no bytes to acknowledge. So a FIN written after all
+	 * the data left is lost for good when (a) the ACK of that data is processed before the next
+	 * flush sends the FIN, or (b) the FIN's packet is lost and the data's ACK arrives before the loss
+	 * is detected (the retransmission finds no stream). The peer then has every byte and never the
+	 * end of the stream, and a stream slot leaks on its side. That is routine for the relay: a
+	 * group's frames are flushed in one turn and its end comes in a later one.
+	 *
+	 * A FIN is safe when it rides on unsent data (written since the last flush: quiche puts it on the
+	 * last data frame), or when it is written once all the data is acknowledged and nothing awaits
+	 * retransmission (then only the FIN's own ACK completes the stream, and its loss is repaired).
+	 * Otherwise it waits for the connection to be quiet (quiche shows no per-stream ACK state), at
+	 * most FIN_MAX_WAIT_MS (past that, the old risk remains only if the data is still unacknowledged
+	 * then). It is written inside a flush, between two rounds of packet building, ahead of every
+	 * other stream, so no ACK can be processed between the write and the packet that carries it.
+	 */
+	finishStream(stream: QuicStream): void {
+		if (this.closed) return;
+		if (stream.lastWriteEpoch === this.flushEpoch) {
+			this.writeFin(stream);
+			return;
+		}
+		stream.finQueuedAt = performance.now();
+		this.pendingFins.push(stream);
+		this.owner.driver.markDirty(this);
 	}
 
 	shutdownStream(stream: QuicStream, read: boolean, code: number): void {
@@ -412,6 +479,66 @@ export class QuicConnection implements TransportSession {
 	}
 
 	// ---- internals -----------------------------------------------------------------------------
+
+	/**
+	 * See finishStream. Runs inside a flush, after its packets and before more are built, so no ACK
+	 * can be processed between a FIN's write and its packet. Returns whether it wrote any.
+	 */
+	private writePendingFins(now: number): boolean {
+		const native = this.native;
+		const timeout = native.timeout();
+		const quiet = timeout === null || timeout > QUIET_TIMEOUT_MS;
+		const fins = this.pendingFins;
+		this.pendingFins = this.spareFins;
+		let wrote = false;
+		for (let i = 0; i < fins.length; i++) {
+			const stream = fins[i];
+			if (this.closed) break;
+			const overdue = now - stream.finQueuedAt >= FIN_MAX_WAIT_MS;
+			if (!quiet && !overdue) {
+				this.pendingFins.push(stream);
+				continue;
+			}
+			let room: number;
+			try {
+				room = native.streamCapacity(stream.id);
+			} catch (err) {
+				// Stopped by the peer meanwhile (quiche answered with RESET_STREAM itself).
+				const code = streamStoppedCode(err);
+				if (code >= 0) stream.onStop?.(code);
+				continue;
+			}
+			// A full congestion window: the FIN could not leave before the next ACK is processed.
+			// ACKs free the window and bring another flush. (Past twice the wait, write it anyway:
+			// a stream window filled to the last byte also reads as no room.)
+			if (room < FIN_SEND_ROOM && now - stream.finQueuedAt < 2 * FIN_MAX_WAIT_MS) {
+				this.pendingFins.push(stream);
+				continue;
+			}
+			// First in line for the next packet: urgency 0, non-incremental sorts before every stream
+			// prioritize() sets (those are incremental). The stream has nothing else left to send.
+			try {
+				native.streamPriority(stream.id, 0, false);
+			} catch {
+				// collected meanwhile: writeFin finds out
+			}
+			this.writeFin(stream);
+			wrote = true;
+		}
+		fins.length = 0;
+		this.spareFins = fins;
+		return wrote;
+	}
+
+	private writeFin(stream: QuicStream): void {
+		try {
+			this.native.streamSend(stream.id, EMPTY, true);
+		} catch (err) {
+			const code = streamStoppedCode(err);
+			if (code >= 0) stream.onStop?.(code);
+		}
+		this.owner.driver.markDirty(this);
+	}
 
 	/** Makes quiche create a local stream now (so peerStreamsLeft counts it). */
 	private createLocal(id: number): boolean {
@@ -593,6 +720,7 @@ export class QuicConnection implements TransportSession {
 		this.closed = true;
 		for (const stream of this.blocked) stream.clearQueue();
 		this.blocked.clear();
+		this.pendingFins.length = 0;
 		this.recvPoll.clear();
 		this.sendPoll.clear();
 		this.streams.clear();

@@ -35,6 +35,10 @@ export class QuicStream implements TransportStream {
 	/** @internal */ sendState: SendState;
 	/** @internal true while the receive side is open (the connection polls it). */
 	recvOpen: boolean;
+	/** @internal The connection's flushEpoch at the last write quiche took bytes from. */
+	lastWriteEpoch = -1;
+	/** @internal When finish() handed the FIN to the connection to write later (performance.now()). */
+	finQueuedAt = 0;
 	private readonly conn: QuicConnection;
 	private readonly queue: Uint8Array[] = [];
 	private queueHead = 0;
@@ -83,7 +87,8 @@ export class QuicStream implements TransportStream {
 			return;
 		}
 		this.sendState = SendState.Done;
-		this.conn.streamWrite(this, EMPTY, true);
+		// Not always written now: QuicConnection.finishStream explains the quiche 0.18 bug it avoids.
+		this.conn.finishStream(this);
 		this.conn.sendSideDone(this);
 	}
 
