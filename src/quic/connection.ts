@@ -455,9 +455,13 @@ export class QuicConnection implements TransportSession {
 	/** TransportStream.setPriority: higher order → more urgent (quiche urgency 0 = most urgent). */
 	prioritize(stream: QuicStream, order: number): void {
 		if (this.closed) return;
-		const clamped = order < 0 ? 0 : order > 255 ? 255 : order | 0;
+		// quiche has 8 urgency levels: the subscriber priority (the part above 2^32, see
+		// TransportStream.setPriority) picks one, 7 for 0 and 0 for 7 and up; within a level, streams
+		// share the connection incrementally.
+		const level = order >= 0x100000000 ? Math.floor(order / 0x100000000) : order;
+		const clamped = level < 0 ? 0 : level > 7 ? 7 : level | 0;
 		try {
-			this.native.streamPriority(stream.id, 7 - (clamped >> 5), true);
+			this.native.streamPriority(stream.id, 7 - clamped, true);
 		} catch {
 			// stream finished
 		}

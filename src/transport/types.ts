@@ -41,7 +41,11 @@ export interface TransportStream {
 	stop(code: number): void;
 	/** Bytes accepted by write() but not yet handed to the network (flow control / congestion). */
 	readonly buffered: number;
-	/** Send priority hint: higher is sent first. Transports without priorities may ignore it. */
+	/**
+	 * Send priority hint: higher is sent first. The relay passes `subscriberPriority * 2^32 + order
+	 * within the track` (newest group first, or oldest first when ordered); transports with coarse
+	 * levels (QUIC urgency 0–7) use the subscriber priority part. Transports without priorities may ignore it.
+	 */
 	setPriority(order: number): void;
 }
 
