@@ -61,6 +61,11 @@ interface UpstreamSub {
 
 const SETUP_TIMEOUT_MS = 10_000;
 
+/** The close/reset code for a decoding failure. */
+function codeOf(err: unknown): number {
+	return err instanceof DecodeError ? err.code : Code.PROTOCOL_VIOLATION;
+}
+
 /** Reads a varint stream type from the first bytes of a stream (a few bytes at most). */
 function tryReadType(buf: MessageBuffer): number | undefined {
 	return buf.tryDecode((r: Reader) => r.varint());
@@ -326,7 +331,7 @@ export class MoqSession implements UpstreamPublisher {
 			try {
 				m = buf.tryDecode(decode);
 			} catch (err) {
-				const code = err instanceof DecodeError ? err.code : Code.PROTOCOL_VIOLATION;
+				const code = codeOf(err);
 				this.#violation(s, code, (err as Error).message);
 				return;
 			}
@@ -348,6 +353,47 @@ export class MoqSession implements UpstreamPublisher {
 			onChunk();
 		};
 		onChunk();
+	}
+
+	/**
+	 * A request stream: waits for its first message, then calls `handle` once. A message that can't
+	 * decode closes the session with its code.
+	 */
+	#onRequest<T>(s: TransportStream, buf: MessageBuffer, decode: (r: Reader) => T, handle: (req: T) => void): void {
+		let started = false;
+		this.#follow(s, buf, () => {
+			if (started) return;
+			let req: T | undefined;
+			try {
+				req = buf.tryDecode(decode);
+			} catch (err) {
+				this.#violation(s, codeOf(err), (err as Error).message);
+				return;
+			}
+			if (req === undefined) return;
+			started = true;
+			handle(req);
+		});
+	}
+
+	/**
+	 * A viewer's broadcast path (relative to the session root) made absolute, after normalising it and
+	 * checking the token's subscribe scope; null (and the stream reset with the reason's code) if refused.
+	 */
+	#viewerPath(s: TransportStream, raw: string): string | null {
+		const grant = this.#grant!;
+		let rel: string;
+		try {
+			rel = normalizePath(raw, this.#relay.config.limits.maxPathSegments);
+		} catch {
+			s.reset(Code.PROTOCOL_VIOLATION);
+			return null;
+		}
+		if (!grant.canSubscribe(rel)) {
+			s.reset(Code.UNAUTHORIZED);
+			return null;
+		}
+		return joinPath(grant.root, rel);
 	}
 
 	// ---------------------------------------------------------------------------------------------
@@ -419,7 +465,7 @@ export class MoqSession implements UpstreamPublisher {
 			try {
 				setup = buf.tryDecode((r) => decodeLiteSetup(r, 5, this.#limits));
 			} catch (err) {
-				this.#violation(s, err instanceof DecodeError ? err.code : Code.PROTOCOL_VIOLATION, (err as Error).message);
+				this.#violation(s, codeOf(err), (err as Error).message);
 				return;
 			}
 			if (!setup) return;
@@ -470,7 +516,7 @@ export class MoqSession implements UpstreamPublisher {
 			try {
 				req = buf.tryDecode((r) => decodeAnnounceRequest(r, v, this.#limits));
 			} catch (err) {
-				this.#violation(s, err instanceof DecodeError ? err.code : Code.PROTOCOL_VIOLATION, (err as Error).message);
+				this.#violation(s, codeOf(err), (err as Error).message);
 				return;
 			}
 			if (!req) return;
@@ -572,7 +618,7 @@ export class MoqSession implements UpstreamPublisher {
 			try {
 				sub = buf.tryDecode((r) => decodeSubscribe(r, v, this.#limits));
 			} catch (err) {
-				this.#violation(s, err instanceof DecodeError ? err.code : Code.PROTOCOL_VIOLATION, (err as Error).message);
+				this.#violation(s, codeOf(err), (err as Error).message);
 				return;
 			}
 			if (!sub) return;
@@ -632,96 +678,64 @@ export class MoqSession implements UpstreamPublisher {
 
 	#onTrackRequest(s: TransportStream, buf: MessageBuffer): void {
 		const v = this.#version as LiteVersion;
-		const grant = this.#grant!;
 		if (v < 5) {
 			s.reset(Code.UNSUPPORTED);
 			return;
 		}
-		let started = false;
-		this.#follow(s, buf, () => {
-			if (started) return;
-			let req: ReturnType<typeof decodeTrackRequest> | undefined;
-			try {
-				req = buf.tryDecode((r) => decodeTrackRequest(r, v, this.#limits));
-			} catch (err) {
-				this.#violation(s, err instanceof DecodeError ? err.code : Code.PROTOCOL_VIOLATION, (err as Error).message);
-				return;
-			}
-			if (!req) return;
-			started = true;
-			let rel: string;
-			try {
-				rel = normalizePath(req.broadcast, this.#relay.config.limits.maxPathSegments);
-			} catch {
-				s.reset(Code.PROTOCOL_VIOLATION);
-				return;
-			}
-			if (!grant.canSubscribe(rel)) {
-				s.reset(Code.UNAUTHORIZED);
-				return;
-			}
-			const info = this.#relay.trackInfo(joinPath(grant.root, rel), req.track);
-			if (!info) {
-				s.reset(Code.NOT_FOUND);
-				return;
-			}
-			info.then(
-				(info) => {
-					const w = new Writer(32);
-					encodeTrackInfo(w, info, v);
-					s.write(w.view());
-					s.finish();
-				},
-				() => s.reset(Code.NOT_FOUND),
-			);
-		});
 		s.onFin = () => {};
+		this.#onRequest(
+			s,
+			buf,
+			(r) => decodeTrackRequest(r, v, this.#limits),
+			(req) => {
+				const path = this.#viewerPath(s, req.broadcast);
+				if (path === null) return;
+				const info = this.#relay.trackInfo(path, req.track);
+				if (!info) {
+					s.reset(Code.NOT_FOUND);
+					return;
+				}
+				info.then(
+					(info) => {
+						const w = new Writer(32);
+						encodeTrackInfo(w, info, v);
+						s.write(w.view());
+						s.finish();
+					},
+					() => s.reset(Code.NOT_FOUND),
+				);
+			},
+		);
 	}
 
 	#onFetch(s: TransportStream, buf: MessageBuffer): void {
 		const v = this.#version as LiteVersion;
-		const grant = this.#grant!;
 		if (v < 5) {
 			s.reset(Code.UNSUPPORTED);
 			return;
 		}
-		let started = false;
-		this.#follow(s, buf, () => {
-			if (started) return;
-			let req: ReturnType<typeof decodeFetchRequest> | undefined;
-			try {
-				req = buf.tryDecode((r) => decodeFetchRequest(r, v, this.#limits));
-			} catch (err) {
-				this.#violation(s, err instanceof DecodeError ? err.code : Code.PROTOCOL_VIOLATION, (err as Error).message);
-				return;
-			}
-			if (!req) return;
-			started = true;
-			let rel: string;
-			try {
-				rel = normalizePath(req.broadcast, this.#relay.config.limits.maxPathSegments);
-			} catch {
-				s.reset(Code.PROTOCOL_VIOLATION);
-				return;
-			}
-			if (!grant.canSubscribe(rel)) {
-				s.reset(Code.UNAUTHORIZED);
-				return;
-			}
-			const b = this.#relay.broadcasts.get(joinPath(grant.root, rel));
-			const track = b?.tracks.get(req.track);
-			if (!track || track.closed) {
-				this.#log.debug("fetch refused: track not cached", { broadcast: rel, track: req.track, group: req.group });
-				s.reset(Code.NOT_FOUND);
-				return;
-			}
-			const fetch = new FetchServe(track, s, req.group);
-			const key = -1 - this.#nextFetchKey++;
-			this.#serves.set(key, fetch);
-			fetch.onDone = () => this.#serves.delete(key);
-			fetch.start();
-		});
 		s.onStop = () => s.reset(Code.CANCEL);
+		this.#onRequest(
+			s,
+			buf,
+			(r) => decodeFetchRequest(r, v, this.#limits),
+			(req) => {
+				const path = this.#viewerPath(s, req.broadcast);
+				if (path === null) return;
+				const track = this.#relay.broadcasts.get(path)?.tracks.get(req.track);
+				if (!track || track.closed) {
+					this.#log.debug("fetch refused: track not cached", { broadcast: path, track: req.track, group: req.group });
+					s.reset(Code.NOT_FOUND);
+					return;
+				}
+				const fetch = new FetchServe(track, s, req.group);
+				const key = -1 - this.#nextFetchKey++;
+				this.#serves.set(key, fetch);
+				fetch.onDone = () => this.#serves.delete(key);
+				s.onStop = () => fetch.close("session");
+				fetch.start();
+			},
+		);
 	}
 	#nextFetchKey = 0;
 
@@ -979,7 +993,7 @@ export class MoqSession implements UpstreamPublisher {
 			try {
 				hdr = buf.tryDecode((r) => decodeGroupHeader(r, v, this.#limits));
 			} catch (err) {
-				this.#violation(s, err instanceof DecodeError ? err.code : Code.PROTOCOL_VIOLATION, (err as Error).message);
+				this.#violation(s, codeOf(err), (err as Error).message);
 				return;
 			}
 			if (!hdr) return;
