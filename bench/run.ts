@@ -8,6 +8,7 @@
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { HELP, parseArgs } from "./lib/args.ts";
+import { benchConsole } from "./lib/console.ts";
 import { capacityTable, document } from "./lib/report.ts";
 import { latencyChart } from "./lib/svg.ts";
 import { runSweep, type SweepResult, stopAll } from "./lib/sweep.ts";
@@ -25,17 +26,7 @@ async function main(): Promise<number> {
 		return 0;
 	}
 	const opts = parsed;
-	const tty = process.stderr.isTTY && !opts.silent;
-	const say = (line: string) => {
-		if (!opts.silent) console.log(line);
-	};
-	const progress = (line: string, final: boolean) => {
-		if (opts.silent) return;
-		if (final) {
-			if (tty) process.stderr.write("\r\x1b[2K");
-			console.log(line);
-		} else if (tty) process.stderr.write(`\r\x1b[2K${line}`);
-	};
+	const { say, progress } = benchConsole(opts.silent);
 	const started = performance.now();
 	say(
 		`moq-fanout bench: ${opts.bitrate} Mbit/s, ${opts.fps} fps, ${opts.groupMs} ms groups, target p99 ${opts.targetP99Ms} ms, ` +

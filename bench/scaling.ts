@@ -9,6 +9,7 @@
 
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
+import { benchConsole } from "./lib/console.ts";
 import { configSpec, loadCoresFor, parseScalingArgs, relayCoresFor, SCALING_HELP } from "./lib/scaling-args.ts";
 import { scalingChart, scalingDocument, scalingTable, trialLine } from "./lib/scaling-report.ts";
 import { runTrial, stopAllTrials, type TrialResult } from "./lib/scaling-trial.ts";
@@ -26,17 +27,7 @@ async function main(): Promise<number> {
 		return 0;
 	}
 	const opts = parsed;
-	const tty = process.stderr.isTTY && !opts.silent;
-	const say = (line: string) => {
-		if (!opts.silent) console.log(line);
-	};
-	const progress = (line: string, final: boolean) => {
-		if (opts.silent) return;
-		if (final) {
-			if (tty) process.stderr.write("\r\x1b[2K");
-			console.log(line);
-		} else if (tty) process.stderr.write(`\r\x1b[2K${line}`);
-	};
+	const { say, progress } = benchConsole(opts.silent);
 	const started = performance.now();
 	say(
 		`moq-fanout scaling bench: ${opts.subscribers} subscribers × ${opts.bitrate} Mbit/s, ${opts.fps} fps, ` +

@@ -44,7 +44,19 @@ export function hasTaskset(): boolean {
 	}
 }
 
-export async function startRelay(cores: number[], opts: { logLevel?: string } = {}): Promise<RelayProcess> {
+export interface StartRelayOptions {
+	/** Worker threads (default: one per pinned core). */
+	workers?: number;
+	/** false: the single-socket fallback (worker 0 owns the socket). Default: the relay's default. */
+	reusePort?: boolean;
+}
+
+/**
+ * Starts the relay pinned to `cores` and resolves once every worker is ready: the main thread logs
+ * "moq-fanout listening" only then (worker 0 may answer HTTP before the others have bound their
+ * sockets, and connections made in between would all land on it).
+ */
+export async function startRelay(cores: number[], opts: StartRelayOptions = {}): Promise<RelayProcess> {
 	const port = await freePort();
 	const node = process.execPath;
 	const relayArgs = [
@@ -56,17 +68,21 @@ export async function startRelay(cores: number[], opts: { logLevel?: string } = 
 		"--auth-public",
 		"bench",
 		"--workers",
-		String(cores.length),
+		String(opts.workers ?? cores.length),
+		// info: the main thread logs "moq-fanout listening" once every worker is ready (and little else).
 		"--log-level",
-		opts.logLevel ?? "warn",
+		"info",
 	];
-	const pinned = hasTaskset();
-	const child: ChildProcess = pinned
+	if (opts.reusePort !== undefined) relayArgs.push("--reuse-port", String(opts.reusePort));
+	// taskset execs node, so the child's pid is the relay's (its /proc/<pid>/stat covers every thread).
+	const child: ChildProcess = hasTaskset()
 		? spawn("taskset", ["-c", cores.join(","), node, ...relayArgs], { stdio: ["ignore", "ignore", "pipe"] })
 		: spawn(node, relayArgs, { stdio: ["ignore", "ignore", "pipe"] });
 	let stderr = "";
+	let listening = false;
 	child.stderr?.on("data", (d: Buffer) => {
 		stderr = (stderr + d.toString()).slice(-8000);
+		if (!listening && stderr.includes("moq-fanout listening")) listening = true;
 	});
 	const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
 	let fingerprint = "";
@@ -74,6 +90,7 @@ export async function startRelay(cores: number[], opts: { logLevel?: string } = 
 	for (;;) {
 		if (child.exitCode !== null) throw new Error(`relay exited (${child.exitCode}): ${stderr}`);
 		try {
+			if (!listening) throw new Error("not every worker is ready");
 			fingerprint = await fetchFingerprint("127.0.0.1", port, 1000);
 			break;
 		} catch {
