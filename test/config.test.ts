@@ -49,7 +49,7 @@ describe("config: defaults", () => {
 			source: "<default>",
 			server: { bind: { host: "::", port: 4443 } },
 			tls: { cert: [], key: [], generate: ["localhost", "127.0.0.1"] },
-			web: { http: { host: "::", port: 4443 } },
+			web: { http: { host: "::", port: 4443 }, https: null },
 			auth: { key: null, keyDir: null, public: ["anon"] },
 			log: { level: "info", format: "text" },
 			cache: { trackBytes: 8 * 2 ** 20, totalBytes: 2 ** 30, maxAgeMs: 30_000 },
@@ -115,7 +115,7 @@ duration = "10s"
 				key: [join(dir, "key.pem"), join(dir, "key2.pem")],
 				generate: [],
 			},
-			web: { http: { host: "::1", port: 8080 } },
+			web: { http: { host: "::1", port: 8080 }, https: null },
 			auth: { key: join(dir, "root.jwk"), keyDir: null, public: ["anon", "demo"] },
 			log: { level: "debug", format: "text" },
 			cache: { trackBytes: 8 * 2 ** 20, totalBytes: 2 * 2 ** 30, maxAgeMs: 10_000 },
@@ -247,7 +247,7 @@ describe("config: errors name the key and the file", () => {
 
 	test("moq-relay options moq-fanout does not implement say so", () => {
 		rejects(`${GENERATE}${PUBLIC}[stats]\nenabled = true\n`, "stats", /moq-relay option not supported/);
-		rejects(`${GENERATE}${PUBLIC}[web.https]\nlisten = "[::]:443"\n`, "web.https", /not supported by moq-fanout/);
+		rejects(`${GENERATE}${PUBLIC}[web.https]\nlisten = "[::]:443"\ncert = "x.pem"\n`, "web.https.cert", /unknown/i);
 		rejects(`${PUBLIC}[server]\ntls.generate = ["x"]\ntls.root = ["ca.pem"]\n`, "server.tls.root", /mTLS/);
 		rejects(
 			`${GENERATE}[auth.public]\nsubscribe = ["anon"]\npublish = ["anon"]\n`,

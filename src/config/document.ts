@@ -95,7 +95,16 @@ export function readDocument(root: Record<string, unknown>, source: string, base
 			if (!boolean(value)) throw new Error("the WebSocket endpoint cannot be turned off in moq-fanout");
 			return value;
 		});
-		web.unsupported("https", "terminate TLS for HTTP/WebSocket in a reverse proxy in front of [web.http]");
+		const https = web.table("https");
+		if (https) {
+			put(
+				https,
+				"listen",
+				"httpsListen",
+				https.read("listen", (value) => parseListenAddress(value)),
+			);
+			https.finish();
+		}
 		web.finish();
 	}
 

@@ -103,7 +103,10 @@ export function resolveConfig(settings: SourcedSettings, source: string): RelayC
 		server: { bind },
 		tls: { cert, key, generate },
 		// HTTP + WebSocket share the QUIC port number on TCP unless told otherwise.
-		web: { http: values.httpListen === undefined ? { ...bind } : values.httpListen },
+		web: {
+			http: values.httpListen === undefined ? { ...bind } : values.httpListen,
+			https: values.httpsListen ?? null,
+		},
 		auth: { key: authKey, keyDir: authKeyDir, public: authPublic },
 		log: { level: values.logLevel ?? "info", format: values.logFormat ?? "text" },
 		cache,

@@ -21,6 +21,8 @@ export interface Settings {
 	tlsGenerate?: string[];
 	/** null: explicitly disabled. */
 	httpListen?: ListenAddress | null;
+	/** HTTPS + WSS listener (the [server.tls] certificates); absent = off. */
+	httpsListen?: ListenAddress;
 	/** Absolute path. */
 	authKey?: string;
 	/** Absolute path. */

@@ -25,6 +25,8 @@ export interface RelayConfig {
 	web: {
 		/** TCP address for HTTP + WebSocket. Default: same host and port number as server.bind. null disables. */
 		http: ListenAddress | null;
+		/** TCP address for HTTPS + secure WebSocket (wss://) with the [server.tls] certificates. null = off. */
+		https: ListenAddress | null;
 	};
 	auth: {
 		/** A JWK file (JSON or base64url(JSON)). */

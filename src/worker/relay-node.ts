@@ -49,6 +49,7 @@ export interface SessionCounts {
 export interface RelayNode {
 	readonly relay: Relay;
 	readonly httpPort: number | null;
+	readonly httpsPort: number | null;
 	readonly quicPort: number;
 	readonly quic: QuicServer;
 	readonly sessionsByKind: SessionCounts;
@@ -117,6 +118,14 @@ export async function startRelayNode(opts: RelayNodeOptions): Promise<RelayNode>
 		},
 	});
 
+	const httpLog = (level: string, msg: string, fields?: object) =>
+		(log as unknown as Record<string, (m: string, f?: object) => void>)[level]?.(msg, fields);
+	const health = () => ({
+		status: "ok",
+		worker: relay.worker,
+		sessions: relay.figures.sessions,
+		broadcasts: relay.figures.broadcasts,
+	});
 	let http: HttpServerHandle | null = null;
 	if (config.web.http && !opts.noHttp) {
 		// Browsers fetch the fingerprint from the same host:port they then dial over UDP, so an
@@ -129,29 +138,41 @@ export async function startRelayNode(opts: RelayNodeOptions): Promise<RelayNode>
 			fingerprint: opts.fingerprint,
 			onSession,
 			metrics: opts.metrics,
-			health: () => ({
-				status: "ok",
-				worker: relay.worker,
-				sessions: relay.figures.sessions,
-				broadcasts: relay.figures.broadcasts,
-			}),
-			log: (level: string, msg: string, fields?: object) =>
-				(log as unknown as Record<string, (m: string, f?: object) => void>)[level]?.(msg, fields),
+			health,
+			log: httpLog,
+		});
+	}
+	// The same routes and WebSocket endpoint over TLS (wss://), with the QUIC certificate.
+	let https: HttpServerHandle | null = null;
+	if (config.web.https && !opts.noHttp) {
+		https = await startHttpServer({
+			host: config.web.https.host,
+			port: opts.port === 0 ? 0 : config.web.https.port,
+			reusePort: opts.reusePort ?? false,
+			tls: { cert: opts.tls.cert, key: opts.tls.key },
+			fingerprint: opts.fingerprint,
+			onSession,
+			metrics: opts.metrics,
+			health,
+			log: httpLog,
 		});
 	}
 
 	return {
 		relay,
 		httpPort: http?.port ?? null,
+		httpsPort: https?.port ?? null,
 		quicPort: quic.port,
 		quic,
 		sessionsByKind: byKind,
 		setCertificate(cert: string, key: string) {
 			quic.setCertificate(cert, key);
+			https?.setTls({ cert, key });
 		},
 		async close() {
 			for (const s of sessions) s.close(0, "relay shutting down");
 			await http?.close();
+			await https?.close();
 			await quic.close();
 		},
 	};

@@ -10,6 +10,8 @@ export interface TestRelay {
 	url(path?: string): URL;
 	/** The UDP port (QUIC / WebTransport); the TCP port has the same number. */
 	quicPort: number;
+	/** The relay's certificate (PEM), for clients that verify TLS with it as the CA. */
+	certPem: string;
 	close(): Promise<void>;
 }
 
@@ -39,6 +41,7 @@ ${extraToml}
 		config,
 		url: (path = "anon") => new URL(`http://127.0.0.1:${node.httpPort}/${path}`),
 		quicPort: node.quicPort,
+		certPem: cert.certPem,
 		close: () => node.close(),
 	};
 }
