@@ -326,18 +326,10 @@ export class MoqSession implements UpstreamPublisher {
 
 	/** Runs `fn` for each whole message in `buf`; decode errors close the session with their code. */
 	#drainMessages<T>(s: TransportStream, buf: MessageBuffer, decode: (r: Reader) => T, fn: (m: T) => void): void {
-		for (;;) {
-			let m: T | undefined;
-			try {
-				m = buf.tryDecode(decode);
-			} catch (err) {
-				const code = codeOf(err);
-				this.#violation(s, code, (err as Error).message);
-				return;
-			}
+		while (!this.#closed) {
+			const m = this.#decode(s, buf, decode);
 			if (m === undefined) return;
 			fn(m);
-			if (this.#closed) return;
 		}
 	}
 
@@ -356,6 +348,19 @@ export class MoqSession implements UpstreamPublisher {
 	}
 
 	/**
+	 * Decodes one whole message from a control stream: undefined while it is incomplete. A message
+	 * that can never decode closes the session with its code (and also yields undefined).
+	 */
+	#decode<T>(s: TransportStream, buf: MessageBuffer, decode: (r: Reader) => T): T | undefined {
+		try {
+			return buf.tryDecode(decode);
+		} catch (err) {
+			this.#violation(s, codeOf(err), (err as Error).message);
+			return undefined;
+		}
+	}
+
+	/**
 	 * A request stream: waits for its first message, then calls `handle` once. A message that can't
 	 * decode closes the session with its code.
 	 */
@@ -363,13 +368,7 @@ export class MoqSession implements UpstreamPublisher {
 		let started = false;
 		this.#follow(s, buf, () => {
 			if (started) return;
-			let req: T | undefined;
-			try {
-				req = buf.tryDecode(decode);
-			} catch (err) {
-				this.#violation(s, codeOf(err), (err as Error).message);
-				return;
-			}
+			const req = this.#decode(s, buf, decode);
 			if (req === undefined) return;
 			started = true;
 			handle(req);
@@ -412,14 +411,8 @@ export class MoqSession implements UpstreamPublisher {
 				);
 				return;
 			}
-			let setup: ReturnType<typeof decodeClientSetup> | undefined;
-			try {
-				setup = buf.tryDecode((r) => decodeClientSetup(r, this.#limits));
-			} catch (err) {
-				this.#violation(s, Code.PROTOCOL_VIOLATION, (err as Error).message);
-				return;
-			}
-			if (!setup) return;
+			const setup = this.#decode(s, buf, (r) => decodeClientSetup(r, this.#limits));
+			if (setup === undefined) return;
 			done = true;
 			if (!setup.versions.includes(LITE_02)) {
 				this.close(Code.VERSION, "no supported version offered (relay speaks moq-lite-02 here)");
@@ -461,14 +454,8 @@ export class MoqSession implements UpstreamPublisher {
 		let seen = false;
 		const onSetup = () => {
 			if (seen) return;
-			let setup: ReturnType<typeof decodeLiteSetup> | undefined;
-			try {
-				setup = buf.tryDecode((r) => decodeLiteSetup(r, 5, this.#limits));
-			} catch (err) {
-				this.#violation(s, codeOf(err), (err as Error).message);
-				return;
-			}
-			if (!setup) return;
+			const setup = this.#decode(s, buf, (r) => decodeLiteSetup(r, 5, this.#limits));
+			if (setup === undefined) return;
 			seen = true;
 			this.#role = setup.role ?? 0;
 			if (this.#grant && !this.#grant.allowsRole(this.#role)) {
@@ -512,14 +499,8 @@ export class MoqSession implements UpstreamPublisher {
 				if (buf.length) this.#violation(s, Code.UNEXPECTED_MESSAGE, "unexpected data on announce stream");
 				return;
 			}
-			let req: ReturnType<typeof decodeAnnounceRequest> | undefined;
-			try {
-				req = buf.tryDecode((r) => decodeAnnounceRequest(r, v, this.#limits));
-			} catch (err) {
-				this.#violation(s, codeOf(err), (err as Error).message);
-				return;
-			}
-			if (!req) return;
+			const req = this.#decode(s, buf, (r) => decodeAnnounceRequest(r, v, this.#limits));
+			if (req === undefined) return;
 			started = true;
 			let prefix: string;
 			try {
@@ -614,14 +595,8 @@ export class MoqSession implements UpstreamPublisher {
 				);
 				return;
 			}
-			let sub: ReturnType<typeof decodeSubscribe> | undefined;
-			try {
-				sub = buf.tryDecode((r) => decodeSubscribe(r, v, this.#limits));
-			} catch (err) {
-				this.#violation(s, codeOf(err), (err as Error).message);
-				return;
-			}
-			if (!sub) return;
+			const sub = this.#decode(s, buf, (r) => decodeSubscribe(r, v, this.#limits));
+			if (sub === undefined) return;
 			const refuse = (code: number, why: string) => {
 				refused = true;
 				this.#log.debug("subscribe refused", { code, why, broadcast: sub!.broadcast, track: sub!.track });
@@ -805,24 +780,12 @@ export class MoqSession implements UpstreamPublisher {
 		this.#follow(s, buf, () => {
 			if (!initDone) {
 				if (v === 5) {
-					let ok: ReturnType<typeof decodeAnnounceOk> | undefined;
-					try {
-						ok = buf.tryDecode((r) => decodeAnnounceOk(r, v, this.#limits));
-					} catch (err) {
-						this.#violation(s, Code.PROTOCOL_VIOLATION, (err as Error).message);
-						return;
-					}
-					if (!ok) return;
+					const ok = this.#decode(s, buf, (r) => decodeAnnounceOk(r, v, this.#limits));
+					if (ok === undefined) return;
 					okHop = ok.hopId;
 				} else {
-					let init: ReturnType<typeof decodeAnnounceInit> | undefined;
-					try {
-						init = buf.tryDecode((r) => decodeAnnounceInit(r, v, this.#limits));
-					} catch (err) {
-						this.#violation(s, Code.PROTOCOL_VIOLATION, (err as Error).message);
-						return;
-					}
-					if (!init) return;
+					const init = this.#decode(s, buf, (r) => decodeAnnounceInit(r, v, this.#limits));
+					if (init === undefined) return;
 					for (const suffix of init.suffixes) onAnnounce({ active: true, suffix, hops: [] });
 				}
 				initDone = true;
@@ -989,14 +952,8 @@ export class MoqSession implements UpstreamPublisher {
 		const v = this.#version as LiteVersion;
 		let ingest: GroupIngest | null = null;
 		const onHeader = () => {
-			let hdr: ReturnType<typeof decodeGroupHeader> | undefined;
-			try {
-				hdr = buf.tryDecode((r) => decodeGroupHeader(r, v, this.#limits));
-			} catch (err) {
-				this.#violation(s, codeOf(err), (err as Error).message);
-				return;
-			}
-			if (!hdr) return;
+			const hdr = this.#decode(s, buf, (r) => decodeGroupHeader(r, v, this.#limits));
+			if (hdr === undefined) return;
 			const sub = this.#upstream.get(hdr.subscribeId);
 			if (!sub || sub.closed) {
 				// Unsubscribed (or never asked): a normal race; tell it to stop.
