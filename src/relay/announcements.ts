@@ -29,6 +29,11 @@ export class AnnounceRegistry {
 		return this.#active.size;
 	}
 
+	/** Sessions watching a prefix (for leak checks and metrics). */
+	get watchers(): number {
+		return this.#watchers.size;
+	}
+
 	get(path: string): AnnounceEntry | undefined {
 		return this.#active.get(path);
 	}
