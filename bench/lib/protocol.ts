@@ -10,9 +10,17 @@ import type { TrackShape } from "./payload.ts";
 export const BROADCAST = "live";
 export const TRACK = "video";
 
-export type ToPublisher = { type: "start"; target: RelayTarget; shape: TrackShape } | { type: "stop" };
+export type ToPublisher =
+	/**
+	 * idleUntilGo: publish header-only frames on the same clock (the broadcast is announced and every
+	 * subscription gets its SUBSCRIBE_OK while the relay is unloaded) until "go", then the full
+	 * bitrate from the next group. Connecting hundreds of viewers to a saturated relay stalls them.
+	 */
+	{ type: "start"; target: RelayTarget; shape: TrackShape; idleUntilGo?: boolean } | { type: "go" } | { type: "stop" };
 export type FromPublisher =
 	| { type: "ready" }
+	/** The first full-bitrate group has started (after "go"). */
+	| { type: "going" }
 	| { type: "error"; message: string }
 	| { type: "stats"; groups: number; frames: number; cpuMicros: number };
 

@@ -13,9 +13,15 @@ const send = (m: FromPublisher) => process.send?.(m);
 let client: MoqClient | null = null;
 let timer: NodeJS.Timeout | null = null;
 
+let full = true;
+let goRequested = false;
+
 process.on("message", (m: ToPublisher) => {
 	if (m.type === "start") {
+		full = !m.idleUntilGo;
 		start(m).catch((err: Error) => send({ type: "error", message: err.message }));
+	} else if (m.type === "go") {
+		goRequested = true;
 	} else if (m.type === "stop") {
 		if (timer) clearTimeout(timer);
 		client?.close(0, "bench done");
@@ -34,6 +40,7 @@ async function start(m: Extract<ToPublisher, { type: "start" }>): Promise<void> 
 		for (let i = HEADER_BYTES; i < b.length; i++) b[i] = i & 0xff;
 		return b;
 	});
+	const idle = new Uint8Array(HEADER_BYTES);
 	const interval = 1000 / m.shape.fps;
 	const t0 = nowMs();
 	let tick = 0;
@@ -42,8 +49,15 @@ async function start(m: Extract<ToPublisher, { type: "start" }>): Promise<void> 
 	const cpu0 = process.cpuUsage();
 	const next = (): void => {
 		const index = tick % sizes.length;
-		if (index === 0 && tick > 0) group = track.openGroup();
-		const buf = buffers[index];
+		if (index === 0 && tick > 0) {
+			// Switch at a group boundary so every group is uniformly idle or full.
+			if (goRequested && !full) {
+				full = true;
+				send({ type: "going" });
+			}
+			group = track.openGroup();
+		}
+		const buf = full ? buffers[index] : idle;
 		writeHeader(buf, nowMs(), group.seq, index, sizes.length);
 		group.writeFrame(buf, Date.now());
 		frames++;

@@ -11,7 +11,7 @@ import { Child } from "./children.ts";
 import { type RelayTarget, resolveTarget } from "./connect.ts";
 import { metric, perWorker, type Sample, scrape } from "./metrics.ts";
 import { machineCpuSample, processCpuSeconds, processRss, udpDrops } from "./procstat.ts";
-import type { FromGenerator, GeneratorReport, ToGenerator } from "./protocol.ts";
+import type { FromGenerator, FromPublisher, GeneratorReport, ToGenerator, ToPublisher } from "./protocol.ts";
 import type { RelayProcess } from "./relay-process.ts";
 import {
 	type ConfigId,
@@ -21,7 +21,6 @@ import {
 	relayCoresFor,
 	type ScalingOptions,
 } from "./scaling-args.ts";
-import type { FromScalingPublisher, ToScalingPublisher } from "./scaling-publisher-child.ts";
 import { startScalingRelay } from "./scaling-relay.ts";
 import { type UdpCounters, udpCounters } from "./scaling-snmp.ts";
 
@@ -157,7 +156,7 @@ export async function runTrial(
 	const result = emptyResult(opts, spec, run, relayCores, load.cores, load.shared);
 	result.attempt = attempt;
 	let relay: RelayProcess | null = null;
-	let publisher: Child<ToScalingPublisher, FromScalingPublisher> | null = null;
+	let publisher: Child<ToPublisher, FromPublisher> | null = null;
 	let generators: Child<ToGenerator, FromGenerator>[] = [];
 	const kill = async () => {
 		for (const g of generators) g.kill();
@@ -176,13 +175,13 @@ export async function runTrial(
 			relay = await startScalingRelay(relayCores, spec.workers, spec.reusePort);
 			target = { host: "127.0.0.1", port: relay.port, path: "/bench", fingerprint: relay.fingerprint };
 		}
-		publisher = new Child<ToScalingPublisher, FromScalingPublisher>("scaling-publisher-child.ts", load.cores);
+		publisher = new Child<ToPublisher, FromPublisher>("publisher-child.ts", load.cores);
 		generators = Array.from(
 			{ length: opts.generators },
 			() => new Child<ToGenerator, FromGenerator>("generator-child.ts", load.cores),
 		);
 		const shape = { bitrate: opts.bitrate, fps: opts.fps, groupMs: opts.groupMs, keyframeWeight: opts.keyframeWeight };
-		await publisher.request({ type: "start", target, shape }, "ready", 20_000);
+		await publisher.request({ type: "start", target, shape, idleUntilGo: true }, "ready", 20_000);
 		await Promise.all(
 			generators.map((g) => g.request({ type: "init", target, sockets: opts.sockets, groupMs: opts.groupMs }, "ready")),
 		);
@@ -300,9 +299,7 @@ function emptyResult(
 	};
 }
 
-function publisherCpuMicros(
-	publisher: Child<ToScalingPublisher, FromScalingPublisher>,
-): { micros: number; at: number } | null {
+function publisherCpuMicros(publisher: Child<ToPublisher, FromPublisher>): { micros: number; at: number } | null {
 	const s = publisher.latest.get("stats");
 	return s && s.type === "stats" ? { micros: s.cpuMicros, at: performance.now() } : null;
 }
@@ -312,7 +309,7 @@ async function measure(
 	r: TrialResult,
 	relay: RelayProcess | null,
 	target: RelayTarget,
-	publisher: Child<ToScalingPublisher, FromScalingPublisher>,
+	publisher: Child<ToPublisher, FromPublisher>,
 	generators: Child<ToGenerator, FromGenerator>[],
 	tick: (status: string) => void,
 ): Promise<void> {
