@@ -57,7 +57,14 @@ interface UpstreamSub {
 	endGroup: number | null;
 	latestGroup: number;
 	closed: boolean;
+	/** Group streams of this subscription still being ingested. */
+	inFlight: number;
+	/** The publisher FIN'd the subscription while groups were in flight: end the track when they finish. */
+	ending: ReturnType<typeof setTimeout> | null;
 }
+
+/** How long a finished subscription waits for its in-flight group streams before ending the track. */
+const TRACK_END_GRACE_MS = 2000;
 
 const SETUP_TIMEOUT_MS = 10_000;
 
@@ -839,7 +846,16 @@ export class MoqSession implements UpstreamPublisher {
 			v,
 		);
 		s.write(w.view());
-		const sub: UpstreamSub = { id, track: relayTrack, stream: s, endGroup: null, latestGroup: -1, closed: false };
+		const sub: UpstreamSub = {
+			id,
+			track: relayTrack,
+			stream: s,
+			endGroup: null,
+			latestGroup: -1,
+			closed: false,
+			inFlight: 0,
+			ending: null,
+		};
 		this.#upstream.set(id, sub);
 		this.#upstreamByTrack.set(track, sub);
 		const buf = new MessageBuffer(this.#relay.config.limits.maxMessageBytes);
@@ -854,21 +870,39 @@ export class MoqSession implements UpstreamPublisher {
 			);
 		});
 		s.onFin = () => {
-			// The publisher ended the track.
-			if (!sub.closed) {
-				sub.closed = true;
-				relayTrack.endTrack(sub.endGroup ?? sub.latestGroup + 1);
-			}
-			this.#forgetUpstream(sub);
+			// The publisher ended the track. Its last groups travel on other streams and may still be
+			// arriving: end the track in the cache once they are in (or after a grace period).
 			s.finish();
+			if (sub.closed || sub.ending) return;
+			if (sub.inFlight === 0) this.#endUpstream(sub);
+			else sub.ending = setTimeout(() => this.#endUpstream(sub), TRACK_END_GRACE_MS);
 		};
 		s.onReset = (code) => {
+			if (sub.ending) clearTimeout(sub.ending);
+			sub.ending = null;
 			if (!sub.closed) {
 				sub.closed = true;
 				relayTrack.abortTrack(code || Code.DROPPED);
 			}
 			this.#forgetUpstream(sub);
 		};
+	}
+
+	/** The upstream subscription finished normally: TRACK_END into the cache (viewers get SUBSCRIBE_END). */
+	#endUpstream(sub: UpstreamSub): void {
+		if (sub.ending) clearTimeout(sub.ending);
+		sub.ending = null;
+		if (!sub.closed) {
+			sub.closed = true;
+			sub.track.endTrack(sub.endGroup ?? sub.latestGroup + 1);
+		}
+		this.#forgetUpstream(sub);
+	}
+
+	/** One of the subscription's group streams finished (or was reset). */
+	#groupDone(sub: UpstreamSub): void {
+		sub.inFlight--;
+		if (sub.ending && sub.inFlight === 0) this.#endUpstream(sub);
 	}
 
 	#forgetUpstream(sub: UpstreamSub): void {
@@ -963,7 +997,7 @@ export class MoqSession implements UpstreamPublisher {
 			}
 			if (hdr.sequence > sub.latestGroup) sub.latestGroup = hdr.sequence;
 			const g = new GroupIngest(
-				sub.track as never,
+				sub.track,
 				hdr.sequence,
 				s,
 				v,
@@ -972,14 +1006,17 @@ export class MoqSession implements UpstreamPublisher {
 			);
 			ingest = g;
 			this.#ingests.add(g);
+			sub.inFlight++;
 			s.onData = (chunk) => g.push(chunk);
 			s.onFin = () => {
 				g.finish();
 				this.#ingests.delete(g);
+				this.#groupDone(sub);
 			};
 			s.onReset = (code) => {
 				g.abort(code || Code.CANCEL);
 				this.#ingests.delete(g);
+				this.#groupDone(sub);
 			};
 			const rest = buf.rest();
 			if (rest.length) g.push(rest);
@@ -1007,6 +1044,7 @@ export class MoqSession implements UpstreamPublisher {
 		for (const cleanup of [...this.#announceCleanups]) cleanup();
 		for (const g of this.#ingests) g.abort(Code.CLOSED);
 		this.#ingests.clear();
+		for (const sub of this.#upstream.values()) if (sub.ending) clearTimeout(sub.ending);
 		for (const abs of this.#published) this.#relay.unpublish(abs, this);
 		this.#published.clear();
 		this.#upstream.clear();
