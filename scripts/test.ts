@@ -19,7 +19,8 @@ const args = process.argv.slice(2);
 const files = args.some((a) => a.endsWith(".ts")) ? [] : find("test", []).sort();
 const res = spawnSync(
 	process.execPath,
-	["--test", "--test-concurrency=1", "--test-timeout=180000", ...args, ...files],
+	// --test-force-exit: a file whose hooks failed and left a socket open must not hang CI.
+	["--test", "--test-concurrency=1", "--test-timeout=180000", "--test-force-exit", ...args, ...files],
 	{ stdio: "inherit" },
 );
 process.exit(res.status ?? 1);

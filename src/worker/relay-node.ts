@@ -94,30 +94,6 @@ export async function startRelayNode(opts: RelayNodeOptions): Promise<RelayNode>
 
 	const quicLog = (level: "debug" | "info" | "warn" | "error", message: string) =>
 		log[level](message, { layer: "quic" });
-	const quic = await QuicServer.listen({
-		host: config.server.bind.host,
-		port: opts.port ?? config.server.bind.port,
-		reusePort: opts.reusePort ?? false,
-		cert: opts.tls.cert,
-		key: opts.tls.key,
-		alpns: [...SUPPORTED_ALPNS, "h3"],
-		workerIndex: opts.worker ?? 0,
-		onForeignPacket: opts.onForeignPacket,
-		spreadInitials: opts.spreadInitials,
-		egress: opts.egress,
-		log: quicLog,
-		onSession: (conn) => {
-			if (conn.protocol === "h3") {
-				acceptHttp3(conn, {
-					protocols: WT_PROTOCOLS,
-					onSession,
-					log: (level, msg, fields) =>
-						(log as unknown as Record<string, (m: string, f?: object) => void>)[level]?.(msg, fields),
-				});
-			} else onSession(conn);
-		},
-	});
-
 	const httpLog = (level: string, msg: string, fields?: object) =>
 		(log as unknown as Record<string, (m: string, f?: object) => void>)[level]?.(msg, fields);
 	const health = () => ({
@@ -126,37 +102,76 @@ export async function startRelayNode(opts: RelayNodeOptions): Promise<RelayNode>
 		sessions: relay.figures.sessions,
 		broadcasts: relay.figures.broadcasts,
 	});
-	let http: HttpServerHandle | null = null;
-	if (config.web.http && !opts.noHttp) {
-		// Browsers fetch the fingerprint from the same host:port they then dial over UDP, so an
-		// ephemeral QUIC port is mirrored on TCP.
-		const port = opts.port === 0 && config.web.http.port === config.server.bind.port ? quic.port : config.web.http.port;
-		http = await startHttpServer({
-			host: config.web.http.host,
-			port: opts.port === 0 && config.web.http.port !== config.server.bind.port ? 0 : port,
+
+	/** Opens QUIC, then HTTP (and HTTPS) on TCP; if a TCP bind fails, closes what it opened (no leaked sockets). */
+	const listen = async (quicPort: number) => {
+		const quic = await QuicServer.listen({
+			host: config.server.bind.host,
+			port: quicPort,
 			reusePort: opts.reusePort ?? false,
-			fingerprint: opts.fingerprint,
-			onSession,
-			metrics: opts.metrics,
-			health,
-			log: httpLog,
+			cert: opts.tls.cert,
+			key: opts.tls.key,
+			alpns: [...SUPPORTED_ALPNS, "h3"],
+			workerIndex: opts.worker ?? 0,
+			onForeignPacket: opts.onForeignPacket,
+			spreadInitials: opts.spreadInitials,
+			egress: opts.egress,
+			log: quicLog,
+			onSession: (conn) => {
+				if (conn.protocol === "h3") acceptHttp3(conn, { protocols: WT_PROTOCOLS, onSession, log: httpLog });
+				else onSession(conn);
+			},
 		});
+		let http: HttpServerHandle | null = null;
+		let https: HttpServerHandle | null = null;
+		try {
+			if (config.web.http && !opts.noHttp) {
+				// Browsers fetch the fingerprint from the same host:port they then dial over UDP, so an
+				// ephemeral QUIC port is mirrored on TCP.
+				const sameAsQuic = config.web.http.port === config.server.bind.port;
+				http = await startHttpServer({
+					host: config.web.http.host,
+					port: opts.port === 0 ? (sameAsQuic ? quic.port : 0) : config.web.http.port,
+					reusePort: opts.reusePort ?? false,
+					fingerprint: opts.fingerprint,
+					onSession,
+					metrics: opts.metrics,
+					health,
+					log: httpLog,
+				});
+			}
+			// The same routes and WebSocket endpoint over TLS (wss://), with the QUIC certificate.
+			if (config.web.https && !opts.noHttp) {
+				https = await startHttpServer({
+					host: config.web.https.host,
+					port: opts.port === 0 ? 0 : config.web.https.port,
+					reusePort: opts.reusePort ?? false,
+					tls: { cert: opts.tls.cert, key: opts.tls.key },
+					fingerprint: opts.fingerprint,
+					onSession,
+					metrics: opts.metrics,
+					health,
+					log: httpLog,
+				});
+			}
+		} catch (err) {
+			await http?.close();
+			await quic.close();
+			throw err;
+		}
+		return { quic, http, https };
+	};
+
+	// An ephemeral UDP port may be taken on TCP by someone else: pick another (tests and benches).
+	let listeners: Awaited<ReturnType<typeof listen>> | undefined;
+	for (let attempt = 0; listeners === undefined; attempt++) {
+		try {
+			listeners = await listen(opts.port ?? config.server.bind.port);
+		} catch (err) {
+			if (opts.port !== 0 || (err as NodeJS.ErrnoException).code !== "EADDRINUSE" || attempt >= 9) throw err;
+		}
 	}
-	// The same routes and WebSocket endpoint over TLS (wss://), with the QUIC certificate.
-	let https: HttpServerHandle | null = null;
-	if (config.web.https && !opts.noHttp) {
-		https = await startHttpServer({
-			host: config.web.https.host,
-			port: opts.port === 0 ? 0 : config.web.https.port,
-			reusePort: opts.reusePort ?? false,
-			tls: { cert: opts.tls.cert, key: opts.tls.key },
-			fingerprint: opts.fingerprint,
-			onSession,
-			metrics: opts.metrics,
-			health,
-			log: httpLog,
-		});
-	}
+	const { quic, http, https } = listeners;
 
 	return {
 		relay,
