@@ -19,8 +19,10 @@ const args = process.argv.slice(2);
 const files = args.some((a) => a.endsWith(".ts")) ? [] : find("test", []).sort();
 const res = spawnSync(
 	process.execPath,
-	// --test-force-exit: a file whose hooks failed and left a socket open must not hang CI.
-	["--test", "--test-concurrency=1", "--test-timeout=180000", "--test-force-exit", ...args, ...files],
-	{ stdio: "inherit" },
+	["--test", "--test-concurrency=1", "--test-timeout=180000", ...args, ...files],
+	// A file that leaves a socket open after a failed hook would keep the runner waiting: fail the
+	// run after 20 minutes instead of letting CI sit until its own limit.
+	{ stdio: "inherit", timeout: 20 * 60_000, killSignal: "SIGKILL" },
 );
+if (res.error) console.error(`npm test: ${res.error.message}`);
 process.exit(res.status ?? 1);
