@@ -6,6 +6,7 @@
  */
 
 import { type ChildProcess, spawn } from "node:child_process";
+import dgram from "node:dgram";
 import { readFileSync } from "node:fs";
 import net from "node:net";
 import { join } from "node:path";
@@ -23,16 +24,27 @@ export interface RelayProcess {
 
 const REPO = join(import.meta.dirname, "..", "..");
 
-/** A TCP port that is free now (the relay binds the same number on UDP too). */
+/** A port free now on both TCP and UDP (the relay binds the same number on both). */
 async function freePort(): Promise<number> {
-	return new Promise((resolve, reject) => {
-		const s = net.createServer();
-		s.once("error", reject);
-		s.listen(0, "127.0.0.1", () => {
-			const port = (s.address() as net.AddressInfo).port;
-			s.close(() => resolve(port));
+	for (;;) {
+		const port = await new Promise<number>((resolve, reject) => {
+			const s = net.createServer();
+			s.once("error", reject);
+			s.listen(0, "127.0.0.1", () => {
+				const p = (s.address() as net.AddressInfo).port;
+				s.close(() => resolve(p));
+			});
 		});
-	});
+		const udp = dgram.createSocket("udp4");
+		const free = await new Promise<boolean>((resolve) => {
+			udp.once("error", () => resolve(false));
+			udp.bind(port, "127.0.0.1", () => resolve(true));
+		});
+		if (free) {
+			await new Promise<void>((resolve) => udp.close(() => resolve()));
+			return port;
+		}
+	}
 }
 
 export function hasTaskset(): boolean {
