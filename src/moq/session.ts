@@ -252,28 +252,15 @@ export class MoqSession implements UpstreamPublisher {
 			// Setup streams are handled before the session is ready; everything else waits for it.
 			const isSetup = (s.bidi && type === BIDI.SETUP_CLIENT && this.#version === 0) || (!s.bidi && type === UNI.SETUP);
 			if (!isSetup && !this.#ready) {
-				s.onData = (c) => {
-					try {
-						buf.push(c);
-					} catch {
-						this.#violation(s, Code.PROTOCOL_VIOLATION, "stream buffered over limit before setup");
-					}
-				};
+				// Keep buffering (bounded) until the session is ready.
+				this.#follow(s, buf, () => {});
 				const t = type;
 				this.#pending.push(() => this.#route(s, buf, t));
 				return;
 			}
 			this.#route(s, buf, type);
 		};
-		s.onData = (chunk) => {
-			try {
-				buf.push(chunk);
-			} catch {
-				this.#violation(s, Code.PROTOCOL_VIOLATION, "control stream over limit");
-				return;
-			}
-			onType();
-		};
+		this.#follow(s, buf, onType);
 		s.onFin = () => {
 			if (type === undefined) s.finish();
 		};
