@@ -47,7 +47,7 @@ describe("config: defaults", () => {
 		const config = loadConfig(null);
 		assert.deepEqual(config, {
 			source: "<default>",
-			server: { bind: { host: "::", port: 4443 } },
+			server: { bind: { host: "::", port: 4443 }, quic: { retry: "auto", retryThreshold: 64, maxHandshakes: 1024, maxHandshakesPerIp: 32, maxConnections: 10_000 } },
 			tls: { cert: [], key: [], generate: ["localhost", "127.0.0.1"] },
 			web: { http: { host: "::", port: 4443 }, https: null },
 			auth: { key: null, keyDir: null, public: ["anon"] },
@@ -60,6 +60,12 @@ describe("config: defaults", () => {
 				maxSubscriptions: 1024,
 				maxAnnounceRequests: 64,
 				maxPathSegments: 32,
+				maxTcpConnections: 20_000,
+				maxConnectionsPerIp: 1000,
+				handshakeRatePerIp: 200,
+				maxBroadcastsPerSession: 1024,
+				httpHeaderTimeoutMs: 10_000,
+				idleTimeoutMs: 60_000,
 			},
 			workers: { count: availableParallelism(), reusePort: true },
 			cluster: { nodes: [], token: null },
@@ -109,7 +115,7 @@ duration = "10s"
 		);
 		assert.deepEqual(config, {
 			source: join(dir, "moq-relay.toml"),
-			server: { bind: { host: "127.0.0.1", port: 4443 } },
+			server: { bind: { host: "127.0.0.1", port: 4443 }, quic: { retry: "auto", retryThreshold: 64, maxHandshakes: 1024, maxHandshakesPerIp: 32, maxConnections: 10_000 } },
 			tls: {
 				cert: [join(dir, "cert.pem"), join(dir, "cert2.pem")],
 				key: [join(dir, "key.pem"), join(dir, "key2.pem")],
@@ -126,6 +132,12 @@ duration = "10s"
 				maxSubscriptions: 1024,
 				maxAnnounceRequests: 64,
 				maxPathSegments: 32,
+				maxTcpConnections: 20_000,
+				maxConnectionsPerIp: 1000,
+				handshakeRatePerIp: 200,
+				maxBroadcastsPerSession: 1024,
+				httpHeaderTimeoutMs: 10_000,
+				idleTimeoutMs: 60_000,
 			},
 			workers: { count: availableParallelism(), reusePort: true },
 			cluster: {
@@ -195,6 +207,12 @@ root = "a.example"
 			maxSubscriptions: 64,
 			maxAnnounceRequests: 8,
 			maxPathSegments: 16,
+			maxTcpConnections: 20_000,
+			maxConnectionsPerIp: 1000,
+			handshakeRatePerIp: 200,
+			maxBroadcastsPerSession: 1024,
+			httpHeaderTimeoutMs: 10_000,
+			idleTimeoutMs: 60_000,
 		});
 		assert.equal(config.workers.count, 3);
 		// "a.example" (root) is the same peer as the first node, so it is listed once.

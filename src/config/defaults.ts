@@ -5,6 +5,8 @@
  */
 
 /** The UDP (and TCP, for HTTP/WebSocket) address when `[server] bind` is absent: WebTransport's port. */
+import type { QuicRetryMode } from "./types.ts";
+
 export const DEFAULT_BIND = "[::]:443";
 
 export const DEFAULT_CACHE = {
@@ -21,11 +23,32 @@ export const DEFAULT_LIMITS = {
 	maxFrameBytes: 4 * 2 ** 20,
 	/** Control messages are small; 64 KiB leaves room for long paths and extensions. */
 	maxMessageBytes: 64 * 2 ** 10,
+	/** Relay-wide, all workers together. */
 	maxSessions: 10_000,
+	maxTcpConnections: 20_000,
+	/** Generous for NAT'd offices and load generators; one attacker host is held to this. */
+	maxConnectionsPerIp: 1000,
+	/** New connections per second from one address: a page reload is a handful, a flood is thousands. */
+	handshakeRatePerIp: 200,
+	maxBroadcastsPerSession: 1024,
+	/** Slowloris: headers trickled a byte at a time are cut off after this. */
+	httpHeaderTimeoutMs: 10_000,
+	/** A WebSocket client pings (qmux keep-alive) well within this. */
+	idleTimeoutMs: 60_000,
 	maxSubscriptions: 1024,
 	maxAnnounceRequests: 64,
 	/** moq-lite's own cap on path segments. */
 	maxPathSegments: 32,
+} as const;
+
+export const DEFAULT_QUIC = {
+	retry: "auto" as QuicRetryMode,
+	/** Handshakes in progress on one worker before "auto" starts answering Initials with a Retry. */
+	retryThreshold: 64,
+	/** Half-open state is ~100 KB of native memory each: 1024 caps a flood near 100 MB per worker. */
+	maxHandshakes: 1024,
+	maxHandshakesPerIp: 32,
+	maxConnections: 10_000,
 } as const;
 
 /** Upper bounds that catch typos (a count of 1e9 sessions is a mistake, not a plan). */

@@ -16,6 +16,7 @@ import {
 	LOG_FORMATS,
 	LOG_LEVELS,
 	normalizePrefix,
+	QUIC_RETRY_MODES,
 	type SettingName,
 	type Settings,
 	type SourcedSettings,
@@ -51,7 +52,20 @@ export function readDocument(root: Record<string, unknown>, source: string, base
 		put(server, "listen", "bind", server.read("listen", parseListenAddress));
 		const tls = server.table("tls");
 		if (tls) readTls(tls);
-		server.unsupported("quic", "QUIC tuning is fixed by moq-fanout's quiche settings");
+		const quic = server.table("quic");
+		if (quic) {
+			put(quic, "retry", "quicRetry", quic.read("retry", oneOf(QUIC_RETRY_MODES)));
+			put(quic, "retry_threshold", "quicRetryThreshold", quic.read("retry_threshold", integer(0, MAX_COUNT)));
+			put(quic, "max_handshakes", "quicMaxHandshakes", quic.read("max_handshakes", integer(1, MAX_COUNT)));
+			put(
+				quic,
+				"max_handshakes_per_ip",
+				"quicMaxHandshakesPerIp",
+				quic.read("max_handshakes_per_ip", integer(1, MAX_COUNT)),
+			);
+			put(quic, "max_connections", "quicMaxConnections", quic.read("max_connections", integer(1, MAX_COUNT)));
+			quic.finish();
+		}
 		server.unsupported("backend", "moq-fanout always uses quiche");
 		server.unsupported("version", "moq-fanout negotiates every moq-lite version it speaks");
 		server.unsupported("tcp", "use [web.http] for TCP (WebSocket) clients");
@@ -173,6 +187,32 @@ export function readDocument(root: Record<string, unknown>, source: string, base
 			limits.read("max_announce_requests", integer(1, MAX_COUNT)),
 		);
 		put(limits, "max_path_segments", "maxPathSegments", limits.read("max_path_segments", integer(1, 32)));
+		put(
+			limits,
+			"max_tcp_connections",
+			"maxTcpConnections",
+			limits.read("max_tcp_connections", integer(1, MAX_COUNT)),
+		);
+		put(
+			limits,
+			"max_connections_per_ip",
+			"maxConnectionsPerIp",
+			limits.read("max_connections_per_ip", integer(1, MAX_COUNT)),
+		);
+		put(
+			limits,
+			"handshake_rate_per_ip",
+			"handshakeRatePerIp",
+			limits.read("handshake_rate_per_ip", integer(1, MAX_COUNT)),
+		);
+		put(
+			limits,
+			"max_broadcasts_per_session",
+			"maxBroadcastsPerSession",
+			limits.read("max_broadcasts_per_session", integer(1, MAX_COUNT)),
+		);
+		put(limits, "http_header_timeout", "httpHeaderTimeoutMs", limits.read("http_header_timeout", positiveDuration));
+		put(limits, "idle_timeout", "idleTimeoutMs", limits.read("idle_timeout", positiveDuration));
 		limits.finish();
 	}
 
@@ -225,6 +265,13 @@ export function readDocument(root: Record<string, unknown>, source: string, base
 		put(table, key, name, table.read(key, parse));
 		put(table, alias, name, table.read(alias, parse));
 	}
+}
+
+/** A duration that must be above zero (a zero timeout would close every connection at once). */
+function positiveDuration(value: unknown): number {
+	const ms = parseDuration(value);
+	if (ms <= 0) throw new Error(`expected a duration above zero, got ${describeValue(value)}`);
+	return ms;
 }
 
 /** Resolve a configured path against the config file's directory. */

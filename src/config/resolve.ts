@@ -8,7 +8,7 @@
 import { accessSync, constants, statSync } from "node:fs";
 import { availableParallelism } from "node:os";
 import { parseListenAddress } from "./address.ts";
-import { DEFAULT_BIND, DEFAULT_CACHE, DEFAULT_LIMITS } from "./defaults.ts";
+import { DEFAULT_BIND, DEFAULT_CACHE, DEFAULT_LIMITS, DEFAULT_QUIC } from "./defaults.ts";
 import { ConfigError } from "./errors.ts";
 import type { Origin, SettingName, SourcedSettings } from "./settings.ts";
 import type { RelayConfig } from "./types.ts";
@@ -83,6 +83,19 @@ export function resolveConfig(settings: SourcedSettings, source: string): RelayC
 		maxSubscriptions: values.maxSubscriptions ?? DEFAULT_LIMITS.maxSubscriptions,
 		maxAnnounceRequests: values.maxAnnounceRequests ?? DEFAULT_LIMITS.maxAnnounceRequests,
 		maxPathSegments: values.maxPathSegments ?? DEFAULT_LIMITS.maxPathSegments,
+		maxTcpConnections: values.maxTcpConnections ?? DEFAULT_LIMITS.maxTcpConnections,
+		maxConnectionsPerIp: values.maxConnectionsPerIp ?? DEFAULT_LIMITS.maxConnectionsPerIp,
+		handshakeRatePerIp: values.handshakeRatePerIp ?? DEFAULT_LIMITS.handshakeRatePerIp,
+		maxBroadcastsPerSession: values.maxBroadcastsPerSession ?? DEFAULT_LIMITS.maxBroadcastsPerSession,
+		httpHeaderTimeoutMs: values.httpHeaderTimeoutMs ?? DEFAULT_LIMITS.httpHeaderTimeoutMs,
+		idleTimeoutMs: values.idleTimeoutMs ?? DEFAULT_LIMITS.idleTimeoutMs,
+	};
+	const quic = {
+		retry: values.quicRetry ?? DEFAULT_QUIC.retry,
+		retryThreshold: values.quicRetryThreshold ?? DEFAULT_QUIC.retryThreshold,
+		maxHandshakes: values.quicMaxHandshakes ?? DEFAULT_QUIC.maxHandshakes,
+		maxHandshakesPerIp: values.quicMaxHandshakesPerIp ?? DEFAULT_QUIC.maxHandshakesPerIp,
+		maxConnections: values.quicMaxConnections ?? DEFAULT_QUIC.maxConnections,
 	};
 	// A frame has to fit in its track's ring buffer to be cached and fanned out at all.
 	if (limits.maxFrameBytes > cache.trackBytes) {
@@ -100,7 +113,7 @@ export function resolveConfig(settings: SourcedSettings, source: string): RelayC
 
 	return {
 		source,
-		server: { bind },
+		server: { bind, quic },
 		tls: { cert, key, generate },
 		// HTTP + WebSocket share the QUIC port number on TCP unless told otherwise.
 		web: {

@@ -6,9 +6,10 @@
  */
 
 import { isIP } from "node:net";
-import type { ListenAddress, LogLevel } from "./types.ts";
+import type { ListenAddress, LogLevel, QuicRetryMode } from "./types.ts";
 
 export const LOG_LEVELS: readonly LogLevel[] = ["trace", "debug", "info", "warn", "error"];
+export const QUIC_RETRY_MODES: readonly QuicRetryMode[] = ["auto", "on", "off"];
 export const LOG_FORMATS: readonly ("text" | "json")[] = ["text", "json"];
 
 /** Every setting a file or a flag can provide. Absent means "not given here". */
@@ -40,6 +41,17 @@ export interface Settings {
 	maxSubscriptions?: number;
 	maxAnnounceRequests?: number;
 	maxPathSegments?: number;
+	maxTcpConnections?: number;
+	maxConnectionsPerIp?: number;
+	handshakeRatePerIp?: number;
+	maxBroadcastsPerSession?: number;
+	httpHeaderTimeoutMs?: number;
+	idleTimeoutMs?: number;
+	quicRetry?: QuicRetryMode;
+	quicRetryThreshold?: number;
+	quicMaxHandshakes?: number;
+	quicMaxHandshakesPerIp?: number;
+	quicMaxConnections?: number;
 	/** 0 = one per available core. */
 	workers?: number;
 	/** false: one receiving socket that hands packets to workers (the fallback where SO_REUSEPORT is missing). */

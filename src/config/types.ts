@@ -1,5 +1,8 @@
 /** The validated, fully-defaulted relay configuration (what `loadConfig` returns). */
 
+/** QUIC address validation: always, never, or once handshakes in progress pass a threshold. */
+export type QuicRetryMode = "auto" | "on" | "off";
+
 export type LogLevel = "trace" | "debug" | "info" | "warn" | "error";
 
 export interface ListenAddress {
@@ -14,6 +17,18 @@ export interface RelayConfig {
 	server: {
 		/** UDP address for QUIC / WebTransport. [server] bind, default "[::]:4443". */
 		bind: ListenAddress;
+		/** [server.quic]: address validation and handshake caps, per worker. */
+		quic: {
+			/** Stateless Retry (RFC 9000 §8.1): "on" always, "off" never, "auto" once `retryThreshold` handshakes are in progress. */
+			retry: QuicRetryMode;
+			retryThreshold: number;
+			/** QUIC handshakes in progress per worker; new Initials past it are dropped. */
+			maxHandshakes: number;
+			/** QUIC handshakes in progress per worker from one address (/64 for IPv6). */
+			maxHandshakesPerIp: number;
+			/** QUIC connections (handshaking or established) per worker. */
+			maxConnections: number;
+		};
 	};
 	tls: {
 		/** PEM certificate chain files, paired with `key` by index. */
@@ -50,7 +65,20 @@ export interface RelayConfig {
 		maxFrameBytes: number;
 		/** Largest control message accepted. */
 		maxMessageBytes: number;
+		/** Concurrent sessions, relay-wide (all workers together). */
 		maxSessions: number;
+		/** Concurrent TCP connections (HTTP + WebSocket), relay-wide. */
+		maxTcpConnections: number;
+		/** Concurrent connections (QUIC + TCP) from one address (/64 for IPv6), relay-wide. */
+		maxConnectionsPerIp: number;
+		/** New connections (QUIC handshakes + TCP accepts) per second from one address, relay-wide. */
+		handshakeRatePerIp: number;
+		/** Concurrent broadcasts one session may publish. */
+		maxBroadcastsPerSession: number;
+		/** An HTTP request (including a WebSocket upgrade) must finish its headers within this (ms). */
+		httpHeaderTimeoutMs: number;
+		/** A TCP connection that receives nothing for this long is closed (ms). */
+		idleTimeoutMs: number;
 		/** Concurrent subscriptions per session. */
 		maxSubscriptions: number;
 		/** Concurrent announce requests per session. */

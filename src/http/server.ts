@@ -12,6 +12,8 @@ import { createServer as createHttpsServer, type Server as HttpsServer } from "n
 import type { Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import { WebSocketServer } from "ws";
+import type { RelayConfig } from "../config/types.ts";
+import type { Admission } from "../transport/admission.ts";
 import type { SessionAcceptor } from "../transport/types.ts";
 import type { Framing } from "../websocket/frames.ts";
 import { KeepAlive } from "../websocket/keepalive.ts";
@@ -54,6 +56,10 @@ export interface HttpServerOptions {
 	metrics?: () => string;
 	log?: LogFn;
 	ws?: WsListenerOptions;
+	/** Relay-wide TCP and per-IP connection counts and rates; default: this listener alone, unlimited. */
+	admission?: Admission;
+	/** Timeouts from [limits] (header and idle); defaults from config/defaults.ts. */
+	limits?: Partial<Pick<RelayConfig["limits"], "httpHeaderTimeoutMs" | "idleTimeoutMs">>;
 }
 
 export interface HttpServerHandle {
@@ -61,6 +67,8 @@ export interface HttpServerHandle {
 	readonly port: number;
 	/** Open WebSocket sessions. */
 	readonly sessions: number;
+	/** Open TCP connections (any state). */
+	readonly connections: number;
 	/** Closes every session (APPLICATION_CLOSE 0), stops listening, waits for sockets (≤ 2 s). */
 	close(): Promise<void>;
 	/** Swaps the certificate of a TLS listener (new connections use it). */
@@ -116,6 +124,12 @@ export function startHttpServer(opts: HttpServerOptions): Promise<HttpServerHand
 	const server: Server | HttpsServer = opts.tls
 		? createHttpsServer({ ...serverOptions, cert: opts.tls.cert, key: opts.tls.key }, onRequest)
 		: createHttpServer(serverOptions, onRequest);
+
+	let connections = 0;
+	server.on("connection", (socket: Socket) => {
+		connections++;
+		socket.once("close", () => connections--);
+	});
 
 	server.on("clientError", (err: NodeJS.ErrnoException, socket: Duplex) => {
 		if (err.code === "ECONNRESET" || !socket.writable) {
@@ -189,6 +203,9 @@ export function startHttpServer(opts: HttpServerOptions): Promise<HttpServerHand
 				port,
 				get sessions() {
 					return sessions.size;
+				},
+				get connections() {
+					return connections;
 				},
 				setTls(tls: TlsFiles): void {
 					if (!opts.tls) throw new Error("this listener was started without TLS");

@@ -5,6 +5,7 @@ import type { RelayConfig } from "../config/types.ts";
 import type { Logger } from "../log/logger.ts";
 import { WorkerPool } from "../pool/supervisor.ts";
 import { CertificateStore } from "../tls/store.ts";
+import { createAdmissionBuffer, reclaimWorker } from "../transport/admission.ts";
 import type { WorkerInit } from "../worker/entry.ts";
 
 function packageVersion(): string {
@@ -20,6 +21,8 @@ export async function runRelay(config: RelayConfig, log: Logger): Promise<Worker
 	const certs = new CertificateStore(config.tls);
 	const budget = CacheBudget.create(config.cache.totalBytes);
 	const doorbell = Doorbell.createBuffer(config.workers.count);
+	// Relay-wide limits (sessions, TCP connections, per-IP counts) shared by every worker.
+	const admission = createAdmissionBuffer(config.workers.count);
 	const hopId = 1 + Math.floor(Math.random() * 0xfffffffffff);
 	const version = packageVersion();
 	const init = (): WorkerInit => ({
@@ -27,6 +30,7 @@ export async function runRelay(config: RelayConfig, log: Logger): Promise<Worker
 		tls: { cert: certs.cert, key: certs.key, fingerprint: certs.fingerprint },
 		budget: budget.buffer,
 		doorbell,
+		admission,
 		hopId,
 		version,
 	});
@@ -36,6 +40,9 @@ export async function runRelay(config: RelayConfig, log: Logger): Promise<Worker
 		workerData: init,
 		log,
 	});
+	// A dead worker cannot release its sessions and connections: give them back before its
+	// replacement starts, so the relay-wide counts stay exact across any number of restarts.
+	pool.onWorkerExit((index) => reclaimWorker(admission, index));
 	const bind = config.server.bind;
 	const host = bind.host.includes(":") ? `[${bind.host}]` : bind.host;
 	const http = config.web.http;

@@ -7,6 +7,26 @@
  */
 import type { FieldName, WorkerFigures } from "../pool/counters.ts";
 import { totalFigures } from "../pool/counters.ts";
+import type { RefusalReason } from "../transport/refusals.ts";
+
+/** The counters field of each refusal reason (transport/refusals.ts). */
+export const REFUSAL_FIELDS: Record<RefusalReason, FieldName> = {
+	sessions: "refusedSessions",
+	tcp_connections: "refusedTcpConnections",
+	connections_per_ip: "refusedConnectionsPerIp",
+	handshake_rate: "refusedHandshakeRate",
+	handshakes: "refusedHandshakes",
+	handshakes_per_ip: "refusedHandshakesPerIp",
+	quic_connections: "refusedQuicConnections",
+	retry_token: "refusedRetryToken",
+	broadcasts: "refusedBroadcasts",
+	subscriptions: "refusedSubscriptions",
+	announce_requests: "refusedAnnounceRequests",
+	auth: "refusedAuth",
+	header_timeout: "refusedHeaderTimeout",
+	idle_timeout: "refusedIdleTimeout",
+	protocol: "refusedProtocol",
+};
 
 export const PREFIX = "moq_fanout_";
 
@@ -128,7 +148,42 @@ export const WORKER_FAMILIES: readonly Family[] = [
 		help: "Times the worker was replaced after dying.",
 		series: [{ field: "restarts" }],
 	},
+	{
+		name: "refusals_total",
+		type: "counter",
+		help: "Connections, sessions and requests refused or cut off, by the limit or rule that refused them.",
+		series: (Object.keys(REFUSAL_FIELDS) as RefusalReason[]).map((reason) => ({
+			field: REFUSAL_FIELDS[reason],
+			labels: `reason="${reason}"`,
+		})),
+	},
+	{
+		name: "session_faults_total",
+		type: "counter",
+		help: "Sessions closed because handling their input threw (a bug; the worker and other sessions carry on).",
+		series: [{ field: "sessionFaults" }],
+	},
+	{
+		name: "quic_retries_total",
+		type: "counter",
+		help: "QUIC Retry packets sent (address validation).",
+		series: [{ field: "quicRetries" }],
+	},
+	{
+		name: "quic_handshakes",
+		type: "gauge",
+		help: "QUIC handshakes in progress.",
+		series: [{ field: "quicHandshakes" }],
+	},
+	{
+		name: "tcp_connections",
+		type: "gauge",
+		help: "Open TCP connections (HTTP and WebSocket).",
+		series: [{ field: "tcpConnections" }],
+	},
 ];
+
+
 
 /** Escapes a label value: backslash, double quote and line feed. */
 export function escapeLabelValue(v: string): string {

@@ -7,6 +7,8 @@
  * being dropped.
  */
 import dgram from "node:dgram";
+import type { RelayConfig } from "../config/types.ts";
+import type { Admission } from "../transport/admission.ts";
 import {
 	CID_LEN,
 	cidKey,
@@ -56,6 +58,10 @@ export interface QuicServerOptions {
 	 */
 	egress?: (buf: Buffer, length: number, port: number, host: string) => void;
 	limits?: Partial<QuicLimits>;
+	/** Relay-wide per-IP connection counts and handshake rates; default: this endpoint alone, unlimited. */
+	admission?: Admission;
+	/** [server.quic]: Retry mode and handshake caps. */
+	quic?: RelayConfig["server"]["quic"];
 	log?: QuicLog;
 }
 

@@ -7,10 +7,12 @@ import { CacheBudget } from "../cache/budget.ts";
 import { Doorbell } from "../cache/doorbell.ts";
 import type { RelayConfig } from "../config/types.ts";
 import { createLogger } from "../log/logger.ts";
-import { renderMetrics, sampleProcessInfo } from "../metrics/prometheus.ts";
-import { Field } from "../pool/counters.ts";
+import { REFUSAL_FIELDS, renderMetrics, sampleProcessInfo } from "../metrics/prometheus.ts";
+import { Field, FIELDS } from "../pool/counters.ts";
+import { Admission } from "../transport/admission.ts";
+import { REFUSAL_REASONS, refusalCounts } from "../transport/refusals.ts";
 import { connectToPool } from "../pool/worker-side.ts";
-import { startRelayNode } from "./relay-node.ts";
+import { admissionLimits, startRelayNode } from "./relay-node.ts";
 import { ShardLink } from "./shard-link.ts";
 
 export interface WorkerInit {
@@ -18,6 +20,8 @@ export interface WorkerInit {
 	tls: { cert: string; key: string; fingerprint: string };
 	budget: SharedArrayBuffer;
 	doorbell: SharedArrayBuffer;
+	/** Relay-wide admission counts (transport/admission.ts). */
+	admission: SharedArrayBuffer;
 	hopId: number;
 	version: string;
 }
@@ -54,6 +58,7 @@ const node = await startRelayNode({
 			},
 	noHttp: !socketOwner,
 	budget: new CacheBudget(init.budget),
+	admission: new Admission(admissionLimits(init.config), init.admission, ctx.index),
 	worker: ctx.index,
 	hopId: init.hopId,
 	setup: (relay) => {
@@ -104,6 +109,13 @@ ctx.onMessage((_from, msg) => {
 const slots = ctx.counters.slots;
 const figures = node.relay.figures;
 const quicStats = node.quic.stats as unknown as Record<string, number>;
+// Counters continue from the previous thread of this slot (a replacement starts its own at zero):
+// published as that base plus this thread's count, so they never go backwards across restarts.
+const counterBase = new Float64Array(FIELDS.length);
+for (let i = 0; i < FIELDS.length; i++) if (FIELDS[i].kind === "counter") counterBase[i] = slots[i];
+const count = (field: number, value: number) => {
+	slots[field] = counterBase[field] + value;
+};
 const publish = () => {
 	slots[Field.sessionsQuic] = node.sessionsByKind.quic;
 	slots[Field.sessionsWebTransport] = node.sessionsByKind.webtransport;
@@ -111,15 +123,21 @@ const publish = () => {
 	slots[Field.subscriptions] = figures.subscriptions;
 	slots[Field.broadcasts] = figures.broadcasts;
 	slots[Field.tracks] = figures.tracks;
-	slots[Field.bytesIn] = figures.bytesIn;
-	slots[Field.bytesOut] = figures.bytesOut;
-	slots[Field.groupsIn] = figures.groupsIn;
-	slots[Field.groupsOut] = figures.groupsOut;
-	slots[Field.groupsDropped] = figures.groupsDropped;
-	slots[Field.framesIn] = figures.framesIn;
-	slots[Field.packetsIn] = quicStats.packetsIn ?? 0;
-	slots[Field.packetsOut] = quicStats.packetsOut ?? 0;
+	count(Field.bytesIn, figures.bytesIn);
+	count(Field.bytesOut, figures.bytesOut);
+	count(Field.groupsIn, figures.groupsIn);
+	count(Field.groupsOut, figures.groupsOut);
+	count(Field.groupsDropped, figures.groupsDropped);
+	count(Field.framesIn, figures.framesIn);
+	count(Field.packetsIn, quicStats.packetsIn ?? 0);
+	count(Field.packetsOut, quicStats.packetsOut ?? 0);
 	slots[Field.cacheBytes] = node.relay.budget?.used ?? 0;
+	const refusals = refusalCounts();
+	for (const reason of REFUSAL_REASONS) count(Field[REFUSAL_FIELDS[reason]], refusals.byReason[reason]);
+	count(Field.sessionFaults, refusals.faults);
+	count(Field.quicRetries, quicStats.retries ?? 0);
+	slots[Field.quicHandshakes] = quicStats.handshakes ?? 0;
+	slots[Field.tcpConnections] = node.tcpConnections();
 };
 const timer = setInterval(publish, 1000);
 timer.unref();

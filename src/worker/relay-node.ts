@@ -8,6 +8,8 @@ import { MoqSession } from "../moq/session.ts";
 import { SUPPORTED_ALPNS } from "../moq/wire/version.ts";
 import { QuicServer } from "../quic/server.ts";
 import { Relay } from "../relay/relay.ts";
+import { Admission, type AdmissionLimits } from "../transport/admission.ts";
+import { refuse } from "../transport/refusals.ts";
 import type { TransportSession } from "../transport/types.ts";
 import { acceptHttp3 } from "../webtransport/server.ts";
 
@@ -23,6 +25,8 @@ export interface RelayNodeOptions {
 	/** Port override for QUIC (tests use 0); HTTP then follows on the same port number unless web.http says otherwise. */
 	port?: number;
 	budget?: CacheBudget | null;
+	/** Relay-wide admission counts shared by the workers; default: this node alone. */
+	admission?: Admission;
 	/** This worker's index (encoded in QUIC connection IDs) and the relay-wide hop id. */
 	worker?: number;
 	hopId?: number;
@@ -53,11 +57,28 @@ export interface RelayNode {
 	readonly quicPort: number;
 	readonly quic: QuicServer;
 	readonly sessionsByKind: SessionCounts;
+	readonly admission: Admission;
+	/** Open TCP connections of this node (HTTP, HTTPS, WebSocket). */
+	tcpConnections(): number;
 	setCertificate(cert: string, key: string): void;
 	close(): Promise<void>;
 }
 
 const WT_PROTOCOLS = [...SUPPORTED_ALPNS];
+
+/** The relay-wide limits of a config, as Admission enforces them. */
+export function admissionLimits(config: RelayConfig): AdmissionLimits {
+	const l = config.limits;
+	return {
+		maxSessions: l.maxSessions,
+		maxTcpConnections: l.maxTcpConnections,
+		maxConnectionsPerIp: l.maxConnectionsPerIp,
+		handshakeRatePerIp: l.handshakeRatePerIp,
+	};
+}
+
+/** Session close code when the relay is at `[limits] max_sessions` (moq-lite "unsupported"). */
+const SESSION_LIMIT_CODE = 17;
 
 /**
  * One relay worker's runtime: the relay core plus its listeners. QUIC on UDP carries raw moq-lite
@@ -72,12 +93,15 @@ export async function startRelayNode(opts: RelayNodeOptions): Promise<RelayNode>
 	const budget = opts.budget === undefined ? CacheBudget.create(config.cache.totalBytes) : opts.budget;
 	const relay = new Relay(config, log, budget, opts.worker ?? 0, opts.hopId);
 	opts.setup?.(relay);
+	const admission = opts.admission ?? new Admission(admissionLimits(config));
 	const sessions = new Set<MoqSession>();
 	const byKind: SessionCounts = { quic: 0, webtransport: 0, websocket: 0 };
 
 	const onSession = (t: TransportSession) => {
-		if (relay.figures.sessions >= config.limits.maxSessions) {
-			t.close(17, "relay at its session limit");
+		// Relay-wide, not per worker: the count is shared by every worker (transport/admission.ts).
+		if (!admission.tryOpenSession()) {
+			refuse("sessions", log.warn, { remote: t.remote, transport: t.kind });
+			t.close(SESSION_LIMIT_CODE, "relay at its session limit");
 			return;
 		}
 		const session = new MoqSession(t, { relay, log, authorize: (path, jwt) => auth.authorize(path, jwt) });
@@ -86,6 +110,7 @@ export async function startRelayNode(opts: RelayNodeOptions): Promise<RelayNode>
 		session.start();
 		const sessionClose = t.onClose;
 		t.onClose = (code, reason) => {
+			admission.closeSession();
 			sessions.delete(session);
 			byKind[t.kind]--;
 			sessionClose?.(code, reason);
@@ -116,6 +141,8 @@ export async function startRelayNode(opts: RelayNodeOptions): Promise<RelayNode>
 			onForeignPacket: opts.onForeignPacket,
 			spreadInitials: opts.spreadInitials,
 			egress: opts.egress,
+			admission,
+			quic: config.server.quic,
 			log: quicLog,
 			onSession: (conn) => {
 				if (conn.protocol === "h3") acceptHttp3(conn, { protocols: WT_PROTOCOLS, onSession, log: httpLog });
@@ -138,6 +165,8 @@ export async function startRelayNode(opts: RelayNodeOptions): Promise<RelayNode>
 					metrics: opts.metrics,
 					health,
 					log: httpLog,
+					admission,
+					limits: config.limits,
 				});
 			}
 			// The same routes and WebSocket endpoint over TLS (wss://), with the QUIC certificate.
@@ -152,6 +181,8 @@ export async function startRelayNode(opts: RelayNodeOptions): Promise<RelayNode>
 					metrics: opts.metrics,
 					health,
 					log: httpLog,
+					admission,
+					limits: config.limits,
 				});
 			}
 		} catch (err) {
@@ -180,6 +211,8 @@ export async function startRelayNode(opts: RelayNodeOptions): Promise<RelayNode>
 		quicPort: quic.port,
 		quic,
 		sessionsByKind: byKind,
+		admission,
+		tcpConnections: () => (http?.connections ?? 0) + (https?.connections ?? 0),
 		setCertificate(cert: string, key: string) {
 			quic.setCertificate(cert, key);
 			https?.setTls({ cert, key });
