@@ -34,3 +34,29 @@ export function parseConnectTarget(target: string): ConnectTarget | null {
 	}
 	return { path: path.length === 0 ? "/" : path, jwt };
 }
+
+/**
+ * The token a query carries. Like moq-relay (and `parseConnectTarget`): an empty `jwt=` counts as
+ * absent and, when several are given, the last one wins.
+ */
+export function tokenFromQuery(query: URLSearchParams): string | null {
+	let jwt: string | null = null;
+	for (const value of query.getAll("jwt")) if (value.length > 0) jwt = value;
+	return jwt;
+}
+
+/**
+ * A request target safe to log: every `jwt` query value (under any spelling the query parser
+ * accepts, e.g. `j%77t`) replaced by `[redacted]`. The path part is kept as sent.
+ */
+export function redactPath(target: string): string {
+	const mark = target.indexOf("?");
+	if (mark < 0) return target;
+	const query = new URLSearchParams(target.slice(mark + 1));
+	if (!query.has("jwt")) return target;
+	const parts: string[] = [];
+	for (const [name, value] of query) {
+		parts.push(`${encodeURIComponent(name)}=${name === "jwt" ? "[redacted]" : encodeURIComponent(value)}`);
+	}
+	return `${target.slice(0, mark)}?${parts.join("&")}`;
+}

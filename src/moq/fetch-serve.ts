@@ -43,6 +43,13 @@ export class FetchServe implements TrackConsumer {
 		if (!reader.seekGroup(this.#group)) queueMicrotask(() => this.#end(NOT_FOUND));
 	}
 
+	/** Set by the session: how a fault while serving closes the session (see drainConsumers). */
+	onFault: ((err: unknown) => void) | null = null;
+
+	fault(err: unknown): void {
+		this.onFault?.(err);
+	}
+
 	abort(code: number): void {
 		this.#end(code);
 	}

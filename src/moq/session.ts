@@ -1,4 +1,5 @@
 import type { Grant } from "../auth/index.ts";
+import { parseConnectTarget, redactPath, tokenFromQuery } from "../auth/params.ts";
 import { normalizePath } from "../auth/path.ts";
 import { DecodeError } from "../coding/errors.ts";
 import type { Reader } from "../coding/reader.ts";
@@ -8,6 +9,8 @@ import type { Relay } from "../relay/relay.ts";
 import type { RelayTrack } from "../relay/track.ts";
 import type { TrackHandle, TrackInfo, UpstreamPublisher } from "../relay/types.ts";
 import { DEFAULT_TRACK_INFO } from "../relay/types.ts";
+import { faultCode, reportFault } from "../transport/guard.ts";
+import { refuse as countRefusal } from "../transport/refusals.ts";
 import type { TransportSession, TransportStream } from "../transport/types.ts";
 import { FetchServe } from "./fetch-serve.ts";
 import { GroupIngest } from "./group-ingest.ts";
@@ -74,8 +77,8 @@ function codeOf(err: unknown): number {
 }
 
 /** Reads a varint stream type from the first bytes of a stream (a few bytes at most). */
-function tryReadType(buf: MessageBuffer): number | undefined {
-	return buf.tryDecode((r: Reader) => r.varint());
+function readStreamType(r: Reader): number {
+	return r.varint();
 }
 
 /**
@@ -148,14 +151,17 @@ export class MoqSession implements UpstreamPublisher {
 			if (v >= 5 && t.kind === "quic") {
 				// Raw QUIC carries the path in the client's SETUP; wait for it before authorising.
 				this.#awaitingSetupPath = true;
-				this.#setupTimer = setTimeout(() => this.close(Code.TIMEOUT, "no SETUP"), SETUP_TIMEOUT_MS);
+				this.#setupTimer = setTimeout(
+					() => this.#guarded(() => this.close(Code.TIMEOUT, "no SETUP")),
+					SETUP_TIMEOUT_MS,
+				);
 				return;
 			}
 		} else {
 			// "moql" or nothing: the client sends the 0x20 SETUP on a bidi stream first.
-			this.#setupTimer = setTimeout(() => this.close(Code.TIMEOUT, "no SETUP"), SETUP_TIMEOUT_MS);
+			this.#setupTimer = setTimeout(() => this.#guarded(() => this.close(Code.TIMEOUT, "no SETUP")), SETUP_TIMEOUT_MS);
 		}
-		this.#authorize(t.path, t.query.get("jwt"));
+		this.#authorize(t.path, tokenFromQuery(t.query));
 	}
 
 	/**
@@ -181,6 +187,28 @@ export class MoqSession implements UpstreamPublisher {
 		for (const serve of this.#serves.values()) if (serve instanceof TrackServe && serve.blocked) serve.drain();
 	}
 
+	/**
+	 * The session guard for work done outside a transport callback (timers, promise callbacks,
+	 * fan-out wake-ups): closes this session alone with the error's code and counts the fault.
+	 */
+	readonly #onFault = (err: unknown): void => {
+		reportFault(err, this.#log.warn, { session: this.id, remote: this.#t.remote, transport: this.#t.kind });
+		try {
+			this.close(faultCode(err), "internal error");
+		} catch {
+			// teardown threw as well: the transport is closed; nothing else can be done for it
+		}
+	};
+
+	/** Runs `fn` behind the session guard (for timers and promise callbacks). */
+	#guarded(fn: () => void): void {
+		try {
+			fn();
+		} catch (err) {
+			this.#onFault(err);
+		}
+	}
+
 	close(code: number, reason: string): void {
 		if (this.#closed) return;
 		this.#log.debug("closing session", { code, reason });
@@ -190,30 +218,35 @@ export class MoqSession implements UpstreamPublisher {
 
 	#authorize(path: string, jwt: string | null): void {
 		this.#ctx.authorize(path, jwt).then(
-			(grant) => {
-				if (this.#closed) return;
-				this.#grant = grant;
-				if (grant.expiresAt !== null) {
-					const ms = Math.max(0, grant.expiresAt - Date.now());
-					this.#expiryTimer = setTimeout(
-						() => this.close(Code.UNAUTHORIZED, "token expired"),
-						Math.min(ms, 0x7fffffff),
-					);
-					this.#expiryTimer.unref?.();
-				}
-				this.#log.debug("session authorised", {
-					root: grant.root,
-					publish: grant.publish,
-					subscribe: grant.subscribe,
-					version: this.#version,
-				});
-				this.#maybeReady();
-			},
-			(err: Error & { code?: number }) => {
-				this.#log.info("session refused", { reason: err.message, path });
-				this.close(err.code ?? Code.UNAUTHORIZED, err.message);
-			},
+			(grant) => this.#guarded(() => this.#authorized(grant)),
+			(err: Error & { code?: number }) =>
+				this.#guarded(() => {
+					countRefusal("auth");
+					// The path may carry a token (lite-05 SETUP path, ?jwt=): log it redacted.
+					this.#log.info("session refused", { reason: err.message, path: redactPath(path) });
+					this.close(err.code ?? Code.UNAUTHORIZED, err.message);
+				}),
 		);
+	}
+
+	#authorized(grant: Grant): void {
+		if (this.#closed) return;
+		this.#grant = grant;
+		if (grant.expiresAt !== null) {
+			const ms = Math.max(0, grant.expiresAt - Date.now());
+			this.#expiryTimer = setTimeout(
+				() => this.#guarded(() => this.close(Code.UNAUTHORIZED, "token expired")),
+				Math.min(ms, 0x7fffffff),
+			);
+			this.#expiryTimer.unref?.();
+		}
+		this.#log.debug("session authorised", {
+			root: grant.root,
+			publish: grant.publish,
+			subscribe: grant.subscribe,
+			version: this.#version,
+		});
+		this.#maybeReady();
 	}
 
 	#maybeReady(): void {
@@ -247,7 +280,10 @@ export class MoqSession implements UpstreamPublisher {
 		const buf = new MessageBuffer(this.#relay.config.limits.maxMessageBytes);
 		let type: number | undefined;
 		const onType = () => {
-			type = tryReadType(buf);
+			if (type !== undefined) return;
+			// A type that is not a varint this side can hold (e.g. 8 bytes of 0xff, above 2^53) is the
+			// peer's protocol violation: close with the decoder's code, like any other bad message.
+			type = this.#decode(s, buf, readStreamType);
 			if (type === undefined) return;
 			// Setup streams are handled before the session is ready; everything else waits for it.
 			const isSetup = (s.bidi && type === BIDI.SETUP_CLIENT && this.#version === 0) || (!s.bidi && type === UNI.SETUP);
@@ -309,7 +345,7 @@ export class MoqSession implements UpstreamPublisher {
 	}
 
 	#violation(s: TransportStream | null, code: number, reason: string): void {
-		this.#log.warn("protocol violation", { code, reason });
+		countRefusal("protocol", this.#log.warn, { session: this.id, remote: this.#t.remote, code, reason });
 		if (s) {
 			s.onData = null;
 			s.reset(code);
@@ -463,10 +499,15 @@ export class MoqSession implements UpstreamPublisher {
 			if (this.#awaitingSetupPath) {
 				this.#awaitingSetupPath = false;
 				this.#setupPath = setup.path ?? "";
-				const url = new URL(this.#setupPath || "/", "moql://relay");
-				const decoded = decodeURIComponent(url.pathname);
+				// One parser for every transport's request target: the last non-empty jwt wins, and
+				// malformed percent-encoding is the peer's protocol violation, not an exception.
+				const target = parseConnectTarget(this.#setupPath || "/");
+				if (target === null) {
+					this.#violation(null, Code.PROTOCOL_VIOLATION, "SETUP path has malformed percent-encoding");
+					return;
+				}
 				(this.#t as { setPath?: (p: string) => void }).setPath?.(this.#setupPath);
-				this.#authorize(decoded, url.searchParams.get("jwt"));
+				this.#authorize(target.path, target.jwt);
 			}
 		};
 		this.#follow(s, buf, onSetup);
@@ -484,6 +525,7 @@ export class MoqSession implements UpstreamPublisher {
 		const grant = this.#grant!;
 		const limits = this.#relay.config.limits;
 		if (this.#announceCleanups.size >= limits.maxAnnounceRequests) {
+			countRefusal("announce_requests", this.#log.warn, { session: this.id });
 			s.reset(Code.UNSUPPORTED);
 			return;
 		}
@@ -598,8 +640,10 @@ export class MoqSession implements UpstreamPublisher {
 				s.stop(code);
 			};
 			if (this.#serves.has(sub.id)) return this.#violation(s, Code.DUPLICATE, `duplicate subscribe id ${sub.id}`);
-			if (this.#serves.size >= this.#relay.config.limits.maxSubscriptions)
+			if (this.#serves.size >= this.#relay.config.limits.maxSubscriptions) {
+				countRefusal("subscriptions", this.#log.warn, { session: this.id });
 				return refuse(Code.UNSUPPORTED, "too many subscriptions");
+			}
 			let rel: string;
 			try {
 				rel = normalizePath(sub.broadcast, this.#relay.config.limits.maxPathSegments);
@@ -618,6 +662,7 @@ export class MoqSession implements UpstreamPublisher {
 				endGroup: sub.endGroup,
 			};
 			serve = new TrackServe(sub.id, track, this.#t, s, v, params, this.#relay.figures);
+			serve.onFault = this.#onFault;
 			this.#serves.set(sub.id, serve);
 			this.#relay.figures.subscriptions++;
 			track.addConsumer(serve);
@@ -701,6 +746,7 @@ export class MoqSession implements UpstreamPublisher {
 				const key = -1 - this.#nextFetchKey++;
 				this.#serves.set(key, fetch);
 				fetch.onDone = () => this.#serves.delete(key);
+				fetch.onFault = this.#onFault;
 				s.onStop = () => fetch.close("session");
 				fetch.start();
 			},
@@ -760,6 +806,12 @@ export class MoqSession implements UpstreamPublisher {
 				}
 				const hops = okHop !== null ? [...a.hops, okHop] : a.hops;
 				if (hops.includes(this.#relay.hopId)) return; // our own broadcast coming back: a loop
+				if (!this.#published.has(abs) && this.#published.size >= this.#relay.config.limits.maxBroadcastsPerSession) {
+					// Each broadcast costs relay state and shard traffic: one session may not create them
+					// without bound. The broadcast is not relayed; the session and its others go on.
+					countRefusal("broadcasts", this.#log.warn, { session: this.id, path: rel });
+					return;
+				}
 				mine.add(abs);
 				this.#published.add(abs);
 				this.#relay.publish(abs, hops, this);
@@ -862,7 +914,7 @@ export class MoqSession implements UpstreamPublisher {
 			s.finish();
 			if (sub.closed || sub.ending) return;
 			if (sub.inFlight === 0) this.#endUpstream(sub);
-			else sub.ending = setTimeout(() => this.#endUpstream(sub), TRACK_END_GRACE_MS);
+			else sub.ending = setTimeout(() => this.#guarded(() => this.#endUpstream(sub)), TRACK_END_GRACE_MS);
 		};
 		s.onReset = (code) => {
 			if (sub.ending) clearTimeout(sub.ending);

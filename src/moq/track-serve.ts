@@ -49,6 +49,11 @@ export class TrackServe implements TrackConsumer {
 	#done = false;
 	/** Groups below this are not served (explicit start, or past a lapse). */
 	#minGroup = 0;
+	/**
+	 * The lowest group sequence not yet accounted for: every group below it was served, counted as
+	 * dropped, or outside the subscription. A skip ahead counts the groups it jumps over from here.
+	 */
+	#nextSeq = 0;
 
 	constructor(
 		id: number,
@@ -97,10 +102,18 @@ export class TrackServe implements TrackConsumer {
 		const reader = new RingReader(buffer);
 		if (this.params.startGroup !== null) reader.seekGroup(this.params.startGroup);
 		else reader.seekLatest();
+		this.#nextSeq = reader.startSeq;
 		this.#reader = reader;
 	}
 
 	/** The track can't be served any more (its publisher's worker went away). */
+	/** Set by the session: how a fault while serving closes the session (see drainConsumers). */
+	onFault: ((err: unknown) => void) | null = null;
+
+	fault(err: unknown): void {
+		this.onFault?.(err);
+	}
+
 	abort(code: number): void {
 		this.#resetAll(code);
 		this.#finishControl(code);
@@ -131,6 +144,7 @@ export class TrackServe implements TrackConsumer {
 						this.#blocked = true;
 						return;
 					}
+					if (r.seq >= this.#nextSeq) this.#nextSeq = r.seq + 1;
 					continue;
 				case RECORD.FRAME_BEGIN: {
 					const g = this.#groups.get(r.seq);
@@ -186,11 +200,21 @@ export class TrackServe implements TrackConsumer {
 		}
 	}
 
-	/** We fell a ring behind: what we had open can't be completed. Skip to the newest group. */
+	/**
+	 * We fell a ring behind: what we had open can't be completed. Skip to the newest group. Every
+	 * group this viewer loses counts as dropped: the ones reset mid-way, and every one the skip
+	 * jumps over (often many: a reader blocked on stream credit is lapped by a whole ring).
+	 */
 	#lapped(): void {
+		const open = this.#groups.size;
 		this.#resetAll(LAGGED);
-		this.#counters.groupsDropped++;
-		this.#reader?.seekLatest();
+		const r = this.#reader;
+		if (!r) return;
+		r.seekLatest();
+		const resume = r.startSeq;
+		const skipped = resume > this.#nextSeq ? resume - this.#nextSeq : 0;
+		if (resume > this.#nextSeq) this.#nextSeq = resume;
+		this.#counters.groupsDropped += open + skipped;
 	}
 
 	#order(seq: number): number {

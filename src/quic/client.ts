@@ -111,7 +111,11 @@ export class QuicClientEndpoint implements ConnectionOwner {
 			stats.unknownConnection++;
 			return;
 		}
-		conn.receive(msg, rinfo.address, rinfo.port);
+		try {
+			conn.receive(msg, rinfo.address, rinfo.port);
+		} catch (err) {
+			conn.fault(err);
+		}
 	};
 }
 

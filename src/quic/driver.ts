@@ -16,6 +16,8 @@ export interface Driven {
 	flush(now: number): void;
 	/** The deadline passed: run quiche's timeout / keep-alive (then the driver flushes it). */
 	onTimer(now: number): void;
+	/** Something thrown while flushing or timing this connection: close it alone (transport/guard.ts). */
+	fault(err: unknown): void;
 }
 
 /** Nodes timers have 1 ms resolution; deadlines this close are handled in the same scan. */
@@ -70,7 +72,12 @@ export class Driver {
 		for (let i = 0; i < list.length; i++) {
 			const conn = list[i];
 			conn.dirty = false;
-			conn.flush(now);
+			try {
+				conn.flush(now);
+			} catch (err) {
+				// A flush runs stream pumps and session callbacks; one connection's fault stays its own.
+				conn.fault(err);
+			}
 			this.arm(conn.deadline);
 		}
 		list.length = 0;
@@ -84,7 +91,11 @@ export class Driver {
 		let next = Number.POSITIVE_INFINITY;
 		for (const conn of this.connections) {
 			if (conn.deadline <= now) {
-				conn.onTimer(now);
+				try {
+					conn.onTimer(now);
+				} catch (err) {
+					conn.fault(err);
+				}
 				this.markDirty(conn);
 			} else if (conn.deadline < next) {
 				next = conn.deadline;

@@ -60,6 +60,7 @@ class RemoteReader implements TrackConsumer {
 	attach(): void {}
 	drain(): void {}
 	abort(): void {}
+	fault(): void {}
 }
 
 /**

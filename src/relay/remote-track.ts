@@ -1,5 +1,5 @@
 import { RingReader } from "../cache/ring-reader.ts";
-import { aggregateOf, type TrackConsumer, type TrackHost } from "./track.ts";
+import { aggregateOf, drainConsumers, type TrackConsumer, type TrackHost } from "./track.ts";
 import type { SubscriptionParams } from "./types.ts";
 
 /** How a remote track reaches the broadcast's owner and publisher workers (the shard link). */
@@ -74,6 +74,13 @@ export class RemoteTrack implements TrackHost {
 		if (!this.#closed) this.#link.update(this.broadcastPath, this.name, next);
 	}
 
+	/** The request for the ring was lost (the owner worker died before answering): send it again. */
+	rewant(): void {
+		if (this.#closed || this.buffer || this.consumers.size === 0) return;
+		this.#aggregate = aggregateOf(this.consumers);
+		this.#link.want(this.broadcastPath, this.name, this.#aggregate);
+	}
+
 	/** The publisher's worker handed over the ring. */
 	attach(buffer: SharedArrayBuffer): void {
 		if (this.#closed || this.buffer) return;
@@ -86,7 +93,7 @@ export class RemoteTrack implements TrackHost {
 
 	/** Doorbell: the writer appended records this turn. */
 	deliver(): void {
-		for (const c of this.consumers) c.drain();
+		drainConsumers(this.consumers);
 	}
 
 	/** The publisher's worker is gone (or refused): nothing more will be written. */

@@ -11,6 +11,23 @@ export interface TrackConsumer {
 	drain(): void;
 	/** The track can never be served (its publisher worker died before the ring said so). */
 	abort(code: number): void;
+	/** Reading threw: close this consumer's session alone (the guard in `drainConsumers`). */
+	fault(err: unknown): void;
+}
+
+/**
+ * Wakes every consumer of a track. Runs outside any one session's input handling (a batched
+ * setImmediate, or the cross-thread doorbell), so it is the session guard for fan-out: a consumer
+ * that throws is faulted alone and the others, and the worker, carry on.
+ */
+export function drainConsumers(consumers: Iterable<TrackConsumer>): void {
+	for (const c of consumers) {
+		try {
+			c.drain();
+		} catch (err) {
+			c.fault(err);
+		}
+	}
 }
 
 /** What a viewer's subscription needs from a track, whether this worker writes its ring or another does. */
@@ -145,7 +162,7 @@ export class RelayTrack implements TrackHandle, TrackHost {
 	/** @internal called by the batch flush */
 	deliver(): void {
 		this.#queued = false;
-		for (const c of this.consumers) c.drain();
+		drainConsumers(this.consumers);
 	}
 
 	/**
