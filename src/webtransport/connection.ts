@@ -207,7 +207,14 @@ export class H3Connection implements StreamOwner {
 			return;
 		}
 		this.clearTimer();
-		this.closeTimer = setTimeout(() => this.close(H3.NO_ERROR, ""), this.limits.closeGraceMs);
+		this.closeTimer = setTimeout(() => {
+			// A timer acts for this connection outside any datagram: guarded like one (transport/guard.ts).
+			try {
+				this.close(H3.NO_ERROR, "");
+			} catch (err) {
+				(this.quic as Partial<{ fault(err: unknown): void }>).fault?.(err);
+			}
+		}, this.limits.closeGraceMs);
 		this.closeTimer.unref?.();
 	}
 
