@@ -239,6 +239,51 @@ describe("WorkerPool", { timeout: 60_000 }, () => {
 		await relay(pool, 2, 0, "recovered too");
 	});
 
+	test("survivors hear of a dead peer at once, not when its replacement starts", { timeout: 30_000 }, async () => {
+		const pool = await startPool({ count: 2, restartBackoffMs: 5000 });
+		const t0 = performance.now();
+		const down = nextMessage(pool, (_i, m) => m.type === "peer-down" && m.at === 1 && m.index === 0, 2000);
+		command(pool, 0, { cmd: "crash" });
+		await down;
+		assert.ok(performance.now() - t0 < 2000);
+		assert.equal(pool.status()[0].ready, false, "the replacement is still waiting out its backoff");
+	});
+
+	test("the last worker serving restarts at once, and other slots' backoffs are cut short", {
+		timeout: 30_000,
+	}, async () => {
+		const cap = captureLog();
+		const pool = await startPool({ count: 2, log: cap.log, restartBackoffMs: 400 });
+		const died = () => cap.entries.filter((e) => e.msg === "worker died; restarting it");
+		// Worker 0 crash-loops while worker 1 serves: plain exponential backoff (400, 800, 1600).
+		for (let gen = 2; gen <= 4; gen++) {
+			const back = nextReady(pool, 0, gen, 10_000);
+			command(pool, 0, { cmd: "crash" });
+			await back;
+		}
+		assert.deepEqual(
+			died().map((e) => e.delayMs),
+			[400, 800, 1600],
+		);
+		// Now worker 0 waits 3200 ms, and worker 1 (the only one serving) dies too.
+		command(pool, 0, { cmd: "crash" });
+		await until(() => died().length === 4);
+		const t0 = performance.now();
+		const back1 = nextReady(pool, 1, 2, 10_000);
+		const back0 = nextReady(pool, 0, 5, 10_000);
+		back0.catch(() => {}); // awaited below; must not go unhandled if an assertion fails first
+		command(pool, 1, { cmd: "crash" });
+		await back1;
+		const last = died().at(-1)!;
+		assert.equal(last.worker, 1);
+		assert.equal(last.delayMs, 0, "no backoff when nothing else serves");
+		assert.equal(last.allDown, true);
+		const ms0 = await back0;
+		assert.ok(ms0 < 2500, `worker 0's 3200 ms backoff was cut to the first step (back after ${ms0.toFixed(0)} ms)`);
+		assert.ok(performance.now() - t0 < 5000);
+		await relay(pool, 0, 1, "both back");
+	});
+
 	test("start() rejects naming a worker that fails before ready", { timeout: 20_000 }, async () => {
 		await assert.rejects(
 			WorkerPool.start({

@@ -80,6 +80,11 @@ export class RingReader {
 	dataLength = 0;
 	/** Times this reader was lapped. */
 	laps = 0;
+	/**
+	 * After a seek: the lowest group sequence the reader can still deliver from there. Groups below
+	 * it that the caller had not received yet were skipped (a consumer counts them as dropped).
+	 */
+	startSeq = 0;
 
 	private readonly ctl: Int32Array;
 	private readonly index: Float64Array;
@@ -182,8 +187,14 @@ export class RingReader {
 		const seq = this.latestSeqSeen;
 		const start = this.latestStart;
 		this.refresh();
-		if (start >= 0 && this.reserve <= start + this.capacity) this.moveTo(start, seq);
-		else this.moveTo(this.tailPosition(), Math.max(seq, 0));
+		if (start >= 0 && this.reserve <= start + this.capacity) {
+			this.moveTo(start, seq);
+			this.startSeq = seq;
+		} else {
+			this.moveTo(this.tailPosition(), Math.max(seq, 0));
+			// The latest group's start is gone (or there is none): the next group to open is the first.
+			this.startSeq = seq + 1;
+		}
 	}
 
 	/**
@@ -207,6 +218,7 @@ export class RingReader {
 			if (Atomics.load(this.ctl, Ctl.INDEX_SEQ) === s1) break;
 		}
 		this.refresh();
+		this.startSeq = seq;
 		if (start >= 0 && this.reserve <= start + this.capacity) {
 			this.moveTo(start, seq);
 			return true;

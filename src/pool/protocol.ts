@@ -26,6 +26,8 @@ export interface PoolWorkerData {
 /** Main thread → worker. */
 export type ToWorker =
 	| { readonly type: "peer"; readonly index: number; readonly port: MessagePort }
+	/** Worker `index` exited; its replacement (if any) is announced later with `peer`. */
+	| { readonly type: "peer-down"; readonly index: number }
 	| { readonly type: "shutdown" }
 	| { readonly type: "app"; readonly msg: unknown };
 

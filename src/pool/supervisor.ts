@@ -6,7 +6,12 @@
  *   `readyTimeoutMs`; otherwise `start()` rejects naming the worker, and no thread is left behind.
  * - Supervision: a worker that throws or exits on its own is replaced in the same slot, after a
  *   backoff that doubles per consecutive crash (reset once a worker stays up `stableAfterMs`).
- *   The other workers keep running untouched.
+ *   The other workers keep running untouched, and are told at once (`{type:"peer-down"}`) so they
+ *   end what depended on the dead thread instead of waiting for its replacement.
+ * - Never all down: the backoff only protects a relay that still serves. When no other worker is
+ *   ready, a worker that crashed after serving restarts immediately, and every slot still waiting
+ *   out a backoff is cut to the first step, so a crash streak on every slot can not leave the
+ *   port refusing connections for the length of the longest backoff.
  * - Mesh: a MessageChannel per worker pair, so workers talk directly; a replacement gets fresh
  *   channels to every live worker, and each of them receives its new end as `{type:"peer"}`.
  * - Figures: a SharedArrayBuffer of per-worker counters (counters.ts), read without messaging.
@@ -80,6 +85,8 @@ interface Slot {
 	lastError: Error | null;
 	readyTimer: ReturnType<typeof setTimeout> | null;
 	restartTimer: ReturnType<typeof setTimeout> | null;
+	/** performance.now() at which restartTimer fires. */
+	restartDue: number;
 	/** Resolves when the current thread has exited. */
 	exited: Promise<void>;
 }
@@ -156,6 +163,7 @@ export class WorkerPool {
 				lastError: null,
 				readyTimer: null,
 				restartTimer: null,
+				restartDue: 0,
 				exited: Promise.resolve(),
 			});
 		}
@@ -287,7 +295,17 @@ export class WorkerPool {
 			);
 			return;
 		}
+		// The survivors hold broadcasts, subscriptions and mesh ports that lead to the dead thread:
+		// tell them now, not when the replacement starts (that can be a whole backoff later).
+		const down: ToWorker = { type: "peer-down", index: slot.index };
+		for (const other of this.#slots) other.worker?.postMessage(down);
 		this.#fail(slot, error ?? new Error(`exited with code ${code}`), code, wasReady);
+	}
+
+	/** True when some slot other than `except` has a worker that reported ready (the relay serves). */
+	#anyReady(except: Slot | null): boolean {
+		for (const s of this.#slots) if (s !== except && s.ready) return true;
+		return false;
 	}
 
 	/** Schedules the replacement of a dead slot, backing off on a crash streak. */
@@ -298,7 +316,13 @@ export class WorkerPool {
 		}
 		if (wasReady && performance.now() - slot.readyAt >= this.#opts.stableAfterMs) slot.streak = 0;
 		slot.streak++;
-		const delayMs = Math.min(this.#opts.maxRestartBackoffMs, this.#opts.restartBackoffMs * 2 ** (slot.streak - 1));
+		const base = this.#opts.restartBackoffMs;
+		const backoff = Math.min(this.#opts.maxRestartBackoffMs, base * 2 ** (slot.streak - 1));
+		// Backing off is only safe while another worker serves. With none, a worker that had been
+		// serving comes back at once; one that died while starting (it may fail again the same
+		// way) waits the first step only, so a start failure on every slot retries at a bounded rate.
+		const allDown = !this.#anyReady(slot);
+		const delayMs = allDown ? (wasReady ? 0 : Math.min(backoff, base)) : backoff;
 		this.#log.error("worker died; restarting it", {
 			worker: slot.index,
 			generation: slot.generation,
@@ -308,12 +332,34 @@ export class WorkerPool {
 			delayMs,
 			streak: slot.streak,
 			restarts: slot.restarts,
+			allDown,
 		});
+		this.#scheduleRestart(slot, delayMs);
+		if (allDown) this.#expedite();
+	}
+
+	#scheduleRestart(slot: Slot, delayMs: number): void {
+		if (slot.restartTimer) clearTimeout(slot.restartTimer);
+		slot.restartDue = performance.now() + delayMs;
 		slot.restartTimer = setTimeout(() => {
 			slot.restartTimer = null;
 			if (this.#closing) return;
 			this.#respawn(slot);
 		}, delayMs);
+	}
+
+	/** No worker serves: every slot still waiting out a backoff restarts within the first step. */
+	#expedite(): void {
+		const base = this.#opts.restartBackoffMs;
+		const latest = performance.now() + base;
+		for (const s of this.#slots) {
+			if (s.restartTimer === null || s.restartDue <= latest) continue;
+			this.#log.warn("no worker is serving; cutting a restart backoff short", {
+				worker: s.index,
+				remainingMs: Math.round(s.restartDue - latest + base),
+			});
+			this.#scheduleRestart(s, base);
+		}
 	}
 
 	/** Starts a replacement in `slot` and rewires the mesh between it and every live worker. */

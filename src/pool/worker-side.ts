@@ -40,6 +40,11 @@ export interface PoolContext {
 	onMessage(handler: PeerMessageHandler): void;
 	/** Worker `index` was replaced: the mesh to it is fresh, and it has lost its state. */
 	onPeerRestart(handler: (index: number) => void): void;
+	/**
+	 * Worker `index` exited (crash or exit): everything it held is gone now. Sends to it are dropped
+	 * until `onPeerRestart` reports its replacement.
+	 */
+	onPeerDown(handler: (index: number) => void): void;
 	/** Tells the main thread this worker is serving (once). */
 	ready(info?: unknown): void;
 	/**
@@ -67,6 +72,7 @@ function createContext(): PoolContext {
 	const outbox: (unknown[] | null)[] = new Array(count).fill(null);
 	const messageHandlers: PeerMessageHandler[] = [];
 	const restartHandlers: ((index: number) => void)[] = [];
+	const downHandlers: ((index: number) => void)[] = [];
 	const shutdownHandlers: (() => void | Promise<void>)[] = [];
 	const counters = new WorkerCounters(wd.counters, index);
 	const reader = new CountersReader(wd.counters);
@@ -141,6 +147,15 @@ function createContext(): PoolContext {
 				for (const h of restartHandlers) h(m.index);
 				return;
 			}
+			case "peer-down": {
+				// The dead thread's end of the channel is gone: close ours so it is not kept (and its
+				// queued batches are not held) until the replacement arrives.
+				peers[m.index]?.close();
+				peers[m.index] = null;
+				outbox[m.index] = null;
+				for (const h of downHandlers) h(m.index);
+				return;
+			}
 			case "app":
 				deliver(MAIN, m.msg);
 				return;
@@ -179,6 +194,9 @@ function createContext(): PoolContext {
 		},
 		onPeerRestart(handler) {
 			restartHandlers.push(handler);
+		},
+		onPeerDown(handler) {
+			downHandlers.push(handler);
 		},
 		ready(info) {
 			if (readySent) return;

@@ -6,6 +6,15 @@
  * `napi_delete_reference`); with each thread loading its own file (so the dynamic loader maps a
  * separate instance) it did not (design.md §3.2). The copy is unlinked right after loading (Linux
  * keeps the mapping), elsewhere at process exit.
+ *
+ * Why per slot, not per thread: a loaded addon is never unloaded, and each instance starts its own
+ * tokio runtime threads (napi-rs) that outlive the thread that loaded it. With a copy per thread,
+ * every worker restart left one more instance mapped and its runtime threads running (13 threads
+ * grew to 45 over a dozen restarts). A pool worker names its copy after its slot instead
+ * (`useQuicheInstance`): the dynamic loader finds that name already loaded and hands the dead
+ * thread's instance to its replacement, which registers the module afresh for its own
+ * environment. Only one live thread ever uses an instance, so the concurrency problem above does
+ * not arise, and a process maps at most one instance per slot however often workers restart.
  */
 import fs from "node:fs";
 import { createRequire } from "node:module";
@@ -26,6 +35,18 @@ export type { Quiche };
 const require = createRequire(import.meta.url);
 
 let loaded: Quiche | null = null;
+let instanceName: string | null = null;
+
+/**
+ * Names this thread's copy (call before the first `loadQuiche()`). Threads that never run at the
+ * same time may share a name, and then share one loaded instance; threads that may run
+ * concurrently must use different names.
+ */
+export function useQuicheInstance(name: string): void {
+	if (!/^[A-Za-z0-9_-]{1,64}$/.test(name)) throw new RangeError(`invalid quiche instance name "${name}"`);
+	if (loaded !== null && name !== instanceName) throw new Error("quiche is already loaded in this thread");
+	instanceName = name;
+}
 
 /** The original addon file inside node_modules. */
 export function addonPath(): string {
@@ -34,7 +55,7 @@ export function addonPath(): string {
 
 /** Where this thread's private copy lives. */
 export function threadCopyPath(): string {
-	return path.join(os.tmpdir(), `moq-fanout-quiche-${process.pid}-${threadId}.node`);
+	return path.join(os.tmpdir(), `moq-fanout-quiche-${process.pid}-${instanceName ?? threadId}.node`);
 }
 
 const copies = new Set<string>();

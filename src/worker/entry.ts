@@ -8,10 +8,11 @@ import { Doorbell } from "../cache/doorbell.ts";
 import type { RelayConfig } from "../config/types.ts";
 import { createLogger } from "../log/logger.ts";
 import { REFUSAL_FIELDS, renderMetrics, sampleProcessInfo } from "../metrics/prometheus.ts";
-import { Field, FIELDS } from "../pool/counters.ts";
+import { FIELDS, Field } from "../pool/counters.ts";
+import { connectToPool } from "../pool/worker-side.ts";
+import { useQuicheInstance } from "../quic/native.ts";
 import { Admission } from "../transport/admission.ts";
 import { REFUSAL_REASONS, refusalCounts } from "../transport/refusals.ts";
-import { connectToPool } from "../pool/worker-side.ts";
 import { admissionLimits, startRelayNode } from "./relay-node.ts";
 import { ShardLink } from "./shard-link.ts";
 
@@ -22,6 +23,8 @@ export interface WorkerInit {
 	doorbell: SharedArrayBuffer;
 	/** Relay-wide admission counts (transport/admission.ts). */
 	admission: SharedArrayBuffer;
+	/** QUIC Retry token key, the same in every worker (quic/retry.ts). */
+	retryKey: Uint8Array;
 	hopId: number;
 	version: string;
 }
@@ -33,6 +36,9 @@ type PacketMessage =
 	| { k: "out"; data: Uint8Array; port: number; host: string };
 
 const ctx = connectToPool();
+// One quiche instance per slot, reused by each replacement thread (see quic/native.ts): restarts
+// must not add mapped addon copies or native runtime threads.
+useQuicheInstance(`w${ctx.index}`);
 const init = ctx.data as WorkerInit;
 const log = createLogger(init.config.log.level, init.config.log.format, { worker: ctx.index });
 let fingerprint = init.tls.fingerprint;
@@ -60,6 +66,7 @@ const node = await startRelayNode({
 	budget: new CacheBudget(init.budget),
 	admission: new Admission(admissionLimits(init.config), init.admission, ctx.index),
 	worker: ctx.index,
+	retryKey: init.retryKey,
 	hopId: init.hopId,
 	setup: (relay) => {
 		link = new ShardLink(relay, ctx, new Doorbell(init.doorbell, ctx.index), log);

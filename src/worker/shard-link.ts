@@ -12,6 +12,8 @@ export interface PeerChannel {
 	send(to: number, msg: unknown): void;
 	onMessage(handler: (from: number, msg: unknown) => void): void;
 	onPeerRestart(handler: (index: number) => void): void;
+	/** A worker exited; its replacement (if any) is reported later through onPeerRestart. */
+	onPeerDown?(handler: (index: number) => void): void;
 }
 
 /** FNV-1a (32-bit) over the path's UTF-16 code units: cheap, stable across threads and restarts. */
@@ -63,7 +65,12 @@ export class ShardLink implements RelayLink {
 	readonly #localPaths = new Map<string, number[]>();
 	readonly #infoWaiters = new Map<
 		number,
-		{ resolve: (i: TrackInfo) => void; reject: (e: Error) => void; timer: ReturnType<typeof setTimeout> }
+		{
+			worker: number;
+			resolve: (i: TrackInfo) => void;
+			reject: (e: Error) => void;
+			timer: ReturnType<typeof setTimeout>;
+		}
 	>();
 	#nextInfoId = 1;
 
@@ -79,6 +86,7 @@ export class ShardLink implements RelayLink {
 			else if (msg && typeof msg === "object" && "k" in msg) this.#handle(from, msg as ShardMessage);
 		});
 		peers.onPeerRestart((index) => this.#peerRestarted(index));
+		peers.onPeerDown?.((index) => this.#peerDown(index));
 		doorbell.listen(() => {
 			for (const t of relay.remoteTracks) t.deliver();
 		});
@@ -134,7 +142,7 @@ export class ShardLink implements RelayLink {
 				this.#infoWaiters.delete(id);
 				reject(new Error("TRACK_INFO from the publisher's worker timed out"));
 			}, INFO_TIMEOUT_MS);
-			this.#infoWaiters.set(id, { resolve, reject, timer });
+			this.#infoWaiters.set(id, { worker, resolve, reject, timer });
 			this.#send(worker, { k: "info?", id, path, track });
 		});
 	}
@@ -234,26 +242,48 @@ export class ShardLink implements RelayLink {
 	}
 
 	/**
+	 * A worker exited. Whatever it published is gone: its rings will never be written again and will
+	 * never get a TRACK_ABORT record, so end every viewer's subscription to them here (reset with
+	 * code 24, announcement withdrawn) rather than letting them wait for the replacement, which
+	 * can be a whole restart backoff away. Idempotent: #peerRestarted runs the same cleanup.
+	 */
+	#peerDown(index: number): void {
+		this.#log.warn("peer worker down; ending what it published", { peer: index });
+		this.#relay.dropWorker(index);
+		for (const [path, pub] of [...this.#owned]) {
+			if (pub.w !== index) continue;
+			this.#owned.delete(path);
+			this.#sendAll({ k: "end", path, w: index });
+		}
+		for (const set of this.#interest.values()) set.delete(index);
+		for (const [id, waiter] of [...this.#infoWaiters]) {
+			if (waiter.worker !== index) continue;
+			this.#infoWaiters.delete(id);
+			clearTimeout(waiter.timer);
+			waiter.reject(new Error("the publisher's worker exited"));
+		}
+	}
+
+	/**
 	 * A worker was replaced: its sessions, broadcasts and owner state are gone. Forget what it
 	 * published, and rebuild its owner state from what the rest of us know.
 	 */
 	#peerRestarted(index: number): void {
 		this.#log.warn("peer worker restarted; resyncing shard state", { peer: index });
-		this.#relay.dropWorker(index);
-		for (const [path, pub] of [...this.#owned]) {
-			if (pub.w === index) {
-				this.#owned.delete(path);
-				this.#sendAll({ k: "end", path, w: index });
-			} else if (pub.w !== this.self) {
-				// Tell the new thread about broadcasts it missed.
-				this.#send(index, { k: "ann", path, hops: pub.hops, w: pub.w });
-			}
+		this.#peerDown(index);
+		for (const [path, pub] of this.#owned) {
+			// Tell the new thread about broadcasts it missed.
+			if (pub.w !== this.self) this.#send(index, { k: "ann", path, hops: pub.hops, w: pub.w });
 		}
-		for (const set of this.#interest.values()) set.delete(index);
 		// Re-register our own broadcasts with their owner if it is the restarted worker, and announce them to it.
 		for (const [path, hops] of this.#localPaths) {
 			if (this.ownerOf(path) === index) this.#send(index, { k: "pub", path, hops, w: this.self });
 			else this.#send(index, { k: "ann", path, hops, w: this.self });
+		}
+		// A subscription whose request went to the dead owner was lost with it: ask the new one (it
+		// answers "gone" if it has not heard from the publisher's worker yet: a clean end, not a stall).
+		for (const t of this.#relay.remoteTracks) {
+			if (t.buffer === null && !t.closed && this.ownerOf(t.broadcastPath) === index) t.rewant();
 		}
 	}
 }
