@@ -2,6 +2,7 @@
  * A relay worker thread: binds its own SO_REUSEPORT UDP and TCP sockets, runs the relay core for
  * its sessions, and links to the other workers (sharding by path hash, SAB rings, doorbells).
  */
+
 import type dgram from "node:dgram";
 import { CacheBudget } from "../cache/budget.ts";
 import { Doorbell } from "../cache/doorbell.ts";
@@ -12,6 +13,7 @@ import { FIELDS, Field } from "../pool/counters.ts";
 import { connectToPool } from "../pool/worker-side.ts";
 import { useQuicheInstance } from "../quic/native.ts";
 import { Admission } from "../transport/admission.ts";
+import { reportFault } from "../transport/guard.ts";
 import { REFUSAL_REASONS, refusalCounts } from "../transport/refusals.ts";
 import { admissionLimits, startRelayNode } from "./relay-node.ts";
 import { ShardLink } from "./shard-link.ts";
@@ -41,6 +43,10 @@ const ctx = connectToPool();
 useQuicheInstance(`w${ctx.index}`);
 const init = ctx.data as WorkerInit;
 const log = createLogger(init.config.log.level, init.config.log.format, { worker: ctx.index });
+// Promise callbacks acting for one session are guarded where they are created (moq/session.ts);
+// a rejection nobody handled is a bug too, but not one that should take every session on this
+// worker down with it (Node's default turns it into an uncaught exception): count and log it.
+process.on("unhandledRejection", (reason) => reportFault(reason, log.warn, { where: "unhandled promise rejection" }));
 let fingerprint = init.tls.fingerprint;
 let link: ShardLink | null = null;
 

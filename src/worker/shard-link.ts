@@ -4,6 +4,7 @@ import type { Logger } from "../log/logger.ts";
 import type { Relay, RelayLink } from "../relay/relay.ts";
 import { RemoteTrack } from "../relay/remote-track.ts";
 import type { SubscriptionParams, TrackInfo } from "../relay/types.ts";
+import { reportFault } from "../transport/guard.ts";
 
 /** The slice of the pool's worker context the link needs (see src/pool/worker-side.ts). */
 export interface PeerChannel {
@@ -82,8 +83,8 @@ export class ShardLink implements RelayLink {
 		this.#doorbell = doorbell;
 		this.#log = log;
 		peers.onMessage((from, msg) => {
-			if (Array.isArray(msg)) for (const m of msg) this.#handle(from, m as ShardMessage);
-			else if (msg && typeof msg === "object" && "k" in msg) this.#handle(from, msg as ShardMessage);
+			if (Array.isArray(msg)) for (const m of msg) this.#guarded(from, m as ShardMessage);
+			else if (msg && typeof msg === "object" && "k" in msg) this.#guarded(from, msg as ShardMessage);
 		});
 		peers.onPeerRestart((index) => this.#peerRestarted(index));
 		peers.onPeerDown?.((index) => this.#peerDown(index));
@@ -91,6 +92,19 @@ export class ShardLink implements RelayLink {
 			for (const t of relay.remoteTracks) t.deliver();
 		});
 		relay.link = this;
+	}
+
+	/**
+	 * Shard messages carry what sessions on other workers received (paths, subscription parameters):
+	 * a message whose handling throws is dropped and counted as a fault, so one bad request on one
+	 * worker cannot take down the others by way of the shard link.
+	 */
+	#guarded(from: number, msg: ShardMessage): void {
+		try {
+			this.#handle(from, msg);
+		} catch (err) {
+			reportFault(err, this.#log.warn, { from, message: (msg as { k?: unknown }).k });
+		}
 	}
 
 	ownerOf(path: string): number {
