@@ -4,21 +4,27 @@
  * and upgrades WebSocket requests on any path to qmux sessions handed to `onSession`.
  *
  * Request limits are Node's defaults except the timeouts: 16 KiB of headers (maxHeaderSize),
- * 2000 headers, headers within 10 s, a whole request within 30 s, keep-alive 5 s. Malformed
- * requests get a 400 (431 for oversized headers) and the socket is closed; nothing throws.
+ * 2000 headers, headers within `[limits] http_header_timeout` (10 s), a whole request within 30 s,
+ * keep-alive 5 s, nothing received for `[limits] idle_timeout` (60 s). Those deadlines, and the
+ * relay-wide TCP and per-IP admission at accept, are enforced by connections.ts (one timer for the
+ * listener). Malformed requests get a 400 (431 for oversized headers) and the socket is closed
+ * (destroyed after a short linger if the peer does not close its side); nothing throws.
  */
 import { createServer as createHttpServer, type IncomingMessage, type Server, STATUS_CODES } from "node:http";
 import { createServer as createHttpsServer, type Server as HttpsServer } from "node:https";
 import type { Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import { WebSocketServer } from "ws";
+import { DEFAULT_LIMITS } from "../config/defaults.ts";
 import type { RelayConfig } from "../config/types.ts";
 import type { Admission } from "../transport/admission.ts";
+import { refuse } from "../transport/refusals.ts";
 import type { SessionAcceptor } from "../transport/types.ts";
 import type { Framing } from "../websocket/frames.ts";
 import { KeepAlive } from "../websocket/keepalive.ts";
 import { type LogFn, type WsLimits, WsSession } from "../websocket/session.ts";
 import { parseOffer, parseSubprotocol, preferenceList, selectSubprotocol } from "../websocket/subprotocol.ts";
+import { ConnectionTracker } from "./connections.ts";
 import { handleRequest } from "./routes.ts";
 
 export interface TlsFiles {
@@ -31,9 +37,9 @@ export interface WsListenerOptions {
 	limits?: Partial<WsLimits>;
 	/** Largest WebSocket message `ws` will assemble; above it ws closes with 1009. Default 64 KiB (or 2× maxRecordSize). */
 	maxPayload?: number;
-	/** WS Ping period (default 5000 ms). */
+	/** WS Ping period (default 5000 ms, at most a third of the idle timeout). */
 	pingIntervalMs?: number;
-	/** Close a peer silent this long (default 30000 ms). */
+	/** Close a peer silent this long (default 30000 ms, at most `[limits] idle_timeout`). */
 	idleTimeoutMs?: number;
 	/** Concurrent WebSocket sessions; further upgrades get 503. Default unlimited. */
 	maxSessions?: number;
@@ -67,7 +73,7 @@ export interface HttpServerHandle {
 	readonly port: number;
 	/** Open WebSocket sessions. */
 	readonly sessions: number;
-	/** Open TCP connections (any state). */
+	/** Open TCP connections (any state; refused ones are never counted). */
 	readonly connections: number;
 	/** Closes every session (APPLICATION_CLOSE 0), stops listening, waits for sockets (≤ 2 s). */
 	close(): Promise<void>;
@@ -84,13 +90,17 @@ function formatRemote(socket: Duplex): string {
 	return ip.includes(":") ? `[${ip}]:${s.remotePort}` : `${ip}:${s.remotePort}`;
 }
 
-/** Answers a refused upgrade with a real HTTP status, then closes the socket. */
-function reject(socket: Duplex, status: number, message: string): void {
+/**
+ * Answers a refused upgrade with a real HTTP status, then closes the socket: once the answer is
+ * flushed, or at the tracker's linger deadline if the peer does not read it.
+ */
+function reject(socket: Duplex, status: number, message: string, tracker: ConnectionTracker): void {
 	if (!socket.writable) {
 		socket.destroy();
 		return;
 	}
 	socket.once("finish", () => socket.destroy());
+	tracker.linger(socket);
 	socket.end(
 		`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nConnection: close\r\nContent-Type: text/plain\r\n` +
 			`Access-Control-Allow-Origin: *\r\nContent-Length: ${Buffer.byteLength(message)}\r\n\r\n${message}`,
@@ -102,10 +112,20 @@ export function startHttpServer(opts: HttpServerOptions): Promise<HttpServerHand
 	const wsOpts = opts.ws ?? {};
 	const preference = preferenceList(wsOpts.appProtocols, wsOpts.qmuxPreference);
 	const maxSessions = wsOpts.maxSessions ?? Number.POSITIVE_INFINITY;
-	const keepAlive = new KeepAlive(wsOpts.pingIntervalMs, wsOpts.idleTimeoutMs);
+	const headerTimeoutMs = opts.limits?.httpHeaderTimeoutMs ?? DEFAULT_LIMITS.httpHeaderTimeoutMs;
+	const idleTimeoutMs = opts.limits?.idleTimeoutMs ?? DEFAULT_LIMITS.idleTimeoutMs;
+	const tracker = new ConnectionTracker({ admission: opts.admission ?? null, headerTimeoutMs, idleTimeoutMs, log });
+	// The WebSocket keep-alive must fit inside the TCP idle timeout: a session is closed politely
+	// (CONNECTION_CLOSE) by its own idle check no later than the TCP scan would cut it, and a client
+	// that answers our pings always has sent something within the idle timeout.
+	const wsIdleMs = wsOpts.idleTimeoutMs ?? Math.min(30_000, idleTimeoutMs);
+	const keepAlive = new KeepAlive(wsOpts.pingIntervalMs ?? Math.min(5000, wsIdleMs / 3), wsIdleMs);
+	// One per listener, not per session: the session reports its close, the tracker bounds it.
+	const closing = (socket: Duplex): void => tracker.linger(socket);
 	const sessions = new Set<WsSession>();
 	const upgraded = new Set<Duplex>();
-	let closing = false;
+	let shuttingDown = false;
+	const refusalLog = (message: string, fields: Record<string, unknown>): void => log("info", message, fields);
 
 	const wss = new WebSocketServer({
 		noServer: true,
@@ -118,33 +138,55 @@ export function startHttpServer(opts: HttpServerOptions): Promise<HttpServerHand
 	});
 
 	const routes = { fingerprint: opts.fingerprint, health: opts.health, metrics: opts.metrics };
-	const onRequest = (req: IncomingMessage, res: import("node:http").ServerResponse): void =>
+	const onRequest = (req: IncomingMessage, res: import("node:http").ServerResponse): void => {
+		const socket = req.socket;
+		tracker.request(socket);
+		res.once("close", () => tracker.responseDone(socket));
 		handleRequest(req, res, routes);
-	const serverOptions = { headersTimeout: 10_000, requestTimeout: 30_000, keepAliveTimeout: 5_000 };
+	};
+	// Node's own header timer stays as a backstop (it only runs every 30 s); ours closes on time.
+	const serverOptions = {
+		headersTimeout: headerTimeoutMs,
+		requestTimeout: Math.max(30_000, headerTimeoutMs),
+		keepAliveTimeout: 5_000,
+	};
 	const server: Server | HttpsServer = opts.tls
 		? createHttpsServer({ ...serverOptions, cert: opts.tls.cert, key: opts.tls.key }, onRequest)
 		: createHttpServer(serverOptions, onRequest);
 
-	let connections = 0;
+	// Admission before anything is read: a refused socket is destroyed here (tracker.accept).
 	server.on("connection", (socket: Socket) => {
-		connections++;
-		socket.once("close", () => connections--);
+		tracker.accept(socket);
 	});
 
 	server.on("clientError", (err: NodeJS.ErrnoException, socket: Duplex) => {
-		if (err.code === "ECONNRESET" || !socket.writable) {
+		const timeout = err.code === "ERR_HTTP_REQUEST_TIMEOUT";
+		if (timeout) tracker.timedOut(socket);
+		// Reset, or the peer hung up mid-request: nobody to answer.
+		if (err.code === "ECONNRESET" || err.code === "HPE_INVALID_EOF_STATE" || !socket.writable) {
 			socket.destroy();
 			return;
 		}
-		const status = err.code === "HPE_HEADER_OVERFLOW" ? 431 : err.code === "ERR_HTTP_REQUEST_TIMEOUT" ? 408 : 400;
+		const status = err.code === "HPE_HEADER_OVERFLOW" ? 431 : timeout ? 408 : 400;
+		if (!timeout) refuse("protocol", refusalLog, { remote: (socket as Socket).remoteAddress, transport: "http" });
 		socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
+		// A half-closed socket whose peer never closes its side would otherwise stay forever.
+		tracker.linger(socket);
 	});
 
 	server.on("upgrade", (req: IncomingMessage, socket: Duplex, head: Buffer) => {
 		socket.on("error", ignore); // ws adds its own handler once upgraded; before that, errors must not crash us
+		tracker.upgraded(socket);
 		try {
-			if (closing || sessions.size >= maxSessions) return reject(socket, 503, "unavailable");
-			if ((req.headers.upgrade ?? "").toLowerCase() !== "websocket") return reject(socket, 400, "bad upgrade");
+			if (shuttingDown) return reject(socket, 503, "unavailable", tracker);
+			if (sessions.size >= maxSessions) {
+				refuse("sessions", refusalLog, { remote: (socket as Socket).remoteAddress, transport: "websocket" });
+				return reject(socket, 503, "unavailable", tracker);
+			}
+			if ((req.headers.upgrade ?? "").toLowerCase() !== "websocket") {
+				refuse("protocol", refusalLog, { remote: (socket as Socket).remoteAddress, transport: "http" });
+				return reject(socket, 400, "bad upgrade", tracker);
+			}
 			let path: string;
 			let query: URLSearchParams;
 			try {
@@ -152,12 +194,18 @@ export function startHttpServer(opts: HttpServerOptions): Promise<HttpServerHand
 				path = decodeURIComponent(url.pathname);
 				query = url.searchParams;
 			} catch {
-				return reject(socket, 400, "bad path");
+				refuse("protocol", refusalLog, { remote: (socket as Socket).remoteAddress, transport: "http" });
+				return reject(socket, 400, "bad path", tracker);
 			}
 			const offered = parseOffer(req.headers["sec-websocket-protocol"]);
 			if (offered.length > 0 && selectSubprotocol(offered, preference) === null) {
-				log("info", "websocket upgrade refused: no supported subprotocol", { offered: offered.join(",") });
-				return reject(socket, 400, "no supported subprotocol");
+				refuse("protocol", refusalLog, {
+					remote: (socket as Socket).remoteAddress,
+					transport: "websocket",
+					why: "no supported subprotocol",
+					offered: offered.join(","),
+				});
+				return reject(socket, 400, "no supported subprotocol", tracker);
 			}
 			wss.handleUpgrade(req, socket, head, (ws) => {
 				const { framing, protocol } = parseSubprotocol(ws.protocol);
@@ -169,6 +217,7 @@ export function startHttpServer(opts: HttpServerOptions): Promise<HttpServerHand
 					remote: formatRemote(socket),
 					limits: wsOpts.limits,
 					keepAlive,
+					closing,
 					log,
 				});
 				sessions.add(session);
@@ -205,15 +254,15 @@ export function startHttpServer(opts: HttpServerOptions): Promise<HttpServerHand
 					return sessions.size;
 				},
 				get connections() {
-					return connections;
+					return tracker.size;
 				},
 				setTls(tls: TlsFiles): void {
 					if (!opts.tls) throw new Error("this listener was started without TLS");
 					(server as HttpsServer).setSecureContext({ cert: tls.cert, key: tls.key });
 				},
 				async close(): Promise<void> {
-					if (closing) return;
-					closing = true;
+					if (shuttingDown) return;
+					shuttingDown = true;
 					for (const s of sessions) s.close(0, "server shutting down");
 					keepAlive.stop();
 					const stopped = new Promise<void>((done) => server.close(() => done()));
@@ -228,6 +277,7 @@ export function startHttpServer(opts: HttpServerOptions): Promise<HttpServerHand
 					clearTimeout(timer);
 					for (const s of upgraded) s.destroy();
 					await stopped;
+					tracker.stop();
 				},
 			});
 		});

@@ -8,11 +8,14 @@
  * so the header is written in place when the piece finally goes out. While the socket is backed up,
  * queued streams drain highest `setPriority` first (FIFO among equals).
  */
+
 import type { Duplex } from "node:stream";
 import type { WebSocket } from "ws";
 import { DecodeError, NEED_MORE } from "../coding/errors.ts";
 import { Reader } from "../coding/reader.ts";
 import { Writer } from "../coding/writer.ts";
+import { reportFault } from "../transport/guard.ts";
+import { refuse } from "../transport/refusals.ts";
 import type { TransportSession, TransportStream } from "../transport/types.ts";
 import { QmuxError, QuicError, type QuicErrorCode } from "./codes.ts";
 import {
@@ -91,6 +94,12 @@ export interface WsSessionOptions {
 	limits?: Partial<WsLimits>;
 	/** The listener's keep-alive scanner; null disables WS pings and the idle close. */
 	keepAlive?: KeepAlive | null;
+	/**
+	 * Called once when we start a WebSocket closing handshake on `socket`. The listener bounds it
+	 * (destroys the socket shortly after): `ws` itself would wait 30 s for a peer that never
+	 * answers the close frame.
+	 */
+	closing?: ((socket: Duplex) => void) | null;
 	log?: LogFn;
 }
 
@@ -123,6 +132,7 @@ export class WsSession implements TransportSession, StreamOwner, KeepAliveTarget
 	#socket: Duplex;
 	#limits: WsLimits;
 	#keepAlive: KeepAlive | null;
+	#closing: ((socket: Duplex) => void) | null;
 	#log: LogFn;
 	#qmux: boolean;
 	#records: boolean;
@@ -179,6 +189,7 @@ export class WsSession implements TransportSession, StreamOwner, KeepAliveTarget
 		// start below that mark or a queued stream could wait for a drain that never comes.
 		this.#limits.sendHighWater = Math.max(this.#limits.sendHighWater, socket.writableHighWaterMark);
 		this.#keepAlive = opts.keepAlive ?? null;
+		this.#closing = opts.closing ?? null;
 		this.#log = opts.log ?? noLog;
 		this.#qmux = isQmux(opts.framing);
 		this.#records = usesRecords(opts.framing);
@@ -290,7 +301,8 @@ export class WsSession implements TransportSession, StreamOwner, KeepAliveTarget
 		if (this.#closed) return;
 		if (now - this.#lastRecv > idleTimeoutMs) {
 			// The peer is gone: no closing handshake to wait for.
-			this.#log("info", "websocket session idle, closing", { remote: this.remote, idleMs: now - this.#lastRecv });
+			this.#log("debug", "websocket session idle, closing", { remote: this.remote, idleMs: now - this.#lastRecv });
+			refuse("idle_timeout", this.#refusalLog, { remote: this.remote, transport: "websocket" });
 			this.#sendControl(encodeConnectionClose(this.#ctl.clear(), this.#qmux, QuicError.NO_ERROR, 0, "idle timeout"));
 			this.#finish(QuicError.NO_ERROR, "idle timeout", 0);
 			return;
@@ -542,7 +554,13 @@ export class WsSession implements TransportSession, StreamOwner, KeepAliveTarget
 	};
 
 	#onDrain = (): void => {
-		if (this.#pending.length > 0) this.#flush();
+		if (this.#pending.length === 0) return;
+		try {
+			this.#flush();
+		} catch (e) {
+			// Flushing wakes stream writers (onDrain callbacks): guarded like incoming messages.
+			this.#onError(e, 0);
+		}
 	};
 
 	#onMessage = (data: Buffer | ArrayBuffer | Buffer[], isBinary: boolean): void => {
@@ -590,8 +608,9 @@ export class WsSession implements TransportSession, StreamOwner, KeepAliveTarget
 		} else if (e instanceof DecodeError) {
 			this.#fail(QuicError.FRAME_ENCODING_ERROR, e.message, Math.max(0, frameType));
 		} else {
-			// A consumer callback threw: not the peer's fault, but the session state is unknown now.
-			this.#log("error", "websocket session handler threw", { remote: this.remote, error: String(e) });
+			// The session guard (transport/guard.ts): a consumer callback threw. Not the peer's fault,
+			// but this session's state is unknown now: close it alone and count the fault.
+			reportFault(e, (m, f) => this.#log("warn", m, f), { remote: this.remote, transport: "websocket" });
 			this.#fail(QuicError.INTERNAL_ERROR, "internal error");
 		}
 	}
@@ -783,10 +802,17 @@ export class WsSession implements TransportSession, StreamOwner, KeepAliveTarget
 
 	// ---- closing -----------------------------------------------------------------------------
 
+	/** Refusal logs (rate limited in refusals.ts). */
+	#refusalLog = (message: string, fields: Record<string, unknown>): void => this.#log("info", message, fields);
+
 	/** A connection error: CONNECTION_CLOSE with the QUIC code, then close the socket. */
 	#fail(code: QuicErrorCode, reason: string, frameType = 0, wsCode = WS_PROTOCOL_ERROR): void {
 		if (this.#closed) return;
-		this.#log("warn", "websocket session protocol error", { remote: this.remote, code, reason });
+		this.#log("debug", "websocket session error", { remote: this.remote, code, reason });
+		// The peer's fault (INTERNAL_ERROR is ours, counted as a fault by the guard).
+		if (code !== QuicError.INTERNAL_ERROR) {
+			refuse("protocol", this.#refusalLog, { remote: this.remote, transport: "websocket", code, reason });
+		}
 		this.#sendControl(encodeConnectionClose(this.#ctl.clear(), this.#qmux, code, frameType, reason));
 		this.#finish(code, reason, wsCode);
 	}
@@ -801,7 +827,10 @@ export class WsSession implements TransportSession, StreamOwner, KeepAliveTarget
 		this.#pending.length = 0;
 		try {
 			if (wsCode === 0) this.#ws.terminate();
-			else this.#ws.close(wsCode);
+			else {
+				this.#ws.close(wsCode);
+				this.#closing?.(this.#socket);
+			}
 		} catch {
 			this.#ws.terminate();
 		}
