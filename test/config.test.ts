@@ -47,7 +47,16 @@ describe("config: defaults", () => {
 		const config = loadConfig(null);
 		assert.deepEqual(config, {
 			source: "<default>",
-			server: { bind: { host: "::", port: 4443 }, quic: { retry: "auto", retryThreshold: 64, maxHandshakes: 1024, maxHandshakesPerIp: 32, maxConnections: 10_000 } },
+			server: {
+				bind: { host: "::", port: 4443 },
+				quic: {
+					retry: "auto",
+					retryThreshold: 64,
+					maxHandshakes: 1024,
+					maxHandshakesPerIp: 32,
+					maxConnections: 10_000,
+				},
+			},
 			tls: { cert: [], key: [], generate: ["localhost", "127.0.0.1"] },
 			web: { http: { host: "::", port: 4443 }, https: null },
 			auth: { key: null, keyDir: null, public: ["anon"] },
@@ -115,7 +124,16 @@ duration = "10s"
 		);
 		assert.deepEqual(config, {
 			source: join(dir, "moq-relay.toml"),
-			server: { bind: { host: "127.0.0.1", port: 4443 }, quic: { retry: "auto", retryThreshold: 64, maxHandshakes: 1024, maxHandshakesPerIp: 32, maxConnections: 10_000 } },
+			server: {
+				bind: { host: "127.0.0.1", port: 4443 },
+				quic: {
+					retry: "auto",
+					retryThreshold: 64,
+					maxHandshakes: 1024,
+					maxHandshakesPerIp: 32,
+					maxConnections: 10_000,
+				},
+			},
 			tls: {
 				cert: [join(dir, "cert.pem"), join(dir, "cert2.pem")],
 				key: [join(dir, "key.pem"), join(dir, "key2.pem")],

@@ -187,12 +187,7 @@ export function readDocument(root: Record<string, unknown>, source: string, base
 			limits.read("max_announce_requests", integer(1, MAX_COUNT)),
 		);
 		put(limits, "max_path_segments", "maxPathSegments", limits.read("max_path_segments", integer(1, 32)));
-		put(
-			limits,
-			"max_tcp_connections",
-			"maxTcpConnections",
-			limits.read("max_tcp_connections", integer(1, MAX_COUNT)),
-		);
+		put(limits, "max_tcp_connections", "maxTcpConnections", limits.read("max_tcp_connections", integer(1, MAX_COUNT)));
 		put(
 			limits,
 			"max_connections_per_ip",

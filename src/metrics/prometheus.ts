@@ -183,8 +183,6 @@ export const WORKER_FAMILIES: readonly Family[] = [
 	},
 ];
 
-
-
 /** Escapes a label value: backslash, double quote and line feed. */
 export function escapeLabelValue(v: string): string {
 	return v.replace(/[\\"\n]/g, (c) => (c === "\n" ? "\\n" : `\\${c}`));

@@ -88,7 +88,9 @@ export function addressKey(address: string): string {
 	const left = head ? head.split(":") : [];
 	const right = tail === undefined ? [] : tail ? tail.split(":") : [];
 	const groups =
-		tail === undefined ? left : [...left, ...new Array(Math.max(0, 8 - left.length - right.length)).fill("0"), ...right];
+		tail === undefined
+			? left
+			: [...left, ...new Array(Math.max(0, 8 - left.length - right.length)).fill("0"), ...right];
 	return groups
 		.slice(0, 4)
 		.map((g) => Number.parseInt(g || "0", 16).toString(16))
