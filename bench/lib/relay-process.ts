@@ -7,7 +7,8 @@
 
 import { type ChildProcess, spawn } from "node:child_process";
 import dgram from "node:dgram";
-import { readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import net from "node:net";
 import { join } from "node:path";
 import { fetchFingerprint } from "./connect.ts";
@@ -68,11 +69,35 @@ export interface StartRelayOptions {
  * "moq-fanout listening" only then (worker 0 may answer HTTP before the others have bound their
  * sockets, and connections made in between would all land on it).
  */
+/**
+ * The bench's load generators are hundreds of clients on one address (127.0.0.1): the per-address
+ * limits that protect a production relay from one abusive host would throttle the measurement, so
+ * the bench lifts them (and only them; every other limit stays at its default).
+ */
+function benchConfig(): string {
+	const path = join(mkdtempSync(join(tmpdir(), "moq-bench-")), "bench.toml");
+	writeFileSync(
+		path,
+		[
+			"[limits]",
+			"max_connections_per_ip = 1000000",
+			"handshake_rate_per_ip = 1000000",
+			"[server.quic]",
+			"max_handshakes_per_ip = 1000000",
+			"max_handshakes = 1000000",
+			'retry = "off"',
+			"",
+		].join("\n"),
+	);
+	return path;
+}
+
 export async function startRelay(cores: number[], opts: StartRelayOptions = {}): Promise<RelayProcess> {
 	const port = await freePort();
 	const node = process.execPath;
 	const relayArgs = [
 		join(REPO, "src/bin/moq-fanout.ts"),
+		benchConfig(),
 		"--bind",
 		`127.0.0.1:${port}`,
 		"--tls-generate",
