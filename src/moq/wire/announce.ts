@@ -146,5 +146,7 @@ function announceBody(r: Reader, v: LiteVersion, limits: DecodeLimits | undefine
 	if (count > MAX_HOPS) throw new DecodeError(`${count} hops exceeds ${MAX_HOPS}`, PROTOCOL_VIOLATION);
 	const hops: number[] = new Array(count).fill(0);
 	if (v >= 4) for (let i = 0; i < count; i++) hops[i] = r.varint();
-	return { active, suffix, hops };
+	// An ended announce has no route (the encoder writes 0 hops): a peer's stray hops are read and dropped,
+	// so what we decode is what we would send (found by the fuzzer's round-trip check).
+	return { active, suffix, hops: active ? hops : [] };
 }
