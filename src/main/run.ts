@@ -1,3 +1,4 @@
+import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { CacheBudget } from "../cache/budget.ts";
 import { Doorbell } from "../cache/doorbell.ts";
@@ -23,6 +24,8 @@ export async function runRelay(config: RelayConfig, log: Logger): Promise<Worker
 	const doorbell = Doorbell.createBuffer(config.workers.count);
 	// Relay-wide limits (sessions, TCP connections, per-IP counts) shared by every worker.
 	const admission = createAdmissionBuffer(config.workers.count);
+	// QUIC Retry tokens one worker mints must validate on another (quic/retry.ts): one key per relay.
+	const retryKey = randomBytes(32);
 	const hopId = 1 + Math.floor(Math.random() * 0xfffffffffff);
 	const version = packageVersion();
 	const init = (): WorkerInit => ({
@@ -31,6 +34,7 @@ export async function runRelay(config: RelayConfig, log: Logger): Promise<Worker
 		budget: budget.buffer,
 		doorbell,
 		admission,
+		retryKey,
 		hopId,
 		version,
 	});

@@ -14,6 +14,13 @@ export interface QuicLimits {
 	keepAliveMs: number;
 	/** A connection must finish its handshake within this (ms). */
 	handshakeTimeoutMs: number;
+	/**
+	 * Server side: a handshake whose client sent nothing for this long is dropped (ms; 0 = off).
+	 * A live client answers our first flight within a round trip, or retransmits its Initial at its
+	 * PTO (about 1 s, then 2 s); an Initial replayed from a spoofed address never sends again, and
+	 * would otherwise hold its ~60 KB of TLS and recovery state for the whole handshake timeout.
+	 */
+	handshakeIdleTimeoutMs: number;
 	/** initial_max_streams_bidi / _uni we grant the peer. */
 	maxStreamsBidi: number;
 	maxStreamsUni: number;
@@ -24,7 +31,10 @@ export interface QuicLimits {
 	/** Upper bounds for quiche's window auto-tuning. */
 	maxConnectionWindow: number;
 	maxStreamWindow: number;
-	/** Stateless retry (address validation) before accepting a connection. */
+	/**
+	 * Stateless retry (address validation) before accepting a connection, when the server has no
+	 * `[server.quic]` options (tests); with them, `retry` there decides.
+	 */
 	retry: boolean;
 }
 
@@ -33,6 +43,7 @@ export const DEFAULT_QUIC_LIMITS: QuicLimits = {
 	idleTimeoutMs: 30_000,
 	keepAliveMs: 5_000,
 	handshakeTimeoutMs: 10_000,
+	handshakeIdleTimeoutMs: 3_000,
 	maxStreamsBidi: 1024,
 	maxStreamsUni: 1024,
 	// Video: a few MB in flight per connection / stream.

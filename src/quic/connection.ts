@@ -9,6 +9,7 @@
  * its single scan.
  */
 
+import { faultCode, reportFault } from "../transport/guard.ts";
 import type { TransportSession } from "../transport/types.ts";
 import type { Driver } from "./driver.ts";
 import { streamResetCode, streamStoppedCode } from "./errors.ts";
@@ -35,8 +36,10 @@ export interface EndpointStats {
 	unknownConnection: number;
 	/** Packets handed to onForeignPacket. */
 	foreign: number;
-	/** Initials refused (connection limit). */
+	/** Initials refused (connection or handshake caps, per-IP limits, bad Retry tokens). */
 	refused: number;
+	/** Server side: handshakes in progress (accepted, neither established nor finished yet). */
+	handshakes: number;
 	/** Retry packets sent. */
 	retries: number;
 	/** conn.recv() errors (undecryptable, protocol violations). */
@@ -58,6 +61,7 @@ export function newEndpointStats(): EndpointStats {
 		unknownConnection: 0,
 		foreign: 0,
 		refused: 0,
+		handshakes: 0,
 		retries: 0,
 		recvErrors: 0,
 	};
@@ -72,6 +76,8 @@ export interface ConnectionOwner {
 	established(conn: QuicConnection): boolean;
 	/** quiche is done with the connection (closed, drained or timed out): forget its IDs. */
 	forget(conn: QuicConnection): void;
+	/** Where the session guard logs a fault (rate limited by the caller). */
+	readonly faultLog?: (message: string, fields: Record<string, unknown>) => void;
 }
 
 export interface ConnectionTiming {
@@ -82,6 +88,8 @@ export interface ConnectionTiming {
 	 * a half-open handshake well past its idle timeout, which would leak state per spoofed Initial.
 	 */
 	handshakeTimeoutMs: number;
+	/** Drop a handshake whose peer sent nothing for this long (ms); 0 or absent = off (see QuicLimits). */
+	handshakeIdleMs?: number;
 }
 
 /** Above this many open receive streams, one readable() iteration beats polling each. */
@@ -129,6 +137,14 @@ export class QuicConnection implements TransportSession {
 	readonly cidKeys: string[] = [];
 	/** Keeps the quiche Config (TLS context) alive as long as the connection. */
 	readonly config: unknown;
+	/**
+	 * The server's admission bookkeeping (owned by QuicServer): the address this connection was
+	 * counted under (released exactly once when it finishes, whatever the path), and whether it is
+	 * counted as a handshake in progress.
+	 */
+	admittedAddress: string | null = null;
+	handshakeKey: string | null = null;
+	handshaking = false;
 
 	// Driver state (see Driven).
 	dirty = false;
@@ -139,6 +155,8 @@ export class QuicConnection implements TransportSession {
 	private quicheDeadline = Number.POSITIVE_INFINITY;
 	private keepAliveAt = Number.POSITIVE_INFINITY;
 	private handshakeDeadline: number;
+	private readonly handshakeIdleMs: number;
+	private handshakeIdleAt: number;
 	private remoteHost: string;
 	private remotePort: number;
 	private readonly recvInfo: QuicheRecvInfo;
@@ -183,7 +201,10 @@ export class QuicConnection implements TransportSession {
 		this.owner = owner;
 		this.isServer = isServer;
 		this.keepAliveMs = timing.keepAliveMs;
-		this.handshakeDeadline = performance.now() + timing.handshakeTimeoutMs;
+		const now = performance.now();
+		this.handshakeDeadline = now + timing.handshakeTimeoutMs;
+		this.handshakeIdleMs = timing.handshakeIdleMs ?? 0;
+		this.handshakeIdleAt = this.handshakeIdleMs > 0 ? now + this.handshakeIdleMs : Number.POSITIVE_INFINITY;
 		this.config = config;
 		this.remoteHost = remoteHost;
 		this.remotePort = remotePort;
@@ -259,6 +280,32 @@ export class QuicConnection implements TransportSession {
 
 	// ---- called by the owner -------------------------------------------------------------------
 
+	/**
+	 * The session guard of this connection (transport/guard.ts): whatever threw while handling its
+	 * packets, streams or timers closes this connection alone (with a decoder's own code, else
+	 * FAULT_CODE) and is counted; the worker and its other connections carry on.
+	 */
+	fault(err: unknown): void {
+		reportFault(err, this.owner.faultLog, {
+			remote: `${this.remoteHost}:${this.remotePort}`,
+			transport: "quic",
+			protocol: this.protocol,
+		});
+		try {
+			if (!this.closed) this.close(faultCode(err), "internal error");
+			else this.finish();
+		} catch {
+			// The session's own teardown threw as well: drop the connection state regardless.
+			this.closed = true;
+			this.onClose = null;
+			try {
+				this.finish();
+			} catch {
+				// nothing left to release
+			}
+		}
+	}
+
 	/** A datagram for this connection arrived. */
 	receive(data: Buffer, host: string, port: number): void {
 		if (this.finished) return;
@@ -275,6 +322,7 @@ export class QuicConnection implements TransportSession {
 		}
 		this.owner.driver.markDirty(this);
 		if (!this.isEstablished) {
+			if (this.handshakeIdleMs > 0) this.handshakeIdleAt = performance.now() + this.handshakeIdleMs;
 			if (!this.native.isEstablished()) {
 				// A handshake the peer refused (e.g. no common ALPN): fail now, not after draining.
 				if (this.native.isDraining()) this.finish();
@@ -341,7 +389,10 @@ export class QuicConnection implements TransportSession {
 			const due = this.pendingFins[0].finQueuedAt + FIN_MAX_WAIT_MS;
 			if (due < this.deadline) this.deadline = due;
 		}
-		if (!this.isEstablished && this.handshakeDeadline < this.deadline) this.deadline = this.handshakeDeadline;
+		if (!this.isEstablished) {
+			const end = Math.min(this.handshakeDeadline, this.handshakeIdleAt);
+			if (end < this.deadline) this.deadline = end;
+		}
 		if (native.isClosed()) this.finish();
 		else if (!this.closed && this.isEstablished && native.isDraining()) this.notifyPeerClose();
 	}
@@ -373,7 +424,8 @@ export class QuicConnection implements TransportSession {
 	/** Driven.onTimer. */
 	onTimer(now: number): void {
 		if (this.finished) return;
-		if (!this.isEstablished && this.handshakeDeadline <= now) {
+		if (!this.isEstablished && (this.handshakeDeadline <= now || this.handshakeIdleAt <= now)) {
+			// Dropped without a word (no CONNECTION_CLOSE): the peer may be a spoofed address.
 			this.finish();
 			return;
 		}

@@ -1,18 +1,27 @@
 /**
  * Stateless retry tokens (RFC 9000 §8.1.2): the server proves the client owns its address before
  * keeping any state. Token = issued-at (u32 s) | odcid length | odcid | HMAC-SHA256(…, address)[0,16).
- * Off by default; a relay under a spoofed-Initial flood turns it on.
+ *
+ * The token binds the client's address and port, so a spoofed source never gets a usable one (it
+ * never sees our Retry), and it expires: a captured token is useless after TOKEN_LIFETIME_S. The
+ * server keeps nothing between Retry and the Initial that carries the token.
+ *
+ * One key per relay process: the Initial that follows a Retry can land on another worker (NAT
+ * rebinding changes the SO_REUSEPORT hash), which validates it before forwarding it to the worker
+ * named in its DCID, so every worker must accept the tokens of every other (the main thread
+ * creates the key and passes it to the workers).
  */
 import { createHmac, randomBytes } from "node:crypto";
 
 const MAC_LEN = 16;
-const TOKEN_LIFETIME_S = 10;
+/** A client answers a Retry within a round trip; 10 s covers any sane RTT and a few retransmissions. */
+export const TOKEN_LIFETIME_S = 10;
 
 export class RetryTokens {
 	private readonly key: Buffer;
 
-	constructor(key: Buffer = randomBytes(32)) {
-		this.key = key;
+	constructor(key: Uint8Array = randomBytes(32)) {
+		this.key = Buffer.from(key);
 	}
 
 	mint(odcid: Uint8Array, host: string, port: number, nowMs = Date.now()): Buffer {

@@ -8,7 +8,9 @@
  */
 import dgram from "node:dgram";
 import type { RelayConfig } from "../config/types.ts";
-import type { Admission } from "../transport/admission.ts";
+import { type Admission, addressKey } from "../transport/admission.ts";
+import { reportFault } from "../transport/guard.ts";
+import { type RefusalReason, refuse } from "../transport/refusals.ts";
 import {
 	CID_LEN,
 	cidKey,
@@ -24,6 +26,7 @@ import { buildServerConfig, type QuicLimits, resolveLimits } from "./config.ts";
 import { type ConnectionOwner, type EndpointStats, newEndpointStats, QuicConnection } from "./connection.ts";
 import { type Driver, driver } from "./driver.ts";
 import { loadQuiche, type Quiche, type QuicheConfig, type QuicheHostPort } from "./native.ts";
+import { handshakeDropped } from "./reclaim.ts";
 import { RetryTokens } from "./retry.ts";
 import { PacketSender } from "./sender.ts";
 
@@ -60,8 +63,16 @@ export interface QuicServerOptions {
 	limits?: Partial<QuicLimits>;
 	/** Relay-wide per-IP connection counts and handshake rates; default: this endpoint alone, unlimited. */
 	admission?: Admission;
-	/** [server.quic]: Retry mode and handshake caps. */
-	quic?: RelayConfig["server"]["quic"];
+	/**
+	 * [server.quic]: Retry mode and handshake caps, per worker. Absent: Retry per `limits.retry`, no
+	 * handshake caps, `limits.maxConnections`.
+	 */
+	quic?: Partial<RelayConfig["server"]["quic"]>;
+	/**
+	 * The Retry token key, the same for every worker of the relay (retry.ts); default: a random
+	 * key of this endpoint's own.
+	 */
+	retryKey?: Uint8Array;
 	log?: QuicLog;
 }
 
@@ -78,7 +89,16 @@ export class QuicServer implements ConnectionOwner {
 	private config: QuicheConfig;
 	private readonly connections = new Map<string, QuicConnection>();
 	private readonly header = newParsedHeader();
-	private readonly retryTokens: RetryTokens | null;
+	private readonly retryTokens: RetryTokens;
+	/** Auto: Retry new Initials while `stats.handshakes >= retryAt` (handshakes in progress here). */
+	private readonly retryMode: RetryMode;
+	private readonly retryAt: number;
+	private readonly maxConnections: number;
+	private readonly maxHandshakes: number;
+	private readonly maxHandshakesPerIp: number;
+	/** Handshakes in progress by client address (/64 for IPv6); at most maxHandshakes entries. */
+	private readonly handshakesByIp = new Map<string, number>();
+	private readonly refusalLog: ((message: string, fields: Record<string, unknown>) => void) | undefined;
 	private localHost: QuicheHostPort = { host: "::", port: 0 };
 	private closing = false;
 
@@ -91,7 +111,17 @@ export class QuicServer implements ConnectionOwner {
 		this.workerIndex = options.workerIndex ?? 0;
 		this.sender = new PacketSender(socket, this.stats);
 		this.driver = driver();
-		this.retryTokens = limits.retry ? new RetryTokens() : null;
+		this.retryTokens = new RetryTokens(options.retryKey);
+		const quic = options.quic ?? {};
+		const mode = quic.retry ?? (limits.retry ? "on" : "off");
+		this.retryMode = mode === "on" ? RetryMode.Always : mode === "off" ? RetryMode.Never : RetryMode.Auto;
+		this.retryAt = quic.retryThreshold ?? 0;
+		this.maxConnections = quic.maxConnections ?? limits.maxConnections;
+		this.maxHandshakes = quic.maxHandshakes ?? Number.POSITIVE_INFINITY;
+		this.maxHandshakesPerIp = quic.maxHandshakesPerIp ?? Number.POSITIVE_INFINITY;
+		const log = options.log;
+		this.refusalLog =
+			log === undefined ? undefined : (message, fields) => log("warn", `quic ${message}: ${JSON.stringify(fields)}`);
 	}
 
 	static async listen(options: QuicServerOptions): Promise<QuicServer> {
@@ -171,7 +201,7 @@ export class QuicServer implements ConnectionOwner {
 
 	/** A packet another worker received for one of our connection IDs. */
 	injectPacket(packet: Buffer, rinfo: dgram.RemoteInfo): void {
-		this.handle(packet, rinfo, false);
+		this.guarded(packet, rinfo, false);
 	}
 
 	/** Single-socket fallback: send a packet another worker built, from our socket. */
@@ -188,7 +218,10 @@ export class QuicServer implements ConnectionOwner {
 		// Let the CONNECTION_CLOSE packets go out before the socket goes away.
 		await new Promise<void>((resolve) => setImmediate(resolve));
 		await new Promise<void>((resolve) => setImmediate(resolve));
-		for (const conn of all) this.driver.remove(conn);
+		for (const conn of all) {
+			this.driver.remove(conn);
+			this.release(conn);
+		}
 		this.connections.clear();
 		await new Promise<void>((resolve) => this.socket.close(() => resolve()));
 	}
@@ -197,6 +230,7 @@ export class QuicServer implements ConnectionOwner {
 
 	established(conn: QuicConnection): boolean {
 		this.stats.connectionsAccepted++;
+		this.endHandshake(conn);
 		try {
 			this.options.onSession(conn);
 		} catch (err) {
@@ -211,12 +245,61 @@ export class QuicServer implements ConnectionOwner {
 		for (const key of conn.cidKeys) {
 			if (this.connections.get(key) === conn) this.connections.delete(key);
 		}
+		// Nothing may keep a finished connection reachable: its native quiche state (TLS, buffers)
+		// is only freed when the JS wrapper is collected.
+		conn.cidKeys.length = 0;
+		if (!conn.established) handshakeDropped();
+		this.release(conn);
+	}
+
+	/** Gives back what `accept` counted for `conn` (idempotent: every path may call it). */
+	private release(conn: QuicConnection): void {
+		this.endHandshake(conn);
+		const address = conn.admittedAddress;
+		if (address !== null) {
+			conn.admittedAddress = null;
+			this.options.admission?.closeConnection(address);
+		}
+	}
+
+	/** The handshake of `conn` is over (established or finished): it stops counting against the caps. */
+	private endHandshake(conn: QuicConnection): void {
+		if (!conn.handshaking) return;
+		conn.handshaking = false;
+		this.stats.handshakes--;
+		const key = conn.handshakeKey;
+		if (key !== null) {
+			conn.handshakeKey = null;
+			const n = (this.handshakesByIp.get(key) ?? 1) - 1;
+			if (n <= 0) this.handshakesByIp.delete(key);
+			else this.handshakesByIp.set(key, n);
+		}
+	}
+
+	private refuse(reason: RefusalReason, rinfo: dgram.RemoteInfo): void {
+		this.stats.refused++;
+		refuse(reason, this.refusalLog, { remote: rinfo.address, worker: this.workerIndex });
 	}
 
 	// ---- packet intake -------------------------------------------------------------------------
 
 	private readonly onMessage = (msg: Buffer, rinfo: dgram.RemoteInfo): void => {
-		this.handle(msg, rinfo, true);
+		this.guarded(msg, rinfo, true);
+	};
+
+	private guarded(msg: Buffer, rinfo: dgram.RemoteInfo, mayForward: boolean): void {
+		try {
+			this.handle(msg, rinfo, mayForward);
+		} catch (err) {
+			// Connection handlers are guarded per connection; this catches the stateless paths (header
+			// parsing, version negotiation, Retry) so a hostile datagram never reaches the event loop.
+			this.stats.garbage++;
+			reportFault(err, this.faultLog, { remote: `${rinfo.address}:${rinfo.port}`, transport: "quic" });
+		}
+	}
+
+	readonly faultLog = (message: string, fields: Record<string, unknown>): void => {
+		this.options.log?.("warn", `${message} ${JSON.stringify(fields)}`);
 	};
 
 	private handle(msg: Buffer, rinfo: dgram.RemoteInfo, mayForward: boolean): void {
@@ -232,7 +315,13 @@ export class QuicServer implements ConnectionOwner {
 		}
 		const conn = this.connections.get(cidKey(msg, h.dcidStart, h.dcidEnd));
 		if (conn !== undefined) {
-			conn.receive(msg, rinfo.address, rinfo.port);
+			// The session guard: the packet runs stream and session handlers; a throw closes this
+			// connection only, never the worker.
+			try {
+				conn.receive(msg, rinfo.address, rinfo.port);
+			} catch (err) {
+				conn.fault(err);
+			}
 			return;
 		}
 		if (form === PacketForm.Short) {
@@ -310,42 +399,56 @@ export class QuicServer implements ConnectionOwner {
 			return;
 		}
 		const dcidLen = h.dcidEnd - h.dcidStart;
-		if (dcidLen < MIN_INITIAL_DCID_LEN || dcidLen > 20 || h.scidEnd - h.scidStart > 20) {
+		if (dcidLen < MIN_INITIAL_DCID_LEN || dcidLen > 20 || h.scidEnd - h.scidStart > 20 || h.tokenEnd < 0) {
 			stats.garbage++;
 			return;
 		}
-		if (stats.connections >= this.limits.maxConnections) {
-			stats.refused++;
-			return;
-		}
-		const dcid = Buffer.from(msg.subarray(h.dcidStart, h.dcidEnd));
-		let scid: Buffer;
+		const admission = this.options.admission;
 		let odcid: Buffer | null = null;
-		if (this.retryTokens !== null) {
-			let token: Uint8Array | undefined;
-			try {
-				token = this.quiche.Header.fromSlice(msg, CID_LEN).token;
-			} catch {
-				stats.garbage++;
-				return;
-			}
-			if (token === undefined || token.length === 0) {
-				this.sendRetry(msg, rinfo, dcid);
-				return;
-			}
-			odcid = this.retryTokens.validate(token, rinfo.address, rinfo.port);
+		let scid: Buffer;
+		if (this.retryMode !== RetryMode.Never && h.tokenEnd > h.tokenStart) {
+			// The Initial that answers our Retry (RFC 9000 §8.1.2): its DCID is the one our Retry chose.
+			odcid = this.retryTokens.validate(msg.subarray(h.tokenStart, h.tokenEnd), rinfo.address, rinfo.port);
 			if (odcid === null || dcidLen !== CID_LEN) {
-				stats.garbage++;
+				// Forged, expired, or minted for another address. The RFC lets the server discard it
+				// (the client times out); closing with INVALID_TOKEN would need connection state.
+				this.refuse("retry_token", rinfo);
 				return;
 			}
-			if (dcid[0] !== this.workerIndex) {
-				// The Initial after our Retry hashed to another worker: its owner has the context.
+			if (msg[h.dcidStart] !== this.workerIndex) {
+				// Hashed to another worker (NAT rebinding): the DCID names the worker that sent the
+				// Retry. Every worker shares the token key, so the check above holds there too.
 				this.unknownConnection(msg, rinfo, mayForward);
 				return;
 			}
-			scid = dcid;
+			scid = Buffer.from(msg.subarray(h.dcidStart, h.dcidEnd));
 		} else {
+			// Per-address limits on unvalidated Initials. Their source address may be spoofed, so an
+			// address over its limits is asked to prove itself (Retry) rather than refused: refusing
+			// would let anyone spoofing a victim's address lock the victim out. Without Retry there is
+			// no proof to ask for, so they are refused.
+			const overRate = admission !== undefined && !admission.allowHandshake(rinfo.address);
+			const overPerIp =
+				this.maxHandshakesPerIp !== Number.POSITIVE_INFINITY &&
+				(this.handshakesByIp.get(addressKey(rinfo.address)) ?? 0) >= this.maxHandshakesPerIp;
+			if (this.retryMode === RetryMode.Never) {
+				if (overRate) return this.refuse("handshake_rate", rinfo);
+				if (overPerIp) return this.refuse("handshakes_per_ip", rinfo);
+			} else if (this.retryMode === RetryMode.Always || stats.handshakes >= this.retryAt || overRate || overPerIp) {
+				// Stateless: nothing is kept until the client proves it receives at its address.
+				this.sendRetry(msg, rinfo);
+				return;
+			}
 			scid = newCid(this.workerIndex);
+		}
+		// Caps, checked before quiche allocates anything (~60 KB of TLS and recovery state per handshake).
+		if (stats.connections >= this.maxConnections) return this.refuse("quic_connections", rinfo);
+		if (stats.handshakes >= this.maxHandshakes) return this.refuse("handshakes", rinfo);
+		// An address proven by a Retry token is past the per-address handshake rate and cap (checked
+		// above for unvalidated Initials); its concurrent connections stay bounded relay-wide.
+		const handshakeKey = this.maxHandshakesPerIp !== Number.POSITIVE_INFINITY ? addressKey(rinfo.address) : null;
+		if (admission !== undefined && !admission.tryOpenConnection(rinfo.address)) {
+			return this.refuse("connections_per_ip", rinfo);
 		}
 		let native: QuicConnection["native"];
 		try {
@@ -357,6 +460,7 @@ export class QuicServer implements ConnectionOwner {
 				this.config,
 			);
 		} catch (err) {
+			admission?.closeConnection(rinfo.address);
 			stats.garbage++;
 			this.options.log?.("debug", `quic accept failed: ${(err as Error).message}`);
 			return;
@@ -368,27 +472,45 @@ export class QuicServer implements ConnectionOwner {
 			this.localHost,
 			rinfo.address,
 			rinfo.port,
-			{ keepAliveMs: this.limits.keepAliveMs, handshakeTimeoutMs: this.limits.handshakeTimeoutMs },
+			{
+				keepAliveMs: this.limits.keepAliveMs,
+				handshakeTimeoutMs: this.limits.handshakeTimeoutMs,
+				handshakeIdleMs: this.limits.handshakeIdleTimeoutMs,
+			},
 			this.config,
 		);
+		if (admission !== undefined) conn.admittedAddress = rinfo.address;
+		conn.handshaking = true;
+		stats.handshakes++;
+		if (handshakeKey !== null) {
+			conn.handshakeKey = handshakeKey;
+			this.handshakesByIp.set(handshakeKey, (this.handshakesByIp.get(handshakeKey) ?? 0) + 1);
+		}
 		const scidKey = cidKey(scid);
-		const dcidKey = cidKey(dcid);
+		const dcidKey = cidKey(msg, h.dcidStart, h.dcidEnd);
 		conn.cidKeys.push(scidKey);
 		this.connections.set(scidKey, conn);
 		if (dcidKey !== scidKey) {
 			conn.cidKeys.push(dcidKey);
 			this.connections.set(dcidKey, conn);
 		}
-		conn.receive(msg, rinfo.address, rinfo.port);
+		try {
+			conn.receive(msg, rinfo.address, rinfo.port);
+		} catch (err) {
+			conn.fault(err);
+		}
 	}
 
-	private sendRetry(msg: Buffer, rinfo: dgram.RemoteInfo, odcid: Buffer): void {
+	private sendRetry(msg: Buffer, rinfo: dgram.RemoteInfo): void {
 		const h = this.header;
-		const token = this.retryTokens!.mint(odcid, rinfo.address, rinfo.port);
+		const odcid = msg.subarray(h.dcidStart, h.dcidEnd);
+		const token = this.retryTokens.mint(odcid, rinfo.address, rinfo.port);
+		// The client's next Initial carries this as its DCID: our worker index routes it back here.
 		const newScid = newCid(this.workerIndex);
 		const out = this.sender.acquire();
 		let length: number;
 		try {
+			// A Retry is smaller than the Initial that caused it: no amplification (RFC 9000 §8.1).
 			length = this.quiche.retry(msg.subarray(h.scidStart, h.scidEnd), odcid, newScid, token, h.version, out);
 		} catch {
 			this.sender.release(out);
@@ -399,6 +521,9 @@ export class QuicServer implements ConnectionOwner {
 		this.sender.send(out, length, rinfo.port, rinfo.address);
 	}
 }
+
+const RetryMode = { Never: 0, Always: 1, Auto: 2 } as const;
+type RetryMode = (typeof RetryMode)[keyof typeof RetryMode];
 
 /** FNV-1a over the client's address and port. */
 function addressHash(address: string, port: number): number {
