@@ -7,16 +7,17 @@
  * slowloris sockets are cut by the header timeout.
  */
 import assert from "node:assert/strict";
-import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { MoqClient } from "../src/client/index.ts";
 import { connectQuic } from "../src/quic/client.ts";
-import { frameBytes } from "./fixtures/frames.ts";
+import { frameBytes } from "./support/frames.ts";
 import { metricSum, type RelayProcess, startRelayProcess } from "./support/process-relay.ts";
-import { until } from "./support/relay.ts";
+import "./support/quiet.ts";
+import { type JsonChild, spawnJson } from "./support/child.ts";
+import { until } from "./support/wait.ts";
 
 const VIEWERS = 20;
 const FRAMES_PER_GROUP = 3;
@@ -37,25 +38,6 @@ interface ViewerReport {
 function rssKiB(pid: number): number {
 	const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
 	return m ? Number(m[1]) : Number.NaN;
-}
-
-function spawnJson<T>(args: string[]): { child: ChildProcess; result: Promise<T> } {
-	const child = spawn(process.execPath, args, { stdio: ["pipe", "pipe", "pipe"] });
-	let out = "";
-	let err = "";
-	child.stdout!.setEncoding("utf8").on("data", (d: string) => (out += d));
-	child.stderr!.setEncoding("utf8").on("data", (d: string) => (err = (err + d).slice(-4000)));
-	const result = new Promise<T>((resolve, reject) => {
-		child.once("exit", (code, signal) => {
-			try {
-				resolve(JSON.parse(out.trim().split("\n").pop()!) as T);
-			} catch {
-				reject(new Error(`${args[0]} exited (${code ?? signal}) without a report: ${err}`));
-			}
-		});
-	});
-	result.catch(() => {});
-	return { child, result };
 }
 
 describe("attack: flood + garbage streams + slowloris while viewers watch", { timeout: 90_000 }, () => {
@@ -110,7 +92,7 @@ describe("attack: flood + garbage streams + slowloris while viewers watch", { ti
 		const refresh = setInterval(async () => {
 			m = await relay.metrics().catch(() => m);
 		}, 250);
-		let attacker: ReturnType<typeof spawnJson<Record<string, number>>> | null = null;
+		let attacker: JsonChild<Record<string, number>> | null = null;
 		try {
 			await until(() => metricSum(m, "moq_fanout_subscriptions") >= VIEWERS, 30_000, "every viewer subscribed");
 			// Settle, then take the baseline.
@@ -132,6 +114,7 @@ describe("attack: flood + garbage streams + slowloris while viewers watch", { ti
 			const fresh = await dial();
 			const connectMs = performance.now() - t0;
 			fresh.close(0, "");
+			attacker.expectExit();
 			const attack = await attacker.result;
 			attacker = null;
 

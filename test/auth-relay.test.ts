@@ -12,6 +12,7 @@ import { after, before, describe, it } from "node:test";
 import * as Net from "@moq/net";
 import { MoqClient } from "../src/client/index.ts";
 import { connectQuic } from "../src/quic/client.ts";
+import { rawUpgrade } from "./raw-upgrade.ts";
 import { startTestRelay, type TestRelay, until } from "./support/relay.ts";
 
 const REPO = resolve(import.meta.dirname, "..");
@@ -98,11 +99,18 @@ describe("auth through the relay", { timeout: 60_000 }, () => {
 
 	it("a token for rooms/1 cannot touch rooms/10", async () => {
 		const token = sign("--root", "rooms/1", "--publish", "", "--subscribe", "");
+		// Refused at the upgrade: 403 (the token is valid, but not for this path), never 101.
 		const outsider = await Net.Connection.connect(relay.url(`rooms/10?jwt=${token}`), { websocket: { delay: 0 } }).then(
-			(conn: { closed: Promise<void> }) => conn.closed.then(() => "closed"),
+			(conn: { close(): void }) => {
+				conn.close();
+				return "connected";
+			},
 			() => "refused",
 		);
-		assert.ok(outsider === "closed" || outsider === "refused");
+		assert.equal(outsider, "refused");
+		const answer = await rawUpgrade(relay.node.httpPort!, `/rooms/10?jwt=${token}`, "qmux-01.moq-lite-05");
+		assert.equal(answer.status, 403);
+		assert.equal(answer.body, "forbidden: token does not cover this path");
 
 		// From the parent path the same token is re-anchored under "1/": "10/..." stays out of reach.
 		const parent = await connect("rooms", token);
@@ -136,12 +144,20 @@ describe("auth through the relay", { timeout: 60_000 }, () => {
 			moqToken(["sign", "--key", other, "--root", "rooms/1", "--subscribe", ""]),
 			tampered,
 		];
-		for (const token of bad) {
+		const reasons = ["token expired", "invalid token", "invalid token"];
+		for (const [i, token] of bad.entries()) {
 			const outcome = await Net.Connection.connect(relay.url(`rooms/1?jwt=${token}`), { websocket: { delay: 0 } }).then(
-				(conn: { closed: Promise<void> }) => conn.closed.then(() => "closed"),
+				(conn: { close(): void }) => {
+					conn.close();
+					return "connected";
+				},
 				() => "refused",
 			);
-			assert.ok(outcome === "closed" || outcome === "refused");
+			assert.equal(outcome, "refused");
+			// What the client was told: 401 with the reason, not a 101 and a moq-lite close.
+			const answer = await rawUpgrade(relay.node.httpPort!, `/rooms/1?jwt=${token}`, "qmux-01.moq-lite-05");
+			assert.equal(answer.status, 401);
+			assert.equal(answer.body, reasons[i]);
 		}
 	});
 
@@ -175,15 +191,15 @@ describe("auth through the relay", { timeout: 60_000 }, () => {
 			);
 			assert.equal(await refused, 6, "a publish-only token cannot subscribe (reset with 6, session alive)");
 			assert.equal(pub.closed, false);
-			// A bad token is refused at setup: the session closes with 6.
+			// A bad token is refused at setup (raw QUIC has no HTTP request): the session closes with 6.
 			const bad = await quic(`/rooms/7?jwt=${sign("--root", "rooms/8", "--subscribe", "")}`).then(
 				(c) =>
 					new Promise<string>((resolve) =>
 						c.closed ? resolve("closed") : (c.onClose = (code) => resolve(`closed ${code}`)),
 					),
-				() => "refused",
+				(err: Error) => `refused: ${err.message}`,
 			);
-			assert.ok(bad === "refused" || bad.startsWith("closed"), bad);
+			assert.equal(bad, "closed 6");
 			viewer.close();
 			pub.close();
 		} finally {

@@ -92,7 +92,11 @@ async function refused(auth: Authenticator, path: string, token: string | null, 
 	assert.ok(err instanceof AuthError, `expected AuthError(${reason}) for ${path}, got ${String(err)}`);
 	assert.equal(err.reason, reason, err.message);
 	assert.equal(err.code, 6);
-	refusals.push({ message: err.message, token });
+	// What an HTTP front end answers: 401 unauthenticated, 403 a valid token not covering the path.
+	const status = reason === "root-mismatch" || reason === "no-access" ? 403 : reason === "path-invalid" ? 400 : 401;
+	assert.equal(err.httpStatus, status, reason);
+	assert.ok(err.httpText.length > 0 && err.httpText.length <= 64, err.httpText);
+	refusals.push({ message: `${err.message}\n${err.httpText}`, token });
 	return err;
 }
 

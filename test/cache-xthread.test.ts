@@ -2,9 +2,9 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { Worker } from "node:worker_threads";
 import { CacheBudget, Doorbell } from "../src/cache/index.ts";
-import type { ReaderResult, WriterResult } from "./cache-xthread-worker.ts";
+import type { ReaderResult, WriterResult } from "./fixtures/cache-xthread-worker.ts";
 
-const WORKER = new URL("./cache-xthread-worker.ts", import.meta.url);
+const WORKER = new URL("./fixtures/cache-xthread-worker.ts", import.meta.url);
 
 function nextMessage<T>(worker: Worker): Promise<T> {
 	return new Promise((resolve, reject) => {

@@ -8,7 +8,8 @@ import { after, before, describe, test } from "node:test";
 import * as Net from "@moq/net";
 import { MoqClient } from "../src/client/index.ts";
 import { connectQuic } from "../src/quic/client.ts";
-import { startTestRelay, type TestRelay, until } from "./support/relay.ts";
+import { startTestRelay, type TestRelay } from "./support/relay.ts";
+import { until } from "./support/wait.ts";
 
 const T = { timeout: 20_000 };
 

@@ -8,8 +8,8 @@ import { parseConnectTarget } from "../src/auth/params.ts";
 import { DecodeError } from "../src/coding/errors.ts";
 import { Reader } from "../src/coding/reader.ts";
 import { Writer } from "../src/coding/writer.ts";
-import { decodeAnnounce, encodeAnnounce } from "../src/moq/wire/announce.ts";
-import { encodeLiteSetup } from "../src/moq/wire/setup.ts";
+import { decodeAnnounce, encodeAnnounce } from "../src/moq/lite/wire/announce.ts";
+import { encodeLiteSetup } from "../src/moq/lite/wire/setup.ts";
 import { runCase } from "./fuzz/engine.ts";
 import { targetNamed } from "./fuzz/targets.ts";
 

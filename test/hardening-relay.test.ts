@@ -16,6 +16,7 @@ import { after, before, describe, test } from "node:test";
 import { MoqClient } from "../src/client/index.ts";
 import { connectQuic } from "../src/quic/client.ts";
 import type { QuicConnection } from "../src/quic/connection.ts";
+import { prng } from "./support/prng.ts";
 import { metricSum, type RelayProcess, startRelayProcess } from "./support/process-relay.ts";
 
 const REPO = resolve(import.meta.dirname, "..");
@@ -25,18 +26,6 @@ const PROTOCOL_VIOLATION = 15;
 
 function moqToken(args: string[]): string {
 	return execFileSync(NODE, [MOQ_TOKEN, ...args], { encoding: "utf8" }).trim();
-}
-
-/** A seeded PRNG (mulberry32): the same bytes every run, so a failure replays. */
-function prng(seed: number): () => number {
-	let a = seed >>> 0;
-	return () => {
-		a = (a + 0x6d2b79f5) >>> 0;
-		let t = a;
-		t = Math.imul(t ^ (t >>> 15), t | 1);
-		t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-		return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-	};
 }
 
 function rawQuic(relay: RelayProcess): Promise<QuicConnection> {

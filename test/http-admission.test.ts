@@ -11,7 +11,8 @@ import { type HttpServerHandle, startHttpServer } from "../src/http/server.ts";
 import { generateCertificate } from "../src/tls/generate.ts";
 import { Admission } from "../src/transport/admission.ts";
 import { refusalCounts } from "../src/transport/refusals.ts";
-import { until } from "./support/relay.ts";
+import "./support/quiet.ts";
+import { until } from "./support/wait.ts";
 
 const HEADER_MS = 300;
 const IDLE_MS = 600;

@@ -11,7 +11,7 @@ import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import Qmux from "../node_modules/@moq/net/node_modules/@moq/qmux/index.js";
 import { type HttpServerHandle, startHttpServer } from "../src/http/server.ts";
-import { type EchoServer, pattern, readAll, startEcho } from "./websocket-helpers.ts";
+import { type EchoServer, pattern, readAll, startEcho } from "./support/websocket.ts";
 
 const TIMEOUT = { timeout: 15_000 };
 const FP = "3f".repeat(32);

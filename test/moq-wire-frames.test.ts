@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { DecodeError } from "../src/coding/errors.ts";
 import { Writer } from "../src/coding/writer.ts";
-import { FRAME_TOO_LARGE, PROTOCOL_VIOLATION } from "../src/moq/wire/codes.ts";
+import { FRAME_TOO_LARGE, PROTOCOL_VIOLATION } from "../src/moq/lite/wire/codes.ts";
 import {
 	FRAME_HEADER_MAX,
 	FrameParser,
@@ -12,24 +12,13 @@ import {
 	writeFrameHeader,
 	writeGroupStreamHeader,
 	zigzag,
-} from "../src/moq/wire/group.ts";
-import type { LiteVersion } from "../src/moq/wire/version.ts";
+} from "../src/moq/lite/wire/group.ts";
+import type { LiteVersion } from "../src/moq/lite/wire/version.ts";
+import { prng } from "./support/prng.ts";
 
 interface Frame {
 	ts: number;
 	payload: Uint8Array;
-}
-
-/** A deterministic PRNG (mulberry32) so failures reproduce. */
-function prng(seed: number): () => number {
-	let a = seed >>> 0;
-	return () => {
-		a = (a + 0x6d2b79f5) >>> 0;
-		let t = a;
-		t = Math.imul(t ^ (t >>> 15), t | 1);
-		t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-		return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-	};
 }
 
 function payload(n: number, seed: number): Uint8Array {

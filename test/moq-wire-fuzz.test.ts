@@ -3,28 +3,18 @@ import { describe, test } from "node:test";
 import { DecodeError, NEED_MORE } from "../src/coding/errors.ts";
 import { Reader } from "../src/coding/reader.ts";
 import { Writer } from "../src/coding/writer.ts";
-import * as A from "../src/moq/wire/announce.ts";
-import * as F from "../src/moq/wire/fetch.ts";
-import * as Gw from "../src/moq/wire/goaway.ts";
-import * as G from "../src/moq/wire/group.ts";
-import * as P from "../src/moq/wire/probe.ts";
-import * as Se from "../src/moq/wire/session.ts";
-import * as S from "../src/moq/wire/setup.ts";
-import * as Sub from "../src/moq/wire/subscribe.ts";
-import * as T from "../src/moq/wire/track.ts";
-import type { LiteVersion } from "../src/moq/wire/version.ts";
-import { ALL, cases } from "./moq-wire-cases.ts";
-
-function prng(seed: number): () => number {
-	let a = seed >>> 0;
-	return () => {
-		a = (a + 0x6d2b79f5) >>> 0;
-		let t = a;
-		t = Math.imul(t ^ (t >>> 15), t | 1);
-		t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-		return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-	};
-}
+import * as A from "../src/moq/lite/wire/announce.ts";
+import * as F from "../src/moq/lite/wire/fetch.ts";
+import * as Gw from "../src/moq/lite/wire/goaway.ts";
+import * as G from "../src/moq/lite/wire/group.ts";
+import * as P from "../src/moq/lite/wire/probe.ts";
+import * as Se from "../src/moq/lite/wire/session.ts";
+import * as S from "../src/moq/lite/wire/setup.ts";
+import * as Sub from "../src/moq/lite/wire/subscribe.ts";
+import * as T from "../src/moq/lite/wire/track.ts";
+import type { LiteVersion } from "../src/moq/lite/wire/version.ts";
+import { ALL, cases } from "./support/moq-wire-cases.ts";
+import { prng } from "./support/prng.ts";
 
 type Decoder = (r: Reader) => unknown;
 

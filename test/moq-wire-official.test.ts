@@ -23,16 +23,16 @@ import * as NetTrack from "../node_modules/@moq/net/lite/track.js";
 import * as NetStream from "../node_modules/@moq/net/stream.js";
 import { Reader } from "../src/coding/reader.ts";
 import { Writer } from "../src/coding/writer.ts";
-import * as A from "../src/moq/wire/announce.ts";
-import * as F from "../src/moq/wire/fetch.ts";
-import * as Gw from "../src/moq/wire/goaway.ts";
-import * as G from "../src/moq/wire/group.ts";
-import * as P from "../src/moq/wire/probe.ts";
-import * as Se from "../src/moq/wire/session.ts";
-import * as S from "../src/moq/wire/setup.ts";
-import * as Sub from "../src/moq/wire/subscribe.ts";
-import * as T from "../src/moq/wire/track.ts";
-import type { LiteVersion } from "../src/moq/wire/version.ts";
+import * as A from "../src/moq/lite/wire/announce.ts";
+import * as F from "../src/moq/lite/wire/fetch.ts";
+import * as Gw from "../src/moq/lite/wire/goaway.ts";
+import * as G from "../src/moq/lite/wire/group.ts";
+import * as P from "../src/moq/lite/wire/probe.ts";
+import * as Se from "../src/moq/lite/wire/session.ts";
+import * as S from "../src/moq/lite/wire/setup.ts";
+import * as Sub from "../src/moq/lite/wire/subscribe.ts";
+import * as T from "../src/moq/lite/wire/track.ts";
+import type { LiteVersion } from "../src/moq/lite/wire/version.ts";
 
 const CODE = { 2: 0xff0dad02, 3: 0xff0dad03, 4: 0xff0dad04, 5: 0xff0dad05 } as const;
 

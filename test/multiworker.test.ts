@@ -1,10 +1,11 @@
 import assert from "node:assert/strict";
-import { type ChildProcess, spawn } from "node:child_process";
 import { after, before, describe, it } from "node:test";
 import * as Net from "@moq/net";
-import { frameBytes } from "./fixtures/frames.ts";
+import { frameBytes } from "./support/frames.ts";
 import { metricSum, type RelayProcess, startRelayProcess } from "./support/process-relay.ts";
-import { until } from "./support/relay.ts";
+import "./support/quiet.ts";
+import { spawnJson } from "./support/child.ts";
+import { until } from "./support/wait.ts";
 
 /**
  * The real binary with 3 worker threads on one SO_REUSEPORT port, loaded by 100+ viewer sessions
@@ -27,24 +28,7 @@ interface ViewerReport {
 	reconnects: number;
 }
 
-function spawnViewers(args: string[]): { child: ChildProcess; result: Promise<ViewerReport[]> } {
-	const child = spawn(process.execPath, args, { stdio: ["pipe", "pipe", "pipe"] });
-	let out = "";
-	let err = "";
-	child.stdout!.setEncoding("utf8").on("data", (d: string) => (out += d));
-	child.stderr!.setEncoding("utf8").on("data", (d: string) => (err = (err + d).slice(-4000)));
-	const result = new Promise<ViewerReport[]>((resolve) => {
-		child.once("exit", (code, signal) => {
-			try {
-				resolve((JSON.parse(out.trim().split("\n").pop()!) as { viewers: ViewerReport[] }).viewers);
-			} catch {
-				throw new Error(`viewer process exited (${code ?? signal}) without a report: ${err}`);
-			}
-		});
-	});
-	result.catch(() => {});
-	return { child, result };
-}
+type Report = { viewers: ViewerReport[] };
 
 describe("multi-core relay", { timeout: 120_000 }, () => {
 	let relay: RelayProcess;
@@ -69,15 +53,15 @@ describe("multi-core relay", { timeout: 120_000 }, () => {
 			g.close();
 			published = g.sequence + 1;
 		};
-		let ticker = setInterval(publishGroup, 100);
+		const ticker = setInterval(publishGroup, 100);
 
 		const fpg = String(FRAMES_PER_GROUP);
 		const viewers = [
 			...Array.from({ length: WS_PROCESSES }, () =>
-				spawnViewers(["test/fixtures/ws-viewers.ts", url, String(WS_PER_PROCESS), "bbb", "video", fpg]),
+				spawnJson<Report>(["test/fixtures/ws-viewers.ts", url, String(WS_PER_PROCESS), "bbb", "video", fpg]),
 			),
 			...Array.from({ length: QUIC_PROCESSES }, () =>
-				spawnViewers([
+				spawnJson<Report>([
 					"test/fixtures/quic-viewers.ts",
 					"127.0.0.1",
 					String(relay.port),
@@ -89,6 +73,19 @@ describe("multi-core relay", { timeout: 120_000 }, () => {
 			),
 		];
 		const total = WS_PROCESSES * WS_PER_PROCESS + QUIC_PROCESSES * QUIC_PER_PROCESS;
+		// A viewer process or the relay that dies fails the test at once, saying which and why.
+		const relayDied = new Promise<never>((_, reject) =>
+			relay.child.once("exit", (code, signal) =>
+				reject(new Error(`the relay process exited (${code ?? signal}): ${relay.stderr.join("").slice(-2000)}`)),
+			),
+		);
+		relayDied.catch(() => {});
+		const alive = <T>(p: Promise<T>): Promise<T> => Promise.race([p, relayDied, ...viewers.map((v) => v.died)]);
+		/** Every viewer (from the processes' heartbeats) has completed a group at or after `seq`. */
+		const everyViewerAt = (seq: number): boolean => {
+			const newest = viewers.flatMap((v) => (v.heartbeat()?.newest as number[] | undefined) ?? []);
+			return newest.length === total && newest.every((n) => n >= seq);
+		};
 		let m = await relay.metrics();
 		// until() polls a snapshot: keep it fresh.
 		const refresh = setInterval(async () => {
@@ -107,9 +104,9 @@ describe("multi-core relay", { timeout: 120_000 }, () => {
 					),
 				3000,
 			);
-			await until(() => metricSum(m, "moq_fanout_subscriptions") >= total, 60_000, "all viewers subscribed").finally(
-				() => clearInterval(progress),
-			);
+			await alive(
+				until(() => metricSum(m, "moq_fanout_subscriptions") >= total, 60_000, "all viewers subscribed"),
+			).finally(() => clearInterval(progress));
 			m = await relay.metrics();
 			const perWorker = Array.from({ length: WORKERS }, (_, w) => metricSum(m, "moq_fanout_sessions", `worker="${w}"`));
 			assert.ok(
@@ -122,19 +119,35 @@ describe("multi-core relay", { timeout: 120_000 }, () => {
 			assert.notEqual(pubWorker, undefined, "the publisher's worker ingests frames");
 			const start = published + 1;
 
-			// 20 s under load, with one worker (not the publisher's) killed at 8 s.
+			// 20 s under load (200 groups), with one worker (not the publisher's) killed after 8 s.
 			const victim = (pubWorker! + 1) % WORKERS;
-			await new Promise((r) => setTimeout(r, 8000));
+			await alive(
+				until(
+					() => published >= start + 80 && everyViewerAt(start),
+					30_000,
+					"80 groups published and every viewer receiving them",
+				),
+			);
 			relay.child.stdin!.write(`crash ${victim}\n`);
-			await until(() => metricSum(m, "moq_fanout_worker_restarts_total") >= 1, 10_000, "the worker to be replaced");
-			await new Promise((r) => setTimeout(r, 12_000));
+			await alive(
+				until(() => metricSum(m, "moq_fanout_worker_restarts_total") >= 1, 10_000, "the worker to be replaced"),
+			);
+			const restartedAt = published;
+			await alive(
+				until(
+					() => published >= restartedAt + 120 && everyViewerAt(restartedAt + 10),
+					40_000,
+					"120 more groups published, and every viewer (the moved ones reconnected) receiving them",
+				),
+			);
 			clearInterval(ticker);
-			ticker = setInterval(() => {}, 1000);
 			const last = published - 1;
-			await new Promise((r) => setTimeout(r, 1500));
+			// The last groups in flight arrive (viewers that lost one are reported by the assertions below).
+			await alive(until(() => everyViewerAt(last), 5000, `every viewer to complete group ${last}`)).catch((err) => {
+				if (!(err instanceof Error && err.message.startsWith("timed out"))) throw err;
+			});
 
-			for (const v of viewers) v.child.kill("SIGTERM");
-			const reports = (await Promise.all(viewers.map((v) => v.result))).flat();
+			const reports = (await Promise.all(viewers.map((v) => v.stop()))).flatMap((r) => r.viewers);
 			assert.equal(reports.length, total);
 			const bad = reports.reduce((n, r) => n + r.bad, 0);
 			assert.equal(bad, 0, "no corrupted frame");
@@ -174,6 +187,7 @@ describe("multi-core relay", { timeout: 120_000 }, () => {
 		} finally {
 			clearInterval(refresh);
 			clearInterval(ticker);
+			for (const v of viewers) v.child.kill("SIGKILL");
 			pub.close();
 		}
 	});

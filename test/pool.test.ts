@@ -6,6 +6,7 @@ import { createLogger } from "../src/log/logger.ts";
 import { Field } from "../src/pool/counters.ts";
 import { WorkerPool } from "../src/pool/supervisor.ts";
 import type { FixtureCommand, FixtureData } from "./fixtures/pool-worker.ts";
+import { until } from "./support/wait.ts";
 
 const ENTRY = new URL("./fixtures/pool-worker.ts", import.meta.url);
 
@@ -71,15 +72,6 @@ function nextReady(pool: WorkerPool, index: number, generation: number, ms = 500
 			resolve(performance.now() - t0);
 		});
 	});
-}
-
-/** Polls shared memory (no messages) until `cond` holds. */
-async function until(cond: () => boolean, ms = 5000): Promise<void> {
-	const deadline = performance.now() + ms;
-	while (!cond()) {
-		if (performance.now() > deadline) throw new Error("condition not met in time");
-		await new Promise((r) => setTimeout(r, 5));
-	}
 }
 
 describe("WorkerPool", { timeout: 60_000 }, () => {

@@ -16,8 +16,9 @@ import { RetryTokens } from "../src/quic/retry.ts";
 import type { QuicServer } from "../src/quic/server.ts";
 import { Admission } from "../src/transport/admission.ts";
 import { type RefusalReason, refusalCounts } from "../src/transport/refusals.ts";
-import { ALPN, listen, TEST_CERT_HASH } from "./quic-fixtures.ts";
-import { until } from "./support/relay.ts";
+import { ALPN, listen, TEST_CERT_HASH } from "./support/quic.ts";
+import "./support/quiet.ts";
+import { until } from "./support/wait.ts";
 
 const T = { timeout: 20_000 };
 const KEY = Buffer.alloc(32, 7);

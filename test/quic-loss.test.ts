@@ -12,7 +12,8 @@ import { connectQuic } from "../src/quic/client.ts";
 import type { QuicConnection } from "../src/quic/connection.ts";
 import type { QuicServer } from "../src/quic/server.ts";
 import type { QuicStream } from "../src/quic/stream.ts";
-import { ALPN, listen, TEST_CERT_HASH, until } from "./quic-fixtures.ts";
+import { ALPN, listen, TEST_CERT_HASH } from "./support/quic.ts";
+import { until } from "./support/wait.ts";
 
 const T = { timeout: 30_000 };
 
@@ -167,13 +168,6 @@ async function turn(): Promise<void> {
 	await new Promise((resolve) => setImmediate(resolve));
 }
 
-/** Resolves when `condition()` holds; rejects after `ms` (a bound, never used to order events). */
-async function within(ms: number, condition: () => boolean, what: string): Promise<void> {
-	const deadline = performance.now() + ms;
-	await until(() => condition() || performance.now() > deadline);
-	if (!condition()) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-}
-
 describe("quic: loss and recovery (deterministic drops on a real socket)", () => {
 	const servers: QuicServer[] = [];
 	const sockets: LossySocket[] = [];
@@ -225,7 +219,7 @@ describe("quic: loss and recovery (deterministic drops on a real socket)", () =>
 				lossy.holding = true;
 				for (let n = 0; n < PARTS; n++) stream.write(part(i, n));
 				const total = expected(i).length;
-				await within(5_000, () => got.progress.get(stream.id) === total, `stream ${i}'s data`);
+				await until(() => got.progress.get(stream.id) === total, 5_000, `stream ${i}'s data`);
 				// The group ends in a later turn (the relay's GROUP_END) and the ACKs of its data are
 				// received before the next flush: end it from the timers phase, so that the poll phase
 				// (which reads the released ACKs) comes before the check phase (which flushes).
@@ -234,7 +228,7 @@ describe("quic: loss and recovery (deterministic drops on a real socket)", () =>
 				lossy.holding = false;
 				lossy.release();
 			}
-			await within(5_000, () => got.fins.size === COUNT, "every FIN").catch(() => {});
+			await until(() => got.fins.size === COUNT, 5_000, "every FIN").catch(() => {});
 			assertComplete(got, COUNT, "ACK between finish and flush");
 			clients[0].close(0, "");
 		},
@@ -248,14 +242,14 @@ describe("quic: loss and recovery (deterministic drops on a real socket)", () =>
 			const stream = sessions[0].openUni()!;
 			for (let n = 0; n < PARTS; n++) stream.write(part(i, n));
 			const total = expected(i).length;
-			await within(5_000, () => got.progress.get(stream.id) === total, `stream ${i}'s data`);
+			await until(() => got.progress.get(stream.id) === total, 5_000, `stream ${i}'s data`);
 			// Let the client's ACK reach the server, then lose the next datagram: the FIN's.
 			await turn();
-			await within(5_000, () => server.stats.packetsIn >= lossy.outbound, "the client's ACK at the server");
+			await until(() => server.stats.packetsIn >= lossy.outbound, 5_000, "the client's ACK at the server");
 			let drop = 1;
 			lossy.dropIn = () => drop-- > 0;
 			stream.finish();
-			await within(5_000, () => got.fins.has(i), `stream ${i}'s FIN after its packet was lost`);
+			await until(() => got.fins.has(i), 5_000, `stream ${i}'s FIN after its packet was lost`);
 			lossy.dropIn = null;
 		}
 		assert.ok(lossy.dropped >= COUNT);
@@ -284,15 +278,13 @@ describe("quic: loss and recovery (deterministic drops on a real socket)", () =>
 			await turn();
 			for (const stream of open.splice(0)) stream.finish();
 			// Keep a bounded number of groups in flight (the client must keep up, as a viewer does).
-			await within(
-				20_000,
+			await until(
 				() => received.every((got) => got.fins.size >= i - 8),
+				20_000,
 				`${label}: group ${i - 8} at every connection`,
 			).catch(() => {});
 		}
-		await within(20_000, () => received.every((got) => got.fins.size === GROUPS), `${label}: every FIN`).catch(
-			() => {},
-		);
+		await until(() => received.every((got) => got.fins.size === GROUPS), 20_000, `${label}: every FIN`).catch(() => {});
 		lossy.dropIn = null;
 		for (let c = 0; c < CONNECTIONS; c++) assertComplete(received[c], GROUPS, `${label}, connection ${c}`);
 		for (const client of clients) client.close(0, "");

@@ -10,22 +10,14 @@ import { after, before, describe, test } from "node:test";
 import * as Net from "@moq/net";
 import { MoqClient } from "../src/client/index.ts";
 import { connectQuic } from "../src/quic/client.ts";
-import { startTestRelay, type TestRelay, until } from "./support/relay.ts";
+import { frameBytes } from "./support/frames.ts";
+import { startTestRelay, type TestRelay } from "./support/relay.ts";
+import { until } from "./support/wait.ts";
 
 const FRAMES = 4;
 
-/** Deterministic frames: the first of each group spans many QUIC packets. */
-function frameBytes(group: number, frame: number): Uint8Array {
-	const size = frame === 0 ? 12_000 + group * 11 : 300 + frame * 41 + group;
-	const b = new Uint8Array(size);
-	for (let i = 0; i < size; i++) b[i] = (i * 13 + group * 5 + frame * 3) & 0xff;
-	b[0] = group;
-	b[1] = frame;
-	return b;
-}
-
 function groupFrames(group: number): Uint8Array[] {
-	return Array.from({ length: FRAMES }, (_, f) => frameBytes(group, f));
+	return Array.from({ length: FRAMES }, (_, f) => frameBytes(group, f, 12_000));
 }
 
 interface Viewer {

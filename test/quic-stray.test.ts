@@ -8,7 +8,8 @@ import { randomBytes } from "node:crypto";
 import dgram from "node:dgram";
 import { test } from "node:test";
 import { connectQuic } from "../src/quic/client.ts";
-import { ALPN, collect, listen, TEST_CERT_HASH, until } from "./quic-fixtures.ts";
+import { ALPN, collect, listen, TEST_CERT_HASH } from "./support/quic.ts";
+import { until } from "./support/wait.ts";
 
 /** A long-header packet: first byte, version, DCID, SCID, then filler up to `size` bytes. */
 function longHeader(first: number, version: number, dcid: Buffer, scid: Buffer, size: number): Buffer {

@@ -1,7 +1,7 @@
 /**
- * design.md §3.2 regression guard: 3 worker threads, each with its own private copy of the quiche
- * addon and its own SO_REUSEPORT server on one port, under load from a client process for a few
- * seconds. With one shared copy this crashed (SIGSEGV / V8 fatal) in 6 of 6 runs.
+ * Regression guard for the private quiche addon copy per thread (src/quic/native.ts): 3 worker
+ * threads, each with its own private copy of the quiche addon and its own SO_REUSEPORT server on one
+ * port, under load from a client process for a few seconds. With one shared copy this crashed (SIGSEGV / V8 fatal) in 6 of 6 runs.
  *
  * One file, three roles: the node:test driver (main thread), a server worker (worker thread), and
  * the load client (a child process started with QUIC_LOAD_CLIENT=port).
@@ -16,7 +16,7 @@ import { connectQuic } from "../src/quic/client.ts";
 import type { QuicConnection } from "../src/quic/connection.ts";
 import { threadCopyPath } from "../src/quic/native.ts";
 import type { TransportStream } from "../src/transport/types.ts";
-import { ALPN, listen, TEST_CERT_HASH } from "./quic-fixtures.ts";
+import { ALPN, listen, TEST_CERT_HASH } from "./support/quic.ts";
 
 const WORKERS = 3;
 const CONNECTIONS = 30;

@@ -9,17 +9,8 @@ import { connectQuic } from "../src/quic/client.ts";
 import type { QuicConnection } from "../src/quic/connection.ts";
 import type { QuicServer } from "../src/quic/server.ts";
 import type { TransportStream } from "../src/transport/types.ts";
-import {
-	ALPN,
-	collect,
-	deferred,
-	listen,
-	TEST_CERT_2,
-	TEST_CERT_2_HASH,
-	TEST_CERT_HASH,
-	TEST_KEY_2,
-	until,
-} from "./quic-fixtures.ts";
+import { ALPN, collect, listen, TEST_CERT_2, TEST_CERT_2_HASH, TEST_CERT_HASH, TEST_KEY_2 } from "./support/quic.ts";
+import { deferred, until } from "./support/wait.ts";
 
 const T = { timeout: 20_000 };
 

@@ -4,8 +4,9 @@ import * as Net from "@moq/net";
 import WebSocket from "ws";
 import Qmux from "../node_modules/@moq/net/node_modules/@moq/qmux/index.js";
 import { Writer } from "../src/coding/writer.ts";
-import { encodeSubscribe } from "../src/moq/wire/subscribe.ts";
-import { startTestRelay, type TestRelay, until } from "./support/relay.ts";
+import { encodeSubscribe } from "../src/moq/lite/wire/subscribe.ts";
+import { startTestRelay, type TestRelay } from "./support/relay.ts";
+import { until } from "./support/wait.ts";
 
 /**
  * Bad input against the real relay: each offence closes the offending stream or session with a

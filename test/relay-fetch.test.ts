@@ -1,8 +1,9 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import * as Net from "@moq/net";
-import { frameBytes } from "./fixtures/frames.ts";
-import { startTestRelay, type TestRelay, until } from "./support/relay.ts";
+import { frameBytes } from "./support/frames.ts";
+import { startTestRelay, type TestRelay } from "./support/relay.ts";
+import { until } from "./support/wait.ts";
 
 /** lite-05 extras through the relay with @moq/net: TRACK_INFO, FETCH of a cached group, SUBSCRIBE_END. */
 describe("lite-05 TRACK_INFO, FETCH and SUBSCRIBE_END", { timeout: 30_000 }, () => {

@@ -2,7 +2,8 @@ import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import * as Lite from "@moq/lite";
 import * as Net from "@moq/net";
-import { startTestRelay, type TestRelay, until } from "./support/relay.ts";
+import { startTestRelay, type TestRelay } from "./support/relay.ts";
+import { until } from "./support/wait.ts";
 
 /**
  * Nothing is left behind: after many sessions publish, subscribe and leave (cleanly or abruptly),

@@ -18,13 +18,12 @@ import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import * as Net from "@moq/net";
 import { metricSum, type RelayProcess, startRelayProcess } from "./support/process-relay.ts";
-import { until } from "./support/relay.ts";
+import "./support/quiet.ts";
+import { sleep, until } from "./support/wait.ts";
 
 const WORKERS = 2;
 const HEADER_TIMEOUT_MS = 2000;
 const IDLE_TIMEOUT_MS = 3000;
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** /metrics on a fresh connection that closes after the answer (no pooled socket holding a slot). */
 function metrics(port: number): Promise<Map<string, number>> {

@@ -2,7 +2,9 @@ import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import * as Lite from "@moq/lite";
 import * as Net from "@moq/net";
-import { startTestRelay, type TestRelay, until } from "./support/relay.ts";
+import { frameBytes } from "./support/frames.ts";
+import { startTestRelay, type TestRelay } from "./support/relay.ts";
+import { until } from "./support/wait.ts";
 import { withOfferedProtocols } from "./support/websocket-filter.ts";
 
 /**
@@ -13,18 +15,6 @@ import { withOfferedProtocols } from "./support/websocket-filter.ts";
 
 const FRAMES_PER_GROUP = 5;
 const TRACKS = ["video", "audio"] as const;
-
-/** Deterministic frame content: track, group and frame index, then a pattern; the first frame is large (like a keyframe). */
-function frameBytes(track: number, group: number, frame: number): Uint8Array {
-	const size = frame === 0 ? 20_000 + group * 13 : 200 + frame * 31 + group;
-	const b = new Uint8Array(size);
-	const dv = new DataView(b.buffer);
-	dv.setUint32(0, track);
-	dv.setUint32(4, group);
-	dv.setUint32(8, frame);
-	for (let i = 12; i < size; i++) b[i] = (i * 7 + group * 3 + frame + track) & 0xff;
-	return b;
-}
 
 interface ViewerLog {
 	name: string;
@@ -154,7 +144,7 @@ describe("relay over WebSocket with the official clients", { timeout: 90_000 }, 
 				const g = producers[ti].appendGroup();
 				assert.equal(g.sequence, seq);
 				for (let f = 0; f < FRAMES_PER_GROUP; f++)
-					g.writeFrame({ payload: frameBytes(ti, seq, f), timestamp: Net.Time.Timestamp.now() });
+					g.writeFrame({ payload: frameBytes(seq, f, 20_000, ti), timestamp: Net.Time.Timestamp.now() });
 				g.close();
 			}
 		};
@@ -202,7 +192,7 @@ describe("relay over WebSocket with the official clients", { timeout: 90_000 }, 
 					assert.ok(frames, `${v.name} ${t} missing group ${seq}`);
 					assert.equal(frames.length, FRAMES_PER_GROUP, `${v.name} ${t} group ${seq}`);
 					for (let f = 0; f < FRAMES_PER_GROUP; f++)
-						assert.deepEqual(frames[f], frameBytes(ti, seq, f), `${v.name} ${t} g${seq} f${f}`);
+						assert.deepEqual(frames[f], frameBytes(seq, f, 20_000, ti), `${v.name} ${t} g${seq} f${f}`);
 				}
 			}
 		}
@@ -214,7 +204,7 @@ describe("relay over WebSocket with the official clients", { timeout: 90_000 }, 
 		for (const [ti, t] of TRACKS.entries()) {
 			assert.equal(late.firstGroup.get(t), last, `late joiner ${t} starts at the latest group`);
 			const frames = late.groups.get(t)!.get(last)!;
-			for (let f = 0; f < FRAMES_PER_GROUP; f++) assert.deepEqual(frames[f], frameBytes(ti, last, f));
+			for (let f = 0; f < FRAMES_PER_GROUP; f++) assert.deepEqual(frames[f], frameBytes(last, f, 20_000, ti));
 		}
 		const lateLite = await liteViewer(relay, "late-lite");
 		await until(() => TRACKS.every((t) => complete(lateLite, t, last)), 10_000, "late lite joiner");

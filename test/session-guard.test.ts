@@ -16,8 +16,8 @@ import { drainConsumers, type TrackConsumer } from "../src/relay/track.ts";
 import { FAULT_CODE, faultCode } from "../src/transport/guard.ts";
 import { refusalCounts } from "../src/transport/refusals.ts";
 import type { TransportSession } from "../src/transport/types.ts";
-import { ALPN, collect, listen, TEST_CERT_HASH } from "./quic-fixtures.ts";
-import { echo } from "./websocket-helpers.ts";
+import { ALPN, collect, listen, TEST_CERT_HASH } from "./support/quic.ts";
+import { echo } from "./support/websocket.ts";
 
 const T = { timeout: 20_000 };
 

@@ -14,7 +14,8 @@ import { MoqClient } from "../src/client/index.ts";
 import { connectQuic } from "../src/quic/client.ts";
 import { type GeneratedCertificate, generateCertificate } from "../src/tls/generate.ts";
 import { type RelayProcess, startRelayProcess } from "./support/process-relay.ts";
-import { until } from "./support/relay.ts";
+import "./support/quiet.ts";
+import { until } from "./support/wait.ts";
 
 const WORKERS = 2;
 /** New connections to try: SO_REUSEPORT spreads them over the workers by source port. */

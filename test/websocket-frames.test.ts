@@ -6,7 +6,7 @@ import * as Q3Frame from "../node_modules/@moq/net/node_modules/@moq/qmux/frame.
 import { DecodeError, NEED_MORE } from "../src/coding/errors.ts";
 import { Reader } from "../src/coding/reader.ts";
 import { Writer } from "../src/coding/writer.ts";
-import { QmuxError, QuicError } from "../src/websocket/codes.ts";
+import { QmuxError, QuicError } from "../src/qmux/codes.ts";
 import {
 	decodeFrame,
 	encodeApplicationClose,
@@ -22,9 +22,9 @@ import {
 	Frame,
 	FrameType,
 	type Framing,
-} from "../src/websocket/frames.ts";
-import { decodeTransportParameters, defaultParams, encodeTransportParameters } from "../src/websocket/params.ts";
-import { parseOffer, parseSubprotocol, preferenceList, selectSubprotocol } from "../src/websocket/subprotocol.ts";
+} from "../src/qmux/frames.ts";
+import { decodeTransportParameters, defaultParams, encodeTransportParameters } from "../src/qmux/params.ts";
+import { parseOffer, parseSubprotocol, preferenceList, selectSubprotocol } from "../src/qmux/subprotocol.ts";
 
 const hex = (s: string): Uint8Array => Uint8Array.from(Buffer.from(s.replace(/\s+/g, ""), "hex"));
 const toHex = (b: Uint8Array): string => Buffer.from(b).toString("hex");

@@ -8,8 +8,7 @@ import { WebSocket as RawWs } from "ws";
 import { Reader } from "../src/coding/reader.ts";
 import { Writer } from "../src/coding/writer.ts";
 import { startHttpServer } from "../src/http/server.ts";
-import type { TransportSession } from "../src/transport/types.ts";
-import { QuicError } from "../src/websocket/codes.ts";
+import { QuicError } from "../src/qmux/codes.ts";
 import {
 	decodeFrame,
 	encodePadding,
@@ -20,9 +19,10 @@ import {
 	FrameType,
 	type Framing,
 	TRANSPORT_PARAMETERS_TYPE,
-} from "../src/websocket/frames.ts";
-import { defaultParams, encodeTransportParameters } from "../src/websocket/params.ts";
-import { type EchoServer, pattern, startEcho } from "./websocket-helpers.ts";
+} from "../src/qmux/frames.ts";
+import { defaultParams, encodeTransportParameters } from "../src/qmux/params.ts";
+import type { TransportSession } from "../src/transport/types.ts";
+import { type EchoServer, pattern, startEcho } from "./support/websocket.ts";
 
 const TIMEOUT = { timeout: 15_000 };
 

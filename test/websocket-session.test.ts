@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import Qmux006 from "@moq/qmux";
 import Qmux, { StreamError } from "../node_modules/@moq/net/node_modules/@moq/qmux/index.js";
-import { type EchoServer, pattern, readAll, startEcho } from "./websocket-helpers.ts";
+import { type EchoServer, pattern, readAll, startEcho } from "./support/websocket.ts";
 
 const TIMEOUT = { timeout: 20_000 };
 

@@ -18,7 +18,7 @@ import { HUFFMAN_CODES, huffmanDecode, huffmanEncode } from "../src/webtransport
 import { decodeFieldSection, encodeFieldSection, type Field, STATIC_TABLE } from "../src/webtransport/qpack.ts";
 import { parseConnectRequest, selectProtocol } from "../src/webtransport/request.ts";
 import { parseProtocolItem, parseProtocolList, serializeSfString } from "../src/webtransport/sfv.ts";
-import { chromiumConnectSection } from "./helpers/h3-bytes.ts";
+import { chromiumConnectSection } from "./support/h3-bytes.ts";
 
 const hex = (s: string) => Uint8Array.from(Buffer.from(s.replace(/\s+/g, ""), "hex"));
 const ascii = (s: string) => new TextEncoder().encode(s);

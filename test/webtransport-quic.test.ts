@@ -10,7 +10,8 @@ import type { QuicServer } from "../src/quic/server.ts";
 import type { TransportSession, TransportStream } from "../src/transport/types.ts";
 import { connectWebTransport, WebTransportRejectedError } from "../src/webtransport/client.ts";
 import { acceptHttp3, type WebTransportServerOptions } from "../src/webtransport/server.ts";
-import { collect, deferred, listen, TEST_CERT_HASH } from "./quic-fixtures.ts";
+import { collect, listen, TEST_CERT_HASH } from "./support/quic.ts";
+import { deferred, until } from "./support/wait.ts";
 
 const T = { timeout: 20_000 };
 const SERVER_PROTOCOLS = ["moq-lite-05", "moq-lite-04", "moq-lite-03", "moql"];
@@ -155,7 +156,7 @@ describe("webtransport over real QUIC (loopback UDP)", () => {
 			client.close(7, "bye");
 			assert.deepEqual(await closed.promise, [7, "bye"]);
 			// The server's FIN answers our capsule; then our side closes the QUIC connection.
-			await waitFor(() => quic.closed);
+			await until(() => quic.closed, 10_000, "the QUIC connection to close");
 		}
 		{
 			const { session: client, quic } = await dial(server.port);
@@ -165,7 +166,7 @@ describe("webtransport over real QUIC (loopback UDP)", () => {
 			session.close(9, "srv");
 			assert.deepEqual(await closed.promise, [9, "srv"]);
 			// The WebTransport layer then closes the QUIC connection.
-			await waitFor(() => quic.closed);
+			await until(() => quic.closed, 10_000, "the QUIC connection to close");
 		}
 	});
 
@@ -183,8 +184,3 @@ describe("webtransport over real QUIC (loopback UDP)", () => {
 		);
 	});
 });
-
-/** Polls a flag that flips on a network event (a timer-free check each macrotask). */
-async function waitFor(cond: () => boolean): Promise<void> {
-	while (!cond()) await new Promise((resolve) => setImmediate(resolve));
-}

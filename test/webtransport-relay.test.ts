@@ -18,7 +18,8 @@ import { H3 } from "../src/webtransport/codes.ts";
 import { ConnectStream } from "../src/webtransport/connect.ts";
 import { H3Connection } from "../src/webtransport/connection.ts";
 import type { Field } from "../src/webtransport/qpack.ts";
-import { startTestRelay, type TestRelay, until } from "./support/relay.ts";
+import { startTestRelay, type TestRelay } from "./support/relay.ts";
+import { until } from "./support/wait.ts";
 
 const T = { timeout: 20_000 };
 

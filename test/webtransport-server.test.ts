@@ -15,14 +15,14 @@ import {
 	chromiumConnectSection,
 	concat,
 	controlStreamBytes,
-	eventually,
 	frame,
 	headersIn,
 	parseFrames,
 	settingsFrame,
 	varints,
-} from "./helpers/h3-bytes.ts";
-import { type LoopbackSession, type LoopbackStream, loopbackPair } from "./helpers/loopback.ts";
+} from "./support/h3-bytes.ts";
+import { type LoopbackSession, type LoopbackStream, loopbackPair } from "./support/loopback.ts";
+import { until } from "./support/wait.ts";
 
 const TIMEOUT = { timeout: 5000 };
 const PROTOCOLS = ["moq-lite-05", "moq-lite-04", "moq-lite-03", "moql"];
@@ -43,7 +43,7 @@ function chromiumConnect(client: LoopbackSession, section = chromiumConnectSecti
 }
 
 async function responseOf(request: LoopbackStream): Promise<Map<string, string>> {
-	await eventually(() => request.received.length > 0, "response");
+	await until(() => request.received.length > 0, 10_000, "response");
 	const [fields] = headersIn(request.received);
 	return new Map(fields);
 }
@@ -57,7 +57,7 @@ async function closedWith(client: LoopbackSession): Promise<number> {
 describe("webtransport server: handshake", () => {
 	it("sends SETTINGS with the union from the notes on a control stream", TIMEOUT, async () => {
 		const { client } = serve();
-		await eventually(() => (client.streams.get(3)?.received.length ?? 0) > 0, "server control stream");
+		await until(() => (client.streams.get(3)?.received.length ?? 0) > 0, 10_000, "server control stream");
 		const control = client.streams.get(3)!.received;
 		assert.equal(control[0], 0x00);
 		const [settingsFrame] = parseFrames(control.slice(1));
@@ -93,7 +93,7 @@ describe("webtransport server: handshake", () => {
 		assert.equal(session.path, "/room/abc");
 		assert.equal(session.query.get("jwt"), "xyz");
 		// The GREASE stream was refused with STOP_SENDING(H3_STREAM_CREATION_ERROR).
-		await eventually(() => grease.receivedStop !== null, "stop on GREASE stream");
+		await until(() => grease.receivedStop !== null, 10_000, "stop on GREASE stream");
 		assert.equal(grease.receivedStop, H3.STREAM_CREATION_ERROR);
 		assert.equal(client.closed, false);
 	});
@@ -114,7 +114,7 @@ describe("webtransport server: handshake", () => {
 		request.write(frame(0x01, chromiumConnectSection()));
 		const control = client.openUni()!;
 		control.write(Uint8Array.of(0x00)); // type only: SETTINGS not yet
-		await eventually(() => client.streams.has(3), "server control stream");
+		await until(() => client.streams.has(3), 10_000, "server control stream");
 		assert.equal(request.received.length, 0);
 		control.write(settingsFrame());
 		const response = await responseOf(request);
@@ -132,9 +132,9 @@ describe("webtransport server: handshake", () => {
 		early.write(Uint8Array.of(0x54, 0x00, 0x68)); // ...0x54, sid 0, "h"
 		early.write(new TextEncoder().encode("ello"));
 		early.finish();
-		await eventually(() => client.streams.has(3));
+		await until(() => client.streams.has(3));
 		request.write(frame(0x01, chromiumConnectSection()));
-		await eventually(() => sessions.length === 1, "session");
+		await until(() => sessions.length === 1, 10_000, "session");
 		const got: string[] = [];
 		let fin = false;
 		sessions[0].onStream = (stream) => {
@@ -144,7 +144,7 @@ describe("webtransport server: handshake", () => {
 			stream.onData = (chunk) => got.push(new TextDecoder().decode(chunk));
 			stream.onFin = () => (fin = true);
 		};
-		await eventually(() => fin, "fin");
+		await until(() => fin, 10_000, "fin");
 		assert.equal(got.join(""), "hello");
 	});
 
@@ -155,14 +155,14 @@ describe("webtransport server: handshake", () => {
 		waiting.write(Uint8Array.of(0x40, 0x54, 0x04, 0x01)); // session 4: not established yet
 		const overflow = client.openUni()!;
 		overflow.write(Uint8Array.of(0x40, 0x54, 0x08, 0x01)); // session 8: over the limit
-		await eventually(() => overflow.receivedStop !== null, "stop on overflow");
+		await until(() => overflow.receivedStop !== null, 10_000, "stop on overflow");
 		assert.equal(overflow.receivedStop, H3.WT_BUFFERED_STREAM_REJECTED);
 		const request = client.openBidi()!; // stream 0
 		request.write(frame(0x01, chromiumConnectSection()));
 		assert.equal((await responseOf(request)).get(":status"), "404");
 		const late = client.openBidi()!; // WebTransport bidi for the refused session 0
 		late.write(Uint8Array.of(0x40, 0x41, 0x00, 0x01));
-		await eventually(() => late.receivedReset !== null && late.receivedStop !== null, "reset on late stream");
+		await until(() => late.receivedReset !== null && late.receivedStop !== null, 10_000, "reset on late stream");
 		assert.equal(late.receivedReset, H3.WT_SESSION_GONE);
 		assert.equal(waiting.receivedStop, null);
 	});
@@ -173,7 +173,7 @@ describe("webtransport server: rejections", () => {
 		const { client, sessions } = serve(opts);
 		const request = chromiumConnect(client, section);
 		const response = await responseOf(request);
-		await eventually(() => request.receivedFin, "FIN after rejection");
+		await until(() => request.receivedFin, 10_000, "FIN after rejection");
 		assert.equal(sessions.length, 0);
 		return Number(response.get(":status"));
 	}
@@ -249,19 +249,19 @@ describe("webtransport server: capsules", () => {
 		request.write(concat(frame(0x00, grease), frame(0x00, close.slice(0, 3))));
 		request.write(concat(frame(0x00, close.slice(3)), frame(0x00, [])));
 		request.finish();
-		await eventually(() => closes.length === 1, "onClose");
+		await until(() => closes.length === 1, 10_000, "onClose");
 		assert.deepEqual(closes, [[7, "bye"]]);
-		await eventually(() => request.receivedFin, "server FIN");
+		await until(() => request.receivedFin, 10_000, "server FIN");
 		assert.equal(await closedWith(client), H3.NO_ERROR);
 	});
 
 	it("DRAIN is accepted; FIN without a capsule closes with code 0", TIMEOUT, async () => {
 		const { request, session, closes } = await established();
 		request.write(frame(0x00, varints(0x78ae, 0)));
-		await eventually(() => request.received.length > 0);
+		await until(() => request.received.length > 0);
 		assert.equal(session.closed, false);
 		request.finish();
-		await eventually(() => closes.length === 1);
+		await until(() => closes.length === 1);
 		assert.deepEqual(closes, [[0, ""]]);
 	});
 
@@ -271,13 +271,13 @@ describe("webtransport server: capsules", () => {
 		uni.write(Uint8Array.of(1));
 		const bidi = session.openBidi()!;
 		bidi.write(Uint8Array.of(2));
-		await eventually(() => client.streams.has(bidi.id) && client.streams.has(uni.id));
+		await until(() => client.streams.has(bidi.id) && client.streams.has(uni.id));
 		request.reset(H3.REQUEST_CANCELLED);
-		await eventually(() => closes.length === 1);
+		await until(() => closes.length === 1);
 		assert.deepEqual(closes, [[0, ""]]);
 		const rawUni = client.streams.get(uni.id)!;
 		const rawBidi = client.streams.get(bidi.id)!;
-		await eventually(() => rawBidi.receivedReset !== null && rawBidi.receivedStop !== null);
+		await until(() => rawBidi.receivedReset !== null && rawBidi.receivedStop !== null);
 		assert.deepEqual([...rawUni.received], [0x40, 0x54, 0x00, 1]);
 		assert.deepEqual([...rawBidi.received], [0x40, 0x41, 0x00, 2]);
 		assert.equal(rawUni.receivedReset, H3.WT_SESSION_GONE);
@@ -289,7 +289,7 @@ describe("webtransport server: capsules", () => {
 		const { client, request, session, closes } = await established();
 		session.close(9, "srv");
 		assert.deepEqual(closes, [[9, "srv"]]);
-		await eventually(() => request.receivedFin, "FIN");
+		await until(() => request.receivedFin, 10_000, "FIN");
 		const data = parseFrames(request.received).filter((f) => f.type === 0x00);
 		assert.deepEqual([...data[0].payload], [...varints(0x2843, 7), 0, 0, 0, 9, ...new TextEncoder().encode("srv")]);
 		request.finish(); // the peer answers with FIN: the server closes QUIC at once
@@ -304,29 +304,29 @@ describe("webtransport server: capsules", () => {
 		raw.write(Uint8Array.of(0x40, 0x41, 0x00));
 		const raw2 = client.openBidi()!;
 		raw2.write(Uint8Array.of(0x40, 0x41, 0x00));
-		await eventually(() => streams.length === 2);
+		await until(() => streams.length === 2);
 		const resets: number[] = [];
 		const stops: number[] = [];
 		streams[0].onReset = (code) => resets.push(code);
 		streams[0].onStop = (code) => stops.push(code);
 		raw.reset(91141958510854); // Chromium's abort(42)
 		raw.stop(toH3(300));
-		await eventually(() => resets.length === 1 && stops.length === 1);
+		await until(() => resets.length === 1 && stops.length === 1);
 		assert.deepEqual(resets, [42]);
 		assert.deepEqual(stops, [300]);
 		// The other direction, on a stream both sides still have open.
 		streams[1].reset(4294967295);
 		streams[1].stop(77);
-		await eventually(() => raw2.receivedReset !== null && raw2.receivedStop !== null);
+		await until(() => raw2.receivedReset !== null && raw2.receivedStop !== null);
 		assert.equal(fromH3(raw2.receivedReset!), 4294967295);
 		assert.equal(raw2.receivedStop, toH3(77));
 		// A code outside the WebTransport range reaches the application as 0.
 		const raw3 = client.openBidi()!;
 		raw3.write(Uint8Array.of(0x40, 0x41, 0x00));
-		await eventually(() => streams.length === 3);
+		await until(() => streams.length === 3);
 		streams[2].onReset = (code) => resets.push(code);
 		raw3.reset(H3.REQUEST_CANCELLED);
-		await eventually(() => resets.length === 2);
+		await until(() => resets.length === 2);
 		assert.equal(resets[1], 0);
 	});
 });

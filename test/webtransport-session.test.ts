@@ -9,8 +9,9 @@ import type { TransportSession, TransportStream } from "../src/transport/types.t
 import { connectWebTransport, WebTransportRejectedError } from "../src/webtransport/client.ts";
 import { fromH3, H3 } from "../src/webtransport/codes.ts";
 import { acceptHttp3, type WebTransportServerOptions } from "../src/webtransport/server.ts";
-import { eventually } from "./helpers/h3-bytes.ts";
-import { loopbackPair } from "./helpers/loopback.ts";
+import { loopbackPair } from "./support/loopback.ts";
+import { collect as collectBytes } from "./support/quic.ts";
+import { until } from "./support/wait.ts";
 
 const TIMEOUT = { timeout: 5000 };
 const text = new TextEncoder();
@@ -29,19 +30,12 @@ async function pair(
 		...serverOpts,
 	});
 	const client = await connectWebTransport(quicClient, new URL(url), clientProtocols);
-	await eventually(() => serverSession !== null, "server session");
+	await until(() => serverSession !== null, 10_000, "server session");
 	return { client, server: serverSession! as TransportSession, quicClient, quicServer };
 }
 
-/** Collects a stream's bytes until FIN. */
-function collect(stream: TransportStream): Promise<string> {
-	return new Promise((resolve, reject) => {
-		let out = "";
-		stream.onData = (chunk) => (out += untext.decode(chunk));
-		stream.onFin = () => resolve(out);
-		stream.onReset = (code) => reject(new Error(`reset ${code}`));
-	});
-}
+/** A stream's bytes until FIN, as text. */
+const collect = (stream: TransportStream): Promise<string> => collectBytes(stream).then((b) => b.toString());
 
 /** Echoes every bidi stream back, upper-cased, and records uni streams. */
 function echo(session: TransportSession, uni: string[]): void {
@@ -124,7 +118,7 @@ describe("webtransport client <-> server (loopback)", () => {
 		const u = client.openUni()!;
 		u.write(text.encode("one-way"));
 		u.finish();
-		await eventually(() => uni.length === 1);
+		await until(() => uni.length === 1);
 		assert.deepEqual(uni, ["one-way"]);
 	});
 
@@ -142,7 +136,7 @@ describe("webtransport client <-> server (loopback)", () => {
 		assert.equal(u.id % 4, 3);
 		u.write(text.encode("announce"));
 		u.finish();
-		await eventually(() => uni.length === 1);
+		await until(() => uni.length === 1);
 		assert.deepEqual(uni, ["announce"]);
 	});
 
@@ -159,10 +153,10 @@ describe("webtransport client <-> server (loopback)", () => {
 		const stream = client.openBidi()!;
 		stream.write(Uint8Array.of(1));
 		stream.stop(1000);
-		await eventually(() => got.length === 1);
+		await until(() => got.length === 1);
 		stream.reset(42);
 		const raw = quicClient.streams.get(stream.id)!;
-		await eventually(() => got.length === 2 && raw.receivedReset !== null);
+		await until(() => got.length === 2 && raw.receivedReset !== null);
 		assert.deepEqual(got, ["stop 1000", "reset 42"]);
 		// The server's answer to STOP_SENDING: a reset the client no longer reports (it stopped reading).
 		assert.equal(fromH3(raw.receivedReset!), 1001);
@@ -177,14 +171,14 @@ describe("webtransport client <-> server (loopback)", () => {
 		server.onStream = (s) => serverStreams.push(s);
 		const open = client.openBidi()!;
 		open.write(Uint8Array.of(1));
-		await eventually(() => serverStreams.length === 1);
+		await until(() => serverStreams.length === 1);
 		const closes: string[] = [];
 		client.onClose = (code, reason) => closes.push(`client ${code} ${reason}`);
 		server.onClose = (code, reason) => closes.push(`server ${code} ${reason}`);
 		client.close(7, "bye");
 		assert.equal(client.closed, true);
 		assert.equal(client.openBidi(), null);
-		await eventually(() => closes.length === 2);
+		await until(() => closes.length === 2);
 		assert.deepEqual(closes, ["client 7 bye", "server 7 bye"]);
 		const [a, b] = await Promise.all([quicClient.whenClosed(), quicServer.whenClosed()]);
 		assert.equal(a.code, H3.NO_ERROR);
@@ -219,7 +213,7 @@ describe("webtransport client <-> server (loopback)", () => {
 		const s = client.openUni()!;
 		s.write(text.encode("early"));
 		s.finish();
-		await eventually(() => serverSession !== null && quicServer.streams.get(s.id)?.receivedFin === true);
+		await until(() => serverSession !== null && quicServer.streams.get(s.id)?.receivedFin === true);
 		const got = await new Promise<string>((resolve) => {
 			serverSession!.onStream = (stream) => collect(stream).then(resolve);
 		});

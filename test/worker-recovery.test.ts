@@ -17,9 +17,8 @@ import { describe, test } from "node:test";
 import { MoqClient } from "../src/client/index.ts";
 import { connectQuic } from "../src/quic/client.ts";
 import { metricSum, type RelayProcess, startRelayProcess } from "./support/process-relay.ts";
-import { until } from "./support/relay.ts";
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+import "./support/quiet.ts";
+import { sleep, until } from "./support/wait.ts";
 
 function threadCount(pid: number): number {
 	return readdirSync(`/proc/${pid}/task`).length;

@@ -27,7 +27,7 @@ export interface CoreSummary {
 	/** Relay CPU per egress packet (µs) over every valid step, and its ratio to the bare quiche+UDP figure. */
 	usPerPacket: Spread | null;
 	ratioToBare: Spread | null;
-	/** Worker threads only (closest to limits.md's per-thread figure). */
+	/** Worker threads only (closest to the per-thread BARE_US_PER_PACKET baseline). */
 	workerUsPerPacket: Spread | null;
 	/** Median latency percentiles per subscriber count over runs (the chart's data). */
 	curve: { subscribers: number; p50: number; p90: number; p99: number; p999: number; runs: number }[];
@@ -100,7 +100,7 @@ export function document(opts: BenchOptions, sweeps: SweepResult[]): BenchDocume
 		options: opts,
 		bare: {
 			usPerPacket: BARE_US_PER_PACKET,
-			source: "notes/limits.md §4: Node dgram + quiche, 20-conn fan-out (median)",
+			source: "baseline: Node dgram + quiche, 20-conn fan-out (median)",
 		},
 		summary: summarize(sweeps, opts.cores),
 		sweeps,

@@ -15,7 +15,7 @@ import { machineCpuSample, processCpuSeconds, processRss, udpDrops } from "./pro
 import type { FromGenerator, FromPublisher, GeneratorReport, ToGenerator, ToPublisher } from "./protocol.ts";
 import { type RelayProcess, startRelay } from "./relay-process.ts";
 
-/** limits.md §2/§4: bare quiche + Node dgram, 20-connection fan-out, server µs per egress packet (median). */
+/** Baseline measured once: bare quiche + Node dgram, 20-connection fan-out, server µs per egress packet (median). */
 export const BARE_US_PER_PACKET = 20.5;
 /** A generator process above this share of a core is the bottleneck, not the relay. */
 export const GENERATOR_SATURATED = 0.9;

@@ -14,8 +14,8 @@ import {
 	GROUP_STREAM_HEADER_MAX,
 	writeFrameHeader,
 	writeGroupStreamHeader,
-} from "../../src/moq/wire/group.ts";
-import { decodeSubscribe, encodeSubscribe, type Subscribe } from "../../src/moq/wire/subscribe.ts";
+} from "../../src/moq/lite/wire/group.ts";
+import { decodeSubscribe, encodeSubscribe, type Subscribe } from "../../src/moq/lite/wire/subscribe.ts";
 
 const FRAMES_PER_BATCH = 64;
 const FRAME_BYTES = 1024;

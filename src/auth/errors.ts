@@ -30,20 +30,42 @@ export type AuthReason =
 	/** The connection path has "." / ".." segments or too many segments. */
 	| "path-invalid";
 
-/** A refused connection: close the session (or answer HTTP `httpStatus`) with `code`. */
+/**
+ * What an HTTP front end (WebSocket upgrade, WebTransport CONNECT) answers for each reason: the
+ * status and a short fixed text for the response body. 401 when the client did not prove who it is
+ * (no token, or a token that does not verify), 403 when a valid token does not cover the path, 400
+ * for a path that cannot be a broadcast path. The text never contains the token, the path or a kid.
+ */
+const HTTP_REFUSALS: Record<AuthReason, { status: number; text: string }> = {
+	"token-expected": { status: 401, text: "missing token" },
+	"token-unexpected": { status: 401, text: "token not accepted: no key configured" },
+	"token-invalid": { status: 401, text: "invalid token" },
+	"token-expired": { status: 401, text: "token expired" },
+	"key-id-missing": { status: 401, text: "invalid token: no kid" },
+	"key-id-invalid": { status: 401, text: "invalid token: bad kid" },
+	"key-not-found": { status: 401, text: "invalid token: unknown kid" },
+	"root-mismatch": { status: 403, text: "forbidden: token does not cover this path" },
+	"no-access": { status: 403, text: "forbidden: token grants nothing at this path" },
+	"path-invalid": { status: 400, text: "invalid path" },
+};
+
+/** A refused connection: close the session with `code`, or answer HTTP `httpStatus` with `httpText`. */
 export class AuthError extends Error {
 	/** moq-lite close code: 6 unauthorized. */
 	readonly code: number;
 	readonly reason: AuthReason;
-	/** What an HTTP front end (WebTransport CONNECT, WebSocket upgrade) answers: 401, like moq-relay. */
+	/** What an HTTP front end (WebTransport CONNECT, WebSocket upgrade) answers: 401, 403 or 400. */
 	readonly httpStatus: number;
+	/** The response body that goes with `httpStatus`: short fixed text, safe to send and log. */
+	readonly httpText: string;
 
 	constructor(reason: AuthReason, message: string) {
 		super(message);
 		this.name = "AuthError";
 		this.reason = reason;
 		this.code = UNAUTHORIZED;
-		this.httpStatus = 401;
+		this.httpStatus = HTTP_REFUSALS[reason].status;
+		this.httpText = HTTP_REFUSALS[reason].text;
 	}
 }
 

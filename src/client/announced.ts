@@ -6,18 +6,19 @@
 
 import type { Reader } from "../coding/reader.ts";
 import { Writer } from "../coding/writer.ts";
+import { ControlReader } from "../moq/control-reader.ts";
 import {
 	type Announce,
 	type AnnounceOk,
 	decodeAnnounce,
 	decodeAnnounceOk,
 	encodeAnnounceRequest,
-} from "../moq/wire/announce.ts";
-import { CANCEL } from "../moq/wire/codes.ts";
-import { joinPath, normalizePath } from "../moq/wire/path.ts";
-import { BIDI } from "../moq/wire/stream-type.ts";
+} from "../moq/lite/wire/announce.ts";
+import { CANCEL } from "../moq/lite/wire/codes.ts";
+import { joinPath, normalizePath } from "../moq/lite/wire/path.ts";
+import { BIDI } from "../moq/lite/wire/stream-type.ts";
 import type { TransportStream } from "../transport/types.ts";
-import { ControlReader } from "./control.ts";
+import { CONTROL } from "./control.ts";
 
 /** Live set of broadcasts under a prefix. */
 export class Announced {
@@ -43,7 +44,7 @@ export class Announced {
 	constructor(stream: TransportStream, prefix: string, ownHop: number) {
 		this.prefix = normalizePath(prefix);
 		this.#stream = stream;
-		this.#reader = new ControlReader(stream, (code) => this.#end(code));
+		this.#reader = new ControlReader(stream, CONTROL, (code) => this.#end(code));
 		const w = new Writer(32 + prefix.length);
 		w.varint(BIDI.ANNOUNCE);
 		encodeAnnounceRequest(w, { prefix: this.prefix, excludeHop: ownHop }, 5);
@@ -77,7 +78,7 @@ export class Announced {
 	};
 
 	#resumeWith(rest: Uint8Array): void {
-		const reader = new ControlReader(this.#stream, (code) => this.#end(code));
+		const reader = new ControlReader(this.#stream, CONTROL, (code) => this.#end(code));
 		this.#stream.onData = (chunk) => reader.push(chunk, decode, this.#onAnnounce);
 		if (this.#initialLeft === 0) this.#markReady();
 		if (rest.length > 0) reader.push(rest, decode, this.#onAnnounce);

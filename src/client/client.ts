@@ -9,14 +9,15 @@
 import { NeedMoreError } from "../coding/errors.ts";
 import { Reader } from "../coding/reader.ts";
 import { Writer } from "../coding/writer.ts";
-import { CANCEL, PROTOCOL_VIOLATION, TIMEOUT, UNEXPECTED_STREAM } from "../moq/wire/codes.ts";
-import { decodeLiteSetup, encodeLiteSetup, type LiteSetup } from "../moq/wire/setup.ts";
-import { BIDI, UNI } from "../moq/wire/stream-type.ts";
-import { decodeTrackInfo, encodeTrackRequest, type TrackInfo } from "../moq/wire/track.ts";
-import { ALPN_LITE_05 } from "../moq/wire/version.ts";
+import { ControlReader } from "../moq/control-reader.ts";
+import { CANCEL, PROTOCOL_VIOLATION, TIMEOUT, UNEXPECTED_STREAM } from "../moq/lite/wire/codes.ts";
+import { decodeLiteSetup, encodeLiteSetup, type LiteSetup } from "../moq/lite/wire/setup.ts";
+import { BIDI, UNI } from "../moq/lite/wire/stream-type.ts";
+import { decodeTrackInfo, encodeTrackRequest, type TrackInfo } from "../moq/lite/wire/track.ts";
+import { ALPN_LITE_05 } from "../moq/lite/wire/version.ts";
 import type { TransportSession, TransportStream } from "../transport/types.ts";
 import { Announced } from "./announced.ts";
-import { ControlReader } from "./control.ts";
+import { CONTROL } from "./control.ts";
 import { type PublishedBroadcast, Publisher, type PublishOptions } from "./publisher.ts";
 import { type SubscribeOptions, Subscription, type SubscriptionHandlers } from "./subscription.ts";
 
@@ -160,7 +161,9 @@ export class MoqClient {
 				s.reset(TIMEOUT);
 				settle(new Error("TRACK_INFO timed out"));
 			}, timeoutMs);
-			const reader = new ControlReader(s, (code, message) => settle(new Error(`TRACK_INFO: ${message} (${code})`)));
+			const reader = new ControlReader(s, CONTROL, (code, message) =>
+				settle(new Error(`TRACK_INFO: ${message} (${code})`)),
+			);
 			s.onData = (chunk) =>
 				reader.push(
 					chunk,
@@ -240,7 +243,7 @@ export class MoqClient {
 	}
 
 	#onSetupStream(s: TransportStream, first: Uint8Array): void {
-		const reader = new ControlReader(s, (code, message) => this.close(code, `bad SETUP: ${message}`));
+		const reader = new ControlReader(s, CONTROL, (code, message) => this.close(code, `bad SETUP: ${message}`));
 		let seen = false;
 		const handle = (m: LiteSetup) => {
 			if (seen) return;
@@ -256,13 +259,13 @@ export class MoqClient {
 	}
 
 	#onBidi(s: TransportStream): void {
-		const reader = new ControlReader(s, () => {});
+		const reader = new ControlReader(s, CONTROL, () => {});
 		let routed = false;
 		const route = (type: number) => {
 			if (routed) return;
 			routed = true;
 			const rest = reader.release();
-			const next = new ControlReader(s, () => {});
+			const next = new ControlReader(s, CONTROL, () => {});
 			if (rest.length > 0) next.buf.push(rest);
 			switch (type) {
 				case BIDI.ANNOUNCE:

@@ -9,20 +9,26 @@
 
 import type { Reader } from "../coding/reader.ts";
 import { Writer } from "../coding/writer.ts";
-import { type AnnounceRequest, decodeAnnounceRequest, encodeAnnounce, encodeAnnounceOk } from "../moq/wire/announce.ts";
-import { CANCEL, NOT_FOUND } from "../moq/wire/codes.ts";
-import { FRAME_HEADER_MAX, writeFrameHeader, writeGroupStreamHeader } from "../moq/wire/group.ts";
-import { hasPrefix, normalizePath, stripPrefix } from "../moq/wire/path.ts";
+import { ControlReader } from "../moq/control-reader.ts";
+import {
+	type AnnounceRequest,
+	decodeAnnounceRequest,
+	encodeAnnounce,
+	encodeAnnounceOk,
+} from "../moq/lite/wire/announce.ts";
+import { CANCEL, NOT_FOUND } from "../moq/lite/wire/codes.ts";
+import { FRAME_HEADER_MAX, writeFrameHeader, writeGroupStreamHeader } from "../moq/lite/wire/group.ts";
+import { hasPrefix, normalizePath, stripPrefix } from "../moq/lite/wire/path.ts";
 import {
 	decodeSubscribe,
 	decodeSubscribeUpdate,
 	encodeSubscribeEnd,
 	encodeSubscribeOk,
 	type Subscribe,
-} from "../moq/wire/subscribe.ts";
-import { decodeTrackRequest, encodeTrackInfo, type TrackRequest } from "../moq/wire/track.ts";
+} from "../moq/lite/wire/subscribe.ts";
+import { decodeTrackRequest, encodeTrackInfo, type TrackRequest } from "../moq/lite/wire/track.ts";
 import type { TransportSession, TransportStream } from "../transport/types.ts";
-import { ControlReader } from "./control.ts";
+import { CONTROL } from "./control.ts";
 
 export interface PublishOptions {
 	/** Track names offered (more can be added later with `track(name)`). */
@@ -193,7 +199,7 @@ export class PublishedTrack {
 			return;
 		}
 		this.#subs.add(sub);
-		const reader = new ControlReader(stream, () => this.#dropSub(sub, CANCEL));
+		const reader = new ControlReader(stream, CONTROL, () => this.#dropSub(sub, CANCEL));
 		// SUBSCRIBE_UPDATE: priorities and latency do not change what a live publisher sends.
 		stream.onData = (chunk) => reader.push(chunk, decodeUpdate, ignore);
 		stream.onFin = () => {

@@ -10,12 +10,13 @@
 
 import type { Reader } from "../coding/reader.ts";
 import { Writer } from "../coding/writer.ts";
-import { CANCEL } from "../moq/wire/codes.ts";
-import { GroupStreamDecoder } from "../moq/wire/group.ts";
-import { BIDI } from "../moq/wire/stream-type.ts";
-import { decodeSubscribeResponse, encodeSubscribe, type SubscribeResponse } from "../moq/wire/subscribe.ts";
+import { ControlReader } from "../moq/control-reader.ts";
+import { CANCEL } from "../moq/lite/wire/codes.ts";
+import { GroupStreamDecoder } from "../moq/lite/wire/group.ts";
+import { BIDI } from "../moq/lite/wire/stream-type.ts";
+import { decodeSubscribeResponse, encodeSubscribe, type SubscribeResponse } from "../moq/lite/wire/subscribe.ts";
 import type { TransportStream } from "../transport/types.ts";
-import { ControlReader } from "./control.ts";
+import { CONTROL } from "./control.ts";
 
 export interface SubscribeOptions {
 	/** Subscriber priority (u8, higher first). Default 0. */
@@ -145,7 +146,7 @@ export class Subscription implements SubscriptionHandlers {
 		this.#control = control;
 		this.#maxFrameBytes = options.maxFrameBytes ?? DEFAULT_MAX_FRAME;
 		this.#onClosed = onClosed;
-		this.#reader = new ControlReader(control, (code) => this.#finish(code));
+		this.#reader = new ControlReader(control, CONTROL, (code) => this.#finish(code));
 
 		const w = new Writer(64 + broadcast.length + track.length);
 		w.varint(BIDI.SUBSCRIBE);

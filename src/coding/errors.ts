@@ -11,7 +11,7 @@ export class NeedMoreError extends Error {
 export const NEED_MORE = new NeedMoreError();
 
 export class DecodeError extends Error {
-	/** A moq-lite reset/close code (see src/moq/codes.ts); 15 = protocol violation by default. */
+	/** A moq-lite reset/close code (see src/moq/lite/wire/codes.ts); 15 = protocol violation by default. */
 	readonly code: number;
 	constructor(message: string, code = 15) {
 		super(message);

@@ -19,10 +19,9 @@
  */
 import type { Socket } from "node:net";
 import type { Duplex } from "node:stream";
+import type { Logger, LogLine } from "../log/logger.ts";
 import type { Admission } from "../transport/admission.ts";
 import { type RefusalReason, refuse } from "../transport/refusals.ts";
-
-type LogFn = (level: "debug" | "info" | "warn" | "error", msg: string, fields?: Record<string, unknown>) => void;
 
 /** Waiting for a request's headers: the header deadline runs. */
 const HEADERS = 0;
@@ -63,7 +62,7 @@ export interface ConnectionTrackerOptions {
 	admission: Admission | null;
 	headerTimeoutMs: number;
 	idleTimeoutMs: number;
-	log: LogFn;
+	log: Logger;
 }
 
 export class ConnectionTracker {
@@ -72,9 +71,9 @@ export class ConnectionTracker {
 	/** Period of the scan: bounds how late a deadline is enforced. */
 	readonly tickMs: number;
 	readonly #admission: Admission | null;
-	readonly #log: LogFn;
-	readonly #refusalLog: (message: string, fields: Record<string, unknown>) => void;
-	readonly #warnLog: (message: string, fields: Record<string, unknown>) => void;
+	readonly #log: Logger;
+	readonly #refusalLog: LogLine;
+	readonly #warnLog: LogLine;
 	readonly #conns = new Map<Socket, TcpConnection>();
 	#timer: ReturnType<typeof setInterval> | null = null;
 
@@ -87,8 +86,8 @@ export class ConnectionTracker {
 		this.tickMs = Math.min(500, Math.max(50, Math.min(opts.headerTimeoutMs, opts.idleTimeoutMs) / 8));
 		this.#admission = opts.admission;
 		this.#log = opts.log;
-		this.#refusalLog = (message, fields) => this.#log("info", message, fields);
-		this.#warnLog = (message, fields) => this.#log("warn", message, fields);
+		this.#refusalLog = (message, fields) => this.#log.info(message, fields);
+		this.#warnLog = (message, fields) => this.#log.warn(message, fields);
 	}
 
 	/** Admitted connections open now. */

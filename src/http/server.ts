@@ -1,7 +1,9 @@
 /**
  * The relay's HTTP/1.1 listener on TCP (plain, or TLS when given a cert/key), by default on the
  * same port number as the QUIC UDP socket. It serves /certificate.sha256, /health and /metrics,
- * and upgrades WebSocket requests on any path to qmux sessions handed to `onSession`.
+ * and upgrades WebSocket requests on any path to qmux sessions handed to `onSession`. When given an
+ * `authorize` check (the relay's token check), an upgrade is held until it settles and a refusal is
+ * answered with its HTTP status (401/403...) and a short text body instead of 101.
  *
  * Request limits are Node's defaults except the timeouts: 16 KiB of headers (maxHeaderSize),
  * 2000 headers, headers within `[limits] http_header_timeout` (10 s), a whole request within 30 s,
@@ -17,13 +19,15 @@ import type { Duplex } from "node:stream";
 import { WebSocketServer } from "ws";
 import { DEFAULT_LIMITS } from "../config/defaults.ts";
 import type { RelayConfig } from "../config/types.ts";
+import { type Logger, type LogLine, silentLogger } from "../log/logger.ts";
+import type { Framing } from "../qmux/frames.ts";
+import { KeepAlive } from "../qmux/keepalive.ts";
+import { type WsLimits, WsSession } from "../qmux/session.ts";
+import { parseOffer, parseSubprotocol, preferenceList, selectSubprotocol } from "../qmux/subprotocol.ts";
 import type { Admission } from "../transport/admission.ts";
+import { type ConnectAuthorizer, type ConnectVerdict, refusalStatus } from "../transport/authorize.ts";
 import { refuse } from "../transport/refusals.ts";
 import type { SessionAcceptor } from "../transport/types.ts";
-import type { Framing } from "../websocket/frames.ts";
-import { KeepAlive } from "../websocket/keepalive.ts";
-import { type LogFn, type WsLimits, WsSession } from "../websocket/session.ts";
-import { parseOffer, parseSubprotocol, preferenceList, selectSubprotocol } from "../websocket/subprotocol.ts";
 import { ConnectionTracker } from "./connections.ts";
 import { handleRequest } from "./routes.ts";
 
@@ -60,12 +64,18 @@ export interface HttpServerOptions {
 	onSession: SessionAcceptor;
 	health?: () => unknown;
 	metrics?: () => string;
-	log?: LogFn;
+	log?: Logger;
 	ws?: WsListenerOptions;
 	/** Relay-wide TCP and per-IP connection counts and rates; default: this listener alone, unlimited. */
 	admission?: Admission;
 	/** Timeouts from [limits] (header and idle); defaults from config/defaults.ts. */
 	limits?: Partial<Pick<RelayConfig["limits"], "httpHeaderTimeoutMs" | "idleTimeoutMs">>;
+	/**
+	 * Checks a WebSocket upgrade before it is answered (the token, in the relay). The upgrade is held
+	 * until it settles, still under the header deadline; a refusal is answered with its HTTP status
+	 * and reason instead of 101. Default: every upgrade is accepted.
+	 */
+	authorize?: ConnectAuthorizer;
 }
 
 export interface HttpServerHandle {
@@ -81,7 +91,6 @@ export interface HttpServerHandle {
 	setTls(tls: TlsFiles): void;
 }
 
-const noLog: LogFn = () => {};
 const ignore = (): void => {};
 
 function formatRemote(socket: Duplex): string {
@@ -108,7 +117,7 @@ function reject(socket: Duplex, status: number, message: string, tracker: Connec
 }
 
 export function startHttpServer(opts: HttpServerOptions): Promise<HttpServerHandle> {
-	const log = opts.log ?? noLog;
+	const log = opts.log ?? silentLogger;
 	const wsOpts = opts.ws ?? {};
 	const preference = preferenceList(wsOpts.appProtocols, wsOpts.qmuxPreference);
 	const maxSessions = wsOpts.maxSessions ?? Number.POSITIVE_INFINITY;
@@ -124,8 +133,10 @@ export function startHttpServer(opts: HttpServerOptions): Promise<HttpServerHand
 	const closing = (socket: Duplex): void => tracker.linger(socket);
 	const sessions = new Set<WsSession>();
 	const upgraded = new Set<Duplex>();
+	/** Upgrades held while `authorize` runs (they count against maxSessions). */
+	const authorizing = new Set<Duplex>();
 	let shuttingDown = false;
-	const refusalLog = (message: string, fields: Record<string, unknown>): void => log("info", message, fields);
+	const refusalLog: LogLine = (message, fields) => log.info(message, fields);
 
 	const wss = new WebSocketServer({
 		noServer: true,
@@ -174,12 +185,67 @@ export function startHttpServer(opts: HttpServerOptions): Promise<HttpServerHand
 		tracker.linger(socket);
 	});
 
+	/** Completes an accepted upgrade: 101, then the session goes to `onSession`. */
+	const upgrade = (
+		req: IncomingMessage,
+		socket: Duplex,
+		head: Buffer,
+		path: string,
+		query: URLSearchParams,
+		verdict: ConnectVerdict | null,
+	): void => {
+		tracker.upgraded(socket);
+		wss.handleUpgrade(req, socket, head, (ws) => {
+			const { framing, protocol } = parseSubprotocol(ws.protocol);
+			const session = new WsSession(ws, socket, {
+				framing,
+				protocol,
+				path,
+				query,
+				remote: formatRemote(socket),
+				limits: wsOpts.limits,
+				keepAlive,
+				closing,
+				log,
+			});
+			sessions.add(session);
+			upgraded.add(socket);
+			socket.once("close", () => {
+				sessions.delete(session);
+				upgraded.delete(socket);
+			});
+			log.debug("websocket session", { remote: session.remote, framing, protocol, path });
+			try {
+				if (verdict !== null && verdict.status === null) verdict.bind?.(session);
+				opts.onSession(session);
+			} catch (e) {
+				log.error("onSession threw", { error: String(e) });
+				session.close(0, "internal error");
+			}
+		});
+	};
+
+	/** After `authorize` settled: answer its refusal, or upgrade if the socket is still there to take it. */
+	const settle = (
+		req: IncomingMessage,
+		socket: Duplex,
+		head: Buffer,
+		path: string,
+		query: URLSearchParams,
+		verdict: ConnectVerdict,
+	): void => {
+		// Closed meanwhile (the peer left, the header deadline or listener shutdown cut it): nothing to answer.
+		if (socket.destroyed || !socket.writable) return;
+		if (shuttingDown) return reject(socket, 503, "unavailable", tracker);
+		if (verdict.status !== null) return reject(socket, refusalStatus(verdict.status), verdict.reason, tracker);
+		upgrade(req, socket, head, path, query, verdict);
+	};
+
 	server.on("upgrade", (req: IncomingMessage, socket: Duplex, head: Buffer) => {
 		socket.on("error", ignore); // ws adds its own handler once upgraded; before that, errors must not crash us
-		tracker.upgraded(socket);
 		try {
 			if (shuttingDown) return reject(socket, 503, "unavailable", tracker);
-			if (sessions.size >= maxSessions) {
+			if (sessions.size + authorizing.size >= maxSessions) {
 				refuse("sessions", refusalLog, { remote: (socket as Socket).remoteAddress, transport: "websocket" });
 				return reject(socket, 503, "unavailable", tracker);
 			}
@@ -207,35 +273,29 @@ export function startHttpServer(opts: HttpServerOptions): Promise<HttpServerHand
 				});
 				return reject(socket, 400, "no supported subprotocol", tracker);
 			}
-			wss.handleUpgrade(req, socket, head, (ws) => {
-				const { framing, protocol } = parseSubprotocol(ws.protocol);
-				const session = new WsSession(ws, socket, {
-					framing,
-					protocol,
-					path,
-					query,
-					remote: formatRemote(socket),
-					limits: wsOpts.limits,
-					keepAlive,
-					closing,
-					log,
-				});
-				sessions.add(session);
-				upgraded.add(socket);
-				socket.once("close", () => {
-					sessions.delete(session);
-					upgraded.delete(socket);
-				});
-				log("debug", "websocket session", { remote: session.remote, framing, protocol, path });
-				try {
-					opts.onSession(session);
-				} catch (e) {
-					log("error", "onSession threw", { error: String(e) });
-					session.close(0, "internal error");
-				}
-			});
+			const authorize = opts.authorize;
+			if (authorize === undefined) return upgrade(req, socket, head, path, query, null);
+
+			// Held until the check settles. The tracker keeps the header deadline of this request
+			// running (it only switches to the idle timeout at the upgrade), so a check cannot pin
+			// the socket past it.
+			authorizing.add(socket);
+			const done = (): boolean => authorizing.delete(socket);
+			new Promise<ConnectVerdict>((resolve) =>
+				resolve(authorize({ transport: "websocket", path, query, remote: formatRemote(socket) })),
+			).then(
+				(verdict) => {
+					done();
+					settle(req, socket, head, path, query, verdict);
+				},
+				(err: unknown) => {
+					done();
+					log.error("websocket authorize failed", { error: String(err) });
+					if (!socket.destroyed && socket.writable) reject(socket, 500, "internal error", tracker);
+				},
+			);
 		} catch (e) {
-			log("warn", "websocket upgrade failed", { error: String(e) });
+			log.warn("websocket upgrade failed", { error: String(e) });
 			socket.destroy();
 		}
 	});
@@ -245,7 +305,7 @@ export function startHttpServer(opts: HttpServerOptions): Promise<HttpServerHand
 		server.once("error", onError);
 		server.listen({ host: opts.host, port: opts.port, reusePort: opts.reusePort ?? false }, () => {
 			server.off("error", onError);
-			server.on("error", (e) => log("error", "http server error", { error: e.message }));
+			server.on("error", (e) => log.error("http server error", { error: e.message }));
 			const address = server.address();
 			const port = typeof address === "object" && address !== null ? address.port : opts.port;
 			resolve({
@@ -264,6 +324,7 @@ export function startHttpServer(opts: HttpServerOptions): Promise<HttpServerHand
 					if (shuttingDown) return;
 					shuttingDown = true;
 					for (const s of sessions) s.close(0, "server shutting down");
+					for (const s of authorizing) s.destroy();
 					keepAlive.stop();
 					const stopped = new Promise<void>((done) => server.close(() => done()));
 					server.closeAllConnections();

@@ -15,6 +15,9 @@ export interface Logger {
 	child(fields: LogFields): Logger;
 }
 
+/** One level of a Logger, e.g. `log.warn`: what a caller takes when it only ever logs at one level. */
+export type LogLine = Logger["warn"];
+
 /** Keys whose values are never written (tokens travel in URLs and query strings). */
 const SECRET_KEYS = new Set(["jwt", "token", "authorization", "key", "secret"]);
 

@@ -8,6 +8,7 @@ import { WorkerPool } from "../pool/supervisor.ts";
 import { CertificateStore } from "../tls/store.ts";
 import { createAdmissionBuffer, reclaimWorker } from "../transport/admission.ts";
 import type { WorkerInit } from "../worker/entry.ts";
+import type { MainMessage } from "../worker/messages.ts";
 
 function packageVersion(): string {
 	return (JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version: string })
@@ -65,7 +66,9 @@ export async function runRelay(config: RelayConfig, log: Logger): Promise<Worker
 			return;
 		}
 		log.info("certificates reloaded", { changed: res.changed, fingerprint: certs.fingerprint });
-		if (res.changed) pool.broadcast({ type: "tls", cert: certs.cert, key: certs.key, fingerprint: certs.fingerprint });
+		if (!res.changed) return;
+		const tls: MainMessage = { type: "tls", cert: certs.cert, key: certs.key, fingerprint: certs.fingerprint };
+		pool.broadcast(tls);
 	};
 	let stopping = false;
 	const stop = async (signal: string) => {
@@ -85,7 +88,7 @@ export async function runRelay(config: RelayConfig, log: Logger): Promise<Worker
 		const { createInterface } = await import("node:readline");
 		createInterface({ input: process.stdin }).on("line", (line) => {
 			const m = /^crash (\d+)$/.exec(line.trim());
-			if (m) pool.post(Number(m[1]), { type: "crash" });
+			if (m) pool.post(Number(m[1]), { type: "crash" } satisfies MainMessage);
 		});
 	}
 	process.on("SIGINT", () => void stop("SIGINT"));

@@ -40,6 +40,12 @@ export function isPoolWorkerData(v: unknown): v is PoolWorkerData {
 	return typeof v === "object" && v !== null && (v as { moqFanoutPool?: unknown }).moqFanoutPool === 1;
 }
 
+export function isToWorker(v: unknown): v is ToWorker {
+	if (typeof v !== "object" || v === null) return false;
+	const t = (v as { type?: unknown }).type;
+	return t === "peer" || t === "peer-down" || t === "shutdown" || t === "app";
+}
+
 export function isFromWorker(v: unknown): v is FromWorker {
 	if (typeof v !== "object" || v === null) return false;
 	const t = (v as { type?: unknown }).type;

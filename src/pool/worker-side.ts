@@ -9,7 +9,7 @@
  */
 import { type MessagePort, parentPort, workerData } from "node:worker_threads";
 import { CountersReader, WorkerCounters, type WorkerFigures } from "./counters.ts";
-import { type FromWorker, isPoolWorkerData, MAIN, type PoolWorkerData, type ToWorker } from "./protocol.ts";
+import { type FromWorker, isPoolWorkerData, isToWorker, MAIN, type PoolWorkerData } from "./protocol.ts";
 
 export { MAIN } from "./protocol.ts";
 
@@ -138,8 +138,9 @@ function createContext(): PoolContext {
 		process.exit(0);
 	};
 
-	port.on("message", (m: ToWorker) => {
-		switch (m?.type) {
+	port.on("message", (m: unknown) => {
+		if (!isToWorker(m)) return;
+		switch (m.type) {
 			case "peer": {
 				peers[m.index]?.close();
 				peers[m.index] = m.port;

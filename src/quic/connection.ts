@@ -1,7 +1,7 @@
 /**
  * One QUIC connection driven on quiche's native binding, exposed as a raw-QUIC TransportSession.
  *
- * Hot-path rules (limits.md): no `readable()`/`writable()`/`stats()` per packet (15–22 µs each):
+ * Hot-path rules, as measured on the binding: no `readable()`/`writable()`/`stats()` per packet (15–22 µs each):
  * known streams are polled with `streamReadable()` (~0.3 µs); new peer streams are found by probing
  * the next expected peer stream id of each type (and the one after, since a higher id implicitly
  * opens the lower ones). Only when many receive streams are open at once is one `readable()` call
@@ -9,13 +9,14 @@
  * its single scan.
  */
 
+import type { LogLine } from "../log/logger.ts";
 import { faultCode, reportFault } from "../transport/guard.ts";
 import type { TransportSession } from "../transport/types.ts";
 import type { Driver } from "./driver.ts";
 import { streamResetCode, streamStoppedCode } from "./errors.ts";
 import type { QuicheConnection, QuicheHostPort, QuicheRecvInfo } from "./native.ts";
 import type { PacketSender } from "./sender.ts";
-import { QuicStream, SendState } from "./stream.ts";
+import { QuicStream, SendState, type StreamOwner } from "./stream.ts";
 
 /** Counters an endpoint keeps for all its connections (plain numbers, read by metrics). */
 export interface EndpointStats {
@@ -77,7 +78,7 @@ export interface ConnectionOwner {
 	/** quiche is done with the connection (closed, drained or timed out): forget its IDs. */
 	forget(conn: QuicConnection): void;
 	/** Where the session guard logs a fault (rate limited by the caller). */
-	readonly faultLog?: (message: string, fields: Record<string, unknown>) => void;
+	readonly faultLog?: LogLine;
 }
 
 export interface ConnectionTiming {
@@ -118,7 +119,7 @@ const EMPTY = new Uint8Array(0);
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
-export class QuicConnection implements TransportSession {
+export class QuicConnection implements TransportSession, StreamOwner {
 	readonly kind = "quic" as const;
 	protocol = "";
 	path = "";

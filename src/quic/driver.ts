@@ -4,7 +4,7 @@
  *   and all dirty ones flush together in one `setImmediate` (so a turn's received packets are
  *   answered together and their ACKs coalesce);
  * - one timer for all connections: a single `setTimeout` armed at the earliest deadline, and a scan
- *   of the connections when it fires (a `setTimeout` per connection costs far more, limits.md).
+ *   of the connections when it fires (a `setTimeout` per connection, re-armed at every flush, costs far more).
  */
 
 export interface Driven {

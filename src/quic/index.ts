@@ -5,5 +5,5 @@ export { type ConnectQuicOptions, connectQuic, QuicClientEndpoint } from "./clie
 export { DEFAULT_QUIC_LIMITS, type QuicLimits } from "./config.ts";
 export { type EndpointStats, QuicConnection } from "./connection.ts";
 export { loadQuiche } from "./native.ts";
-export { type QuicLog, QuicServer, type QuicServerOptions } from "./server.ts";
+export { QuicServer, type QuicServerOptions } from "./server.ts";
 export { QuicStream } from "./stream.ts";

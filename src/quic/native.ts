@@ -4,8 +4,8 @@
  * Why a copy: the binding is built with napi-rs 2.10, whose global state is not thread-safe. With
  * several worker threads sharing one loaded copy the process crashed (SIGSEGV / V8 fatal in
  * `napi_delete_reference`); with each thread loading its own file (so the dynamic loader maps a
- * separate instance) it did not (design.md §3.2). The copy is unlinked right after loading (Linux
- * keeps the mapping), elsewhere at process exit.
+ * separate instance) it did not (test/quic-workers.test.ts guards this). The copy is unlinked right
+ * after loading (Linux keeps the mapping), elsewhere at process exit.
  *
  * Why per slot, not per thread: a loaded addon is never unloaded, and each instance starts its own
  * tokio runtime threads (napi-rs) that outlive the thread that loaded it. With a copy per thread,

@@ -2,8 +2,8 @@
  * Outgoing packets for one UDP socket: a pool of send buffers and the FIFO that returns them.
  *
  * An unconnected `dgram.send()` reads its buffer on a later tick (after the address lookup), so a
- * buffer cannot be reused before its send callback runs (limits.md: reusing one buffer within a
- * flush sent N copies of the last packet). Allocating per packet costs ~1 µs, so buffers are pooled.
+ * buffer cannot be reused before its send callback runs (reusing one buffer within a flush was
+ * seen to send N copies of the last packet). Allocating per packet costs ~1 µs, so buffers are pooled.
  *
  * Sends on one socket complete in order (libuv only sends synchronously when its queue is empty),
  * so one shared callback can return the oldest in-flight buffer: no closure per packet.

@@ -8,6 +8,7 @@
  */
 import dgram from "node:dgram";
 import type { RelayConfig } from "../config/types.ts";
+import type { Logger, LogLine } from "../log/logger.ts";
 import { type Admission, addressKey } from "../transport/admission.ts";
 import { reportFault } from "../transport/guard.ts";
 import { type RefusalReason, refuse } from "../transport/refusals.ts";
@@ -29,8 +30,6 @@ import { loadQuiche, type Quiche, type QuicheConfig, type QuicheHostPort } from 
 import { handshakeDropped } from "./reclaim.ts";
 import { RetryTokens } from "./retry.ts";
 import { PacketSender } from "./sender.ts";
-
-export type QuicLog = (level: "debug" | "info" | "warn" | "error", message: string) => void;
 
 export interface QuicServerOptions {
 	/** Bind address; "::" is dual-stack. Default "::". */
@@ -73,7 +72,7 @@ export interface QuicServerOptions {
 	 * key of this endpoint's own.
 	 */
 	retryKey?: Uint8Array;
-	log?: QuicLog;
+	log?: Logger;
 }
 
 export class QuicServer implements ConnectionOwner {
@@ -98,7 +97,9 @@ export class QuicServer implements ConnectionOwner {
 	private readonly maxHandshakesPerIp: number;
 	/** Handshakes in progress by client address (/64 for IPv6); at most maxHandshakes entries. */
 	private readonly handshakesByIp = new Map<string, number>();
-	private readonly refusalLog: ((message: string, fields: Record<string, unknown>) => void) | undefined;
+	private readonly refusalLog: LogLine | undefined;
+	/** Where the session guard logs a fault (rate limited by the caller). */
+	readonly faultLog: LogLine | undefined;
 	private localHost: QuicheHostPort = { host: "::", port: 0 };
 	private closing = false;
 
@@ -120,8 +121,8 @@ export class QuicServer implements ConnectionOwner {
 		this.maxHandshakes = quic.maxHandshakes ?? Number.POSITIVE_INFINITY;
 		this.maxHandshakesPerIp = quic.maxHandshakesPerIp ?? Number.POSITIVE_INFINITY;
 		const log = options.log;
-		this.refusalLog =
-			log === undefined ? undefined : (message, fields) => log("warn", `quic ${message}: ${JSON.stringify(fields)}`);
+		this.refusalLog = log && ((message, fields) => log.warn(`quic ${message}`, fields));
+		this.faultLog = log && ((message, fields) => log.warn(message, fields));
 	}
 
 	static async listen(options: QuicServerOptions): Promise<QuicServer> {
@@ -147,7 +148,7 @@ export class QuicServer implements ConnectionOwner {
 			} as unknown as dgram.Socket;
 			const server = new QuicServer(virtual, options, config, limits);
 			server.localHost = { host, port: options.port };
-			options.log?.("info", `quic attached to the shared socket (worker ${server.workerIndex})`);
+			options.log?.info(`quic attached to the shared socket (worker ${server.workerIndex})`);
 			return server;
 		}
 		const ipv6 = host.includes(":");
@@ -169,7 +170,7 @@ export class QuicServer implements ConnectionOwner {
 		const address = socket.address();
 		server.localHost = { host: address.address, port: address.port };
 		socket.on("message", server.onMessage);
-		socket.on("error", (err) => options.log?.("warn", `quic socket error: ${err.message}`));
+		socket.on("error", (err) => options.log?.warn(`quic socket error: ${err.message}`));
 		// Large bursts of ACKs and Initials: a bigger kernel buffer drops less.
 		try {
 			socket.setRecvBufferSize(4 * 1024 * 1024);
@@ -177,7 +178,7 @@ export class QuicServer implements ConnectionOwner {
 		} catch {
 			// capped by net.core.*mem_max; not fatal
 		}
-		options.log?.("info", `quic listening on ${address.address}:${address.port} (worker ${server.workerIndex})`);
+		options.log?.info(`quic listening on ${address.address}:${address.port} (worker ${server.workerIndex})`);
 		return server;
 	}
 
@@ -234,7 +235,7 @@ export class QuicServer implements ConnectionOwner {
 		try {
 			this.options.onSession(conn);
 		} catch (err) {
-			this.options.log?.("error", `onSession threw: ${(err as Error).message}`);
+			this.options.log?.error(`onSession threw: ${(err as Error).message}`);
 			conn.close(1, "internal error");
 			return false;
 		}
@@ -297,10 +298,6 @@ export class QuicServer implements ConnectionOwner {
 			reportFault(err, this.faultLog, { remote: `${rinfo.address}:${rinfo.port}`, transport: "quic" });
 		}
 	}
-
-	readonly faultLog = (message: string, fields: Record<string, unknown>): void => {
-		this.options.log?.("warn", `${message} ${JSON.stringify(fields)}`);
-	};
 
 	private handle(msg: Buffer, rinfo: dgram.RemoteInfo, mayForward: boolean): void {
 		const stats = this.stats;
@@ -462,7 +459,7 @@ export class QuicServer implements ConnectionOwner {
 		} catch (err) {
 			admission?.closeConnection(rinfo.address);
 			stats.garbage++;
-			this.options.log?.("debug", `quic accept failed: ${(err as Error).message}`);
+			this.options.log?.debug(`quic accept failed: ${(err as Error).message}`);
 			return;
 		}
 		const conn = new QuicConnection(

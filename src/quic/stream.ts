@@ -4,7 +4,22 @@
  * the connection when capacity returns (after ACKs / MAX_STREAM_DATA arrive).
  */
 import type { TransportStream } from "../transport/types.ts";
-import type { QuicConnection } from "./connection.ts";
+
+/**
+ * The connection side of a stream (implemented by QuicConnection; kept as an interface so that
+ * this file does not import the connection).
+ */
+export interface StreamOwner {
+	readonly isServer: boolean;
+	/** streamSend; returns bytes taken, or -1 when the peer stopped the stream (onStop fired). */
+	streamWrite(stream: QuicStream, data: Uint8Array, fin: boolean): number;
+	finishStream(stream: QuicStream): void;
+	shutdownStream(stream: QuicStream, read: boolean, code: number): void;
+	prioritize(stream: QuicStream, order: number): void;
+	markBlocked(stream: QuicStream): void;
+	sendSideDone(stream: QuicStream): void;
+	recvSideDone(stream: QuicStream): void;
+}
 
 /** `onDrain` fires when the queue falls to this after having been above DRAIN_HIGH. */
 export const DRAIN_LOW = 16 * 1024;
@@ -39,7 +54,7 @@ export class QuicStream implements TransportStream {
 	lastWriteEpoch = -1;
 	/** @internal When finish() handed the FIN to the connection to write later (performance.now()). */
 	finQueuedAt = 0;
-	private readonly conn: QuicConnection;
+	private readonly conn: StreamOwner;
 	private readonly queue: Uint8Array[] = [];
 	private queueHead = 0;
 	/** Bytes of queue[queueHead] already handed to quiche. */
@@ -47,7 +62,7 @@ export class QuicStream implements TransportStream {
 	private queued = 0;
 	private aboveHigh = false;
 
-	constructor(conn: QuicConnection, id: number) {
+	constructor(conn: StreamOwner, id: number) {
 		this.conn = conn;
 		this.id = id;
 		this.bidi = (id & 2) === 0;

@@ -1,4 +1,4 @@
-import { hasPrefix } from "../moq/wire/path.ts";
+import { hasPrefix } from "../moq/lite/wire/path.ts";
 
 /** Who publishes a broadcast: enough for the relay to route a subscription to it. */
 export interface AnnounceEntry {

@@ -1,6 +1,6 @@
 import type { CacheBudget } from "../cache/budget.ts";
 import { RingWriter } from "../cache/ring-writer.ts";
-import type { SubscriptionParams, TrackHandle, TrackInfo, UpstreamPublisher } from "./types.ts";
+import type { SubscriptionParams, TrackHandle, UpstreamPublisher } from "./types.ts";
 
 /** A downstream subscription as its track sees it. */
 export interface TrackConsumer {
@@ -65,8 +65,6 @@ export class RelayTrack implements TrackHandle, TrackHost {
 	readonly publisher: UpstreamPublisher;
 	readonly consumers = new Set<TrackConsumer>();
 	aggregate: SubscriptionParams = { priority: 0, ordered: true, maxLatencyMs: 0, startGroup: null, endGroup: null };
-	info: TrackInfo | null = null;
-	#infoPromise: Promise<TrackInfo> | null = null;
 	#queued = false;
 	#closed = false;
 	#ended = false;
@@ -97,15 +95,6 @@ export class RelayTrack implements TrackHandle, TrackHost {
 
 	get closed(): boolean {
 		return this.#closed;
-	}
-
-	trackInfo(): Promise<TrackInfo> {
-		if (this.info) return Promise.resolve(this.info);
-		this.#infoPromise ??= this.publisher.fetchTrackInfo(this.broadcastPath, this.name).then((info) => {
-			this.info = info;
-			return info;
-		});
-		return this.#infoPromise;
 	}
 
 	addConsumer(c: TrackConsumer): void {

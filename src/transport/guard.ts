@@ -10,6 +10,7 @@
  * @module
  */
 
+import type { LogLine } from "../log/logger.ts";
 import { countFault } from "./refusals.ts";
 
 /**
@@ -31,13 +32,11 @@ export function faultCode(err: unknown): number {
 	return typeof code === "number" && Number.isInteger(code) && code >= 0 && code <= MAX_CODE ? code : FAULT_CODE;
 }
 
-type LogFn = (message: string, fields: Record<string, unknown>) => void;
-
 /**
  * Counts and logs (rate limited) a fault caught for one session. The log carries the error's
  * message and the first frames of its stack, never the input bytes (they may hold a token).
  */
-export function reportFault(err: unknown, log: LogFn | undefined, fields: Record<string, unknown>): void {
+export function reportFault(err: unknown, log: LogLine | undefined, fields: Record<string, unknown>): void {
 	const e = err instanceof Error ? err : new Error(String(err));
 	const stack = (e.stack ?? "")
 		.split("\n")

@@ -5,6 +5,8 @@
  * @module
  */
 
+import type { LogLine } from "../log/logger.ts";
+
 /** Every refusal reason; the metric's `reason` label is the key. */
 export const REFUSAL_REASONS = [
 	/** `[limits] max_sessions` (relay-wide) was reached. */
@@ -62,8 +64,6 @@ export function refusalCounts(): RefusalCounts {
 	return counts;
 }
 
-type LogFn = (message: string, fields: Record<string, unknown>) => void;
-
 const LOG_INTERVAL_MS = 10_000;
 const lastLogged = new Map<string, { at: number; suppressed: number }>();
 
@@ -71,18 +71,18 @@ const lastLogged = new Map<string, { at: number; suppressed: number }>();
  * Counts one refusal and logs it at most once per reason every 10 s (with how many were not
  * logged in between). `fields` must hold nothing secret: addresses and reasons, never tokens.
  */
-export function refuse(reason: RefusalReason, log?: LogFn, fields?: Record<string, unknown>): void {
+export function refuse(reason: RefusalReason, log?: LogLine, fields?: Record<string, unknown>): void {
 	counts.byReason[reason]++;
 	if (log) logLimited(`refused:${reason}`, log, "refused", { reason, ...fields });
 }
 
 /** Counts one fault caught by a session guard; logs like `refuse`. */
-export function countFault(log?: LogFn, fields?: Record<string, unknown>): void {
+export function countFault(log?: LogLine, fields?: Record<string, unknown>): void {
 	counts.faults++;
 	if (log) logLimited("fault", log, "session fault: closed the session", fields ?? {});
 }
 
-function logLimited(key: string, log: LogFn, message: string, fields: Record<string, unknown>): void {
+function logLimited(key: string, log: LogLine, message: string, fields: Record<string, unknown>): void {
 	const now = Date.now();
 	const last = lastLogged.get(key);
 	if (last && now - last.at < LOG_INTERVAL_MS) {

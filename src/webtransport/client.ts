@@ -4,10 +4,11 @@
  * server answers 2xx.
  */
 
+import type { Logger } from "../log/logger.ts";
 import type { TransportSession } from "../transport/types.ts";
 import { H3 } from "./codes.ts";
 import { ConnectStream } from "./connect.ts";
-import { H3Connection, type LogFn, type WebTransportLimits } from "./connection.ts";
+import { H3Connection, type WebTransportLimits } from "./connection.ts";
 import { peerWebTransportSessions } from "./frames.ts";
 import type { Field } from "./qpack.ts";
 import { WtSession } from "./session.ts";
@@ -15,7 +16,7 @@ import { parseProtocolItem, serializeSfStringList } from "./sfv.ts";
 
 export interface WebTransportClientOptions {
 	limits?: WebTransportLimits;
-	log?: LogFn;
+	log?: Logger;
 	/** Sent as the `origin` header when set (browsers always send one). */
 	origin?: string;
 	/** Deadline for SETTINGS + CONNECT + response (ms); the connection is closed when it passes. Default 10 s. */

@@ -55,7 +55,11 @@ export const UniStream = {
 	WEBTRANSPORT: 0x54,
 } as const;
 
-/** SETTINGS identifiers used here (see notes/webtransport-h3.md §1). */
+/**
+ * SETTINGS identifiers used here: HTTP/3's own (RFC 9114), extended CONNECT (RFC 9220), datagrams
+ * (RFC 9297, and the id of its draft 04), and WebTransport's across its drafts (02: ENABLE_WEBTRANSPORT;
+ * 05–06: its session limit; 07 on: WT_MAX_SESSIONS).
+ */
 export const Setting = {
 	QPACK_MAX_TABLE_CAPACITY: 0x01,
 	MAX_FIELD_SECTION_SIZE: 0x06,

@@ -6,9 +6,9 @@
 
 import { DecodeError } from "../coding/errors.ts";
 import { Writer } from "../coding/writer.ts";
+import type { Logger } from "../log/logger.ts";
 import type { TransportStream } from "../transport/types.ts";
 import { Capsule, Frame, H3, isHttp2ReservedFrame, MAX_CLOSE_REASON_BYTES } from "./codes.ts";
-import type { H3Connection } from "./connection.ts";
 import {
 	Body,
 	type BodyMode,
@@ -19,7 +19,26 @@ import {
 	writeTlvHeader,
 } from "./frames.ts";
 import { decodeFieldSection, encodeFieldSection, type Field } from "./qpack.ts";
-import type { WtSession } from "./session.ts";
+
+/**
+ * The connection side of a CONNECT stream (implemented by H3Connection; kept as an interface so
+ * that this file does not import the connection).
+ */
+export interface ConnectOwner {
+	readonly limits: { readonly maxHeaderBytes: number };
+	readonly log: Logger;
+	/** Closes the connection because of `err` (a DecodeError carries the HTTP/3 code). */
+	fail(err: unknown): void;
+	/** The CONNECT stream of an attached session ended. */
+	connectStreamEnded(connect: ConnectStream): void;
+}
+
+/** The session a CONNECT stream carries once attached (implemented by WtSession). */
+export interface ConnectSession {
+	readonly closed: boolean;
+	/** The peer closed the session (capsule, or the CONNECT stream ended). */
+	peerClosed(code: number, reason: string): void;
+}
 
 const scratch = new Writer(512);
 const sectionScratch = new Writer(512);
@@ -37,7 +56,7 @@ class CapsuleReader implements TlvHandler {
 			}
 			return Body.BUFFER;
 		}
-		if (type === Capsule.DRAIN_WEBTRANSPORT_SESSION) this.connect.conn.log("debug", "webtransport: DRAIN capsule");
+		if (type === Capsule.DRAIN_WEBTRANSPORT_SESSION) this.connect.conn.log.debug("webtransport: DRAIN capsule");
 		return Body.SKIP; // DRAIN has no effect here; unknown, GREASE and flow-control capsules are skipped
 	}
 	tlvBody(type: number, payload: Uint8Array): void {
@@ -50,10 +69,10 @@ class CapsuleReader implements TlvHandler {
 
 export class ConnectStream implements TlvHandler {
 	readonly quic: TransportStream;
-	readonly conn: H3Connection;
+	readonly conn: ConnectOwner;
 	private readonly frames: TlvParser;
 	private capsules: TlvParser | null = null;
-	session: WtSession | null = null;
+	session: ConnectSession | null = null;
 
 	/** A HEADERS frame arrived (before `final`); set by the role. */
 	onHeaders: ((fields: Field[]) => void) | null = null;
@@ -66,7 +85,7 @@ export class ConnectStream implements TlvHandler {
 	/** Our send side is over. */
 	sendDone = false;
 
-	constructor(quic: TransportStream, conn: H3Connection) {
+	constructor(quic: TransportStream, conn: ConnectOwner) {
 		this.quic = quic;
 		this.conn = conn;
 		this.frames = new TlvParser(this);
@@ -147,7 +166,7 @@ export class ConnectStream implements TlvHandler {
 	}
 
 	/** Attaches the established session: from now on DATA frames carry capsules. */
-	attach(session: WtSession): void {
+	attach(session: ConnectSession): void {
 		this.session = session;
 		this.capsules = new TlvParser(new CapsuleReader(this));
 	}
@@ -181,10 +200,29 @@ export class ConnectStream implements TlvHandler {
 		this.quic.finish();
 	}
 
-	/** Refuses a request: a status-only response then FIN, and we stop reading the request. */
-	reject(status: number): void {
+	/**
+	 * Refuses a request: the status (and, when given, a short text/plain body in one DATA frame),
+	 * then FIN, and we stop reading the request.
+	 */
+	reject(status: number, body?: string): void {
 		this.final = true;
-		this.sendHeaders([[":status", String(status)]], true);
+		if (body === undefined || body.length === 0 || this.sendDone) {
+			this.sendHeaders([[":status", String(status)]], true);
+		} else {
+			const bytes = new TextEncoder().encode(body);
+			this.sendHeaders(
+				[
+					[":status", String(status)],
+					["content-type", "text/plain"],
+					["content-length", String(bytes.length)],
+				],
+				false,
+			);
+			writeTlvHeader(scratch.clear(), Frame.DATA, bytes.length);
+			scratch.bytes(bytes);
+			this.quic.write(scratch.view());
+			this.finish();
+		}
 		this.frames.stop();
 		if (!this.peerEnded) this.quic.stop(H3.NO_ERROR);
 		this.peerEnded = true;

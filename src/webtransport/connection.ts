@@ -8,9 +8,10 @@
 
 import { DecodeError } from "../coding/errors.ts";
 import { Writer } from "../coding/writer.ts";
+import { type Logger, silentLogger } from "../log/logger.ts";
 import type { TransportSession, TransportStream } from "../transport/types.ts";
 import { Frame, H3, isHttp2ReservedFrame, Setting, UniStream } from "./codes.ts";
-import { ConnectStream } from "./connect.ts";
+import { type ConnectOwner, ConnectStream } from "./connect.ts";
 import {
 	Body,
 	type BodyMode,
@@ -21,7 +22,7 @@ import {
 	TlvParser,
 	writeSettingsFrame,
 } from "./frames.ts";
-import type { WtSession } from "./session.ts";
+import type { SessionOwner, WtSession } from "./session.ts";
 import { type StreamOwner, WtStream } from "./stream.ts";
 
 export interface WebTransportLimits {
@@ -39,8 +40,6 @@ export interface WebTransportLimits {
 	closeGraceMs?: number;
 }
 
-export type LogFn = (level: string, msg: string, fields?: object) => void;
-
 export type ResolvedLimits = Required<WebTransportLimits>;
 
 export const DEFAULT_LIMITS: ResolvedLimits = {
@@ -52,7 +51,11 @@ export const DEFAULT_LIMITS: ResolvedLimits = {
 	closeGraceMs: 100,
 };
 
-/** What we send on our control stream: the union from notes/webtransport-h3.md §1 (server adds the server-only ones). */
+/**
+ * What we send on our control stream: the settings of every WebTransport draft a browser may speak,
+ * in one SETTINGS frame (a peer ignores ids it does not know); a server adds ENABLE_CONNECT_PROTOCOL
+ * and WT_MAX_SESSIONS.
+ */
 export function ourSettings(isServer: boolean, limits: ResolvedLimits): SettingsList {
 	const settings: [number, number][] = [
 		[Setting.QPACK_MAX_TABLE_CAPACITY, 0],
@@ -69,14 +72,13 @@ export function ourSettings(isServer: boolean, limits: ResolvedLimits): Settings
 	return settings;
 }
 
-const noLog: LogFn = () => {};
 const scratch = new Writer(256);
 
-export class H3Connection implements StreamOwner {
+export class H3Connection implements StreamOwner, ConnectOwner, SessionOwner {
 	readonly quic: TransportSession;
 	readonly isServer: boolean;
 	readonly limits: ResolvedLimits;
-	readonly log: LogFn;
+	readonly log: Logger;
 
 	/** The peer's SETTINGS, once its control stream delivered them. */
 	peerSettings: Map<number, number> | null = null;
@@ -105,12 +107,12 @@ export class H3Connection implements StreamOwner {
 		quic: TransportSession,
 		isServer: boolean,
 		limits: WebTransportLimits | undefined,
-		log: LogFn | undefined,
+		log: Logger | undefined,
 	) {
 		this.quic = quic;
 		this.isServer = isServer;
 		this.limits = { ...DEFAULT_LIMITS, ...limits };
-		this.log = log ?? noLog;
+		this.log = log ?? silentLogger;
 		quic.onStream = (stream) => this.peerStream(stream);
 		quic.onClose = (code, reason) => this.quicClosed(code, reason);
 		quic.onStreamCredit = () => {
@@ -135,8 +137,8 @@ export class H3Connection implements StreamOwner {
 	fail(err: unknown): void {
 		const code = err instanceof DecodeError ? err.code : H3.INTERNAL_ERROR;
 		const message = err instanceof Error ? err.message : String(err);
-		if (!(err instanceof DecodeError)) this.log("error", "webtransport: internal error", { err: message });
-		else this.log("debug", "webtransport: protocol error", { code, message });
+		if (!(err instanceof DecodeError)) this.log.error("webtransport: internal error", { err: message });
+		else this.log.debug("webtransport: protocol error", { code, message });
 		this.close(code, message);
 	}
 
@@ -229,7 +231,7 @@ export class H3Connection implements StreamOwner {
 	held(stream: WtStream, n: number): void {
 		this.heldTotal += n;
 		if (this.heldTotal <= this.limits.maxBufferedBytes) return;
-		this.log("debug", "webtransport: buffered stream over the limit", { id: stream.id });
+		this.log.debug("webtransport: buffered stream over the limit", { id: stream.id });
 		const waiting = this.waiting.get(stream.sessionId);
 		const i = waiting?.indexOf(stream) ?? -1;
 		if (waiting !== undefined && i >= 0) {
@@ -346,7 +348,7 @@ export class H3Connection implements StreamOwner {
 
 	receivedSettings(settings: Map<number, number>): void {
 		this.peerSettings = settings;
-		this.log("debug", "webtransport: peer settings", { settings: Object.fromEntries(settings) });
+		this.log.debug("webtransport: peer settings", { settings: Object.fromEntries(settings) });
 		this.onPeerSettings?.();
 	}
 }
@@ -448,7 +450,7 @@ class ControlStream implements TlvHandler {
 			if (payload.length === 0 || 1 << (payload[0] >> 6) !== payload.length) {
 				throw new DecodeError("malformed GOAWAY", H3.FRAME_ERROR);
 			}
-			this.conn.log("debug", "webtransport: GOAWAY", { id: looseVarint(payload, 0) });
+			this.conn.log.debug("webtransport: GOAWAY", { id: looseVarint(payload, 0) });
 		}
 	}
 

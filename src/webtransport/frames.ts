@@ -170,7 +170,7 @@ export function decodeSettings(payload: Uint8Array): Map<number, number> {
 /**
  * How many WebTransport sessions the peer's SETTINGS allow; 0 means it does not speak WebTransport.
  * A datagram setting is required; then WT_MAX_SESSIONS (drafts ≥ 07) if present, else draft-02's
- * ENABLE_WEBTRANSPORT with the optional draft 05–06 session limit (see the notes' "accepting a peer").
+ * ENABLE_WEBTRANSPORT with the optional draft 05–06 session limit (absent: one session).
  */
 export function peerWebTransportSessions(settings: ReadonlyMap<number, number>): number {
 	if (settings.get(Setting.H3_DATAGRAM) !== 1 && settings.get(Setting.H3_DATAGRAM_DRAFT04) !== 1) return 0;

@@ -8,8 +8,18 @@ import { writeVarint } from "../coding/varint.ts";
 import type { TransportSession, TransportStream } from "../transport/types.ts";
 import { Frame, H3, UniStream } from "./codes.ts";
 import type { ConnectStream } from "./connect.ts";
-import type { H3Connection } from "./connection.ts";
-import { WtStream } from "./stream.ts";
+import { type StreamOwner, WtStream } from "./stream.ts";
+
+/**
+ * The connection side of a session (implemented by H3Connection; kept as an interface so that
+ * this file does not import the connection).
+ */
+export interface SessionOwner extends StreamOwner {
+	/** The QUIC connection the session's streams are opened on. */
+	readonly quic: TransportSession;
+	/** The session ended (`local`: we closed it). */
+	sessionEnded(session: WtSession, local: boolean): void;
+}
 
 const headerScratch = new Uint8Array(16);
 
@@ -22,7 +32,7 @@ export class WtSession implements TransportSession {
 	readonly query: URLSearchParams;
 	readonly remote: string;
 	readonly connect: ConnectStream;
-	private readonly conn: H3Connection;
+	private readonly conn: SessionOwner;
 
 	onClose: ((code: number, reason: string) => void) | null = null;
 	onStreamCredit: (() => void) | null = null;
@@ -34,7 +44,7 @@ export class WtSession implements TransportSession {
 	readonly streams = new Set<WtStream>();
 	closed = false;
 
-	constructor(conn: H3Connection, connect: ConnectStream, protocol: string, path: string, query: URLSearchParams) {
+	constructor(conn: SessionOwner, connect: ConnectStream, protocol: string, path: string, query: URLSearchParams) {
 		this.conn = conn;
 		this.connect = connect;
 		this.id = connect.quic.id;

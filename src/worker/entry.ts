@@ -15,7 +15,8 @@ import { useQuicheInstance } from "../quic/native.ts";
 import { Admission } from "../transport/admission.ts";
 import { reportFault } from "../transport/guard.ts";
 import { REFUSAL_REASONS, refusalCounts } from "../transport/refusals.ts";
-import { admissionLimits, startRelayNode } from "./relay-node.ts";
+import { isRelayMessage, type PacketMessage } from "./messages.ts";
+import { admissionLimits, type RelayNode, startRelayNode } from "./relay-node.ts";
 import { ShardLink } from "./shard-link.ts";
 
 export interface WorkerInit {
@@ -31,24 +32,20 @@ export interface WorkerInit {
 	version: string;
 }
 
-type MainMessage = { type: "tls"; cert: string; key: string; fingerprint: string } | { type: "crash" };
-type PacketMessage =
-	| { k: "pkt"; data: Uint8Array; address: string; port: number; family: string }
-	/** Single-socket fallback: a packet for worker 0 to send from the shared socket. */
-	| { k: "out"; data: Uint8Array; port: number; host: string };
-
 const ctx = connectToPool();
 // One quiche instance per slot, reused by each replacement thread (see quic/native.ts): restarts
 // must not add mapped addon copies or native runtime threads.
 useQuicheInstance(`w${ctx.index}`);
 const init = ctx.data as WorkerInit;
 const log = createLogger(init.config.log.level, init.config.log.format, { worker: ctx.index });
-// Promise callbacks acting for one session are guarded where they are created (moq/session.ts);
+// Promise callbacks acting for one session are guarded where they are created (moq/lite/session.ts);
 // a rejection nobody handled is a bug too, but not one that should take every session on this
 // worker down with it (Node's default turns it into an uncaught exception): count and log it.
 process.on("unhandledRejection", (reason) => reportFault(reason, log.warn, { where: "unhandled promise rejection" }));
 let fingerprint = init.tls.fingerprint;
 let link: ShardLink | null = null;
+/** The node once it is up; packets and certificates that come earlier are dropped. */
+let live: RelayNode | null = null;
 
 // Without SO_REUSEPORT, worker 0 owns the one UDP (and TCP) socket: it places new connections on
 // workers by client address and relays the other workers' packets both ways (the "one receive
@@ -66,7 +63,7 @@ const node = await startRelayNode({
 		? undefined
 		: (buf, length, port, host) => {
 				// Copy now: the driver reuses `buf` as soon as this returns, and the message is cloned later.
-				ctx.send(0, { k: "out", data: Buffer.from(buf.subarray(0, length)), port, host } satisfies PacketMessage);
+				ctx.send(0, { type: "out", data: Buffer.from(buf.subarray(0, length)), port, host } satisfies PacketMessage);
 			},
 	noHttp: !socketOwner,
 	budget: new CacheBudget(init.budget),
@@ -76,13 +73,14 @@ const node = await startRelayNode({
 	hopId: init.hopId,
 	setup: (relay) => {
 		link = new ShardLink(relay, ctx, new Doorbell(init.doorbell, ctx.index), log);
+		ctx.onMessage(receive);
 	},
 	// SO_REUSEPORT hashes by 4-tuple, so after NAT rebinding a packet can land here for a
 	// connection another worker owns: hand it over rather than drop it.
 	onForeignPacket: (packet: Buffer, rinfo: dgram.RemoteInfo, owner: number) => {
 		if (owner >= ctx.count) return;
 		ctx.send(owner, {
-			k: "pkt",
+			type: "pkt",
 			data: packet,
 			address: rinfo.address,
 			port: rinfo.port,
@@ -91,37 +89,47 @@ const node = await startRelayNode({
 	},
 	metrics: () => renderMetrics(ctx.figures(), sampleProcessInfo(init.version)),
 });
-void link;
+live = node;
 
-ctx.onMessage((_from, msg) => {
-	const list = Array.isArray(msg) ? msg : [msg];
-	for (const m of list as (MainMessage | PacketMessage)[]) {
-		if (m && "k" in m && m.k === "out") {
-			node.quic.sendRaw(m.data, m.port, m.host);
-		} else if (m && "k" in m && m.k === "pkt") {
-			node.quic.injectPacket(Buffer.from(m.data), {
-				address: m.address,
-				port: m.port,
-				family: m.family as "IPv4",
-				size: m.data.length,
+/** Every message to this worker, from the main thread (`from` = MAIN) or a peer, arrives here. */
+function receive(from: number, msg: unknown): void {
+	if (!isRelayMessage(msg)) return;
+	switch (msg.type) {
+		case "out":
+			live?.quic.sendRaw(msg.data, msg.port, msg.host);
+			return;
+		case "pkt":
+			live?.quic.injectPacket(Buffer.from(msg.data), {
+				address: msg.address,
+				port: msg.port,
+				family: msg.family as "IPv4",
+				size: msg.data.length,
 			});
-		} else if (m && "type" in m && m.type === "crash" && process.env.MOQ_FANOUT_DEBUG === "1") {
-			setImmediate(() => {
-				throw new Error("crash requested through the debug hook");
-			});
-		} else if (m && "type" in m && m.type === "tls") {
-			node.setCertificate(m.cert, m.key);
-			fingerprint = m.fingerprint;
+			return;
+		case "crash":
+			if (process.env.MOQ_FANOUT_DEBUG === "1") {
+				setImmediate(() => {
+					throw new Error("crash requested through the debug hook");
+				});
+			}
+			return;
+		case "tls":
+			if (live === null) return;
+			live.setCertificate(msg.cert, msg.key);
+			fingerprint = msg.fingerprint;
 			log.info("certificate replaced", { fingerprint });
-		}
+			return;
+		default:
+			// The shard link takes its messages from the start: it is attached before the listeners open.
+			link?.receive(from, msg);
 	}
-});
+}
 
 // Per-worker figures for the main thread and /metrics: copied into shared memory once a second,
 // so the hot path only bumps plain fields.
 const slots = ctx.counters.slots;
 const figures = node.relay.figures;
-const quicStats = node.quic.stats as unknown as Record<string, number>;
+const quicStats = node.quic.stats;
 // Counters continue from the previous thread of this slot (a replacement starts its own at zero):
 // published as that base plus this thread's count, so they never go backwards across restarts.
 const counterBase = new Float64Array(FIELDS.length);
@@ -142,14 +150,14 @@ const publish = () => {
 	count(Field.groupsOut, figures.groupsOut);
 	count(Field.groupsDropped, figures.groupsDropped);
 	count(Field.framesIn, figures.framesIn);
-	count(Field.packetsIn, quicStats.packetsIn ?? 0);
-	count(Field.packetsOut, quicStats.packetsOut ?? 0);
+	count(Field.packetsIn, quicStats.packetsIn);
+	count(Field.packetsOut, quicStats.packetsOut);
 	slots[Field.cacheBytes] = node.relay.budget?.used ?? 0;
 	const refusals = refusalCounts();
 	for (const reason of REFUSAL_REASONS) count(Field[REFUSAL_FIELDS[reason]], refusals.byReason[reason]);
 	count(Field.sessionFaults, refusals.faults);
-	count(Field.quicRetries, quicStats.retries ?? 0);
-	slots[Field.quicHandshakes] = quicStats.handshakes ?? 0;
+	count(Field.quicRetries, quicStats.retries);
+	slots[Field.quicHandshakes] = quicStats.handshakes;
 	slots[Field.tcpConnections] = node.tcpConnections();
 };
 const timer = setInterval(publish, 1000);

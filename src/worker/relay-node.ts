@@ -1,14 +1,16 @@
 import type dgram from "node:dgram";
-import { Authenticator } from "../auth/index.ts";
+import { AuthError, Authenticator, type Grant } from "../auth/index.ts";
+import { tokenFromQuery } from "../auth/params.ts";
 import { CacheBudget } from "../cache/budget.ts";
 import type { RelayConfig } from "../config/types.ts";
 import { type HttpServerHandle, startHttpServer } from "../http/server.ts";
 import type { Logger } from "../log/logger.ts";
-import { MoqSession } from "../moq/session.ts";
-import { SUPPORTED_ALPNS } from "../moq/wire/version.ts";
+import { MoqSession } from "../moq/lite/session.ts";
+import { SUPPORTED_ALPNS } from "../moq/lite/wire/version.ts";
 import { QuicServer } from "../quic/server.ts";
 import { Relay } from "../relay/relay.ts";
 import { Admission, type AdmissionLimits } from "../transport/admission.ts";
+import type { AuthorizeRequest, ConnectVerdict } from "../transport/authorize.ts";
 import { refuse } from "../transport/refusals.ts";
 import type { TransportSession } from "../transport/types.ts";
 import { acceptHttp3 } from "../webtransport/server.ts";
@@ -27,6 +29,8 @@ export interface RelayNodeOptions {
 	budget?: CacheBudget | null;
 	/** Relay-wide admission counts shared by the workers; default: this node alone. */
 	admission?: Admission;
+	/** QUIC Retry token key shared by every worker (quic/retry.ts); default: a key of this node's own. */
+	retryKey?: Uint8Array;
 	/** This worker's index (encoded in QUIC connection IDs) and the relay-wide hop id. */
 	worker?: number;
 	hopId?: number;
@@ -97,6 +101,33 @@ export async function startRelayNode(opts: RelayNodeOptions): Promise<RelayNode>
 	const sessions = new Set<MoqSession>();
 	const byKind: SessionCounts = { quic: 0, webtransport: 0, websocket: 0 };
 
+	/**
+	 * Tokens are checked by the listener, before the WebSocket upgrade or the WebTransport CONNECT is
+	 * answered: a refusal gets HTTP 401/403 (AuthError.httpStatus) with a short text instead of
+	 * 101/200 and a moq-lite close. The grant it verified is kept per transport session, so the moq
+	 * session (which authorises its path and token when it starts) does not verify the token again.
+	 * Raw QUIC has no request to refuse: its path and token arrive in the lite-05 SETUP and the
+	 * session checks them (close code 6).
+	 */
+	const verified = new WeakMap<TransportSession, { path: string; jwt: string | null; grant: Grant }>();
+	const authorizeConnect = async (request: AuthorizeRequest): Promise<ConnectVerdict> => {
+		const jwt = tokenFromQuery(request.query);
+		try {
+			const grant = await auth.authorize(request.path, jwt);
+			return { status: null, bind: (t) => verified.set(t, { path: request.path, jwt, grant }) };
+		} catch (err) {
+			if (!(err instanceof AuthError)) throw err;
+			// err.message is safe to log (no token: quoted paths and kids only).
+			refuse("auth", log.info, {
+				remote: request.remote,
+				transport: request.transport,
+				status: err.httpStatus,
+				why: err.message,
+			});
+			return { status: err.httpStatus, reason: err.httpText };
+		}
+	};
+
 	const onSession = (t: TransportSession) => {
 		// Relay-wide, not per worker: the count is shared by every worker (transport/admission.ts).
 		if (!admission.tryOpenSession()) {
@@ -104,7 +135,12 @@ export async function startRelayNode(opts: RelayNodeOptions): Promise<RelayNode>
 			t.close(SESSION_LIMIT_CODE, "relay at its session limit");
 			return;
 		}
-		const session = new MoqSession(t, { relay, log, authorize: (path, jwt) => auth.authorize(path, jwt) });
+		const pre = verified.get(t);
+		const authorize = (path: string, jwt: string | null): Promise<Grant> =>
+			pre !== undefined && pre.path === path && pre.jwt === jwt
+				? Promise.resolve(pre.grant)
+				: auth.authorize(path, jwt);
+		const session = new MoqSession(t, { relay, log, authorize });
 		sessions.add(session);
 		byKind[t.kind]++;
 		session.start();
@@ -117,10 +153,7 @@ export async function startRelayNode(opts: RelayNodeOptions): Promise<RelayNode>
 		};
 	};
 
-	const quicLog = (level: "debug" | "info" | "warn" | "error", message: string) =>
-		log[level](message, { layer: "quic" });
-	const httpLog = (level: string, msg: string, fields?: object) =>
-		(log as unknown as Record<string, (m: string, f?: object) => void>)[level]?.(msg, fields);
+	const quicLog = log.child({ layer: "quic" });
 	const health = () => ({
 		status: "ok",
 		worker: relay.worker,
@@ -143,10 +176,18 @@ export async function startRelayNode(opts: RelayNodeOptions): Promise<RelayNode>
 			egress: opts.egress,
 			admission,
 			quic: config.server.quic,
+			retryKey: opts.retryKey,
 			log: quicLog,
 			onSession: (conn) => {
-				if (conn.protocol === "h3") acceptHttp3(conn, { protocols: WT_PROTOCOLS, onSession, log: httpLog });
-				else onSession(conn);
+				if (conn.protocol === "h3") {
+					acceptHttp3(conn, {
+						protocols: WT_PROTOCOLS,
+						onSession,
+						log,
+						authorize: (path, query) =>
+							authorizeConnect({ transport: "webtransport", path, query, remote: conn.remote }),
+					});
+				} else onSession(conn);
 			},
 		});
 		let http: HttpServerHandle | null = null;
@@ -162,9 +203,10 @@ export async function startRelayNode(opts: RelayNodeOptions): Promise<RelayNode>
 					reusePort: opts.reusePort ?? false,
 					fingerprint: opts.fingerprint,
 					onSession,
+					authorize: authorizeConnect,
 					metrics: opts.metrics,
 					health,
-					log: httpLog,
+					log,
 					admission,
 					limits: config.limits,
 				});
@@ -178,9 +220,10 @@ export async function startRelayNode(opts: RelayNodeOptions): Promise<RelayNode>
 					tls: { cert: opts.tls.cert, key: opts.tls.key },
 					fingerprint: opts.fingerprint,
 					onSession,
+					authorize: authorizeConnect,
 					metrics: opts.metrics,
 					health,
-					log: httpLog,
+					log,
 					admission,
 					limits: config.limits,
 				});

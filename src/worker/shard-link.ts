@@ -5,13 +5,16 @@ import type { Relay, RelayLink } from "../relay/relay.ts";
 import { RemoteTrack } from "../relay/remote-track.ts";
 import type { SubscriptionParams, TrackInfo } from "../relay/types.ts";
 import { reportFault } from "../transport/guard.ts";
+import type { ShardMessage } from "./messages.ts";
 
-/** The slice of the pool's worker context the link needs (see src/pool/worker-side.ts). */
+/**
+ * The slice of the pool's worker context the link needs (see src/pool/worker-side.ts). Messages
+ * from peers reach the link through `receive`, from the worker's one message handler (entry.ts).
+ */
 export interface PeerChannel {
 	readonly index: number;
 	readonly count: number;
-	send(to: number, msg: unknown): void;
-	onMessage(handler: (from: number, msg: unknown) => void): void;
+	send(to: number, msg: ShardMessage): void;
 	onPeerRestart(handler: (index: number) => void): void;
 	/** A worker exited; its replacement (if any) is reported later through onPeerRestart. */
 	onPeerDown?(handler: (index: number) => void): void;
@@ -26,19 +29,6 @@ export function pathHash(path: string): number {
 	}
 	return h >>> 0;
 }
-
-type ShardMessage =
-	| { k: "pub"; path: string; hops: number[]; w: number }
-	| { k: "unpub"; path: string; w: number }
-	| { k: "ann"; path: string; hops: number[]; w: number }
-	| { k: "end"; path: string; w: number }
-	| { k: "want"; path: string; track: string; w: number; params: SubscriptionParams; fwd?: boolean }
-	| { k: "update"; path: string; track: string; w: number; params: SubscriptionParams }
-	| { k: "unwant"; path: string; track: string; w: number; fwd?: boolean }
-	| { k: "ring"; path: string; track: string; sab: SharedArrayBuffer }
-	| { k: "gone"; path: string; track: string }
-	| { k: "info?"; id: number; path: string; track: string }
-	| { k: "info"; id: number; info: TrackInfo | null };
 
 const INFO_TIMEOUT_MS = 10_000;
 
@@ -82,10 +72,6 @@ export class ShardLink implements RelayLink {
 		this.#peers = peers;
 		this.#doorbell = doorbell;
 		this.#log = log;
-		peers.onMessage((from, msg) => {
-			if (Array.isArray(msg)) for (const m of msg) this.#guarded(from, m as ShardMessage);
-			else if (msg && typeof msg === "object" && "k" in msg) this.#guarded(from, msg as ShardMessage);
-		});
 		peers.onPeerRestart((index) => this.#peerRestarted(index));
 		peers.onPeerDown?.((index) => this.#peerDown(index));
 		doorbell.listen(() => {
@@ -99,11 +85,11 @@ export class ShardLink implements RelayLink {
 	 * a message whose handling throws is dropped and counted as a fault, so one bad request on one
 	 * worker cannot take down the others by way of the shard link.
 	 */
-	#guarded(from: number, msg: ShardMessage): void {
+	receive(from: number, msg: ShardMessage): void {
 		try {
 			this.#handle(from, msg);
 		} catch (err) {
-			reportFault(err, this.#log.warn, { from, message: (msg as { k?: unknown }).k });
+			reportFault(err, this.#log.warn, { from, message: msg.type });
 		}
 	}
 
@@ -124,12 +110,12 @@ export class ShardLink implements RelayLink {
 
 	localPublished(path: string, hops: readonly number[]): void {
 		this.#localPaths.set(path, [...hops]);
-		this.#send(this.ownerOf(path), { k: "pub", path, hops: [...hops], w: this.self });
+		this.#send(this.ownerOf(path), { type: "pub", path, hops: [...hops], w: this.self });
 	}
 
 	localUnpublished(path: string): void {
 		this.#localPaths.delete(path);
-		this.#send(this.ownerOf(path), { k: "unpub", path, w: this.self });
+		this.#send(this.ownerOf(path), { type: "unpub", path, w: this.self });
 	}
 
 	ringActivity(ring: RingWriter): void {
@@ -137,16 +123,16 @@ export class ShardLink implements RelayLink {
 	}
 
 	want(path: string, track: string, params: SubscriptionParams): void {
-		this.#send(this.ownerOf(path), { k: "want", path, track, w: this.self, params });
+		this.#send(this.ownerOf(path), { type: "want", path, track, w: this.self, params });
 	}
 
 	update(path: string, track: string, params: SubscriptionParams): void {
 		const b = this.#relay.broadcasts.get(path);
-		if (b) this.#send(b.worker, { k: "update", path, track, w: this.self, params });
+		if (b) this.#send(b.worker, { type: "update", path, track, w: this.self, params });
 	}
 
 	unwant(path: string, track: string): void {
-		this.#send(this.ownerOf(path), { k: "unwant", path, track, w: this.self });
+		this.#send(this.ownerOf(path), { type: "unwant", path, track, w: this.self });
 	}
 
 	fetchTrackInfo(worker: number, path: string, track: string): Promise<TrackInfo> {
@@ -157,7 +143,7 @@ export class ShardLink implements RelayLink {
 				reject(new Error("TRACK_INFO from the publisher's worker timed out"));
 			}, INFO_TIMEOUT_MS);
 			this.#infoWaiters.set(id, { worker, resolve, reject, timer });
-			this.#send(worker, { k: "info?", id, path, track });
+			this.#send(worker, { type: "info?", id, path, track });
 		});
 	}
 
@@ -165,18 +151,18 @@ export class ShardLink implements RelayLink {
 
 	#handle(from: number, m: ShardMessage): void {
 		const relay = this.#relay;
-		switch (m.k) {
+		switch (m.type) {
 			case "pub": {
 				// Owner: the newest publisher of a path wins; everyone learns it.
 				this.#owned.set(m.path, { w: m.w, hops: m.hops });
-				this.#sendAll({ k: "ann", path: m.path, hops: m.hops, w: m.w });
+				this.#sendAll({ type: "ann", path: m.path, hops: m.hops, w: m.w });
 				return;
 			}
 			case "unpub": {
 				const cur = this.#owned.get(m.path);
 				if (!cur || cur.w !== m.w) return;
 				this.#owned.delete(m.path);
-				this.#sendAll({ k: "end", path: m.path, w: m.w });
+				this.#sendAll({ type: "end", path: m.path, w: m.w });
 				return;
 			}
 			case "ann":
@@ -190,7 +176,7 @@ export class ShardLink implements RelayLink {
 					// Owner: record the interest, route to the publisher's worker.
 					const pub = this.#owned.get(m.path);
 					if (!pub) {
-						this.#send(m.w, { k: "gone", path: m.path, track: m.track });
+						this.#send(m.w, { type: "gone", path: m.path, track: m.track });
 						return;
 					}
 					const key = `${m.path}\u0000${m.track}`;
@@ -201,8 +187,8 @@ export class ShardLink implements RelayLink {
 					return;
 				}
 				const sab = relay.remoteWant(m.w, m.path, m.track, m.params);
-				if (sab) this.#send(m.w, { k: "ring", path: m.path, track: m.track, sab });
-				else this.#send(m.w, { k: "gone", path: m.path, track: m.track });
+				if (sab) this.#send(m.w, { type: "ring", path: m.path, track: m.track, sab });
+				else this.#send(m.w, { type: "gone", path: m.path, track: m.track });
 				return;
 			}
 			case "update":
@@ -234,12 +220,12 @@ export class ShardLink implements RelayLink {
 			case "info?": {
 				const p = relay.trackInfo(m.path, m.track);
 				if (!p) {
-					this.#send(from, { k: "info", id: m.id, info: null });
+					this.#send(from, { type: "info", id: m.id, info: null });
 					return;
 				}
 				p.then(
-					(info) => this.#send(from, { k: "info", id: m.id, info }),
-					() => this.#send(from, { k: "info", id: m.id, info: null }),
+					(info) => this.#send(from, { type: "info", id: m.id, info }),
+					() => this.#send(from, { type: "info", id: m.id, info: null }),
 				);
 				return;
 			}
@@ -267,7 +253,7 @@ export class ShardLink implements RelayLink {
 		for (const [path, pub] of [...this.#owned]) {
 			if (pub.w !== index) continue;
 			this.#owned.delete(path);
-			this.#sendAll({ k: "end", path, w: index });
+			this.#sendAll({ type: "end", path, w: index });
 		}
 		for (const set of this.#interest.values()) set.delete(index);
 		for (const [id, waiter] of [...this.#infoWaiters]) {
@@ -287,12 +273,12 @@ export class ShardLink implements RelayLink {
 		this.#peerDown(index);
 		for (const [path, pub] of this.#owned) {
 			// Tell the new thread about broadcasts it missed.
-			if (pub.w !== this.self) this.#send(index, { k: "ann", path, hops: pub.hops, w: pub.w });
+			if (pub.w !== this.self) this.#send(index, { type: "ann", path, hops: pub.hops, w: pub.w });
 		}
 		// Re-register our own broadcasts with their owner if it is the restarted worker, and announce them to it.
 		for (const [path, hops] of this.#localPaths) {
-			if (this.ownerOf(path) === index) this.#send(index, { k: "pub", path, hops, w: this.self });
-			else this.#send(index, { k: "ann", path, hops, w: this.self });
+			if (this.ownerOf(path) === index) this.#send(index, { type: "pub", path, hops, w: this.self });
+			else this.#send(index, { type: "ann", path, hops, w: this.self });
 		}
 		// A subscription whose request went to the dead owner was lost with it: ask the new one (it
 		// answers "gone" if it has not heard from the publisher's worker yet: a clean end, not a stall).

@@ -2,7 +2,7 @@
  * Browser test harness: bundles a page entry (an official client library plus its `window.moqPage`
  * adapter) with esbuild as an IIFE, serves it from `http://127.0.0.1:PORT/` (WebTransport needs a
  * secure context, and loopback http is one), and drives Debian's Chromium through playwright-core
- * with a fresh profile. See /work/shared/notes/webtransport-h3.md §6.
+ * with a fresh profile (flags: CHROMIUM_ARGS).
  * @module
  */
 
@@ -19,11 +19,23 @@ import type { PageApi } from "./page-api.ts";
 
 export const CHROMIUM_PATH = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
 
-/** Why the browser tests cannot run here, or null when they can. Outside CI a missing Chromium skips them. */
-export function browserSkipReason(): string | null {
+/** CI=true (any value but "", "0" or "false"): every test must run, none may skip for a missing tool. */
+export const IN_CI = !!process.env.CI && process.env.CI !== "0" && process.env.CI.toLowerCase() !== "false";
+
+/** Why the browser tests cannot run here, or null when Chromium is installed. */
+export function browserMissing(): string | null {
 	if (existsSync(CHROMIUM_PATH)) return null;
-	if (process.env.CI) return null; // in CI the tests run (and fail loudly) without a browser
-	return `${CHROMIUM_PATH} not found (apt-get install chromium, or set CHROMIUM_PATH); browser tests skipped`;
+	return `${CHROMIUM_PATH} not found (apt-get install chromium, or set CHROMIUM_PATH)`;
+}
+
+/**
+ * The reason to skip the browser tests (counted as skipped in the run's summary), or null when they
+ * run. Under CI a missing Chromium is not a reason: the tests run and fail, saying what is missing.
+ */
+export function browserSkipReason(): string | null {
+	if (IN_CI) return null;
+	const missing = browserMissing();
+	return missing && `${missing}; browser tests skipped`;
 }
 
 export type PageLibrary = "net" | "lite";
@@ -114,7 +126,7 @@ export interface TestPage {
 	): Promise<PageApi[K] extends (...a: never[]) => infer R ? Awaited<R> : never>;
 }
 
-/** Flags from the verified recipe (notes/webtransport-h3.md §6); no WebTransport-specific flag is needed. */
+/** Chromium flags verified to run these pages headless; no WebTransport-specific flag is needed. */
 const CHROMIUM_ARGS = [
 	"--no-sandbox",
 	"--disable-gpu",

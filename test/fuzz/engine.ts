@@ -12,6 +12,7 @@
  * input, a valid decode that does not re-encode to itself), or a case over its time budget.
  */
 import { NEED_MORE } from "../../src/coding/errors.ts";
+import { prng } from "../support/prng.ts";
 
 export type Outcome = "ok" | "more" | "rejected";
 
@@ -41,18 +42,12 @@ export function invariant(cond: unknown, message: string): asserts cond {
 	if (!cond) throw new InvariantError(message);
 }
 
-/** mulberry32: tiny, fast, good enough to spread mutations; seeded per case. */
+/** mulberry32 (support/prng.ts): tiny, fast, good enough to spread mutations; seeded per case. */
 export class Rng {
-	#a: number;
+	/** The next number in [0, 1). */
+	readonly next: () => number;
 	constructor(seed: number) {
-		this.#a = seed >>> 0;
-	}
-	next(): number {
-		this.#a = (this.#a + 0x6d2b79f5) >>> 0;
-		let t = this.#a;
-		t = Math.imul(t ^ (t >>> 15), t | 1);
-		t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-		return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+		this.next = prng(seed);
 	}
 	/** An integer in [0, n). */
 	int(n: number): number {

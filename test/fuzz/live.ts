@@ -14,16 +14,17 @@ import WebSocket from "ws";
 import Qmux from "../../node_modules/@moq/net/node_modules/@moq/qmux/index.js";
 import { MoqClient } from "../../src/client/index.ts";
 import { Writer } from "../../src/coding/writer.ts";
-import * as G from "../../src/moq/wire/group.ts";
-import * as S from "../../src/moq/wire/setup.ts";
-import { BIDI, UNI } from "../../src/moq/wire/stream-type.ts";
-import type { LiteVersion } from "../../src/moq/wire/version.ts";
+import * as G from "../../src/moq/lite/wire/group.ts";
+import * as S from "../../src/moq/lite/wire/setup.ts";
+import { BIDI, UNI } from "../../src/moq/lite/wire/stream-type.ts";
+import type { LiteVersion } from "../../src/moq/lite/wire/version.ts";
+import { defaultParams, encodeTransportParameters } from "../../src/qmux/params.ts";
 import { connectQuic } from "../../src/quic/client.ts";
 import type { TransportSession } from "../../src/transport/types.ts";
-import { defaultParams, encodeTransportParameters } from "../../src/websocket/params.ts";
 import { connectWebTransport } from "../../src/webtransport/client.ts";
-import { cases } from "../moq-wire-cases.ts";
+import { cases } from "../support/moq-wire-cases.ts";
 import type { RelayProcess } from "../support/process-relay.ts";
+import { sleep } from "../support/wait.ts";
 import { caseSeed, mutate, Rng } from "./engine.ts";
 import { targetNamed } from "./targets.ts";
 
@@ -267,10 +268,6 @@ function setupStream(protocol: string, transport: LiveTransport, rng: Rng): [boo
 		return [true, bytes((w) => S.encodeClientSetup(w, { versions: [0xff0dad02], params: new Map([[2, 1]]) }))];
 	}
 	return null;
-}
-
-function sleep(ms: number): Promise<void> {
-	return new Promise((r) => setTimeout(r, ms));
 }
 
 /** Writes `data` to a fresh stream in 1–3 chunks, then finishes, resets or leaves it open. */

@@ -20,24 +20,25 @@ import { Reader } from "../../src/coding/reader.ts";
 import { Writer } from "../../src/coding/writer.ts";
 import { DEVELOPMENT_CONFIG } from "../../src/config/defaults.ts";
 import { ConfigError, parseConfig } from "../../src/config/load.ts";
+import { silentLogger } from "../../src/log/logger.ts";
+import * as A from "../../src/moq/lite/wire/announce.ts";
+import * as F from "../../src/moq/lite/wire/fetch.ts";
+import * as Gw from "../../src/moq/lite/wire/goaway.ts";
+import * as G from "../../src/moq/lite/wire/group.ts";
+import * as P from "../../src/moq/lite/wire/probe.ts";
+import * as Se from "../../src/moq/lite/wire/session.ts";
+import * as S from "../../src/moq/lite/wire/setup.ts";
+import { BIDI, UNI } from "../../src/moq/lite/wire/stream-type.ts";
+import * as Sub from "../../src/moq/lite/wire/subscribe.ts";
+import * as T from "../../src/moq/lite/wire/track.ts";
+import type { LiteVersion } from "../../src/moq/lite/wire/version.ts";
 import { MessageBuffer } from "../../src/moq/message-buffer.ts";
-import * as A from "../../src/moq/wire/announce.ts";
-import * as F from "../../src/moq/wire/fetch.ts";
-import * as Gw from "../../src/moq/wire/goaway.ts";
-import * as G from "../../src/moq/wire/group.ts";
-import * as P from "../../src/moq/wire/probe.ts";
-import * as Se from "../../src/moq/wire/session.ts";
-import * as S from "../../src/moq/wire/setup.ts";
-import { BIDI, UNI } from "../../src/moq/wire/stream-type.ts";
-import * as Sub from "../../src/moq/wire/subscribe.ts";
-import * as T from "../../src/moq/wire/track.ts";
-import type { LiteVersion } from "../../src/moq/wire/version.ts";
-import { QmuxError } from "../../src/websocket/codes.ts";
-import * as Q from "../../src/websocket/frames.ts";
-import { decodeTransportParameters, defaultParams, encodeTransportParameters } from "../../src/websocket/params.ts";
-import { parseOffer, parseSubprotocol, selectSubprotocol } from "../../src/websocket/subprotocol.ts";
+import { QmuxError } from "../../src/qmux/codes.ts";
+import * as Q from "../../src/qmux/frames.ts";
+import { decodeTransportParameters, defaultParams, encodeTransportParameters } from "../../src/qmux/params.ts";
+import { parseOffer, parseSubprotocol, selectSubprotocol } from "../../src/qmux/subprotocol.ts";
 import { Capsule, Frame as H3Frame, isHttp2ReservedFrame } from "../../src/webtransport/codes.ts";
-import { ConnectStream } from "../../src/webtransport/connect.ts";
+import { type ConnectOwner, ConnectStream } from "../../src/webtransport/connect.ts";
 import { ourSettings, DEFAULT_LIMITS as WT_LIMITS } from "../../src/webtransport/connection.ts";
 import {
 	Body,
@@ -55,7 +56,7 @@ import {
 import { huffmanEncode } from "../../src/webtransport/huffman.ts";
 import { decodeFieldSection, encodeFieldSection, type Field, writePrefixInt } from "../../src/webtransport/qpack.ts";
 import { parseProtocolItem, parseProtocolList, serializeSfStringList } from "../../src/webtransport/sfv.ts";
-import { cases } from "../moq-wire-cases.ts";
+import { cases } from "../support/moq-wire-cases.ts";
 import { invariant, type Outcome, Rng, type Target } from "./engine.ts";
 import { FUZZ_KEYS } from "./keys.ts";
 
@@ -584,14 +585,14 @@ function h3ControlTarget(): Target {
 }
 
 /** A stand-in for H3Connection with what ConnectStream touches; `fail` keeps the first error. */
-class FakeConn {
+class FakeConn implements ConnectOwner {
 	limits = WT_LIMITS;
 	error: unknown = null;
 	closed: { code: number; reason: string } | null = null;
 	fail(err: unknown): void {
 		this.error ??= err;
 	}
-	log(): void {}
+	log = silentLogger;
 	connectStreamEnded(): void {}
 }
 
@@ -621,7 +622,7 @@ function fakeQuic() {
 function runConnectStream(input: Uint8Array): "ok" {
 	const conn = new FakeConn();
 	const quic = fakeQuic();
-	const connect = new ConnectStream(quic as never, conn as never);
+	const connect = new ConnectStream(quic as never, conn);
 	const session = {
 		closed: false,
 		peerClosed(code: number, reason: string) {
@@ -634,7 +635,7 @@ function runConnectStream(input: Uint8Array): "ok" {
 		invariant(Array.isArray(fields), "fields");
 		if (connect.final) return;
 		connect.final = true;
-		connect.attach(session as never);
+		connect.attach(session);
 	};
 	for (const c of chunks(input, 4)) {
 		quic.onData?.(c);

@@ -1,6 +1,6 @@
 /**
- * Hand-built HTTP/3 bytes for driving the WebTransport layer the way Chromium 156 does (see
- * notes/webtransport-h3.md): its SETTINGS, GREASE, and its Huffman-coded extended CONNECT.
+ * Hand-built HTTP/3 bytes for driving the WebTransport layer the way Chromium 156 does:
+ * its SETTINGS, GREASE, and its Huffman-coded extended CONNECT.
  */
 
 import { writeVarint } from "../../src/coding/varint.ts";
@@ -119,13 +119,4 @@ export function headersIn(bytes: ArrayLike<number>): Field[][] {
 	return parseFrames(bytes)
 		.filter((f) => f.type === 0x01)
 		.map((f) => decodeFieldSection(f.payload, 1 << 20));
-}
-
-/** Re-checks `cond` after each macrotask (the loopback delivers one batch per turn) until it holds. */
-export async function eventually(cond: () => boolean, what = "condition", turns = 2000): Promise<void> {
-	for (let i = 0; i < turns; i++) {
-		if (cond()) return;
-		await new Promise((resolve) => setImmediate(resolve));
-	}
-	throw new Error(`timed out waiting for ${what}`);
 }

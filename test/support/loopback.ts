@@ -3,7 +3,8 @@
  * QUIC driver. Streams use QUIC numbering; every event (data, FIN, RESET_STREAM, STOP_SENDING,
  * close) crosses to the peer on a later macrotask, in order, like packets would, and written bytes
  * are copied at write() as the transport contract requires. Not a QUIC simulation: no loss, no
- * flow control.
+ * byte flow control; a test may cap the uni streams a side can open (`uniCredit`) and raise it
+ * later (`grantUni`), as the peer's MAX_STREAMS would.
  */
 
 import type { TransportSession, TransportStream } from "../../src/transport/types.ts";
@@ -127,6 +128,10 @@ export class LoopbackSession implements TransportSession {
 	onStreamCredit: (() => void) | null = null;
 
 	closed = false;
+	/** Uni streams this side may still open (the peer's stream limit); unlimited unless a test sets it. */
+	uniCredit = Number.POSITIVE_INFINITY;
+	/** openUni() found no credit since the last grant (so onStreamCredit follows the next grant). */
+	wantsCredit = false;
 	/** How the session ended: who closed it, with what. */
 	closedWith: { code: number; reason: string; byPeer: boolean } | null = null;
 	readonly streams = new Map<number, LoopbackStream>();
@@ -159,7 +164,23 @@ export class LoopbackSession implements TransportSession {
 	}
 
 	openUni(): LoopbackStream | null {
-		return this.open(this.nextUni, () => (this.nextUni += 4));
+		if (this.uniCredit <= 0) {
+			this.wantsCredit = true;
+			return null;
+		}
+		const stream = this.open(this.nextUni, () => (this.nextUni += 4));
+		if (stream) this.uniCredit--;
+		return stream;
+	}
+
+	/** The peer raises our uni-stream limit by `n`; onStreamCredit follows (a macrotask later) if an open failed. */
+	grantUni(n: number): void {
+		this.uniCredit += n;
+		if (!this.wantsCredit) return;
+		this.wantsCredit = false;
+		this.link.post(() => {
+			if (!this.closed) this.onStreamCredit?.();
+		});
 	}
 
 	private open(id: number, advance: () => void): LoopbackStream | null {

@@ -2,18 +2,18 @@
  * Shared fixtures for the moq-wire tests: one valid encoding of every message in every version it
  * exists in, with the hex vectors from notes/moq-lite-wire.md where the notes give one.
  */
-import type { Reader } from "../src/coding/reader.ts";
-import type { Writer } from "../src/coding/writer.ts";
-import * as A from "../src/moq/wire/announce.ts";
-import * as F from "../src/moq/wire/fetch.ts";
-import * as Gw from "../src/moq/wire/goaway.ts";
-import * as G from "../src/moq/wire/group.ts";
-import * as P from "../src/moq/wire/probe.ts";
-import * as Se from "../src/moq/wire/session.ts";
-import * as S from "../src/moq/wire/setup.ts";
-import * as Sub from "../src/moq/wire/subscribe.ts";
-import * as T from "../src/moq/wire/track.ts";
-import type { LiteVersion } from "../src/moq/wire/version.ts";
+import type { Reader } from "../../src/coding/reader.ts";
+import type { Writer } from "../../src/coding/writer.ts";
+import * as A from "../../src/moq/lite/wire/announce.ts";
+import * as F from "../../src/moq/lite/wire/fetch.ts";
+import * as Gw from "../../src/moq/lite/wire/goaway.ts";
+import * as G from "../../src/moq/lite/wire/group.ts";
+import * as P from "../../src/moq/lite/wire/probe.ts";
+import * as Se from "../../src/moq/lite/wire/session.ts";
+import * as S from "../../src/moq/lite/wire/setup.ts";
+import * as Sub from "../../src/moq/lite/wire/subscribe.ts";
+import * as T from "../../src/moq/lite/wire/track.ts";
+import type { LiteVersion } from "../../src/moq/lite/wire/version.ts";
 
 /** How the message is framed, so tests can forge bad lengths. */
 export type Framing = "varint" | "typed" | "u16";

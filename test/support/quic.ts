@@ -3,7 +3,7 @@
  * QUIC tests pin its hash or run insecure, so its validity period does not matter) and helpers.
  */
 import { createHash, X509Certificate } from "node:crypto";
-import { QuicServer, type QuicServerOptions } from "../src/quic/server.ts";
+import { QuicServer, type QuicServerOptions } from "../../src/quic/server.ts";
 
 export const TEST_KEY = `-----BEGIN EC PRIVATE KEY-----
 MHcCAQEEIGskjSYYUeHCv0GqGqhglZSqpxnbXaL/rbXN3VUVPl9hoAoGCCqGSM49
@@ -56,21 +56,6 @@ export function listen(
 	return QuicServer.listen({ host: "127.0.0.1", port: 0, cert: TEST_CERT, key: TEST_KEY, alpns: [ALPN], ...options });
 }
 
-/** A promise plus its resolve, for awaiting callbacks. */
-export function deferred<T = void>(): {
-	promise: Promise<T>;
-	resolve: (value: T) => void;
-	reject: (err: unknown) => void;
-} {
-	let resolve!: (value: T) => void;
-	let reject!: (err: unknown) => void;
-	const promise = new Promise<T>((res, rej) => {
-		resolve = res;
-		reject = rej;
-	});
-	return { promise, resolve, reject };
-}
-
 /** Collects a stream's bytes until FIN. */
 export function collect(stream: {
 	onData: ((chunk: Uint8Array) => void) | null;
@@ -83,9 +68,4 @@ export function collect(stream: {
 		stream.onFin = () => resolve(Buffer.concat(chunks));
 		stream.onReset = (code) => reject(new Error(`reset ${code}`));
 	});
-}
-
-/** Resolves once `condition()` holds, checking after each event-loop turn. */
-export async function until(condition: () => boolean): Promise<void> {
-	while (!condition()) await new Promise((resolve) => setImmediate(resolve));
 }

@@ -3,6 +3,7 @@ import type { RelayConfig } from "../../src/config/types.ts";
 import { createLogger, silentLogger } from "../../src/log/logger.ts";
 import { generateCertificate } from "../../src/tls/generate.ts";
 import { type RelayNode, startRelayNode } from "../../src/worker/relay-node.ts";
+import "./quiet.ts";
 
 export interface TestRelay {
 	node: RelayNode;
@@ -46,19 +47,5 @@ ${extraToml}
 	};
 }
 
-/** Polls `cond` every few ms until it holds (or throws after `ms`). */
-export async function until(cond: () => boolean, ms = 10_000, what = "condition"): Promise<void> {
-	if (process.env.MOQ_TEST_TRACE) console.error(`waiting for ${what}`);
-	const deadline = Date.now() + ms;
-	while (!cond()) {
-		if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-		await new Promise((r) => setTimeout(r, 5));
-	}
-}
-
-// The official clients log every protocol step with console.log; keep test output readable.
-if (!process.env.MOQ_TEST_LOG) {
-	console.log = () => {};
-	console.debug = () => {};
-	console.info = () => {};
-}
+/** Kept for the tests that import it from here (auth-relay.test.ts); it is support/wait.ts's. */
+export { until } from "./wait.ts";

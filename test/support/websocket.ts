@@ -1,6 +1,6 @@
 /** Shared helpers for the WebSocket tests: an echoing relay and stream readers. Not a test file. */
-import { type HttpServerHandle, startHttpServer, type WsListenerOptions } from "../src/http/server.ts";
-import type { TransportSession, TransportStream } from "../src/transport/types.ts";
+import { type HttpServerHandle, startHttpServer, type WsListenerOptions } from "../../src/http/server.ts";
+import type { TransportSession, TransportStream } from "../../src/transport/types.ts";
 
 export interface EchoServer {
 	handle: HttpServerHandle;

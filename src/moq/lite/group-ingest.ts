@@ -1,9 +1,9 @@
-import { DecodeError } from "../coding/errors.ts";
-import type { RelayTrack } from "../relay/track.ts";
-import type { TransportStream } from "../transport/types.ts";
+import { DecodeError } from "../../coding/errors.ts";
+import type { RelayTrack } from "../../relay/track.ts";
+import type { TransportStream } from "../../transport/types.ts";
 import { EVICTED, FRAME_TOO_LARGE, PROTOCOL_VIOLATION } from "./wire/codes.ts";
 import { FrameParser } from "./wire/group.ts";
-import type { LiteVersion } from "./wire/version.ts";
+import { hasFrameTimestamps, type LiteVersion } from "./wire/version.ts";
 
 export interface IngestCounters {
 	groupsIn: number;
@@ -21,7 +21,6 @@ export class GroupIngest {
 	readonly #seq: number;
 	readonly #stream: TransportStream;
 	readonly #parser: FrameParser;
-	readonly #version: LiteVersion;
 	readonly #counters: IngestCounters;
 	#ts = 0;
 	#done = false;
@@ -39,12 +38,12 @@ export class GroupIngest {
 		this.#track = track;
 		this.#seq = seq;
 		this.#stream = stream;
-		this.#version = version;
 		this.#counters = counters;
 		const ring = track.ring;
 		const parser = new FrameParser(version, maxFrameBytes);
+		const stamped = hasFrameTimestamps(version);
 		parser.onFrameBegin = (size: number, tsDelta: number) => {
-			this.#ts = this.#version >= 5 ? this.#ts + tsDelta : Date.now();
+			this.#ts = stamped ? this.#ts + tsDelta : Date.now();
 			if (!this.#dropped && !ring.frameBegin(seq, size, this.#ts)) this.#dropped = true;
 			counters.framesIn++;
 		};

@@ -1,49 +1,31 @@
-import type { Grant } from "../auth/index.ts";
-import { parseConnectTarget, redactPath, tokenFromQuery } from "../auth/params.ts";
-import { normalizePath } from "../auth/path.ts";
-import { DecodeError } from "../coding/errors.ts";
-import type { Reader } from "../coding/reader.ts";
-import { Writer } from "../coding/writer.ts";
-import type { Logger } from "../log/logger.ts";
-import type { Relay } from "../relay/relay.ts";
-import type { RelayTrack } from "../relay/track.ts";
-import type { TrackHandle, TrackInfo, UpstreamPublisher } from "../relay/types.ts";
-import { DEFAULT_TRACK_INFO } from "../relay/types.ts";
-import { faultCode, reportFault } from "../transport/guard.ts";
-import { refuse as countRefusal } from "../transport/refusals.ts";
-import type { TransportSession, TransportStream } from "../transport/types.ts";
-import { FetchServe } from "./fetch-serve.ts";
-import { GroupIngest } from "./group-ingest.ts";
-import { MessageBuffer } from "./message-buffer.ts";
-import { TrackServe } from "./track-serve.ts";
-import {
-	type Announce,
-	decodeAnnounce,
-	decodeAnnounceInit,
-	decodeAnnounceOk,
-	decodeAnnounceRequest,
-	encodeAnnounce,
-	encodeAnnounceInit,
-	encodeAnnounceOk,
-	encodeAnnounceRequest,
-} from "./wire/announce.ts";
+/**
+ * One moq-lite session with one client: its lifecycle (version, SETUP, authorisation, expiry,
+ * close), the session guard, and the dispatch of incoming streams by type. Once the session is
+ * ready it hands the work to its two sides: toward viewers the relay is the publisher
+ * (publisher.ts); toward a publishing client it is the subscriber (subscriber.ts).
+ * @module
+ */
+
+import type { Grant } from "../../auth/index.ts";
+import { parseConnectTarget, redactPath, tokenFromQuery } from "../../auth/params.ts";
+import type { Reader } from "../../coding/reader.ts";
+import { Writer } from "../../coding/writer.ts";
+import type { Logger } from "../../log/logger.ts";
+import type { Relay } from "../../relay/relay.ts";
+import { faultCode, reportFault } from "../../transport/guard.ts";
+import { refuse as countRefusal } from "../../transport/refusals.ts";
+import type { TransportSession, TransportStream } from "../../transport/types.ts";
+import { type ControlLimits, ControlReader } from "../control-reader.ts";
+import type { SessionHost } from "./host.ts";
+import { LitePublisher } from "./publisher.ts";
+import { LiteSubscriber } from "./subscriber.ts";
 import * as Code from "./wire/codes.ts";
-import { decodeFetchRequest } from "./wire/fetch.ts";
-import { decodeGroupHeader } from "./wire/group.ts";
-import { joinPath, stripPrefix } from "./wire/path.ts";
+import type { DecodeLimits } from "./wire/message.ts";
 import { decodeProbe } from "./wire/probe.ts";
 import { decodeSessionInfo } from "./wire/session.ts";
 import { decodeClientSetup, decodeLiteSetup, encodeLiteSetup, encodeServerSetup } from "./wire/setup.ts";
 import { BIDI, UNI } from "./wire/stream-type.ts";
-import {
-	decodeSubscribe,
-	decodeSubscribeResponse,
-	decodeSubscribeUpdate,
-	encodeSubscribe,
-	encodeSubscribeUpdate,
-} from "./wire/subscribe.ts";
-import { decodeTrackInfo, decodeTrackRequest, encodeTrackInfo, encodeTrackRequest } from "./wire/track.ts";
-import { LITE_02, type LiteVersion, versionFromAlpn } from "./wire/version.ts";
+import { hasLiteSetup, LITE_02, type LiteVersion, versionFromAlpn } from "./wire/version.ts";
 
 export interface SessionContext {
 	relay: Relay;
@@ -52,29 +34,7 @@ export interface SessionContext {
 	log: Logger;
 }
 
-interface UpstreamSub {
-	readonly id: number;
-	readonly track: RelayTrack;
-	readonly stream: TransportStream;
-	/** lite-05 SUBSCRIBE_END: the first group that will never come. */
-	endGroup: number | null;
-	latestGroup: number;
-	closed: boolean;
-	/** Group streams of this subscription still being ingested. */
-	inFlight: number;
-	/** The publisher FIN'd the subscription while groups were in flight: end the track when they finish. */
-	ending: ReturnType<typeof setTimeout> | null;
-}
-
-/** How long a finished subscription waits for its in-flight group streams before ending the track. */
-const TRACK_END_GRACE_MS = 2000;
-
 const SETUP_TIMEOUT_MS = 10_000;
-
-/** The close/reset code for a decoding failure. */
-function codeOf(err: unknown): number {
-	return err instanceof DecodeError ? err.code : Code.PROTOCOL_VIOLATION;
-}
 
 /** Reads a varint stream type from the first bytes of a stream (a few bytes at most). */
 function readStreamType(r: Reader): number {
@@ -82,20 +42,21 @@ function readStreamType(r: Reader): number {
 }
 
 /**
- * One moq-lite session with one client, in both roles: toward a publishing client the relay is a
- * subscriber (it asks for its announcements and subscribes upstream, once per track); toward viewers
- * it is the publisher (announcements, subscriptions served from the track rings, TRACK_INFO, FETCH).
- * Every wire path is relative to the session root from the grant.
+ * One moq-lite session with one client, in both roles (see the module doc). The sides exist from
+ * the moment the session is ready: every stream but a setup stream waits for that.
  */
-export class MoqSession implements UpstreamPublisher {
+export class MoqSession implements SessionHost {
 	readonly id: number;
-	readonly #t: TransportSession;
-	readonly #ctx: SessionContext;
-	readonly #relay: Relay;
-	readonly #log: Logger;
+	readonly transport: TransportSession;
+	readonly relay: Relay;
+	readonly log: Logger;
 	/** Decoder bounds from [limits]. */
-	readonly #limits: { maxMessageBytes: number; maxPathSegments: number };
-	#version: LiteVersion | 0 = 0;
+	readonly limits: DecodeLimits;
+	readonly #ctx: SessionContext;
+	/** Control-stream bounds from [limits]. */
+	readonly #control: ControlLimits;
+	/** Null until negotiated (by the app protocol, or the 0x20/0x21 exchange). */
+	#version: LiteVersion | null = null;
 	#grant: Grant | null = null;
 	#ready = false;
 	#closed = false;
@@ -108,58 +69,56 @@ export class MoqSession implements UpstreamPublisher {
 	#awaitingSetupPath = false;
 	/** lite-05 SETUP Role: 0 both, 1 publish only, 2 subscribe only. */
 	#role = 0;
+	#waitingOpens: { bidi: boolean; use: (s: TransportStream) => void }[] = [];
 
-	// Publisher role (toward viewers).
-	readonly #serves = new Map<number, TrackServe | FetchServe>();
-	readonly #announceCleanups = new Set<() => void>();
-
-	// Subscriber role (toward a publishing client).
-	readonly #published = new Set<string>();
-	readonly #upstream = new Map<number, UpstreamSub>();
-	readonly #upstreamByTrack = new Map<TrackHandle, UpstreamSub>();
-	readonly #ingests = new Set<GroupIngest>();
-	#nextUpstreamId = 0;
+	/** Toward viewers; made when the session is ready. */
+	#publisher: LitePublisher | null = null;
+	/** Toward a publishing client; made when the session is ready. */
+	#subscriber: LiteSubscriber | null = null;
 
 	constructor(transport: TransportSession, ctx: SessionContext) {
-		this.#t = transport;
+		this.transport = transport;
 		this.#ctx = ctx;
-		this.#relay = ctx.relay;
+		this.relay = ctx.relay;
 		this.id = ctx.relay.nextSessionId();
 		const limits = ctx.relay.config.limits;
-		this.#limits = { maxMessageBytes: limits.maxMessageBytes, maxPathSegments: limits.maxPathSegments };
-		this.#log = ctx.log.child({ session: this.id, remote: transport.remote, transport: transport.kind });
+		this.limits = { maxMessageBytes: limits.maxMessageBytes, maxPathSegments: limits.maxPathSegments };
+		this.#control = { maxBytes: limits.maxMessageBytes, violation: Code.PROTOCOL_VIOLATION };
+		this.log = ctx.log.child({ session: this.id, remote: transport.remote, transport: transport.kind });
 	}
 
+	/** 0 until negotiated. */
 	get version(): LiteVersion | 0 {
-		return this.#version;
+		return this.#version ?? 0;
 	}
 
 	get root(): string | null {
 		return this.#grant?.root ?? null;
 	}
 
+	get closed(): boolean {
+		return this.#closed;
+	}
+
 	start(): void {
-		const t = this.#t;
-		this.#relay.figures.sessions++;
+		const t = this.transport;
+		this.relay.figures.sessions++;
 		t.onStream = (s) => this.#onStream(s);
 		t.onClose = (code, reason) => this.#teardown(code, reason);
 		t.onStreamCredit = () => this.#onStreamCredit();
 		const v = versionFromAlpn(t.protocol);
 		if (v !== null) {
 			this.#version = v;
-			if (v >= 5) this.#sendLiteSetup();
-			if (v >= 5 && t.kind === "quic") {
+			if (hasLiteSetup(v)) this.#sendLiteSetup();
+			if (hasLiteSetup(v) && t.kind === "quic") {
 				// Raw QUIC carries the path in the client's SETUP; wait for it before authorising.
 				this.#awaitingSetupPath = true;
-				this.#setupTimer = setTimeout(
-					() => this.#guarded(() => this.close(Code.TIMEOUT, "no SETUP")),
-					SETUP_TIMEOUT_MS,
-				);
+				this.#setupTimer = setTimeout(() => this.guarded(() => this.close(Code.TIMEOUT, "no SETUP")), SETUP_TIMEOUT_MS);
 				return;
 			}
 		} else {
 			// "moql" or nothing: the client sends the 0x20 SETUP on a bidi stream first.
-			this.#setupTimer = setTimeout(() => this.#guarded(() => this.close(Code.TIMEOUT, "no SETUP")), SETUP_TIMEOUT_MS);
+			this.#setupTimer = setTimeout(() => this.guarded(() => this.close(Code.TIMEOUT, "no SETUP")), SETUP_TIMEOUT_MS);
 		}
 		this.#authorize(t.path, tokenFromQuery(t.query));
 	}
@@ -168,31 +127,33 @@ export class MoqSession implements UpstreamPublisher {
 	 * Opens a control stream now, or as soon as the peer grants stream credit (a qmux client grants
 	 * none until its transport parameters arrive). Data streams never wait: they drop instead.
 	 */
-	#withStream(bidi: boolean, use: (s: TransportStream) => void): void {
+	withStream(bidi: boolean, use: (s: TransportStream) => void): void {
 		if (this.#closed) return;
-		const s = bidi ? this.#t.openBidi() : this.#t.openUni();
+		const s = bidi ? this.transport.openBidi() : this.transport.openUni();
 		if (s) {
 			use(s);
 			return;
 		}
 		this.#waitingOpens.push({ bidi, use });
 	}
-	#waitingOpens: { bidi: boolean; use: (s: TransportStream) => void }[] = [];
 
 	#onStreamCredit(): void {
 		const waiting = this.#waitingOpens;
 		this.#waitingOpens = [];
-		for (const w of waiting) this.#withStream(w.bidi, w.use);
-		// Subscriptions waiting at a group for a stream slot can go on.
-		for (const serve of this.#serves.values()) if (serve instanceof TrackServe && serve.blocked) serve.drain();
+		for (const w of waiting) this.withStream(w.bidi, w.use);
+		this.#publisher?.onStreamCredit();
 	}
 
 	/**
 	 * The session guard for work done outside a transport callback (timers, promise callbacks,
 	 * fan-out wake-ups): closes this session alone with the error's code and counts the fault.
 	 */
-	readonly #onFault = (err: unknown): void => {
-		reportFault(err, this.#log.warn, { session: this.id, remote: this.#t.remote, transport: this.#t.kind });
+	readonly onFault = (err: unknown): void => {
+		reportFault(err, this.log.warn, {
+			session: this.id,
+			remote: this.transport.remote,
+			transport: this.transport.kind,
+		});
 		try {
 			this.close(faultCode(err), "internal error");
 		} catch {
@@ -201,29 +162,29 @@ export class MoqSession implements UpstreamPublisher {
 	};
 
 	/** Runs `fn` behind the session guard (for timers and promise callbacks). */
-	#guarded(fn: () => void): void {
+	guarded(fn: () => void): void {
 		try {
 			fn();
 		} catch (err) {
-			this.#onFault(err);
+			this.onFault(err);
 		}
 	}
 
 	close(code: number, reason: string): void {
 		if (this.#closed) return;
-		this.#log.debug("closing session", { code, reason });
-		this.#t.close(code, reason);
+		this.log.debug("closing session", { code, reason });
+		this.transport.close(code, reason);
 		this.#teardown(code, reason);
 	}
 
 	#authorize(path: string, jwt: string | null): void {
 		this.#ctx.authorize(path, jwt).then(
-			(grant) => this.#guarded(() => this.#authorized(grant)),
+			(grant) => this.guarded(() => this.#authorized(grant)),
 			(err: Error & { code?: number }) =>
-				this.#guarded(() => {
+				this.guarded(() => {
 					countRefusal("auth");
 					// The path may carry a token (lite-05 SETUP path, ?jwt=): log it redacted.
-					this.#log.info("session refused", { reason: err.message, path: redactPath(path) });
+					this.log.info("session refused", { reason: err.message, path: redactPath(path) });
 					this.close(err.code ?? Code.UNAUTHORIZED, err.message);
 				}),
 		);
@@ -235,33 +196,63 @@ export class MoqSession implements UpstreamPublisher {
 		if (grant.expiresAt !== null) {
 			const ms = Math.max(0, grant.expiresAt - Date.now());
 			this.#expiryTimer = setTimeout(
-				() => this.#guarded(() => this.close(Code.UNAUTHORIZED, "token expired")),
+				() => this.guarded(() => this.close(Code.UNAUTHORIZED, "token expired")),
 				Math.min(ms, 0x7fffffff),
 			);
 			this.#expiryTimer.unref?.();
 		}
-		this.#log.debug("session authorised", {
+		this.log.debug("session authorised", {
 			root: grant.root,
 			publish: grant.publish,
 			subscribe: grant.subscribe,
-			version: this.#version,
+			version: this.#version ?? 0,
 		});
 		this.#maybeReady();
 	}
 
 	#maybeReady(): void {
-		if (this.#ready || this.#closed || !this.#grant || this.#version === 0) return;
+		if (this.#ready || this.#closed || !this.#grant || this.#version === null) return;
 		if (!this.#grant.allowsRole(this.#role)) {
 			this.close(Code.UNAUTHORIZED, "the token grants nothing for the role in SETUP");
 			return;
 		}
 		this.#ready = true;
+		this.#publisher = new LitePublisher(this, this.#version, this.#grant);
+		this.#subscriber = new LiteSubscriber(this, this.#version, this.#grant);
 		if (this.#setupTimer) clearTimeout(this.#setupTimer);
 		this.#setupTimer = null;
 		const pending = this.#pending;
 		this.#pending = [];
 		for (const route of pending) route();
-		for (const prefix of this.#grant.publish) this.#requestAnnounces(prefix);
+		this.#subscriber.start();
+	}
+
+	// ---------------------------------------------------------------------------------------------
+	// Control streams
+
+	/** A reader for a control stream: a message that can never decode closes the session with its code. */
+	reader(s: TransportStream): ControlReader {
+		return new ControlReader(s, this.#control, this.#onControlError);
+	}
+
+	/** A control stream failed (already reset and stopped): the peer's protocol violation. */
+	readonly #onControlError = (code: number, reason: string): void => {
+		this.#violation(code, reason);
+	};
+
+	/** The peer broke the protocol: counted, and the session closes with `code`. */
+	#violation(code: number, reason: string): void {
+		countRefusal("protocol", this.log.warn, { session: this.id, remote: this.transport.remote, code, reason });
+		this.close(code, reason);
+	}
+
+	/** Runs `fn` for each whole message in the reader while the session is open; decode errors close it. */
+	drain<T>(reader: ControlReader, decode: (r: Reader) => T, fn: (m: T) => void): void {
+		while (!this.#closed) {
+			const m = reader.next(decode);
+			if (m === undefined) return;
+			fn(m);
+		}
 	}
 
 	// ---------------------------------------------------------------------------------------------
@@ -277,171 +268,103 @@ export class MoqSession implements UpstreamPublisher {
 
 	/** Reads the stream type, then hands the stream to its handler. Streams wait until the session is ready. */
 	#dispatch(s: TransportStream): void {
-		const buf = new MessageBuffer(this.#relay.config.limits.maxMessageBytes);
+		const reader = this.reader(s);
 		let type: number | undefined;
 		const onType = () => {
 			if (type !== undefined) return;
 			// A type that is not a varint this side can hold (e.g. 8 bytes of 0xff, above 2^53) is the
 			// peer's protocol violation: close with the decoder's code, like any other bad message.
-			type = this.#decode(s, buf, readStreamType);
+			type = reader.next(readStreamType);
 			if (type === undefined) return;
 			// Setup streams are handled before the session is ready; everything else waits for it.
-			const isSetup = (s.bidi && type === BIDI.SETUP_CLIENT && this.#version === 0) || (!s.bidi && type === UNI.SETUP);
+			const isSetup =
+				(s.bidi && type === BIDI.SETUP_CLIENT && this.#version === null) || (!s.bidi && type === UNI.SETUP);
 			if (!isSetup && !this.#ready) {
 				// Keep buffering (bounded) until the session is ready.
-				this.#follow(s, buf, () => {});
+				reader.follow(() => {});
 				const t = type;
-				this.#pending.push(() => this.#route(s, buf, t));
+				this.#pending.push(() => this.#route(s, reader, t));
 				return;
 			}
-			this.#route(s, buf, type);
+			this.#route(s, reader, type);
 		};
-		this.#follow(s, buf, onType);
+		reader.follow(onType);
 		s.onFin = () => {
 			if (type === undefined) s.finish();
 		};
 		s.onReset = () => {};
 	}
 
-	#route(s: TransportStream, buf: MessageBuffer, type: number): void {
+	#route(s: TransportStream, reader: ControlReader, type: number): void {
 		if (s.bidi) {
 			switch (type) {
 				case BIDI.SETUP_CLIENT:
-					return this.#onLegacySetup(s, buf);
+					return this.#onLegacySetup(s, reader);
 				case BIDI.ANNOUNCE:
-					return this.#onAnnounceRequest(s, buf);
+					return this.#publisher!.onAnnounceRequest(s, reader);
 				case BIDI.SUBSCRIBE:
-					return this.#onSubscribe(s, buf);
+					return this.#publisher!.onSubscribe(s, reader);
 				case BIDI.TRACK:
-					return this.#onTrackRequest(s, buf);
+					return this.#publisher!.onTrackRequest(s, reader);
 				case BIDI.FETCH:
-					return this.#onFetch(s, buf);
+					return this.#publisher!.onFetch(s, reader);
 				case BIDI.PROBE:
-					return this.#onProbe(s, buf);
+					return this.#onProbe(s, reader);
 				case BIDI.GOAWAY:
 					s.onData = null;
 					s.onFin = () => s.finish();
-					this.#log.info("peer sent GOAWAY");
+					this.log.info("peer sent GOAWAY");
 					return;
 				default:
 					// lite-03+: an unknown stream type resets that stream only.
 					s.onData = null;
 					s.reset(Code.UNEXPECTED_STREAM);
 					s.stop(Code.UNEXPECTED_STREAM);
-					this.#log.debug("unknown bidi stream type", { type });
+					this.log.debug("unknown bidi stream type", { type });
 					return;
 			}
 		}
 		switch (type) {
 			case UNI.GROUP:
-				return this.#onGroup(s, buf);
+				return this.#subscriber!.onGroup(s, reader);
 			case UNI.SETUP:
-				return this.#onLiteSetup(s, buf);
+				return this.#onLiteSetup(s, reader);
 			default:
 				s.onData = null;
 				s.stop(Code.UNEXPECTED_STREAM);
-				this.#log.debug("unknown uni stream type", { type });
+				this.log.debug("unknown uni stream type", { type });
 		}
 	}
 
-	#violation(s: TransportStream | null, code: number, reason: string): void {
-		countRefusal("protocol", this.#log.warn, { session: this.id, remote: this.#t.remote, code, reason });
-		if (s) {
-			s.onData = null;
-			s.reset(code);
-			s.stop(code);
-		}
-		this.close(code, reason);
-	}
-
-	/** Runs `fn` for each whole message in `buf`; decode errors close the session with their code. */
-	#drainMessages<T>(s: TransportStream, buf: MessageBuffer, decode: (r: Reader) => T, fn: (m: T) => void): void {
-		while (!this.#closed) {
-			const m = this.#decode(s, buf, decode);
-			if (m === undefined) return;
-			fn(m);
-		}
-	}
-
-	/** Feeds the stream's later chunks to `onChunk`, guarding the buffer limit. */
-	#follow(s: TransportStream, buf: MessageBuffer, onChunk: () => void): void {
-		s.onData = (chunk) => {
-			try {
-				buf.push(chunk);
-			} catch {
-				this.#violation(s, Code.PROTOCOL_VIOLATION, "control stream over limit");
-				return;
-			}
-			onChunk();
-		};
-		onChunk();
-	}
-
-	/**
-	 * Decodes one whole message from a control stream: undefined while it is incomplete. A message
-	 * that can never decode closes the session with its code (and also yields undefined).
-	 */
-	#decode<T>(s: TransportStream, buf: MessageBuffer, decode: (r: Reader) => T): T | undefined {
-		try {
-			return buf.tryDecode(decode);
-		} catch (err) {
-			this.#violation(s, codeOf(err), (err as Error).message);
-			return undefined;
-		}
-	}
-
-	/**
-	 * A request stream: waits for its first message, then calls `handle` once. A message that can't
-	 * decode closes the session with its code.
-	 */
-	#onRequest<T>(s: TransportStream, buf: MessageBuffer, decode: (r: Reader) => T, handle: (req: T) => void): void {
-		let started = false;
-		this.#follow(s, buf, () => {
-			if (started) return;
-			const req = this.#decode(s, buf, decode);
-			if (req === undefined) return;
-			started = true;
-			handle(req);
+	#onProbe(s: TransportStream, reader: ControlReader): void {
+		const v = this.#version!;
+		// Keep it open and silent: @moq/lite treats a reset PROBE as fatal on 03/04.
+		reader.follow(() => {
+			this.drain(
+				reader,
+				(r) => decodeProbe(r, v, this.limits),
+				() => {},
+			);
 		});
-	}
-
-	/**
-	 * A viewer's broadcast path (relative to the session root) made absolute, after normalising it and
-	 * checking the token's subscribe scope; null (and the stream reset with the reason's code) if refused.
-	 */
-	#viewerPath(s: TransportStream, raw: string): string | null {
-		const grant = this.#grant!;
-		let rel: string;
-		try {
-			rel = normalizePath(raw, this.#relay.config.limits.maxPathSegments);
-		} catch {
-			s.reset(Code.PROTOCOL_VIOLATION);
-			return null;
-		}
-		if (!grant.canSubscribe(rel)) {
-			s.reset(Code.UNAUTHORIZED);
-			return null;
-		}
-		return joinPath(grant.root, rel);
+		s.onFin = () => s.finish();
 	}
 
 	// ---------------------------------------------------------------------------------------------
 	// Setup
 
-	#onLegacySetup(s: TransportStream, buf: MessageBuffer): void {
+	#onLegacySetup(s: TransportStream, reader: ControlReader): void {
 		let done = false;
-		this.#follow(s, buf, () => {
+		reader.follow(() => {
 			if (done) {
 				// lite-02 session stream: only SESSION_INFO after setup; ignore its content.
-				this.#drainMessages(
-					s,
-					buf,
-					(r) => decodeSessionInfo(r, 2, this.#limits),
+				this.drain(
+					reader,
+					(r) => decodeSessionInfo(r, 2, this.limits),
 					() => {},
 				);
 				return;
 			}
-			const setup = this.#decode(s, buf, (r) => decodeClientSetup(r, this.#limits));
+			const setup = reader.next((r) => decodeClientSetup(r, this.limits));
 			if (setup === undefined) return;
 			done = true;
 			if (!setup.versions.includes(LITE_02)) {
@@ -453,11 +376,10 @@ export class MoqSession implements UpstreamPublisher {
 			s.write(w.view());
 			this.#version = 2;
 			this.#maybeReady();
-			if (buf.length)
-				this.#drainMessages(
-					s,
-					buf,
-					(r) => decodeSessionInfo(r, 2, this.#limits),
+			if (reader.buf.length)
+				this.drain(
+					reader,
+					(r) => decodeSessionInfo(r, 2, this.limits),
 					() => {},
 				);
 		});
@@ -467,7 +389,7 @@ export class MoqSession implements UpstreamPublisher {
 	}
 
 	#sendLiteSetup(): void {
-		this.#withStream(false, (s) => {
+		this.withStream(false, (s) => {
 			const w = new Writer(16);
 			w.varint(UNI.SETUP);
 			encodeLiteSetup(w, {}, 5);
@@ -476,15 +398,15 @@ export class MoqSession implements UpstreamPublisher {
 		});
 	}
 
-	#onLiteSetup(s: TransportStream, buf: MessageBuffer): void {
-		if (this.#version !== 5) {
+	#onLiteSetup(s: TransportStream, reader: ControlReader): void {
+		if (this.#version === null || !hasLiteSetup(this.#version)) {
 			s.stop(Code.UNEXPECTED_STREAM);
 			return;
 		}
 		let seen = false;
 		const onSetup = () => {
 			if (seen) return;
-			const setup = this.#decode(s, buf, (r) => decodeLiteSetup(r, 5, this.#limits));
+			const setup = reader.next((r) => decodeLiteSetup(r, 5, this.limits));
 			if (setup === undefined) return;
 			seen = true;
 			this.#role = setup.role ?? 0;
@@ -492,8 +414,8 @@ export class MoqSession implements UpstreamPublisher {
 				this.close(Code.UNAUTHORIZED, "the token grants nothing for the role in SETUP");
 				return;
 			}
-			if (setup.path !== undefined && this.#t.kind !== "quic") {
-				this.#violation(null, Code.PROTOCOL_VIOLATION, "SETUP path over a transport with a URL");
+			if (setup.path !== undefined && this.transport.kind !== "quic") {
+				this.#violation(Code.PROTOCOL_VIOLATION, "SETUP path over a transport with a URL");
 				return;
 			}
 			if (this.#awaitingSetupPath) {
@@ -503,570 +425,18 @@ export class MoqSession implements UpstreamPublisher {
 				// malformed percent-encoding is the peer's protocol violation, not an exception.
 				const target = parseConnectTarget(this.#setupPath || "/");
 				if (target === null) {
-					this.#violation(null, Code.PROTOCOL_VIOLATION, "SETUP path has malformed percent-encoding");
+					this.#violation(Code.PROTOCOL_VIOLATION, "SETUP path has malformed percent-encoding");
 					return;
 				}
-				(this.#t as { setPath?: (p: string) => void }).setPath?.(this.#setupPath);
+				(this.transport as { setPath?: (p: string) => void }).setPath?.(this.#setupPath);
 				this.#authorize(target.path, target.jwt);
 			}
 		};
-		this.#follow(s, buf, onSetup);
+		reader.follow(onSetup);
 		s.onFin = () => {
-			if (!seen) this.#violation(null, Code.PROTOCOL_VIOLATION, "SETUP stream ended early");
+			if (!seen) this.#violation(Code.PROTOCOL_VIOLATION, "SETUP stream ended early");
 			else if (this.#awaitingSetupPath) this.#authorize("", null);
 		};
-	}
-
-	// ---------------------------------------------------------------------------------------------
-	// Publisher role: announcements to viewers
-
-	#onAnnounceRequest(s: TransportStream, buf: MessageBuffer): void {
-		const v = this.#version as LiteVersion;
-		const grant = this.#grant!;
-		const limits = this.#relay.config.limits;
-		if (this.#announceCleanups.size >= limits.maxAnnounceRequests) {
-			countRefusal("announce_requests", this.#log.warn, { session: this.id });
-			s.reset(Code.UNSUPPORTED);
-			return;
-		}
-		let started = false;
-		this.#follow(s, buf, () => {
-			if (started) {
-				if (buf.length) this.#violation(s, Code.UNEXPECTED_MESSAGE, "unexpected data on announce stream");
-				return;
-			}
-			const req = this.#decode(s, buf, (r) => decodeAnnounceRequest(r, v, this.#limits));
-			if (req === undefined) return;
-			started = true;
-			let prefix: string;
-			try {
-				prefix = normalizePath(req.prefix, limits.maxPathSegments);
-			} catch (err) {
-				this.#violation(s, Code.PROTOCOL_VIOLATION, (err as Error).message);
-				return;
-			}
-			const absPrefix = joinPath(grant.root, prefix);
-			const sent = new Set<string>();
-			const w = new Writer(128);
-			const excludeHop = req.excludeHop;
-			const hopsFor = (hops: readonly number[]): number[] =>
-				v === 4 || v === 3 ? [...hops, this.#relay.hopId] : [...hops];
-			const visible = (absPath: string, hops: readonly number[]): string | null => {
-				const rel = stripPrefix(absPath, grant.root);
-				if (rel === null || !grant.canSubscribe(rel)) return null;
-				if (excludeHop !== 0 && hops.includes(excludeHop)) return null;
-				return stripPrefix(absPath, absPrefix);
-			};
-			const watcher = {
-				prefix: absPrefix,
-				onAnnounce: (path: string, entry: { hops: readonly number[] } | null) => {
-					if (entry) {
-						const suffix = visible(path, entry.hops);
-						if (suffix === null || sent.has(path)) return;
-						sent.add(path);
-						w.clear();
-						encodeAnnounce(w, { active: true, suffix, hops: hopsFor(entry.hops) }, v);
-						s.write(w.view());
-					} else {
-						if (!sent.delete(path)) return;
-						const suffix = stripPrefix(path, absPrefix) ?? "";
-						w.clear();
-						encodeAnnounce(w, { active: false, suffix, hops: [] }, v);
-						s.write(w.view());
-					}
-				},
-			};
-			const initial: Announce[] = [];
-			for (const e of this.#relay.announces.watch(watcher)) {
-				const suffix = visible(e.path, e.hops);
-				if (suffix === null) continue;
-				sent.add(e.path);
-				initial.push({ active: true, suffix, hops: hopsFor(e.hops) });
-			}
-			w.clear();
-			if (v === 2) encodeAnnounceInit(w, { suffixes: initial.map((a) => a.suffix) }, v);
-			else {
-				if (v >= 5) encodeAnnounceOk(w, { hopId: this.#relay.hopId, activeCount: initial.length }, v);
-				for (const a of initial) encodeAnnounce(w, a, v);
-			}
-			if (w.pos) s.write(w.view());
-			const cleanup = () => {
-				this.#relay.announces.unwatch(watcher);
-				this.#announceCleanups.delete(cleanup);
-			};
-			this.#announceCleanups.add(cleanup);
-			s.onFin = () => {
-				cleanup();
-				s.finish();
-			};
-			s.onReset = () => cleanup();
-			s.onStop = () => {
-				cleanup();
-				s.reset(Code.CANCEL);
-			};
-		});
-	}
-
-	// ---------------------------------------------------------------------------------------------
-	// Publisher role: subscriptions
-
-	#onSubscribe(s: TransportStream, buf: MessageBuffer): void {
-		const v = this.#version as LiteVersion;
-		const grant = this.#grant!;
-		let serve: TrackServe | null = null;
-		let refused = false;
-		this.#follow(s, buf, () => {
-			if (refused) return;
-			if (serve) {
-				if (v === 2) {
-					if (buf.length) this.#violation(s, Code.UNEXPECTED_MESSAGE, "lite-02 has no SUBSCRIBE_UPDATE");
-					return;
-				}
-				const current = serve;
-				this.#drainMessages(
-					s,
-					buf,
-					(r) => decodeSubscribeUpdate(r, v, this.#limits),
-					(u) => current.update(u),
-				);
-				return;
-			}
-			const sub = this.#decode(s, buf, (r) => decodeSubscribe(r, v, this.#limits));
-			if (sub === undefined) return;
-			const refuse = (code: number, why: string) => {
-				refused = true;
-				this.#log.debug("subscribe refused", { code, why, broadcast: sub!.broadcast, track: sub!.track });
-				s.reset(code);
-				s.stop(code);
-			};
-			if (this.#serves.has(sub.id)) return this.#violation(s, Code.DUPLICATE, `duplicate subscribe id ${sub.id}`);
-			if (this.#serves.size >= this.#relay.config.limits.maxSubscriptions) {
-				countRefusal("subscriptions", this.#log.warn, { session: this.id });
-				return refuse(Code.UNSUPPORTED, "too many subscriptions");
-			}
-			let rel: string;
-			try {
-				rel = normalizePath(sub.broadcast, this.#relay.config.limits.maxPathSegments);
-			} catch (err) {
-				return refuse(Code.PROTOCOL_VIOLATION, (err as Error).message);
-			}
-			if (!grant.canSubscribe(rel)) return refuse(Code.UNAUTHORIZED, "outside the token's subscribe scope");
-			const track = this.#relay.track(joinPath(grant.root, rel), sub.track);
-			if (track === undefined) return refuse(Code.NOT_FOUND, "unknown broadcast");
-			if (track === null) return refuse(Code.EVICTED, "cache budget exhausted");
-			const params = {
-				priority: sub.priority,
-				ordered: sub.ordered,
-				maxLatencyMs: sub.maxLatencyMs,
-				startGroup: sub.startGroup,
-				endGroup: sub.endGroup,
-			};
-			serve = new TrackServe(sub.id, track, this.#t, s, v, params, this.#relay.figures);
-			serve.onFault = this.#onFault;
-			this.#serves.set(sub.id, serve);
-			this.#relay.figures.subscriptions++;
-			track.addConsumer(serve);
-			serve.drain();
-			const id = sub.id;
-			const current = serve;
-			const end = () => {
-				if (this.#serves.get(id) === current) {
-					this.#serves.delete(id);
-					this.#relay.figures.subscriptions--;
-				}
-			};
-			s.onFin = () => {
-				current.close("unsubscribe");
-				end();
-			};
-			s.onReset = () => {
-				current.close("session");
-				end();
-			};
-			s.onStop = () => {
-				current.close("session");
-				end();
-			};
-		});
-	}
-
-	#onTrackRequest(s: TransportStream, buf: MessageBuffer): void {
-		const v = this.#version as LiteVersion;
-		if (v < 5) {
-			s.reset(Code.UNSUPPORTED);
-			return;
-		}
-		s.onFin = () => {};
-		this.#onRequest(
-			s,
-			buf,
-			(r) => decodeTrackRequest(r, v, this.#limits),
-			(req) => {
-				const path = this.#viewerPath(s, req.broadcast);
-				if (path === null) return;
-				const info = this.#relay.trackInfo(path, req.track);
-				if (!info) {
-					s.reset(Code.NOT_FOUND);
-					return;
-				}
-				info.then(
-					(info) => {
-						const w = new Writer(32);
-						encodeTrackInfo(w, info, v);
-						s.write(w.view());
-						s.finish();
-					},
-					() => s.reset(Code.NOT_FOUND),
-				);
-			},
-		);
-	}
-
-	#onFetch(s: TransportStream, buf: MessageBuffer): void {
-		const v = this.#version as LiteVersion;
-		if (v < 5) {
-			s.reset(Code.UNSUPPORTED);
-			return;
-		}
-		s.onStop = () => s.reset(Code.CANCEL);
-		this.#onRequest(
-			s,
-			buf,
-			(r) => decodeFetchRequest(r, v, this.#limits),
-			(req) => {
-				const path = this.#viewerPath(s, req.broadcast);
-				if (path === null) return;
-				const track = this.#relay.broadcasts.get(path)?.tracks.get(req.track);
-				if (!track || track.closed) {
-					this.#log.debug("fetch refused: track not cached", { broadcast: path, track: req.track, group: req.group });
-					s.reset(Code.NOT_FOUND);
-					return;
-				}
-				const fetch = new FetchServe(track, s, req.group);
-				const key = -1 - this.#nextFetchKey++;
-				this.#serves.set(key, fetch);
-				fetch.onDone = () => this.#serves.delete(key);
-				fetch.onFault = this.#onFault;
-				s.onStop = () => fetch.close("session");
-				fetch.start();
-			},
-		);
-	}
-	#nextFetchKey = 0;
-
-	#onProbe(s: TransportStream, buf: MessageBuffer): void {
-		const v = this.#version as LiteVersion;
-		// Keep it open and silent: @moq/lite treats a reset PROBE as fatal on 03/04.
-		this.#follow(s, buf, () => {
-			this.#drainMessages(
-				s,
-				buf,
-				(r) => decodeProbe(r, v, this.#limits),
-				() => {},
-			);
-		});
-		s.onFin = () => s.finish();
-	}
-
-	// ---------------------------------------------------------------------------------------------
-	// Subscriber role: learning a publishing client's broadcasts
-
-	#requestAnnounces(prefix: string): void {
-		this.#withStream(true, (s) => this.#runAnnounceRequest(s, prefix));
-	}
-
-	#runAnnounceRequest(s: TransportStream, prefix: string): void {
-		const v = this.#version as LiteVersion;
-		const grant = this.#grant!;
-		const w = new Writer(64);
-		w.varint(BIDI.ANNOUNCE);
-		encodeAnnounceRequest(w, { prefix, excludeHop: this.#relay.hopId }, v);
-		s.write(w.view());
-		const buf = new MessageBuffer(this.#relay.config.limits.maxMessageBytes);
-		const mine = new Set<string>();
-		let okHop: number | null = null;
-		let initDone = v !== 2 && v !== 5;
-		const onAnnounce = (a: Announce) => {
-			let rel: string;
-			try {
-				rel = normalizePath(joinPath(prefix, a.suffix), this.#relay.config.limits.maxPathSegments);
-			} catch (err) {
-				this.#violation(s, Code.PROTOCOL_VIOLATION, (err as Error).message);
-				return;
-			}
-			const abs = joinPath(grant.root, rel);
-			if (a.active) {
-				if (!grant.canPublish(rel)) {
-					this.#log.info("announce refused: outside the token's publish scope", { path: rel });
-					return;
-				}
-				if (mine.has(abs) && v < 5) {
-					this.#violation(s, Code.DUPLICATE, `duplicate announce of ${rel}`);
-					return;
-				}
-				const hops = okHop !== null ? [...a.hops, okHop] : a.hops;
-				if (hops.includes(this.#relay.hopId)) return; // our own broadcast coming back: a loop
-				if (!this.#published.has(abs) && this.#published.size >= this.#relay.config.limits.maxBroadcastsPerSession) {
-					// Each broadcast costs relay state and shard traffic: one session may not create them
-					// without bound. The broadcast is not relayed; the session and its others go on.
-					countRefusal("broadcasts", this.#log.warn, { session: this.id, path: rel });
-					return;
-				}
-				mine.add(abs);
-				this.#published.add(abs);
-				this.#relay.publish(abs, hops, this);
-				this.#log.info("broadcast announced", { path: abs });
-			} else {
-				if (!mine.delete(abs)) return;
-				this.#published.delete(abs);
-				this.#relay.unpublish(abs, this);
-				this.#log.info("broadcast ended", { path: abs });
-			}
-		};
-		this.#follow(s, buf, () => {
-			if (!initDone) {
-				if (v === 5) {
-					const ok = this.#decode(s, buf, (r) => decodeAnnounceOk(r, v, this.#limits));
-					if (ok === undefined) return;
-					okHop = ok.hopId;
-				} else {
-					const init = this.#decode(s, buf, (r) => decodeAnnounceInit(r, v, this.#limits));
-					if (init === undefined) return;
-					for (const suffix of init.suffixes) onAnnounce({ active: true, suffix, hops: [] });
-				}
-				initDone = true;
-			}
-			this.#drainMessages(s, buf, (r) => decodeAnnounce(r, v, this.#limits), onAnnounce);
-		});
-		const gone = () => {
-			for (const abs of mine) {
-				this.#published.delete(abs);
-				this.#relay.unpublish(abs, this);
-			}
-			mine.clear();
-		};
-		s.onFin = () => {
-			gone();
-			s.finish();
-		};
-		s.onReset = gone;
-	}
-
-	// UpstreamPublisher -------------------------------------------------------------------------
-
-	#relative(absPath: string): string {
-		return stripPrefix(absPath, this.#grant?.root ?? "") ?? absPath;
-	}
-
-	subscribeUpstream(track: TrackHandle): void {
-		const v = this.#version as LiteVersion;
-		const relayTrack = track as UpstreamSub["track"];
-		const s = this.#closed ? null : this.#t.openBidi();
-		if (!s) {
-			relayTrack.abortTrack(Code.DROPPED);
-			return;
-		}
-		const id = this.#nextUpstreamId++;
-		const a = track.aggregate;
-		const w = new Writer(128);
-		w.varint(BIDI.SUBSCRIBE);
-		encodeSubscribe(
-			w,
-			{
-				id,
-				broadcast: this.#relative(track.broadcastPath),
-				track: track.name,
-				priority: a.priority,
-				ordered: a.ordered,
-				maxLatencyMs: a.maxLatencyMs,
-				startGroup: null,
-				endGroup: null,
-			},
-			v,
-		);
-		s.write(w.view());
-		const sub: UpstreamSub = {
-			id,
-			track: relayTrack,
-			stream: s,
-			endGroup: null,
-			latestGroup: -1,
-			closed: false,
-			inFlight: 0,
-			ending: null,
-		};
-		this.#upstream.set(id, sub);
-		this.#upstreamByTrack.set(track, sub);
-		const buf = new MessageBuffer(this.#relay.config.limits.maxMessageBytes);
-		this.#follow(s, buf, () => {
-			this.#drainMessages(
-				s,
-				buf,
-				(r) => decodeSubscribeResponse(r, v, this.#limits),
-				(resp) => {
-					if (resp.type === "end") sub.endGroup = resp.group;
-				},
-			);
-		});
-		s.onFin = () => {
-			// The publisher ended the track. Its last groups travel on other streams and may still be
-			// arriving: end the track in the cache once they are in (or after a grace period).
-			s.finish();
-			if (sub.closed || sub.ending) return;
-			if (sub.inFlight === 0) this.#endUpstream(sub);
-			else sub.ending = setTimeout(() => this.#guarded(() => this.#endUpstream(sub)), TRACK_END_GRACE_MS);
-		};
-		s.onReset = (code) => {
-			if (sub.ending) clearTimeout(sub.ending);
-			sub.ending = null;
-			if (!sub.closed) {
-				sub.closed = true;
-				relayTrack.abortTrack(code || Code.DROPPED);
-			}
-			this.#forgetUpstream(sub);
-		};
-	}
-
-	/** The upstream subscription finished normally: TRACK_END into the cache (viewers get SUBSCRIBE_END). */
-	#endUpstream(sub: UpstreamSub): void {
-		if (sub.ending) clearTimeout(sub.ending);
-		sub.ending = null;
-		if (!sub.closed) {
-			sub.closed = true;
-			sub.track.endTrack(sub.endGroup ?? sub.latestGroup + 1);
-		}
-		this.#forgetUpstream(sub);
-	}
-
-	/** One of the subscription's group streams finished (or was reset). */
-	#groupDone(sub: UpstreamSub): void {
-		sub.inFlight--;
-		if (sub.ending && sub.inFlight === 0) this.#endUpstream(sub);
-	}
-
-	#forgetUpstream(sub: UpstreamSub): void {
-		if (this.#upstream.get(sub.id) === sub) this.#upstream.delete(sub.id);
-		if (this.#upstreamByTrack.get(sub.track) === sub) this.#upstreamByTrack.delete(sub.track);
-	}
-
-	updateUpstream(track: TrackHandle): void {
-		const v = this.#version as LiteVersion;
-		const sub = this.#upstreamByTrack.get(track);
-		if (!sub || sub.closed || v < 3) return;
-		const a = track.aggregate;
-		const w = new Writer(32);
-		encodeSubscribeUpdate(
-			w,
-			{ priority: a.priority, ordered: a.ordered, maxLatencyMs: a.maxLatencyMs, startGroup: null, endGroup: null },
-			v,
-		);
-		sub.stream.write(w.view());
-	}
-
-	unsubscribeUpstream(track: TrackHandle): void {
-		const sub = this.#upstreamByTrack.get(track);
-		if (!sub) return;
-		sub.closed = true;
-		this.#forgetUpstream(sub);
-		sub.stream.finish();
-		sub.stream.stop(Code.CANCEL);
-	}
-
-	fetchTrackInfo(broadcastPath: string, track: string): Promise<TrackInfo> {
-		const v = this.#version as LiteVersion;
-		if (v < 5) return Promise.resolve({ ...DEFAULT_TRACK_INFO });
-		return new Promise((resolve, reject) => {
-			const s = this.#closed ? null : this.#t.openBidi();
-			if (!s) return reject(new Error("no stream credit"));
-			const w = new Writer(64);
-			w.varint(BIDI.TRACK);
-			encodeTrackRequest(w, { broadcast: this.#relative(broadcastPath), track }, v);
-			s.write(w.view());
-			s.finish();
-			const buf = new MessageBuffer(this.#relay.config.limits.maxMessageBytes);
-			let done = false;
-			const timer = setTimeout(() => {
-				if (!done) {
-					done = true;
-					s.reset(Code.TIMEOUT);
-					reject(new Error("TRACK_INFO timeout"));
-				}
-			}, SETUP_TIMEOUT_MS);
-			this.#follow(s, buf, () => {
-				if (done) return;
-				let info: TrackInfo | undefined;
-				try {
-					info = buf.tryDecode((r) => decodeTrackInfo(r, v, this.#limits));
-				} catch (err) {
-					done = true;
-					clearTimeout(timer);
-					reject(err);
-					return;
-				}
-				if (!info) return;
-				done = true;
-				clearTimeout(timer);
-				resolve(info);
-			});
-			s.onReset = (code) => {
-				if (done) return;
-				done = true;
-				clearTimeout(timer);
-				reject(new Error(`TRACK reset ${code}`));
-			};
-			s.onFin = () => {};
-		});
-	}
-
-	// ---------------------------------------------------------------------------------------------
-	// Subscriber role: group streams from a publishing client
-
-	#onGroup(s: TransportStream, buf: MessageBuffer): void {
-		const v = this.#version as LiteVersion;
-		let ingest: GroupIngest | null = null;
-		const onHeader = () => {
-			const hdr = this.#decode(s, buf, (r) => decodeGroupHeader(r, v, this.#limits));
-			if (hdr === undefined) return;
-			const sub = this.#upstream.get(hdr.subscribeId);
-			if (!sub || sub.closed) {
-				// Unsubscribed (or never asked): a normal race; tell it to stop.
-				s.onData = null;
-				s.stop(Code.CANCEL);
-				return;
-			}
-			if (hdr.sequence > sub.latestGroup) sub.latestGroup = hdr.sequence;
-			const g = new GroupIngest(
-				sub.track,
-				hdr.sequence,
-				s,
-				v,
-				this.#relay.config.limits.maxFrameBytes,
-				this.#relay.figures,
-			);
-			ingest = g;
-			this.#ingests.add(g);
-			sub.inFlight++;
-			s.onData = (chunk) => g.push(chunk);
-			s.onFin = () => {
-				g.finish();
-				this.#ingests.delete(g);
-				this.#groupDone(sub);
-			};
-			s.onReset = (code) => {
-				g.abort(code || Code.CANCEL);
-				this.#ingests.delete(g);
-				this.#groupDone(sub);
-			};
-			const rest = buf.rest();
-			if (rest.length) g.push(rest);
-		};
-		// Set before #follow: a header in the first chunk installs the ingest's own onFin synchronously.
-		s.onFin = () => {
-			if (!ingest) s.stop(Code.PROTOCOL_VIOLATION);
-		};
-		this.#follow(s, buf, () => {
-			if (!ingest) onHeader();
-		});
 	}
 
 	// ---------------------------------------------------------------------------------------------
@@ -1074,20 +444,11 @@ export class MoqSession implements UpstreamPublisher {
 	#teardown(code: number, reason: string): void {
 		if (this.#closed) return;
 		this.#closed = true;
-		this.#relay.figures.sessions--;
+		this.relay.figures.sessions--;
 		if (this.#setupTimer) clearTimeout(this.#setupTimer);
 		if (this.#expiryTimer) clearTimeout(this.#expiryTimer);
-		for (const serve of this.#serves.values()) serve.close("session");
-		this.#relay.figures.subscriptions -= [...this.#serves.values()].filter((x) => x instanceof TrackServe).length;
-		this.#serves.clear();
-		for (const cleanup of [...this.#announceCleanups]) cleanup();
-		for (const g of this.#ingests) g.abort(Code.CLOSED);
-		this.#ingests.clear();
-		for (const sub of this.#upstream.values()) if (sub.ending) clearTimeout(sub.ending);
-		for (const abs of this.#published) this.#relay.unpublish(abs, this);
-		this.#published.clear();
-		this.#upstream.clear();
-		this.#upstreamByTrack.clear();
-		this.#log.info("session closed", { code, reason });
+		this.#publisher?.close();
+		this.#subscriber?.close();
+		this.log.info("session closed", { code, reason });
 	}
 }

@@ -1,13 +1,13 @@
-import { Rec as RECORD } from "../cache/layout.ts";
-import { RingReader } from "../cache/ring-reader.ts";
-import { Writer } from "../coding/writer.ts";
-import type { TrackConsumer, TrackHost } from "../relay/track.ts";
-import type { SubscriptionParams } from "../relay/types.ts";
-import type { TransportSession, TransportStream } from "../transport/types.ts";
+import { Rec as RECORD } from "../../cache/layout.ts";
+import { RingReader } from "../../cache/ring-reader.ts";
+import { Writer } from "../../coding/writer.ts";
+import type { TrackConsumer, TrackHost } from "../../relay/track.ts";
+import type { SubscriptionParams } from "../../relay/types.ts";
+import type { TransportSession, TransportStream } from "../../transport/types.ts";
 import { CANCEL, DROPPED, LAGGED, OLD } from "./wire/codes.ts";
 import { writeFrameHeader, writeGroupStreamHeader } from "./wire/group.ts";
 import { encodeSubscribeEnd, encodeSubscribeOk } from "./wire/subscribe.ts";
-import type { LiteVersion } from "./wire/version.ts";
+import { hasSubscribeEnd, hasSubscribeOkGroup, type LiteVersion } from "./wire/version.ts";
 
 /** Scratch space for stream and frame headers: transports copy what they are given (see transport/types.ts). */
 const scratch = new Uint8Array(32);
@@ -73,7 +73,7 @@ export class TrackServe implements TrackConsumer {
 		this.#counters = counters;
 		if (params.startGroup !== null) this.#minGroup = params.startGroup;
 		// Before lite-05 the acceptance comes first and carries no group.
-		if (version < 5) {
+		if (!hasSubscribeOkGroup(version)) {
 			control.clear();
 			encodeSubscribeOk(
 				control,
@@ -275,7 +275,7 @@ export class TrackServe implements TrackConsumer {
 	}
 
 	#endTrack(finalExclusive: number): void {
-		if (this.#version >= 5) {
+		if (hasSubscribeEnd(this.#version)) {
 			control.clear();
 			encodeSubscribeEnd(control, { group: finalExclusive }, this.#version);
 			this.#control.write(control.view());

@@ -9,9 +9,9 @@
  * @module
  */
 
-import { DecodeError } from "../../coding/errors.ts";
-import type { Reader } from "../../coding/reader.ts";
-import type { Writer } from "../../coding/writer.ts";
+import { DecodeError } from "../../../coding/errors.ts";
+import type { Reader } from "../../../coding/reader.ts";
+import type { Writer } from "../../../coding/writer.ts";
 import { PROTOCOL_VIOLATION, UNSUPPORTED } from "./codes.ts";
 import {
 	beginMessage,
@@ -23,7 +23,14 @@ import {
 	readPath,
 	unsupported,
 } from "./message.ts";
-import type { LiteVersion } from "./version.ts";
+import {
+	hasAnnounceInit,
+	hasAnnounceOk,
+	hasAnnounceRestart,
+	hasHopCount,
+	hasHops,
+	type LiteVersion,
+} from "./version.ts";
 
 /** ANNOUNCE_REQUEST (a.k.a. ANNOUNCE_PLEASE / ANNOUNCE_SUBSCRIBE). */
 export interface AnnounceRequest {
@@ -62,7 +69,7 @@ const STATUS_RESTART = 2;
 export function encodeAnnounceRequest(w: Writer, m: AnnounceRequest, v: LiteVersion): void {
 	const start = beginMessage(w);
 	w.string(m.prefix);
-	if (v >= 4) w.varint(m.excludeHop);
+	if (hasHops(v)) w.varint(m.excludeHop);
 	endMessage(w, start);
 }
 
@@ -72,12 +79,12 @@ export function decodeAnnounceRequest(r: Reader, v: LiteVersion, limits?: Decode
 
 function announceRequestBody(r: Reader, v: LiteVersion, limits: DecodeLimits | undefined): AnnounceRequest {
 	const prefix = readPath(r, limits);
-	const excludeHop = v >= 4 ? r.varint() : 0;
+	const excludeHop = hasHops(v) ? r.varint() : 0;
 	return { prefix, excludeHop };
 }
 
 export function encodeAnnounceOk(w: Writer, m: AnnounceOk, v: LiteVersion): void {
-	if (v < 5) throw notInVersion("ANNOUNCE_OK", v);
+	if (!hasAnnounceOk(v)) throw notInVersion("ANNOUNCE_OK", v);
 	const start = beginMessage(w);
 	w.varint(m.hopId);
 	w.varint(m.activeCount);
@@ -85,7 +92,7 @@ export function encodeAnnounceOk(w: Writer, m: AnnounceOk, v: LiteVersion): void
 }
 
 export function decodeAnnounceOk(r: Reader, v: LiteVersion, limits?: DecodeLimits): AnnounceOk {
-	if (v < 5) throw unsupported("ANNOUNCE_OK", v, UNSUPPORTED);
+	if (!hasAnnounceOk(v)) throw unsupported("ANNOUNCE_OK", v, UNSUPPORTED);
 	return decodeMessage(r, v, limits, announceOkBody);
 }
 
@@ -95,7 +102,7 @@ function announceOkBody(r: Reader): AnnounceOk {
 }
 
 export function encodeAnnounceInit(w: Writer, m: AnnounceInit, v: LiteVersion): void {
-	if (v !== 2) throw notInVersion("ANNOUNCE_INIT", v);
+	if (!hasAnnounceInit(v)) throw notInVersion("ANNOUNCE_INIT", v);
 	const start = beginMessage(w);
 	w.varint(m.suffixes.length);
 	for (const suffix of m.suffixes) w.string(suffix);
@@ -103,7 +110,7 @@ export function encodeAnnounceInit(w: Writer, m: AnnounceInit, v: LiteVersion): 
 }
 
 export function decodeAnnounceInit(r: Reader, v: LiteVersion, limits?: DecodeLimits): AnnounceInit {
-	if (v !== 2) throw unsupported("ANNOUNCE_INIT", v, UNSUPPORTED);
+	if (!hasAnnounceInit(v)) throw unsupported("ANNOUNCE_INIT", v, UNSUPPORTED);
 	return decodeMessage(r, v, limits, announceInitBody);
 }
 
@@ -122,9 +129,9 @@ export function encodeAnnounce(w: Writer, m: Announce, v: LiteVersion): void {
 	const start = beginMessage(w);
 	w.u8(m.active ? STATUS_ACTIVE : STATUS_ENDED);
 	w.string(m.suffix);
-	if (v >= 3) {
+	if (hasHopCount(v)) {
 		w.varint(hops.length);
-		if (v >= 4) for (const hop of hops) w.varint(hop);
+		if (hasHops(v)) for (const hop of hops) w.varint(hop);
 	}
 	endMessage(w, start);
 }
@@ -137,15 +144,15 @@ export function decodeAnnounce(r: Reader, v: LiteVersion, limits?: DecodeLimits)
 
 function announceBody(r: Reader, v: LiteVersion, limits: DecodeLimits | undefined): Announce {
 	const status = r.u8();
-	const active = status === STATUS_ACTIVE || (status === STATUS_RESTART && v >= 5);
+	const active = status === STATUS_ACTIVE || (status === STATUS_RESTART && hasAnnounceRestart(v));
 	if (!active && status !== STATUS_ENDED)
 		throw new DecodeError(`invalid announce status ${status}`, PROTOCOL_VIOLATION);
 	const suffix = readPath(r, limits);
-	if (v === 2) return { active, suffix, hops: [] };
+	if (!hasHopCount(v)) return { active, suffix, hops: [] };
 	const count = r.varint();
 	if (count > MAX_HOPS) throw new DecodeError(`${count} hops exceeds ${MAX_HOPS}`, PROTOCOL_VIOLATION);
 	const hops: number[] = new Array(count).fill(0);
-	if (v >= 4) for (let i = 0; i < count; i++) hops[i] = r.varint();
+	if (hasHops(v)) for (let i = 0; i < count; i++) hops[i] = r.varint();
 	// An ended announce has no route (the encoder writes 0 hops): a peer's stray hops are read and dropped,
 	// so what we decode is what we would send (found by the fuzzer's round-trip check).
 	return { active, suffix, hops: active ? hops : [] };

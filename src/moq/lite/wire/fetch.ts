@@ -6,8 +6,8 @@
  * @module
  */
 
-import type { Reader } from "../../coding/reader.ts";
-import type { Writer } from "../../coding/writer.ts";
+import type { Reader } from "../../../coding/reader.ts";
+import type { Writer } from "../../../coding/writer.ts";
 import { UNSUPPORTED } from "./codes.ts";
 import {
 	beginMessage,
@@ -20,7 +20,7 @@ import {
 	unsupported,
 	writeU8,
 } from "./message.ts";
-import type { LiteVersion } from "./version.ts";
+import { hasFetch, type LiteVersion } from "./version.ts";
 
 export interface FetchRequest {
 	broadcast: string;
@@ -31,7 +31,7 @@ export interface FetchRequest {
 }
 
 export function encodeFetchRequest(w: Writer, m: FetchRequest, v: LiteVersion): void {
-	if (v < 3) throw notInVersion("FETCH", v);
+	if (!hasFetch(v)) throw notInVersion("FETCH", v);
 	const start = beginMessage(w);
 	w.string(m.broadcast);
 	w.string(m.track);
@@ -41,7 +41,7 @@ export function encodeFetchRequest(w: Writer, m: FetchRequest, v: LiteVersion): 
 }
 
 export function decodeFetchRequest(r: Reader, v: LiteVersion, limits?: DecodeLimits): FetchRequest {
-	if (v < 3) throw unsupported("FETCH", v, UNSUPPORTED);
+	if (!hasFetch(v)) throw unsupported("FETCH", v, UNSUPPORTED);
 	return decodeMessage(r, v, limits, fetchBody);
 }
 

@@ -3,8 +3,8 @@
  * @module
  */
 
-import type { Reader } from "../../coding/reader.ts";
-import type { Writer } from "../../coding/writer.ts";
+import type { Reader } from "../../../coding/reader.ts";
+import type { Writer } from "../../../coding/writer.ts";
 import { UNSUPPORTED } from "./codes.ts";
 import {
 	beginMessage,
@@ -15,21 +15,21 @@ import {
 	notInVersion,
 	unsupported,
 } from "./message.ts";
-import type { LiteVersion } from "./version.ts";
+import { hasGoaway, type LiteVersion } from "./version.ts";
 
 export interface Goaway {
 	uri: string;
 }
 
 export function encodeGoaway(w: Writer, m: Goaway, v: LiteVersion): void {
-	if (v < 4) throw notInVersion("GOAWAY", v);
+	if (!hasGoaway(v)) throw notInVersion("GOAWAY", v);
 	const start = beginMessage(w);
 	w.string(m.uri);
 	endMessage(w, start);
 }
 
 export function decodeGoaway(r: Reader, v: LiteVersion, limits?: DecodeLimits): Goaway {
-	if (v < 4) throw unsupported("GOAWAY", v, UNSUPPORTED);
+	if (!hasGoaway(v)) throw unsupported("GOAWAY", v, UNSUPPORTED);
 	return decodeMessage(r, v, limits, goawayBody);
 }
 

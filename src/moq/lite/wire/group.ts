@@ -13,14 +13,14 @@
  * @module
  */
 
-import { DecodeError } from "../../coding/errors.ts";
-import type { Reader } from "../../coding/reader.ts";
-import { writeVarint } from "../../coding/varint.ts";
-import type { Writer } from "../../coding/writer.ts";
+import { DecodeError } from "../../../coding/errors.ts";
+import type { Reader } from "../../../coding/reader.ts";
+import { writeVarint } from "../../../coding/varint.ts";
+import type { Writer } from "../../../coding/writer.ts";
 import { FRAME_TOO_LARGE, PROTOCOL_VIOLATION } from "./codes.ts";
 import { beginMessage, type DecodeLimits, decodeMessage, endMessage } from "./message.ts";
 import { UNI } from "./stream-type.ts";
-import type { LiteVersion } from "./version.ts";
+import { hasFrameTimestamps, type LiteVersion } from "./version.ts";
 
 export interface GroupHeader {
 	/** The subscription id chosen by the receiving side: rewritten for every fan-out copy. */
@@ -71,7 +71,7 @@ export function writeGroupStreamHeader(buf: Uint8Array, pos: number, subscribeId
  */
 export function writeFrameHeader(buf: Uint8Array, pos: number, size: number, tsDelta: number, v: LiteVersion): number {
 	let p = pos;
-	if (v >= 5) p = writeVarint(buf, p, zigzag(tsDelta));
+	if (hasFrameTimestamps(v)) p = writeVarint(buf, p, zigzag(tsDelta));
 	return writeVarint(buf, p, size);
 }
 
@@ -148,7 +148,7 @@ export class FrameParser {
 	constructor(v: LiteVersion, maxFrameBytes: number) {
 		this.version = v;
 		this.maxFrameBytes = maxFrameBytes;
-		this.#timestamps = v >= 5;
+		this.#timestamps = hasFrameTimestamps(v);
 	}
 
 	/** True between frames: a FIN here ends the stream cleanly. */

@@ -9,10 +9,10 @@
  * @module
  */
 
-import { DecodeError, NEED_MORE } from "../../coding/errors.ts";
-import type { Reader } from "../../coding/reader.ts";
-import { varintSize, writeVarint } from "../../coding/varint.ts";
-import type { Writer } from "../../coding/writer.ts";
+import { DecodeError, NEED_MORE } from "../../../coding/errors.ts";
+import type { Reader } from "../../../coding/reader.ts";
+import { varintSize, writeVarint } from "../../../coding/varint.ts";
+import type { Writer } from "../../../coding/writer.ts";
 import { PROTOCOL_VIOLATION } from "./codes.ts";
 import { MAX_PATH_SEGMENTS, normalizePath } from "./path.ts";
 import type { LiteVersion } from "./version.ts";

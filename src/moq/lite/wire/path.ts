@@ -5,7 +5,7 @@
  * @module
  */
 
-import { DecodeError } from "../../coding/errors.ts";
+import { DecodeError } from "../../../coding/errors.ts";
 import { PROTOCOL_VIOLATION } from "./codes.ts";
 
 /** moq-lite (and moq-transport's namespace tuple) allow at most this many segments. */

@@ -4,11 +4,11 @@
  * @module
  */
 
-import type { Reader } from "../../coding/reader.ts";
-import type { Writer } from "../../coding/writer.ts";
+import type { Reader } from "../../../coding/reader.ts";
+import type { Writer } from "../../../coding/writer.ts";
 import { UNSUPPORTED } from "./codes.ts";
 import { beginMessage, type DecodeLimits, decodeMessage, endMessage, notInVersion, unsupported } from "./message.ts";
-import type { LiteVersion } from "./version.ts";
+import { hasProbe, hasProbeRtt, type LiteVersion } from "./version.ts";
 
 export interface Probe {
 	/** Bits per second; 0 = unknown. */
@@ -18,19 +18,19 @@ export interface Probe {
 }
 
 export function encodeProbe(w: Writer, m: Probe, v: LiteVersion): void {
-	if (v < 3) throw notInVersion("PROBE", v);
+	if (!hasProbe(v)) throw notInVersion("PROBE", v);
 	const start = beginMessage(w);
 	w.varint(m.bitrate);
-	if (v >= 4) w.varint(m.rtt ?? 0);
+	if (hasProbeRtt(v)) w.varint(m.rtt ?? 0);
 	endMessage(w, start);
 }
 
 export function decodeProbe(r: Reader, v: LiteVersion, limits?: DecodeLimits): Probe {
-	if (v < 3) throw unsupported("PROBE", v, UNSUPPORTED);
+	if (!hasProbe(v)) throw unsupported("PROBE", v, UNSUPPORTED);
 	return decodeMessage(r, v, limits, probeBody);
 }
 
 function probeBody(r: Reader, v: LiteVersion): Probe {
 	const bitrate = r.varint();
-	return v >= 4 ? { bitrate, rtt: r.varint() } : { bitrate };
+	return hasProbeRtt(v) ? { bitrate, rtt: r.varint() } : { bitrate };
 }

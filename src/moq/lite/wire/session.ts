@@ -4,11 +4,11 @@
  * @module
  */
 
-import type { Reader } from "../../coding/reader.ts";
-import type { Writer } from "../../coding/writer.ts";
+import type { Reader } from "../../../coding/reader.ts";
+import type { Writer } from "../../../coding/writer.ts";
 import { UNSUPPORTED } from "./codes.ts";
 import { beginMessage, type DecodeLimits, decodeMessage, endMessage, notInVersion, unsupported } from "./message.ts";
-import type { LiteVersion } from "./version.ts";
+import { hasSessionInfo, type LiteVersion } from "./version.ts";
 
 export interface SessionInfo {
 	/** Estimated bitrate in bits per second. */
@@ -16,14 +16,14 @@ export interface SessionInfo {
 }
 
 export function encodeSessionInfo(w: Writer, m: SessionInfo, v: LiteVersion): void {
-	if (v !== 2) throw notInVersion("SESSION_INFO", v);
+	if (!hasSessionInfo(v)) throw notInVersion("SESSION_INFO", v);
 	const start = beginMessage(w);
 	w.varint(m.bitrate);
 	endMessage(w, start);
 }
 
 export function decodeSessionInfo(r: Reader, v: LiteVersion, limits?: DecodeLimits): SessionInfo {
-	if (v !== 2) throw unsupported("SESSION_INFO", v, UNSUPPORTED);
+	if (!hasSessionInfo(v)) throw unsupported("SESSION_INFO", v, UNSUPPORTED);
 	return decodeMessage(r, v, limits, sessionInfoBody);
 }
 

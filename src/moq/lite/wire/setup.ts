@@ -9,9 +9,9 @@
  * @module
  */
 
-import { DecodeError } from "../../coding/errors.ts";
-import type { Reader } from "../../coding/reader.ts";
-import type { Writer } from "../../coding/writer.ts";
+import { DecodeError } from "../../../coding/errors.ts";
+import type { Reader } from "../../../coding/reader.ts";
+import type { Writer } from "../../../coding/writer.ts";
 import { PROTOCOL_VIOLATION, UNSUPPORTED } from "./codes.ts";
 import {
 	beginMessage,
@@ -24,7 +24,7 @@ import {
 	unsupported,
 } from "./message.ts";
 import { BIDI } from "./stream-type.ts";
-import type { LiteVersion } from "./version.ts";
+import { hasLiteSetup, type LiteVersion } from "./version.ts";
 
 /** Draft-14 setup params: even ids carry a varint, odd ids carry bytes. */
 export type SetupParams = Map<number, number | Uint8Array>;
@@ -189,7 +189,7 @@ function writeVarintParam(w: Writer, id: number, value: number): void {
 
 /** Writes the SETUP message (length + params). The caller writes the `UNI.SETUP` stream type first. */
 export function encodeLiteSetup(w: Writer, m: LiteSetup, v: LiteVersion): void {
-	if (v < 5) throw notInVersion("SETUP", v);
+	if (!hasLiteSetup(v)) throw notInVersion("SETUP", v);
 	const start = beginMessage(w);
 	const count =
 		(m.probe !== undefined ? 1 : 0) +
@@ -211,7 +211,7 @@ export function encodeLiteSetup(w: Writer, m: LiteSetup, v: LiteVersion): void {
 
 /** Reads the SETUP message after the `UNI.SETUP` stream type. */
 export function decodeLiteSetup(r: Reader, v: LiteVersion, limits?: DecodeLimits): LiteSetup {
-	if (v < 5) throw unsupported("SETUP", v, UNSUPPORTED);
+	if (!hasLiteSetup(v)) throw unsupported("SETUP", v, UNSUPPORTED);
 	return decodeMessage(r, v, limits, liteSetupBody);
 }
 

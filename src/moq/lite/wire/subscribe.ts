@@ -13,9 +13,9 @@
  * @module
  */
 
-import { DecodeError } from "../../coding/errors.ts";
-import type { Reader } from "../../coding/reader.ts";
-import type { Writer } from "../../coding/writer.ts";
+import { DecodeError } from "../../../coding/errors.ts";
+import type { Reader } from "../../../coding/reader.ts";
+import type { Writer } from "../../../coding/writer.ts";
 import { UNEXPECTED_MESSAGE } from "./codes.ts";
 import {
 	beginMessage,
@@ -29,7 +29,14 @@ import {
 	writeOptionalGroup,
 	writeU8,
 } from "./message.ts";
-import type { LiteVersion } from "./version.ts";
+import {
+	hasResponseType,
+	hasSubscribeDrop,
+	hasSubscribeEnd,
+	hasSubscribeOkGroup,
+	hasSubscribeParams,
+	type LiteVersion,
+} from "./version.ts";
 
 export interface Subscribe {
 	/** Picked by the subscriber, unique within the session; it stamps every group stream. */
@@ -105,7 +112,7 @@ export function encodeSubscribe(w: Writer, m: Subscribe, v: LiteVersion): void {
 	w.string(m.broadcast);
 	w.string(m.track);
 	writeU8(w, m.priority);
-	if (v >= 3) writeParams(w, m);
+	if (hasSubscribeParams(v)) writeParams(w, m);
 	endMessage(w, start);
 }
 
@@ -118,7 +125,7 @@ function subscribeBody(r: Reader, v: LiteVersion, limits: DecodeLimits | undefin
 	const broadcast = readPath(r, limits);
 	const track = readTrack(r);
 	const priority = r.u8();
-	if (v === 2)
+	if (!hasSubscribeParams(v))
 		return { id, broadcast, track, priority, ordered: false, maxLatencyMs: 0, startGroup: null, endGroup: null };
 	const ordered = r.bool();
 	const maxLatencyMs = r.varint();
@@ -140,7 +147,7 @@ function writeParams(w: Writer, m: SubscribeUpdate): void {
 export function encodeSubscribeUpdate(w: Writer, m: SubscribeUpdate, v: LiteVersion): void {
 	const start = beginMessage(w);
 	writeU8(w, m.priority);
-	if (v >= 3) writeParams(w, m);
+	if (hasSubscribeParams(v)) writeParams(w, m);
 	endMessage(w, start);
 }
 
@@ -150,7 +157,7 @@ export function decodeSubscribeUpdate(r: Reader, v: LiteVersion, limits?: Decode
 
 function subscribeUpdateBody(r: Reader, v: LiteVersion): SubscribeUpdate {
 	const priority = r.u8();
-	if (v === 2) return { priority, ordered: false, maxLatencyMs: 0, startGroup: null, endGroup: null };
+	if (!hasSubscribeParams(v)) return { priority, ordered: false, maxLatencyMs: 0, startGroup: null, endGroup: null };
 	const ordered = r.bool();
 	const maxLatencyMs = r.varint();
 	const startGroup = readOptionalGroup(r);
@@ -162,12 +169,12 @@ function subscribeUpdateBody(r: Reader, v: LiteVersion): SubscribeUpdate {
 
 /** 02: `00`; 03/04: `00 len priority ordered maxLatency start+1 end+1`; 05: `00 len group`. */
 export function encodeSubscribeOk(w: Writer, m: SubscribeOk, v: LiteVersion): void {
-	if (v >= 3) w.varint(TYPE_OK);
+	if (hasResponseType(v)) w.varint(TYPE_OK);
 	const start = beginMessage(w);
-	if (v === 5) {
+	if (hasSubscribeOkGroup(v)) {
 		if (m.group === undefined) throw new RangeError("lite-05 SUBSCRIBE_OK needs the first group");
 		w.varint(m.group);
-	} else if (v >= 3) {
+	} else if (hasSubscribeParams(v)) {
 		writeU8(w, m.priority ?? 0);
 		w.bool(m.ordered ?? false);
 		w.varint(m.maxLatencyMs ?? 0);
@@ -178,7 +185,7 @@ export function encodeSubscribeOk(w: Writer, m: SubscribeOk, v: LiteVersion): vo
 }
 
 export function encodeSubscribeEnd(w: Writer, m: SubscribeEnd, v: LiteVersion): void {
-	if (v < 5) throw notInVersion("SUBSCRIBE_END", v);
+	if (!hasSubscribeEnd(v)) throw notInVersion("SUBSCRIBE_END", v);
 	w.varint(TYPE_END);
 	const start = beginMessage(w);
 	w.varint(m.group);
@@ -186,8 +193,8 @@ export function encodeSubscribeEnd(w: Writer, m: SubscribeEnd, v: LiteVersion): 
 }
 
 export function encodeSubscribeDrop(w: Writer, m: SubscribeDrop, v: LiteVersion): void {
-	if (v < 3) throw notInVersion("SUBSCRIBE_DROP", v);
-	w.varint(v === 5 ? TYPE_DROP_05 : TYPE_DROP_04);
+	if (!hasSubscribeDrop(v)) throw notInVersion("SUBSCRIBE_DROP", v);
+	w.varint(hasSubscribeEnd(v) ? TYPE_DROP_05 : TYPE_DROP_04);
 	const start = beginMessage(w);
 	w.varint(m.start);
 	w.varint(m.end);
@@ -197,10 +204,10 @@ export function encodeSubscribeDrop(w: Writer, m: SubscribeDrop, v: LiteVersion)
 
 /** Reads one response (type included on 03+). An unknown type is DecodeError code 16. */
 export function decodeSubscribeResponse(r: Reader, v: LiteVersion, limits?: DecodeLimits): SubscribeResponse {
-	if (v === 2) return decodeMessage(r, v, limits, okBody);
+	if (!hasResponseType(v)) return decodeMessage(r, v, limits, okBody);
 	const type = r.varint();
 	if (type === TYPE_OK) return decodeMessage(r, v, limits, okBody);
-	if (v === 5) {
+	if (hasSubscribeEnd(v)) {
 		if (type === TYPE_END) return decodeMessage(r, v, limits, endBody);
 		if (type === TYPE_DROP_05) return decodeMessage(r, v, limits, dropBody);
 	} else if (type === TYPE_DROP_04) {
@@ -210,8 +217,8 @@ export function decodeSubscribeResponse(r: Reader, v: LiteVersion, limits?: Deco
 }
 
 function okBody(r: Reader, v: LiteVersion): SubscribeResponse {
-	if (v === 2) return { type: "ok" };
-	if (v === 5) return { type: "ok", group: r.varint() };
+	if (!hasResponseType(v)) return { type: "ok" };
+	if (hasSubscribeOkGroup(v)) return { type: "ok", group: r.varint() };
 	const priority = r.u8();
 	const ordered = r.bool();
 	const maxLatencyMs = r.varint();

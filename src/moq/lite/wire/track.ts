@@ -4,9 +4,9 @@
  * @module
  */
 
-import { DecodeError } from "../../coding/errors.ts";
-import type { Reader } from "../../coding/reader.ts";
-import type { Writer } from "../../coding/writer.ts";
+import { DecodeError } from "../../../coding/errors.ts";
+import type { Reader } from "../../../coding/reader.ts";
+import type { Writer } from "../../../coding/writer.ts";
 import { PROTOCOL_VIOLATION, UNSUPPORTED } from "./codes.ts";
 import {
 	beginMessage,
@@ -19,7 +19,7 @@ import {
 	unsupported,
 	writeU8,
 } from "./message.ts";
-import type { LiteVersion } from "./version.ts";
+import { hasTrackInfo, type LiteVersion } from "./version.ts";
 
 export interface TrackRequest {
 	broadcast: string;
@@ -38,7 +38,7 @@ export interface TrackInfo {
 }
 
 export function encodeTrackRequest(w: Writer, m: TrackRequest, v: LiteVersion): void {
-	if (v < 5) throw notInVersion("TRACK", v);
+	if (!hasTrackInfo(v)) throw notInVersion("TRACK", v);
 	const start = beginMessage(w);
 	w.string(m.broadcast);
 	w.string(m.track);
@@ -46,7 +46,7 @@ export function encodeTrackRequest(w: Writer, m: TrackRequest, v: LiteVersion): 
 }
 
 export function decodeTrackRequest(r: Reader, v: LiteVersion, limits?: DecodeLimits): TrackRequest {
-	if (v < 5) throw unsupported("TRACK", v, UNSUPPORTED);
+	if (!hasTrackInfo(v)) throw unsupported("TRACK", v, UNSUPPORTED);
 	return decodeMessage(r, v, limits, trackRequestBody);
 }
 
@@ -56,7 +56,7 @@ function trackRequestBody(r: Reader, _v: LiteVersion, limits: DecodeLimits | und
 }
 
 export function encodeTrackInfo(w: Writer, m: TrackInfo, v: LiteVersion): void {
-	if (v < 5) throw notInVersion("TRACK_INFO", v);
+	if (!hasTrackInfo(v)) throw notInVersion("TRACK_INFO", v);
 	if (m.timescale === 0) throw new RangeError("TRACK_INFO timescale must not be 0");
 	const start = beginMessage(w);
 	writeU8(w, m.priority);
@@ -67,7 +67,7 @@ export function encodeTrackInfo(w: Writer, m: TrackInfo, v: LiteVersion): void {
 }
 
 export function decodeTrackInfo(r: Reader, v: LiteVersion, limits?: DecodeLimits): TrackInfo {
-	if (v < 5) throw unsupported("TRACK_INFO", v, UNSUPPORTED);
+	if (!hasTrackInfo(v)) throw unsupported("TRACK_INFO", v, UNSUPPORTED);
 	return decodeMessage(r, v, limits, trackInfoBody);
 }
 

@@ -8,6 +8,111 @@
 /** A moq-lite draft this relay speaks. 2 is only reached through the 0x20/0x21 exchange. */
 export type LiteVersion = 2 | 3 | 4 | 5;
 
+/**
+ * What each draft has, by name: code that differs between versions asks one of these, never
+ * compares version numbers itself (so a reader sees the feature, and a new draft is one edit here).
+ */
+
+/** lite-02 only: the 0x20/0x21 session stream carries SESSION_INFO after setup. */
+export function hasSessionInfo(v: LiteVersion): boolean {
+	return v === 2;
+}
+
+/** lite-02 only: an announce stream starts with ANNOUNCE_INIT (the active suffixes at once). */
+export function hasAnnounceInit(v: LiteVersion): boolean {
+	return v === 2;
+}
+
+/** 03+: SUBSCRIBE and SUBSCRIBE_UPDATE carry ordered, max latency and start/end groups. */
+export function hasSubscribeParams(v: LiteVersion): boolean {
+	return v >= 3;
+}
+
+/** 03+: a subscriber may send SUBSCRIBE_UPDATE (02 has none). */
+export function hasSubscribeUpdate(v: LiteVersion): boolean {
+	return v >= 3;
+}
+
+/** 03+: each subscribe response starts with its type (02 has only the bare OK). */
+export function hasResponseType(v: LiteVersion): boolean {
+	return v >= 3;
+}
+
+/** 03+: SUBSCRIBE_DROP. */
+export function hasSubscribeDrop(v: LiteVersion): boolean {
+	return v >= 3;
+}
+
+/** 03+: FETCH requests. */
+export function hasFetch(v: LiteVersion): boolean {
+	return v >= 3;
+}
+
+/** 03+: PROBE streams. */
+export function hasProbe(v: LiteVersion): boolean {
+	return v >= 3;
+}
+
+/** 03+: an ANNOUNCE carries its hop count (the ids themselves from 04). */
+export function hasHopCount(v: LiteVersion): boolean {
+	return v >= 3;
+}
+
+/** 04+: ANNOUNCE carries hop ids, and an announce request the hop to exclude. */
+export function hasHops(v: LiteVersion): boolean {
+	return v >= 4;
+}
+
+/** 03/04: each relay appends its own hop to an ANNOUNCE's hops; 05 sends it once, in ANNOUNCE_OK. */
+export function appendsHop(v: LiteVersion): boolean {
+	return v === 3 || v === 4;
+}
+
+/** 04+: PROBE carries the RTT. */
+export function hasProbeRtt(v: LiteVersion): boolean {
+	return v >= 4;
+}
+
+/** 04+: GOAWAY. */
+export function hasGoaway(v: LiteVersion): boolean {
+	return v >= 4;
+}
+
+/** 05+: the SETUP uni stream (role, and the path over raw QUIC). */
+export function hasLiteSetup(v: LiteVersion): boolean {
+	return v >= 5;
+}
+
+/** 05+: TRACK requests answered with TRACK_INFO. */
+export function hasTrackInfo(v: LiteVersion): boolean {
+	return v >= 5;
+}
+
+/** 05+: an announce stream starts with ANNOUNCE_OK (the answering relay's hop and the active count). */
+export function hasAnnounceOk(v: LiteVersion): boolean {
+	return v >= 5;
+}
+
+/** 05+: ANNOUNCE status 2 (restart): an active announce may replace one already active. */
+export function hasAnnounceRestart(v: LiteVersion): boolean {
+	return v >= 5;
+}
+
+/** 05+: SUBSCRIBE_OK carries the first group and follows it; before, it comes first with the parameters. */
+export function hasSubscribeOkGroup(v: LiteVersion): boolean {
+	return v >= 5;
+}
+
+/** 05+: SUBSCRIBE_END (response type 1; SUBSCRIBE_DROP moves to type 2). */
+export function hasSubscribeEnd(v: LiteVersion): boolean {
+	return v >= 5;
+}
+
+/** 05+: each FRAME carries a timestamp delta. */
+export function hasFrameTimestamps(v: LiteVersion): boolean {
+	return v >= 5;
+}
+
 export const LITE_01 = 0xff0dad01;
 export const LITE_02 = 0xff0dad02;
 export const LITE_03 = 0xff0dad03;

@@ -1,5 +1,5 @@
 /**
- * WebSocket subprotocol negotiation (moq-lite-wire §6): the selected value fixes both the framing and
+ * WebSocket subprotocol negotiation: the selected value fixes both the framing and
  * the application protocol. `qmux-0X.<alpn>` → draft X + alpn; bare `qmux-0X` → draft X, no app
  * protocol; `webtransport` or nothing → legacy framing, no app protocol ("" means the client runs the
  * 0x20/0x21 SETUP exchange).

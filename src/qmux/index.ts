@@ -4,8 +4,6 @@ export type { Framing } from "./frames.ts";
 export { KeepAlive } from "./keepalive.ts";
 export {
 	DEFAULT_WS_LIMITS,
-	type LogFn,
-	type LogLevel,
 	type WsLimits,
 	WsSession,
 	type WsSessionOptions,

@@ -14,6 +14,7 @@ import type { WebSocket } from "ws";
 import { DecodeError, NEED_MORE } from "../coding/errors.ts";
 import { Reader } from "../coding/reader.ts";
 import { Writer } from "../coding/writer.ts";
+import { type Logger, type LogLine, silentLogger } from "../log/logger.ts";
 import { reportFault } from "../transport/guard.ts";
 import { refuse } from "../transport/refusals.ts";
 import type { TransportSession, TransportStream } from "../transport/types.ts";
@@ -43,9 +44,6 @@ import {
 import type { KeepAlive, KeepAliveTarget } from "./keepalive.ts";
 import { decodeTransportParameters, defaultParams, encodeTransportParameters, type TransportParams } from "./params.ts";
 import { type StreamOwner, WsStream } from "./stream.ts";
-
-export type LogLevel = "debug" | "info" | "warn" | "error";
-export type LogFn = (level: LogLevel, msg: string, fields?: Record<string, unknown>) => void;
 
 /** Limits we advertise to the client and enforce. Generous by default: the client may be a publisher. */
 export interface WsLimits {
@@ -100,10 +98,8 @@ export interface WsSessionOptions {
 	 * answers the close frame.
 	 */
 	closing?: ((socket: Duplex) => void) | null;
-	log?: LogFn;
+	log?: Logger;
 }
-
-const noLog: LogFn = () => {};
 
 /** Application codes are varints; anything that is not a non-negative safe integer is sent as 0. */
 function appCode(code: number): number {
@@ -133,7 +129,7 @@ export class WsSession implements TransportSession, StreamOwner, KeepAliveTarget
 	#limits: WsLimits;
 	#keepAlive: KeepAlive | null;
 	#closing: ((socket: Duplex) => void) | null;
-	#log: LogFn;
+	#log: Logger;
 	#qmux: boolean;
 	#records: boolean;
 	#closed = false;
@@ -190,7 +186,7 @@ export class WsSession implements TransportSession, StreamOwner, KeepAliveTarget
 		this.#limits.sendHighWater = Math.max(this.#limits.sendHighWater, socket.writableHighWaterMark);
 		this.#keepAlive = opts.keepAlive ?? null;
 		this.#closing = opts.closing ?? null;
-		this.#log = opts.log ?? noLog;
+		this.#log = opts.log ?? silentLogger;
 		this.#qmux = isQmux(opts.framing);
 		this.#records = usesRecords(opts.framing);
 
@@ -301,7 +297,7 @@ export class WsSession implements TransportSession, StreamOwner, KeepAliveTarget
 		if (this.#closed) return;
 		if (now - this.#lastRecv > idleTimeoutMs) {
 			// The peer is gone: no closing handshake to wait for.
-			this.#log("debug", "websocket session idle, closing", { remote: this.remote, idleMs: now - this.#lastRecv });
+			this.#log.debug("websocket session idle, closing", { remote: this.remote, idleMs: now - this.#lastRecv });
 			refuse("idle_timeout", this.#refusalLog, { remote: this.remote, transport: "websocket" });
 			this.#sendControl(encodeConnectionClose(this.#ctl.clear(), this.#qmux, QuicError.NO_ERROR, 0, "idle timeout"));
 			this.#finish(QuicError.NO_ERROR, "idle timeout", 0);
@@ -447,7 +443,7 @@ export class WsSession implements TransportSession, StreamOwner, KeepAliveTarget
 		try {
 			this.#ws.send(w.finish());
 		} catch (e) {
-			this.#log("debug", "websocket send failed", { remote: this.remote, error: String(e) });
+			this.#log.debug("websocket send failed", { remote: this.remote, error: String(e) });
 		}
 	}
 
@@ -610,7 +606,7 @@ export class WsSession implements TransportSession, StreamOwner, KeepAliveTarget
 		} else {
 			// The session guard (transport/guard.ts): a consumer callback threw. Not the peer's fault,
 			// but this session's state is unknown now: close it alone and count the fault.
-			reportFault(e, (m, f) => this.#log("warn", m, f), { remote: this.remote, transport: "websocket" });
+			reportFault(e, (m, f) => this.#log.warn(m, f), { remote: this.remote, transport: "websocket" });
 			this.#fail(QuicError.INTERNAL_ERROR, "internal error");
 		}
 	}
@@ -803,12 +799,12 @@ export class WsSession implements TransportSession, StreamOwner, KeepAliveTarget
 	// ---- closing -----------------------------------------------------------------------------
 
 	/** Refusal logs (rate limited in refusals.ts). */
-	#refusalLog = (message: string, fields: Record<string, unknown>): void => this.#log("info", message, fields);
+	#refusalLog: LogLine = (message, fields) => this.#log.info(message, fields);
 
 	/** A connection error: CONNECTION_CLOSE with the QUIC code, then close the socket. */
 	#fail(code: QuicErrorCode, reason: string, frameType = 0, wsCode = WS_PROTOCOL_ERROR): void {
 		if (this.#closed) return;
-		this.#log("debug", "websocket session error", { remote: this.remote, code, reason });
+		this.#log.debug("websocket session error", { remote: this.remote, code, reason });
 		// The peer's fault (INTERNAL_ERROR is ours, counted as a fault by the guard).
 		if (code !== QuicError.INTERNAL_ERROR) {
 			refuse("protocol", this.#refusalLog, { remote: this.remote, transport: "websocket", code, reason });
@@ -839,7 +835,7 @@ export class WsSession implements TransportSession, StreamOwner, KeepAliveTarget
 		try {
 			cb?.(code, reason);
 		} catch (e) {
-			this.#log("error", "websocket onClose handler threw", { remote: this.remote, error: String(e) });
+			this.#log.error("websocket onClose handler threw", { remote: this.remote, error: String(e) });
 		}
 	}
 
@@ -848,6 +844,6 @@ export class WsSession implements TransportSession, StreamOwner, KeepAliveTarget
 	};
 
 	#onWsError = (e: Error): void => {
-		this.#log("debug", "websocket error", { remote: this.remote, error: e.message });
+		this.#log.debug("websocket error", { remote: this.remote, error: e.message });
 	};
 }

@@ -1,0 +1,345 @@
+/**
+ * The publisher side of a moq-lite session: toward a viewer the relay is the publisher. It answers
+ * announce requests from the relay's announcements, serves subscriptions from the track rings
+ * (track-serve.ts), and answers TRACK with TRACK_INFO and FETCH from the cache (fetch-serve.ts).
+ * Every wire path is relative to the session root from the grant.
+ * @module
+ */
+
+import type { Grant } from "../../auth/index.ts";
+import { normalizePath } from "../../auth/path.ts";
+import type { Reader } from "../../coding/reader.ts";
+import { Writer } from "../../coding/writer.ts";
+import { refuse as countRefusal } from "../../transport/refusals.ts";
+import type { TransportStream } from "../../transport/types.ts";
+import type { ControlReader } from "../control-reader.ts";
+import { FetchServe } from "./fetch-serve.ts";
+import type { SessionHost } from "./host.ts";
+import { TrackServe } from "./track-serve.ts";
+import {
+	type Announce,
+	decodeAnnounceRequest,
+	encodeAnnounce,
+	encodeAnnounceInit,
+	encodeAnnounceOk,
+} from "./wire/announce.ts";
+import * as Code from "./wire/codes.ts";
+import { decodeFetchRequest } from "./wire/fetch.ts";
+import { joinPath, stripPrefix } from "./wire/path.ts";
+import { decodeSubscribe, decodeSubscribeUpdate } from "./wire/subscribe.ts";
+import { decodeTrackRequest, encodeTrackInfo } from "./wire/track.ts";
+import {
+	appendsHop,
+	hasAnnounceInit,
+	hasAnnounceOk,
+	hasFrameTimestamps,
+	hasSubscribeUpdate,
+	hasTrackInfo,
+	type LiteVersion,
+} from "./wire/version.ts";
+
+export class LitePublisher {
+	readonly #host: SessionHost;
+	readonly #v: LiteVersion;
+	readonly #grant: Grant;
+	/** Subscriptions by id; fetches under negative keys. */
+	readonly #serves = new Map<number, TrackServe | FetchServe>();
+	readonly #announceCleanups = new Set<() => void>();
+	#nextFetchKey = 0;
+
+	constructor(host: SessionHost, version: LiteVersion, grant: Grant) {
+		this.#host = host;
+		this.#v = version;
+		this.#grant = grant;
+	}
+
+	/** The peer granted stream credit: subscriptions waiting at a group for a stream slot can go on. */
+	onStreamCredit(): void {
+		for (const serve of this.#serves.values()) if (serve instanceof TrackServe && serve.blocked) serve.drain();
+	}
+
+	/** The session closed: every subscription, fetch and announce stream ends. */
+	close(): void {
+		const relay = this.#host.relay;
+		for (const serve of this.#serves.values()) serve.close("session");
+		relay.figures.subscriptions -= [...this.#serves.values()].filter((x) => x instanceof TrackServe).length;
+		this.#serves.clear();
+		for (const cleanup of [...this.#announceCleanups]) cleanup();
+	}
+
+	/**
+	 * A request stream: waits for its first message, then calls `handle` once. A message that can't
+	 * decode closes the session with its code.
+	 */
+	#onRequest<T>(reader: ControlReader, decode: (r: Reader) => T, handle: (req: T) => void): void {
+		let started = false;
+		reader.follow(() => {
+			if (started) return;
+			const req = reader.next(decode);
+			if (req === undefined) return;
+			started = true;
+			handle(req);
+		});
+	}
+
+	/**
+	 * A viewer's broadcast path (relative to the session root) made absolute, after normalising it and
+	 * checking the token's subscribe scope; null (and the stream reset with the reason's code) if refused.
+	 */
+	#viewerPath(s: TransportStream, raw: string): string | null {
+		const grant = this.#grant;
+		let rel: string;
+		try {
+			rel = normalizePath(raw, this.#host.relay.config.limits.maxPathSegments);
+		} catch {
+			s.reset(Code.PROTOCOL_VIOLATION);
+			return null;
+		}
+		if (!grant.canSubscribe(rel)) {
+			s.reset(Code.UNAUTHORIZED);
+			return null;
+		}
+		return joinPath(grant.root, rel);
+	}
+
+	// ---------------------------------------------------------------------------------------------
+	// Announcements to viewers
+
+	onAnnounceRequest(s: TransportStream, reader: ControlReader): void {
+		const host = this.#host;
+		const v = this.#v;
+		const grant = this.#grant;
+		const limits = host.relay.config.limits;
+		if (this.#announceCleanups.size >= limits.maxAnnounceRequests) {
+			countRefusal("announce_requests", host.log.warn, { session: host.id });
+			s.reset(Code.UNSUPPORTED);
+			return;
+		}
+		let started = false;
+		reader.follow(() => {
+			if (started) {
+				if (reader.buf.length) reader.fail(Code.UNEXPECTED_MESSAGE, "unexpected data on announce stream");
+				return;
+			}
+			const req = reader.next((r) => decodeAnnounceRequest(r, v, host.limits));
+			if (req === undefined) return;
+			started = true;
+			let prefix: string;
+			try {
+				prefix = normalizePath(req.prefix, limits.maxPathSegments);
+			} catch (err) {
+				reader.fail(Code.PROTOCOL_VIOLATION, (err as Error).message);
+				return;
+			}
+			const absPrefix = joinPath(grant.root, prefix);
+			const sent = new Set<string>();
+			const w = new Writer(128);
+			const excludeHop = req.excludeHop;
+			const hopsFor = (hops: readonly number[]): number[] => (appendsHop(v) ? [...hops, host.relay.hopId] : [...hops]);
+			const visible = (absPath: string, hops: readonly number[]): string | null => {
+				const rel = stripPrefix(absPath, grant.root);
+				if (rel === null || !grant.canSubscribe(rel)) return null;
+				if (excludeHop !== 0 && hops.includes(excludeHop)) return null;
+				return stripPrefix(absPath, absPrefix);
+			};
+			const watcher = {
+				prefix: absPrefix,
+				onAnnounce: (path: string, entry: { hops: readonly number[] } | null) => {
+					if (entry) {
+						const suffix = visible(path, entry.hops);
+						if (suffix === null || sent.has(path)) return;
+						sent.add(path);
+						w.clear();
+						encodeAnnounce(w, { active: true, suffix, hops: hopsFor(entry.hops) }, v);
+						s.write(w.view());
+					} else {
+						if (!sent.delete(path)) return;
+						const suffix = stripPrefix(path, absPrefix) ?? "";
+						w.clear();
+						encodeAnnounce(w, { active: false, suffix, hops: [] }, v);
+						s.write(w.view());
+					}
+				},
+			};
+			const initial: Announce[] = [];
+			for (const e of host.relay.announces.watch(watcher)) {
+				const suffix = visible(e.path, e.hops);
+				if (suffix === null) continue;
+				sent.add(e.path);
+				initial.push({ active: true, suffix, hops: hopsFor(e.hops) });
+			}
+			w.clear();
+			if (hasAnnounceInit(v)) encodeAnnounceInit(w, { suffixes: initial.map((a) => a.suffix) }, v);
+			else {
+				if (hasAnnounceOk(v)) encodeAnnounceOk(w, { hopId: host.relay.hopId, activeCount: initial.length }, v);
+				for (const a of initial) encodeAnnounce(w, a, v);
+			}
+			if (w.pos) s.write(w.view());
+			const cleanup = () => {
+				host.relay.announces.unwatch(watcher);
+				this.#announceCleanups.delete(cleanup);
+			};
+			this.#announceCleanups.add(cleanup);
+			s.onFin = () => {
+				cleanup();
+				s.finish();
+			};
+			s.onReset = () => cleanup();
+			s.onStop = () => {
+				cleanup();
+				s.reset(Code.CANCEL);
+			};
+		});
+	}
+
+	// ---------------------------------------------------------------------------------------------
+	// Subscriptions
+
+	onSubscribe(s: TransportStream, reader: ControlReader): void {
+		const host = this.#host;
+		const relay = host.relay;
+		const v = this.#v;
+		const grant = this.#grant;
+		let serve: TrackServe | null = null;
+		let refused = false;
+		reader.follow(() => {
+			if (refused) return;
+			if (serve) {
+				if (!hasSubscribeUpdate(v)) {
+					if (reader.buf.length) reader.fail(Code.UNEXPECTED_MESSAGE, "lite-02 has no SUBSCRIBE_UPDATE");
+					return;
+				}
+				const current = serve;
+				host.drain(
+					reader,
+					(r) => decodeSubscribeUpdate(r, v, host.limits),
+					(u) => current.update(u),
+				);
+				return;
+			}
+			const sub = reader.next((r) => decodeSubscribe(r, v, host.limits));
+			if (sub === undefined) return;
+			const refuse = (code: number, why: string) => {
+				refused = true;
+				host.log.debug("subscribe refused", { code, why, broadcast: sub!.broadcast, track: sub!.track });
+				s.reset(code);
+				s.stop(code);
+			};
+			if (this.#serves.has(sub.id)) return reader.fail(Code.DUPLICATE, `duplicate subscribe id ${sub.id}`);
+			if (this.#serves.size >= relay.config.limits.maxSubscriptions) {
+				countRefusal("subscriptions", host.log.warn, { session: host.id });
+				return refuse(Code.UNSUPPORTED, "too many subscriptions");
+			}
+			let rel: string;
+			try {
+				rel = normalizePath(sub.broadcast, relay.config.limits.maxPathSegments);
+			} catch (err) {
+				return refuse(Code.PROTOCOL_VIOLATION, (err as Error).message);
+			}
+			if (!grant.canSubscribe(rel)) return refuse(Code.UNAUTHORIZED, "outside the token's subscribe scope");
+			const track = relay.track(joinPath(grant.root, rel), sub.track);
+			if (track === undefined) return refuse(Code.NOT_FOUND, "unknown broadcast");
+			if (track === null) return refuse(Code.EVICTED, "cache budget exhausted");
+			const params = {
+				priority: sub.priority,
+				ordered: sub.ordered,
+				maxLatencyMs: sub.maxLatencyMs,
+				startGroup: sub.startGroup,
+				endGroup: sub.endGroup,
+			};
+			serve = new TrackServe(sub.id, track, host.transport, s, v, params, relay.figures);
+			serve.onFault = host.onFault;
+			this.#serves.set(sub.id, serve);
+			relay.figures.subscriptions++;
+			track.addConsumer(serve);
+			serve.drain();
+			const id = sub.id;
+			const current = serve;
+			const end = () => {
+				if (this.#serves.get(id) === current) {
+					this.#serves.delete(id);
+					relay.figures.subscriptions--;
+				}
+			};
+			s.onFin = () => {
+				current.close("unsubscribe");
+				end();
+			};
+			s.onReset = () => {
+				current.close("session");
+				end();
+			};
+			s.onStop = () => {
+				current.close("session");
+				end();
+			};
+		});
+	}
+
+	// ---------------------------------------------------------------------------------------------
+	// TRACK_INFO and FETCH
+
+	onTrackRequest(s: TransportStream, reader: ControlReader): void {
+		const host = this.#host;
+		const v = this.#v;
+		if (!hasTrackInfo(v)) {
+			s.reset(Code.UNSUPPORTED);
+			return;
+		}
+		s.onFin = () => {};
+		this.#onRequest(
+			reader,
+			(r) => decodeTrackRequest(r, v, host.limits),
+			(req) => {
+				const path = this.#viewerPath(s, req.broadcast);
+				if (path === null) return;
+				const info = host.relay.trackInfo(path, req.track);
+				if (!info) {
+					s.reset(Code.NOT_FOUND);
+					return;
+				}
+				info.then(
+					(info) => {
+						const w = new Writer(32);
+						encodeTrackInfo(w, info, v);
+						s.write(w.view());
+						s.finish();
+					},
+					() => s.reset(Code.NOT_FOUND),
+				);
+			},
+		);
+	}
+
+	onFetch(s: TransportStream, reader: ControlReader): void {
+		const host = this.#host;
+		const v = this.#v;
+		// FetchServe answers with timestamped (lite-05) frames.
+		if (!hasFrameTimestamps(v)) {
+			s.reset(Code.UNSUPPORTED);
+			return;
+		}
+		s.onStop = () => s.reset(Code.CANCEL);
+		this.#onRequest(
+			reader,
+			(r) => decodeFetchRequest(r, v, host.limits),
+			(req) => {
+				const path = this.#viewerPath(s, req.broadcast);
+				if (path === null) return;
+				const track = host.relay.broadcasts.get(path)?.tracks.get(req.track);
+				if (!track || track.closed) {
+					host.log.debug("fetch refused: track not cached", { broadcast: path, track: req.track, group: req.group });
+					s.reset(Code.NOT_FOUND);
+					return;
+				}
+				const fetch = new FetchServe(track, s, req.group);
+				const key = -1 - this.#nextFetchKey++;
+				this.#serves.set(key, fetch);
+				fetch.onDone = () => this.#serves.delete(key);
+				fetch.onFault = host.onFault;
+				s.onStop = () => fetch.close("session");
+				fetch.start();
+			},
+		);
+	}
+}

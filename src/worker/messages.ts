@@ -1,0 +1,67 @@
+/**
+ * What the relay sends over the pool's MessagePorts: the main thread to a worker (`pool.post`,
+ * `pool.broadcast`) and one worker to another (`ctx.send`). The pool carries these as opaque
+ * payloads (src/pool/protocol.ts is its own envelope); every one is tagged by `type`, and each
+ * worker checks them once, with `isRelayMessage`, where they arrive (src/worker/entry.ts).
+ * Control plane only: structured clone; no media frame ever crosses a port.
+ */
+import type { SubscriptionParams, TrackInfo } from "../relay/types.ts";
+
+/** Main thread → worker. */
+export type MainMessage =
+	/** The certificate was replaced (SIGHUP or renewal). */
+	| { type: "tls"; cert: string; key: string; fingerprint: string }
+	/** Test hook (MOQ_FANOUT_DEBUG=1): the worker throws, to exercise supervision. */
+	| { type: "crash" };
+
+/** Worker → worker: QUIC packets that landed on the wrong worker or leave through another. */
+export type PacketMessage =
+	/** A packet for a connection the receiving worker owns (after NAT rebinding, or single-socket spreading). */
+	| { type: "pkt"; data: Uint8Array; address: string; port: number; family: string }
+	/** Single-socket fallback: a packet for worker 0 to send from the shared socket. */
+	| { type: "out"; data: Uint8Array; port: number; host: string };
+
+/** Worker → worker: the shard link's control messages (src/worker/shard-link.ts). */
+export type ShardMessage =
+	| { type: "pub"; path: string; hops: number[]; w: number }
+	| { type: "unpub"; path: string; w: number }
+	| { type: "ann"; path: string; hops: number[]; w: number }
+	| { type: "end"; path: string; w: number }
+	| { type: "want"; path: string; track: string; w: number; params: SubscriptionParams; fwd?: boolean }
+	| { type: "update"; path: string; track: string; w: number; params: SubscriptionParams }
+	| { type: "unwant"; path: string; track: string; w: number; fwd?: boolean }
+	| { type: "ring"; path: string; track: string; sab: SharedArrayBuffer }
+	| { type: "gone"; path: string; track: string }
+	| { type: "info?"; id: number; path: string; track: string }
+	| { type: "info"; id: number; info: TrackInfo | null };
+
+export type RelayMessage = MainMessage | PacketMessage | ShardMessage;
+
+/** Every tag, each once: the compiler checks that the list and the union agree. */
+const TAGS: { readonly [T in RelayMessage["type"]]: true } = {
+	tls: true,
+	crash: true,
+	pkt: true,
+	out: true,
+	pub: true,
+	unpub: true,
+	ann: true,
+	end: true,
+	want: true,
+	update: true,
+	unwant: true,
+	ring: true,
+	gone: true,
+	"info?": true,
+	info: true,
+};
+
+/**
+ * A message from a port is one of ours (by its tag; the fields are trusted: only this program's
+ * threads hold the ports).
+ */
+export function isRelayMessage(v: unknown): v is RelayMessage {
+	if (typeof v !== "object" || v === null) return false;
+	const t = (v as { type?: unknown }).type;
+	return typeof t === "string" && Object.hasOwn(TAGS, t);
+}
