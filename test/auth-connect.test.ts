@@ -27,7 +27,7 @@ import { ConnectStream } from "../src/webtransport/connect.ts";
 import { H3Connection } from "../src/webtransport/connection.ts";
 import type { Field } from "../src/webtransport/qpack.ts";
 import { type RelayNode, startRelayNode } from "../src/worker/relay-node.ts";
-import { rawUpgrade } from "./raw-upgrade.ts";
+import { rawUpgrade } from "./support/raw-upgrade.ts";
 import { until } from "./support/relay.ts";
 
 const REPO = resolve(import.meta.dirname, "..");

@@ -12,7 +12,7 @@ import { after, before, describe, it } from "node:test";
 import * as Net from "@moq/net";
 import { MoqClient } from "../src/client/index.ts";
 import { connectQuic } from "../src/quic/client.ts";
-import { rawUpgrade } from "./raw-upgrade.ts";
+import { rawUpgrade } from "./support/raw-upgrade.ts";
 import { startTestRelay, type TestRelay, until } from "./support/relay.ts";
 
 const REPO = resolve(import.meta.dirname, "..");

@@ -18,7 +18,7 @@ import { Admission } from "../src/transport/admission.ts";
 import { type RefusalReason, refusalCounts } from "../src/transport/refusals.ts";
 import { ALPN, listen, TEST_CERT_HASH } from "./support/quic.ts";
 import "./support/quiet.ts";
-import { until } from "./support/wait.ts";
+import { sleep, until } from "./support/wait.ts";
 
 const T = { timeout: 20_000 };
 const KEY = Buffer.alloc(32, 7);
@@ -123,6 +123,8 @@ describe("quic admission", () => {
 			const quiet = await connect(s.port);
 			assert.equal(s.stats.retries, 0, "below the threshold: no Retry");
 			await until(() => s.stats.handshakes === 0, 2000, "established: no longer a handshake in progress");
+			// The handshakes started this second count too (the next test): start from a fresh second.
+			await sleep(1000);
 			// A half-open handshake (an Initial nobody follows up) puts the worker at the threshold.
 			const spoofed = await socketOn(2);
 			await send(spoofed, realInitial(spoofed, s.port), s.port);
@@ -134,6 +136,26 @@ describe("quic admission", () => {
 			quiet.close(0, "");
 			validated.close(0, "");
 			await until(() => s.connectionCount === 0, 5000);
+		},
+	);
+
+	test(
+		'retry = "auto": undecryptable Initials that never stay in progress still switch Retry on, per second',
+		T,
+		async () => {
+			const s = await server({ retry: "auto", retryThreshold: 3 });
+			const flood = await socketOn(5);
+		// The window is the server's clock second (same process): start just after a boundary.
+		await sleep(1000 - (performance.now() % 1000) + 5);
+			// Each is accepted (a full quiche accept), fails to decrypt and is dropped at once: never "in
+			// progress", but each cost real work. Three in one second reach the threshold.
+			for (let i = 0; i < 3; i++) await send(flood, initialWithToken(new Uint8Array(0), newCid(7)), s.port);
+			await until(() => s.stats.garbage >= 3, 2000, "three undecryptable Initials dropped");
+			assert.equal(s.stats.handshakes, 0, "none of them is in progress");
+			assert.equal(s.stats.retries, 0);
+			const client = await connect(s.port);
+			assert.equal(s.stats.retries, 1, "the next new client in the same second was asked to Retry");
+			client.close(0, "");
 		},
 	);
 

@@ -5,6 +5,7 @@ import WebSocket from "ws";
 import Qmux from "../node_modules/@moq/net/node_modules/@moq/qmux/index.js";
 import { Writer } from "../src/coding/writer.ts";
 import { encodeSubscribe } from "../src/moq/lite/wire/subscribe.ts";
+import { rawUpgrade } from "./support/raw-upgrade.ts";
 import { startTestRelay, type TestRelay } from "./support/relay.ts";
 import { until } from "./support/wait.ts";
 
@@ -131,9 +132,10 @@ max_message_bytes = 1024
 		const sub = await sendBidi(client, subscribeBytes("x/../../secret/bbb"));
 		assert.equal(await resetCode(sub), 15);
 		client.close();
-		const outside = connectRaw(relay, "private");
-		const info = (await outside.closed) as { closeCode: number };
-		assert.equal(info.closeCode, 6);
+		// Authentication before accept: the upgrade itself is refused, with no session behind it.
+		const outside = await rawUpgrade(relay.node.httpPort!, "/private", "qmux-01.moq-lite-05");
+		assert.equal(outside.status, 401);
+		assert.equal(outside.body, "missing token");
 	});
 
 	it("a frame above max_frame_bytes aborts that group (27) and the track goes on", async () => {

@@ -89,9 +89,16 @@ export class QuicServer implements ConnectionOwner {
 	private readonly connections = new Map<string, QuicConnection>();
 	private readonly header = newParsedHeader();
 	private readonly retryTokens: RetryTokens;
-	/** Auto: Retry new Initials while `stats.handshakes >= retryAt` (handshakes in progress here). */
+	/**
+	 * Auto: Retry new Initials while `stats.handshakes >= retryAt` (handshakes in progress here), or
+	 * once `retryAt` handshakes were started in the current second. The second trigger matters for
+	 * undecryptable Initials: each costs a full quiche accept (TLS state, a decryption attempt) but is
+	 * dropped at once, so it never shows as "in progress"; a Retry costs one HMAC and one small packet.
+	 */
 	private readonly retryMode: RetryMode;
 	private readonly retryAt: number;
+	private acceptSecond = 0;
+	private acceptsThisSecond = 0;
 	private readonly maxConnections: number;
 	private readonly maxHandshakes: number;
 	private readonly maxHandshakesPerIp: number;
@@ -431,7 +438,13 @@ export class QuicServer implements ConnectionOwner {
 			if (this.retryMode === RetryMode.Never) {
 				if (overRate) return this.refuse("handshake_rate", rinfo);
 				if (overPerIp) return this.refuse("handshakes_per_ip", rinfo);
-			} else if (this.retryMode === RetryMode.Always || stats.handshakes >= this.retryAt || overRate || overPerIp) {
+			} else if (
+				this.retryMode === RetryMode.Always ||
+				stats.handshakes >= this.retryAt ||
+				this.startedThisSecond() >= this.retryAt ||
+				overRate ||
+				overPerIp
+			) {
 				// Stateless: nothing is kept until the client proves it receives at its address.
 				this.sendRetry(msg, rinfo);
 				return;
@@ -479,6 +492,7 @@ export class QuicServer implements ConnectionOwner {
 		if (admission !== undefined) conn.admittedAddress = rinfo.address;
 		conn.handshaking = true;
 		stats.handshakes++;
+		this.acceptsThisSecond++;
 		if (handshakeKey !== null) {
 			conn.handshakeKey = handshakeKey;
 			this.handshakesByIp.set(handshakeKey, (this.handshakesByIp.get(handshakeKey) ?? 0) + 1);
@@ -496,6 +510,16 @@ export class QuicServer implements ConnectionOwner {
 		} catch (err) {
 			conn.fault(err);
 		}
+	}
+
+	/** Handshakes started on this worker in the current wall-clock second. */
+	private startedThisSecond(): number {
+		const second = Math.floor(performance.now() / 1000);
+		if (second !== this.acceptSecond) {
+			this.acceptSecond = second;
+			this.acceptsThisSecond = 0;
+		}
+		return this.acceptsThisSecond;
 	}
 
 	private sendRetry(msg: Buffer, rinfo: dgram.RemoteInfo): void {
