@@ -56,6 +56,7 @@ describe("config: defaults", () => {
 					maxHandshakesPerIp: 32,
 					maxConnections: 10_000,
 				},
+				drainTimeoutMs: 30_000,
 			},
 			tls: { cert: [], key: [], generate: ["localhost", "127.0.0.1"] },
 			web: { http: { host: "::", port: 4443 }, https: null },
@@ -133,6 +134,7 @@ duration = "10s"
 					maxHandshakesPerIp: 32,
 					maxConnections: 10_000,
 				},
+				drainTimeoutMs: 30_000,
 			},
 			tls: {
 				cert: [join(dir, "cert.pem"), join(dir, "cert2.pem")],
@@ -382,6 +384,23 @@ describe("config: errors name the key and the file", () => {
 		);
 	});
 
+	test("[auth] key and key_dir are one or the other", () => {
+		rejects(
+			`${GENERATE}[auth]\nkey = "root.jwk"\nkey_dir = "keys"\n`,
+			"auth.key_dir",
+			/\[auth\] key_dir: cannot be combined with \[auth\] key/,
+		);
+	});
+
+	test("[server] drain_timeout is a duration (0 = close at once)", () => {
+		assert.equal(parseConfig(`${GENERATE}${PUBLIC}`, "t.toml").server.drainTimeoutMs, 30_000);
+		const five = parseConfig(`[server]\ndrain_timeout = "5s"\ntls.generate = ["localhost"]\n${PUBLIC}`, "t.toml");
+		assert.equal(five.server.drainTimeoutMs, 5000);
+		const zero = parseConfig(`[server]\ndrain_timeout = 0\ntls.generate = ["localhost"]\n${PUBLIC}`, "t.toml");
+		assert.equal(zero.server.drainTimeoutMs, 0);
+		rejects(`[server]\ndrain_timeout = "soon"\ntls.generate = ["localhost"]\n${PUBLIC}`, "server.drain_timeout", /./);
+	});
+
 	test("no way to authenticate (moq-relay refuses to start too)", () => {
 		rejects(GENERATE, "auth", /\[auth\]: no key, key_dir or public path configured/);
 		rejects(`${GENERATE}[auth]\npublic = []\n`, "auth", /no key, key_dir or public/);
@@ -534,6 +553,7 @@ describe("config: relay.toml.example", () => {
 		const text = readFileSync(example, "utf8");
 		for (const key of [
 			"bind",
+			"drain_timeout",
 			"cert",
 			"key",
 			"generate",

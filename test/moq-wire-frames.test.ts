@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { DecodeError } from "../src/coding/errors.ts";
 import { Writer } from "../src/coding/writer.ts";
-import { FRAME_TOO_LARGE, PROTOCOL_VIOLATION } from "../src/moq/lite/wire/codes.ts";
+import { FRAME_TOO_LARGE, PROTOCOL_VIOLATION } from "../src/errors/codes.ts";
 import {
 	FRAME_HEADER_MAX,
 	FrameParser,
@@ -93,7 +93,7 @@ function expected(frames: Frame[], v: LiteVersion): Frame[] {
 }
 
 describe("moq-wire group and frame headers", () => {
-	test("writeGroupStreamHeader matches the notes (00 02 00 07) and handles 8-byte ids", () => {
+	test("writeGroupStreamHeader writes type 0, then GROUP (length 2, subscribe 0, sequence 7: 00 02 00 07), and handles 8-byte ids", () => {
 		const buf = new Uint8Array(GROUP_STREAM_HEADER_MAX + 3);
 		const end = writeGroupStreamHeader(buf, 3, 0, 7);
 		assert.equal(Buffer.from(buf.subarray(3, end)).toString("hex"), "00020007");

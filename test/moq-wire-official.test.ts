@@ -170,7 +170,7 @@ describe("moq-wire vs @moq/net 0.3.4 encoders", () => {
 				endGroup: undefined,
 			};
 			const theirs = await net((w) => new NetSub.Subscribe(props).encode(w, CODE[v]));
-			const m: Sub.Subscribe = {
+			const m: Sub.Subscribe<string> = {
 				id: 77,
 				broadcast: "anon/bbb",
 				track: "video",
@@ -237,7 +237,7 @@ describe("moq-wire vs @moq/net 0.3.4 encoders", () => {
 
 		test(`v${v}: ANNOUNCE_REQUEST, ANNOUNCE`, async () => {
 			const theirs = await net((w) => new NetAnnounce.AnnounceRequest("anon", 4242n).encode(w, CODE[v]));
-			const m: A.AnnounceRequest = { prefix: "anon", excludeHop: v >= 4 ? 4242 : 0 };
+			const m: A.AnnounceRequest<string> = { prefix: "anon", excludeHop: v >= 4 ? 4242 : 0 };
 			assert.equal(
 				ours((w) => A.encodeAnnounceRequest(w, m, v)),
 				theirs,
@@ -248,7 +248,7 @@ describe("moq-wire vs @moq/net 0.3.4 encoders", () => {
 			const theirActive = await net((w) =>
 				NetAnnounce.encodeAnnounceBroadcast(w, { status: "active", suffix: "bbb/cam", hops: hops as never }, CODE[v]),
 			);
-			const active: A.Announce = { active: true, suffix: "bbb/cam", hops: v === 3 ? [0, 0] : [5, 2 ** 53 - 1] };
+			const active: A.Announce<string> = { active: true, suffix: "bbb/cam", hops: v === 3 ? [0, 0] : [5, 2 ** 53 - 1] };
 			assert.equal(
 				ours((w) => A.encodeAnnounce(w, active, v)),
 				theirActive,
@@ -271,7 +271,7 @@ describe("moq-wire vs @moq/net 0.3.4 encoders", () => {
 
 		test(`v${v}: FETCH, PROBE${v >= 4 ? ", GOAWAY" : ""}, GROUP`, async () => {
 			const theirFetch = await net((w) => new NetFetch.Fetch("bbb", "video", 9, 1234).encode(w, CODE[v]));
-			const f: F.FetchRequest = { broadcast: "bbb", track: "video", priority: 9, group: 1234 };
+			const f: F.FetchRequest<string> = { broadcast: "bbb", track: "video", priority: 9, group: 1234 };
 			assert.equal(
 				ours((w) => F.encodeFetchRequest(w, f, v)),
 				theirFetch,
@@ -387,7 +387,7 @@ describe("moq-wire vs @moq/lite 0.2.2 (lite-02)", () => {
 		const theirSub = await old((w) =>
 			new OldSub.Subscribe({ id: 4n, broadcast: "bbb" as never, track: "video", priority: 1 }).encode(w, CODE[2]),
 		);
-		const m: Sub.Subscribe = {
+		const m: Sub.Subscribe<string> = {
 			id: 4,
 			broadcast: "bbb",
 			track: "video",

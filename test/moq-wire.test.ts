@@ -3,11 +3,10 @@ import { describe, test } from "node:test";
 import { DecodeError, NEED_MORE } from "../src/coding/errors.ts";
 import { Reader } from "../src/coding/reader.ts";
 import { Writer } from "../src/coding/writer.ts";
+import * as Codes from "../src/errors/codes.ts";
 import * as A from "../src/moq/lite/wire/announce.ts";
-import * as Codes from "../src/moq/lite/wire/codes.ts";
 import * as F from "../src/moq/lite/wire/fetch.ts";
 import * as Gw from "../src/moq/lite/wire/goaway.ts";
-import * as Path from "../src/moq/lite/wire/path.ts";
 import * as P from "../src/moq/lite/wire/probe.ts";
 import * as Se from "../src/moq/lite/wire/session.ts";
 import * as S from "../src/moq/lite/wire/setup.ts";
@@ -15,6 +14,7 @@ import { BIDI, UNI } from "../src/moq/lite/wire/stream-type.ts";
 import * as Sub from "../src/moq/lite/wire/subscribe.ts";
 import * as T from "../src/moq/lite/wire/track.ts";
 import * as V from "../src/moq/lite/wire/version.ts";
+import { PathError } from "../src/path/index.ts";
 import { type Case, cases, hex } from "./support/moq-wire-cases.ts";
 
 function encode(k: Case): Uint8Array {
@@ -67,7 +67,7 @@ describe("moq-wire round trips", () => {
 	for (const k of cases()) {
 		test(k.name, () => {
 			const b = encode(k);
-			if (k.hex) assert.equal(toHex(b), k.hex, "bytes match the notes' vector");
+			if (k.hex) assert.equal(toHex(b), k.hex, "bytes match the known encoding");
 			const r = new Reader(b, k.skip);
 			assert.deepEqual(k.decode(r), k.value);
 			assert.equal(r.pos, b.length, "consumed exactly");
@@ -157,7 +157,7 @@ describe("moq-wire field rules", () => {
 
 	test("more than 32 hops is a violation; 32 is fine", () => {
 		for (const v of [3, 4, 5] as const) {
-			const ok: A.Announce = { active: true, suffix: "x", hops: new Array(32).fill(v === 3 ? 0 : 1) };
+			const ok: A.Announce<string> = { active: true, suffix: "x", hops: new Array(32).fill(v === 3 ? 0 : 1) };
 			const w = new Writer();
 			A.encodeAnnounce(w, ok, v);
 			assert.deepEqual(A.decodeAnnounce(new Reader(w.finish()), v), ok);
@@ -341,33 +341,28 @@ describe("moq-wire version, codes, stream types", () => {
 });
 
 describe("moq-wire paths", () => {
-	test("normalizePath", () => {
-		assert.equal(Path.normalizePath(""), "");
-		assert.equal(Path.normalizePath("/"), "");
-		assert.equal(Path.normalizePath("///"), "");
-		assert.equal(Path.normalizePath("a"), "a");
-		assert.equal(Path.normalizePath("/a/b/"), "a/b");
-		assert.equal(Path.normalizePath("a//b///c"), "a/b/c");
+	// Decoders validate every path once (src/path, its own unit tests in path.test.ts).
+	const prefixOf = (prefix: string, maxPathSegments?: number) => {
+		const w = new Writer(2048);
+		A.encodeAnnounceRequest(w, { prefix, excludeHop: 0 }, 5);
+		return A.decodeAnnounceRequest(new Reader(w.view()), 5, { maxPathSegments }).prefix;
+	};
+
+	test("a decoded path is normalised", () => {
+		assert.equal(prefixOf(""), "");
+		assert.equal(prefixOf("///"), "");
+		assert.equal(prefixOf("/a//b/"), "a/b");
 		const p32 = new Array(32).fill("x").join("/");
-		assert.equal(Path.normalizePath(p32), p32);
-		rejects(() => Path.normalizePath(`${p32}/y`), 15);
-		assert.equal(Path.pathSegments(""), 0);
-		assert.equal(Path.pathSegments("a/b"), 2);
+		assert.equal(prefixOf(p32), p32);
 	});
 
-	test("whole-segment prefixes", () => {
-		assert.ok(Path.hasPrefix("a", "a"));
-		assert.ok(Path.hasPrefix("a/x", "a"));
-		assert.ok(!Path.hasPrefix("ab", "a"));
-		assert.ok(Path.hasPrefix("anything", ""));
-		assert.ok(Path.hasPrefix("", ""));
-		assert.ok(!Path.hasPrefix("", "a"));
-		assert.equal(Path.stripPrefix("a/x/y", "a"), "x/y");
-		assert.equal(Path.stripPrefix("a", "a"), "");
-		assert.equal(Path.stripPrefix("ab", "a"), null);
-		assert.equal(Path.stripPrefix("a/b", ""), "a/b");
-		assert.equal(Path.joinPath("", "b"), "b");
-		assert.equal(Path.joinPath("a", ""), "a");
-		assert.equal(Path.joinPath("a", "b/c"), "a/b/c");
+	test("too many segments and dot segments are refused with 15 (PathError)", () => {
+		const p32 = new Array(32).fill("x").join("/");
+		rejects(() => prefixOf(`${p32}/y`), Codes.PROTOCOL_VIOLATION, /segments/);
+		rejects(() => prefixOf("a/b/c", 2), Codes.PROTOCOL_VIOLATION, /segments/);
+		for (const bad of ["..", "a/./b", "a/.."]) {
+			rejects(() => prefixOf(bad), Codes.PROTOCOL_VIOLATION, /not allowed/);
+			assert.throws(() => prefixOf(bad), PathError);
+		}
 	});
 });

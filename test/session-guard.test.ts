@@ -9,11 +9,12 @@ import assert from "node:assert/strict";
 import { after, describe, test } from "node:test";
 import Qmux from "../node_modules/@moq/net/node_modules/@moq/qmux/index.js";
 import { DecodeError } from "../src/coding/errors.ts";
+import { FAULT } from "../src/errors/codes.ts";
 import { startHttpServer } from "../src/http/server.ts";
 import { connectQuic } from "../src/quic/client.ts";
 import type { QuicConnection } from "../src/quic/connection.ts";
 import { drainConsumers, type TrackConsumer } from "../src/relay/track.ts";
-import { FAULT_CODE, faultCode } from "../src/transport/guard.ts";
+import { faultCode } from "../src/transport/guard.ts";
 import { refusalCounts } from "../src/transport/refusals.ts";
 import type { TransportSession } from "../src/transport/types.ts";
 import { ALPN, collect, listen, TEST_CERT_HASH } from "./support/quic.ts";
@@ -45,15 +46,15 @@ function closeOf(conn: QuicConnection): Promise<number> {
 }
 
 describe("session guard", () => {
-	test("faultCode: a decoder's own code, else FAULT_CODE", () => {
+	test("faultCode: a decoder's own code, else FAULT", () => {
 		assert.equal(faultCode(new DecodeError("bad", 15)), 15);
-		assert.equal(faultCode(new TypeError("x")), FAULT_CODE);
-		assert.equal(faultCode({ code: "ECONNRESET" }), FAULT_CODE);
-		assert.equal(faultCode({ code: -1 }), FAULT_CODE);
-		assert.equal(faultCode(null), FAULT_CODE);
+		assert.equal(faultCode(new TypeError("x")), FAULT);
+		assert.equal(faultCode({ code: "ECONNRESET" }), FAULT);
+		assert.equal(faultCode({ code: -1 }), FAULT);
+		assert.equal(faultCode(null), FAULT);
 	});
 
-	test("QUIC: a stream handler that throws closes that connection only, with FAULT_CODE", T, async () => {
+	test("QUIC: a stream handler that throws closes that connection only, with FAULT", T, async () => {
 		let sessions = 0;
 		const server = await listen({
 			onSession: (conn) => {
@@ -79,7 +80,7 @@ describe("session guard", () => {
 				const closed = closeOf(victim);
 				const bad = victim.openBidi()!;
 				bad.write(Buffer.from("boom"));
-				assert.equal(await closed, FAULT_CODE, "the offending connection closes with FAULT_CODE");
+				assert.equal(await closed, FAULT, "the offending connection closes with FAULT");
 				assert.equal(refusalCounts().faults, faults + 1, "the fault is counted once");
 
 				const stream = healthy.openBidi()!;

@@ -6,7 +6,8 @@ import * as Q3Frame from "../node_modules/@moq/net/node_modules/@moq/qmux/frame.
 import { DecodeError, NEED_MORE } from "../src/coding/errors.ts";
 import { Reader } from "../src/coding/reader.ts";
 import { Writer } from "../src/coding/writer.ts";
-import { QmuxError, QuicError } from "../src/qmux/codes.ts";
+import { QuicError } from "../src/errors/codes.ts";
+import { QmuxError } from "../src/qmux/error.ts";
 import {
 	decodeFrame,
 	encodeApplicationClose,

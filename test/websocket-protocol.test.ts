@@ -7,8 +7,8 @@ import { after, before, describe, test } from "node:test";
 import { WebSocket as RawWs } from "ws";
 import { Reader } from "../src/coding/reader.ts";
 import { Writer } from "../src/coding/writer.ts";
+import { QuicError } from "../src/errors/codes.ts";
 import { startHttpServer } from "../src/http/server.ts";
-import { QuicError } from "../src/qmux/codes.ts";
 import {
 	decodeFrame,
 	encodePadding,

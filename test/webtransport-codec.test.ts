@@ -2,7 +2,8 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { DecodeError } from "../src/coding/errors.ts";
 import { Writer } from "../src/coding/writer.ts";
-import { fromH3, H3, Setting, toH3 } from "../src/webtransport/codes.ts";
+import { fromH3, H3, toH3 } from "../src/errors/codes.ts";
+import { Setting } from "../src/webtransport/codes.ts";
 import {
 	Body,
 	closeReasonBytes,

@@ -6,8 +6,9 @@
 
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
+import { fromH3, H3, toH3 } from "../src/errors/codes.ts";
 import type { TransportSession, TransportStream } from "../src/transport/types.ts";
-import { fromH3, H3, Setting, toH3 } from "../src/webtransport/codes.ts";
+import { Setting } from "../src/webtransport/codes.ts";
 import { decodeSettings } from "../src/webtransport/frames.ts";
 import { acceptHttp3, type WebTransportServerOptions } from "../src/webtransport/server.ts";
 import {
@@ -55,23 +56,27 @@ async function closedWith(client: LoopbackSession): Promise<number> {
 }
 
 describe("webtransport server: handshake", () => {
-	it("sends SETTINGS with the union from the notes on a control stream", TIMEOUT, async () => {
-		const { client } = serve();
-		await until(() => (client.streams.get(3)?.received.length ?? 0) > 0, 10_000, "server control stream");
-		const control = client.streams.get(3)!.received;
-		assert.equal(control[0], 0x00);
-		const [settingsFrame] = parseFrames(control.slice(1));
-		assert.equal(settingsFrame.type, 0x04);
-		const settings = decodeSettings(settingsFrame.payload);
-		assert.equal(settings.get(Setting.ENABLE_WEBTRANSPORT), 1);
-		assert.equal(settings.get(Setting.H3_DATAGRAM), 1);
-		assert.equal(settings.get(Setting.H3_DATAGRAM_DRAFT04), 1);
-		assert.equal(settings.get(Setting.ENABLE_CONNECT_PROTOCOL), 1);
-		assert.equal(settings.get(Setting.WT_MAX_SESSIONS), 1);
-		assert.equal(settings.get(Setting.WEBTRANSPORT_MAX_SESSIONS_DRAFT), 1);
-		assert.equal(settings.get(Setting.QPACK_MAX_TABLE_CAPACITY), 0);
-		assert.equal(settings.get(Setting.QPACK_BLOCKED_STREAMS), 0);
-	});
+	it(
+		"sends SETTINGS with the union every WebTransport draft and Chromium need, on a control stream",
+		TIMEOUT,
+		async () => {
+			const { client } = serve();
+			await until(() => (client.streams.get(3)?.received.length ?? 0) > 0, 10_000, "server control stream");
+			const control = client.streams.get(3)!.received;
+			assert.equal(control[0], 0x00);
+			const [settingsFrame] = parseFrames(control.slice(1));
+			assert.equal(settingsFrame.type, 0x04);
+			const settings = decodeSettings(settingsFrame.payload);
+			assert.equal(settings.get(Setting.ENABLE_WEBTRANSPORT), 1);
+			assert.equal(settings.get(Setting.H3_DATAGRAM), 1);
+			assert.equal(settings.get(Setting.H3_DATAGRAM_DRAFT04), 1);
+			assert.equal(settings.get(Setting.ENABLE_CONNECT_PROTOCOL), 1);
+			assert.equal(settings.get(Setting.WT_MAX_SESSIONS), 1);
+			assert.equal(settings.get(Setting.WEBTRANSPORT_MAX_SESSIONS_DRAFT), 1);
+			assert.equal(settings.get(Setting.QPACK_MAX_TABLE_CAPACITY), 0);
+			assert.equal(settings.get(Setting.QPACK_BLOCKED_STREAMS), 0);
+		},
+	);
 
 	it("accepts Chromium's CONNECT: 200, draft02, quoted wt-protocol, no FIN", TIMEOUT, async () => {
 		const { client, sessions } = serve();

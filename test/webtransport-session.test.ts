@@ -5,9 +5,9 @@
 
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
+import { fromH3, H3 } from "../src/errors/codes.ts";
 import type { TransportSession, TransportStream } from "../src/transport/types.ts";
 import { connectWebTransport, WebTransportRejectedError } from "../src/webtransport/client.ts";
-import { fromH3, H3 } from "../src/webtransport/codes.ts";
 import { acceptHttp3, type WebTransportServerOptions } from "../src/webtransport/server.ts";
 import { loopbackPair } from "./support/loopback.ts";
 import { collect as collectBytes } from "./support/quic.ts";

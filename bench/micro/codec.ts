@@ -29,7 +29,7 @@ export interface CodecBenchOptions {
 /** Runs the suite, prints benny's table plus derived frame throughput, and returns benny's summary. */
 export async function runCodecBench(opts: CodecBenchOptions = {}) {
 	const maxTime = opts.maxTime ?? 2;
-	const sub: Subscribe = {
+	const sub: Subscribe<string> = {
 		id: 12345,
 		broadcast: "anon/some-broadcast",
 		track: "video/hd",

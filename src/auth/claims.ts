@@ -3,15 +3,15 @@
  * following `moq_token::Claims::authorize` and `Scope::allows` (moq-dev/moq HEAD).
  * @module
  */
+import { hasPrefix, joinPath, normalizePath, type Path, PathError, ROOT, stripPrefix } from "../path/index.ts";
 import type { KeyScope } from "./jwk.ts";
 import { pathList } from "./jwk.ts";
-import { isPrefixOf, joinPath, normalizePath, PathError, stripPrefix } from "./path.ts";
 
 /** Verified claims with every path normalised. */
 export interface Claims {
-	readonly root: string;
-	readonly publish: readonly string[];
-	readonly subscribe: readonly string[];
+	readonly root: Path;
+	readonly publish: readonly Path[];
+	readonly subscribe: readonly Path[];
 	/** `exp`, unix seconds, or null. */
 	readonly expires: number | null;
 	/** `iat`, unix seconds, or null (informational). */
@@ -20,8 +20,8 @@ export interface Claims {
 
 /** Prefixes relative to the connection path; "" grants the path itself and everything below. */
 export interface Permissions {
-	publish: string[];
-	subscribe: string[];
+	publish: Path[];
+	subscribe: Path[];
 }
 
 /**
@@ -62,15 +62,15 @@ function numericDate(value: unknown): number | null | undefined {
  */
 export function authorizeClaims(
 	claims: Pick<Claims, "root" | "publish" | "subscribe">,
-	path: string,
+	path: Path,
 ): Permissions | "root-mismatch" | "no-access" {
 	// Exactly one of these is non-empty: how far the path reaches past the root, or the root past the path.
-	let suffix = stripPrefix(claims.root, path);
-	let prefix = "";
+	let suffix = stripPrefix(path, claims.root);
+	let prefix = ROOT;
 	if (suffix === null) {
-		const above = stripPrefix(path, claims.root);
+		const above = stripPrefix(claims.root, path);
 		if (above === null) return "root-mismatch";
-		suffix = "";
+		suffix = ROOT;
 		prefix = above;
 	}
 	const publish = rebase(claims.publish, prefix, suffix);
@@ -79,15 +79,15 @@ export function authorizeClaims(
 	return { publish, subscribe };
 }
 
-function rebase(grants: readonly string[], prefix: string, suffix: string): string[] {
-	const out: string[] = [];
+function rebase(grants: readonly Path[], prefix: Path, suffix: Path): Path[] {
+	const out: Path[] = [];
 	for (const grant of grants) {
 		const anchored = joinPath(prefix, grant);
-		const remaining = stripPrefix(suffix, anchored);
+		const remaining = stripPrefix(anchored, suffix);
 		if (remaining !== null) {
 			out.push(remaining); // the grant lies at or below the path: keep what is left below it
-		} else if (isPrefixOf(anchored, suffix)) {
-			out.push(""); // the grant stops above the path but contains it: everything below is granted
+		} else if (hasPrefix(suffix, anchored)) {
+			out.push(ROOT); // the grant stops above the path but contains it: everything below is granted
 		}
 	}
 	return out;
@@ -104,9 +104,9 @@ export function scopeAllows(scope: KeyScope, claims: Pick<Claims, "root" | "publ
 	);
 }
 
-function covers(scopeRoot: string, granted: readonly string[], claimsRoot: string, requested: readonly string[]) {
+function covers(scopeRoot: Path, granted: readonly Path[], claimsRoot: Path, requested: readonly Path[]) {
 	return requested.every((request) => {
 		const absolute = joinPath(claimsRoot, request);
-		return granted.some((grant) => isPrefixOf(joinPath(scopeRoot, grant), absolute));
+		return granted.some((grant) => hasPrefix(absolute, joinPath(scopeRoot, grant)));
 	});
 }

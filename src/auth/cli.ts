@@ -2,16 +2,22 @@
  * The `moq-token` command line (generate, sign, verify), flag-compatible with moq-token (Rust) and
  * `@moq/token` (JS). Keys are written as base64url(JSON) unless `--json`; tokens always carry `kid`
  * (when the key has one) and `root`, never `aud`, so both official verifiers accept them.
+ *
+ * Both syntaxes work: `--key` after the subcommand (@moq/token, moq-token-cli today) and the global
+ * `--key` before it (moq-token of the moq-relay 0.10 era, which the deployment guides use:
+ * `moq-token --key root.jwk generate`, `moq-token --key root.jwk sign --publish "" > pub.jwt`).
+ * `sign --cluster` writes that era's `cluster: true` claim. Errors are one line on stderr: exit 2 for
+ * a bad command line, 1 when the command itself fails. Tokens and keys are never written to stderr.
  * @module
  */
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import * as jose from "jose";
+import { normalizePath } from "../path/index.ts";
 import { scopeAllows } from "./claims.ts";
 import { AuthError } from "./errors.ts";
 import type { Algorithm, TokenKey } from "./jwk.ts";
 import { ALGORITHMS, generateKey, isValidKeyId, parseKey, randomKeyId, withScope } from "./jwk.ts";
-import { normalizePath } from "./path.ts";
 import { verifyToken } from "./verify.ts";
 
 /** Package version printed by `--version`. */
@@ -20,10 +26,11 @@ const VERSION = "0.1.0";
 const USAGE = `moq-token: generate, sign, and verify tokens for moq-relay
 
 Usage:
+  moq-token [--key <path|->] <generate|sign|verify> [options]   (--key may come before or after the command)
   moq-token generate [--key <path|->] [--public <path|->] [--algorithm HS256] [--id <kid>] [--json]
                      [--out-dir <dir>] [--public-dir <dir>] [--root <path> --publish <p>... --subscribe <p>...]
   moq-token sign --key <path|-> [--root <path>] [--publish <p>...] [--subscribe <p>...]
-                 [--expires <unix>] [--issued <unix>]
+                 [--expires <unix>] [--issued <unix>] [--cluster]
   moq-token verify --key <path|-> [--in <path|->] [--root <path>]
 
 generate  Writes a new key (to stdout when no --key/--out/--out-dir). base64url(JSON) by default;
@@ -31,7 +38,8 @@ generate  Writes a new key (to stdout when no --key/--out/--out-dir). base64url(
           --publish/--subscribe (with --root) embed a scope capping what the key may grant.
           Algorithms: ${ALGORITHMS.join(", ")}.
 sign      Prints a token. --publish/--subscribe may repeat; "" grants everything under --root.
-          iat defaults to now.
+          iat defaults to now. --cluster adds the claim cluster: true (moq-relay 0.10 cluster tokens).
+          Redirect stdout to save it: moq-token --key root.jwk sign --publish "" > pub.jwt
 verify    Reads a token (stdin by default), verifies it and prints its payload as JSON.
           With --root, the token's root must equal it.
 `;
@@ -111,17 +119,17 @@ const processIo: CliIo = {
 
 /** Run `moq-token` with `args` (argv without node and the script); resolves to the exit status. */
 export async function runTokenCli(args: readonly string[], io: CliIo = processIo): Promise<number> {
-	const [command, ...rest] = args;
 	try {
+		const { globalKey, command, rest } = splitGlobal(args);
 		switch (command) {
 			case "generate":
-				generateCommand(rest, io);
+				generateCommand(rest, globalKey, io);
 				return 0;
 			case "sign":
-				await signCommand(rest, io);
+				await signCommand(rest, globalKey, io);
 				return 0;
 			case "verify":
-				await verifyCommand(rest, io);
+				await verifyCommand(rest, globalKey, io);
 				return 0;
 			case "--version":
 			case "-V":
@@ -137,7 +145,8 @@ export async function runTokenCli(args: readonly string[], io: CliIo = processIo
 		}
 	} catch (err) {
 		if (err instanceof UsageError) {
-			io.stderr(`error: ${err.message}\n\n${USAGE}`);
+			// One line, like every other error; the usage text is one --help away.
+			io.stderr(`error: ${err.message} (see moq-token --help)\n`);
 			return 2;
 		}
 		// Messages here never include the token or key material (AuthError / KeyError are built that way).
@@ -146,7 +155,49 @@ export async function runTokenCli(args: readonly string[], io: CliIo = processIo
 	}
 }
 
-function generateCommand(args: readonly string[], io: CliIo): void {
+/**
+ * Options before the command. The only global option is `--key` (moq-token of the moq-relay 0.10 era
+ * declared it on the top-level command); `--help`/`--version` may also come first.
+ */
+function splitGlobal(args: readonly string[]): {
+	globalKey: string | null;
+	command: string | undefined;
+	rest: string[];
+} {
+	let globalKey: string | null = null;
+	let i = 0;
+	for (; i < args.length; i++) {
+		const arg = args[i];
+		if (arg === "--key" || arg.startsWith("--key=")) {
+			let value: string;
+			if (arg === "--key") {
+				if (i + 1 >= args.length || args[i + 1].startsWith("--")) throw new UsageError("--key needs a value");
+				value = args[++i];
+			} else {
+				value = arg.slice("--key=".length);
+			}
+			if (globalKey !== null) throw new UsageError("--key given twice");
+			globalKey = value;
+			continue;
+		}
+		if (arg.startsWith("-") && !["--help", "-h", "--version", "-V"].includes(arg)) {
+			throw new UsageError(`unknown option ${arg.split("=")[0]} before the command (only --key may come first)`);
+		}
+		break;
+	}
+	return { globalKey, command: args[i], rest: args.slice(i + 1) };
+}
+
+/** `--key` from the subcommand's flags or from before the command; both only when they agree. */
+function keyOption(flags: ParsedFlags, globalKey: string | null): string | undefined {
+	const local = flags.single.get("key");
+	if (local !== undefined && globalKey !== null && local !== globalKey) {
+		throw new UsageError("--key given twice (before and after the command) with different paths");
+	}
+	return local ?? globalKey ?? undefined;
+}
+
+function generateCommand(args: readonly string[], globalKey: string | null, io: CliIo): void {
 	const flags = parseFlags(args, {
 		single: ["key", "out", "out-dir", "public", "public-dir", "algorithm", "id", "root"],
 		multi: ["publish", "subscribe"],
@@ -165,8 +216,9 @@ function generateCommand(args: readonly string[], io: CliIo): void {
 	}
 	const id = flags.single.get("id")?.trim() || randomKeyId();
 	if (!isValidKeyId(id)) throw new UsageError("--id must be 1-128 characters of [A-Za-z0-9_-]");
-	if (flags.single.has("key") && flags.single.has("out")) throw new UsageError("--key and --out are the same option");
-	const out = flags.single.get("key") ?? flags.single.get("out") ?? null;
+	const keyPath = keyOption(flags, globalKey);
+	if (keyPath !== undefined && flags.single.has("out")) throw new UsageError("--key and --out are the same option");
+	const out = keyPath ?? flags.single.get("out") ?? null;
 	const outDir = flags.single.get("out-dir") ?? null;
 	const pub = flags.single.get("public") ?? null;
 	const pubDir = flags.single.get("public-dir") ?? null;
@@ -225,17 +277,17 @@ function parseTimestamp(name: string, value: string | undefined): number | undef
 	return Number(value.trim());
 }
 
-async function signCommand(args: readonly string[], io: CliIo): Promise<void> {
+async function signCommand(args: readonly string[], globalKey: string | null, io: CliIo): Promise<void> {
 	const flags = parseFlags(args, {
 		single: ["key", "root", "expires", "issued"],
 		multi: ["publish", "subscribe"],
-		bool: ["help"],
+		bool: ["help", "cluster"],
 	});
 	if (flags.bool.has("help")) {
 		io.stdout(USAGE);
 		return;
 	}
-	const keyPath = flags.single.get("key");
+	const keyPath = keyOption(flags, globalKey);
 	if (keyPath === undefined) throw new UsageError("sign needs --key");
 	const expires = parseTimestamp("expires", flags.single.get("expires"));
 	const issued = parseTimestamp("issued", flags.single.get("issued")) ?? Math.floor(Date.now() / 1000);
@@ -263,6 +315,8 @@ async function signCommand(args: readonly string[], io: CliIo): Promise<void> {
 	const payload: jose.JWTPayload = { root };
 	if (publish.length > 0) payload.put = publish;
 	if (subscribe.length > 0) payload.get = subscribe;
+	// moq-token's `Claims::cluster` (serialized only when true; removed from moq-token in 2026).
+	if (flags.bool.has("cluster")) payload.cluster = true;
 	if (expires !== undefined) payload.exp = expires;
 	payload.iat = issued;
 
@@ -272,13 +326,13 @@ async function signCommand(args: readonly string[], io: CliIo): Promise<void> {
 	io.stdout(`${token}\n`);
 }
 
-async function verifyCommand(args: readonly string[], io: CliIo): Promise<void> {
+async function verifyCommand(args: readonly string[], globalKey: string | null, io: CliIo): Promise<void> {
 	const flags = parseFlags(args, { single: ["key", "in", "root"], multi: [], bool: ["help"] });
 	if (flags.bool.has("help")) {
 		io.stdout(USAGE);
 		return;
 	}
-	const keyPath = flags.single.get("key");
+	const keyPath = keyOption(flags, globalKey);
 	if (keyPath === undefined) throw new UsageError("verify needs --key");
 	const input = flags.single.get("in") ?? "-";
 	if (keyPath === "-" && input === "-") throw new UsageError("--key and --in cannot both read from stdin");

@@ -4,8 +4,8 @@
  * @module
  */
 
-/** moq-lite close code for an unauthorised session or request. */
-export const UNAUTHORIZED = 6;
+import { CodedError } from "../errors/coded-error.ts";
+import { UNAUTHORIZED } from "../errors/codes.ts";
 
 /** The stable reason behind an `AuthError` (moq-relay's `AuthError` variants, plus a few of ours). */
 export type AuthReason =
@@ -49,10 +49,11 @@ const HTTP_REFUSALS: Record<AuthReason, { status: number; text: string }> = {
 	"path-invalid": { status: 400, text: "invalid path" },
 };
 
-/** A refused connection: close the session with `code`, or answer HTTP `httpStatus` with `httpText`. */
-export class AuthError extends Error {
-	/** moq-lite close code: 6 unauthorized. */
-	readonly code: number;
+/**
+ * A refused connection: close the session with `code` (moq-lite UNAUTHORIZED), or answer HTTP
+ * `httpStatus` with `httpText`.
+ */
+export class AuthError extends CodedError {
 	readonly reason: AuthReason;
 	/** What an HTTP front end (WebTransport CONNECT, WebSocket upgrade) answers: 401, 403 or 400. */
 	readonly httpStatus: number;
@@ -60,10 +61,9 @@ export class AuthError extends Error {
 	readonly httpText: string;
 
 	constructor(reason: AuthReason, message: string) {
-		super(message);
+		super(message, UNAUTHORIZED);
 		this.name = "AuthError";
 		this.reason = reason;
-		this.code = UNAUTHORIZED;
 		this.httpStatus = HTTP_REFUSALS[reason].status;
 		this.httpText = HTTP_REFUSALS[reason].text;
 	}

@@ -3,47 +3,47 @@
  * under. Checked on every request, so the checks are plain loops over a few short strings.
  * @module
  */
-import { anyPrefixOf, minimizePrefixes, pathsOverlap } from "./path.ts";
+import { hasAnyPrefix, minimizePrefixes, type Path, pathsOverlap } from "../path/index.ts";
 
 /** The permissions of one authenticated session. */
 export class Grant {
-	/** The session root: every wire path of this session is relative to it (normalised). */
-	readonly root: string;
+	/** The session root: every wire path of this session is relative to it. */
+	readonly root: Path;
 	/** Prefixes relative to `root` this session may publish under ("" = everything); empty = none. */
-	readonly publish: readonly string[];
+	readonly publish: readonly Path[];
 	/** Prefixes relative to `root` this session may subscribe under ("" = everything); empty = none. */
-	readonly subscribe: readonly string[];
+	readonly subscribe: readonly Path[];
 	/** ms epoch when the session must close (token `exp`), or null. */
 	readonly expiresAt: number | null;
 
-	constructor(root: string, publish: readonly string[], subscribe: readonly string[], expiresAt: number | null) {
+	constructor(root: Path, publish: readonly Path[], subscribe: readonly Path[], expiresAt: number | null) {
 		this.root = root;
 		this.publish = Object.freeze(minimizePrefixes(publish));
 		this.subscribe = Object.freeze(minimizePrefixes(subscribe));
 		this.expiresAt = expiresAt;
 	}
 
-	/** May this session publish (announce) the broadcast at `relativePath` (normalised)? */
-	canPublish(relativePath: string): boolean {
-		return anyPrefixOf(this.publish, relativePath);
+	/** May this session publish (announce) the broadcast at `relativePath`? */
+	canPublish(relativePath: Path): boolean {
+		return hasAnyPrefix(relativePath, this.publish);
 	}
 
-	/** May this session subscribe to / fetch from the broadcast at `relativePath` (normalised)? */
-	canSubscribe(relativePath: string): boolean {
-		return anyPrefixOf(this.subscribe, relativePath);
+	/** May this session subscribe to / fetch from the broadcast at `relativePath`? */
+	canSubscribe(relativePath: Path): boolean {
+		return hasAnyPrefix(relativePath, this.subscribe);
 	}
 
 	/**
 	 * Could anything under the announce prefix `relativePrefix` be visible to this session? False means
 	 * an ANNOUNCE_REQUEST for it gets an empty set (moq-relay leaves the stream open and sends nothing).
 	 */
-	canSubscribeUnder(relativePrefix: string): boolean {
+	canSubscribeUnder(relativePrefix: Path): boolean {
 		for (const prefix of this.subscribe) if (pathsOverlap(prefix, relativePrefix)) return true;
 		return false;
 	}
 
 	/** Same as `canSubscribeUnder`, for the prefixes the relay asks a publishing client to announce. */
-	canPublishUnder(relativePrefix: string): boolean {
+	canPublishUnder(relativePrefix: Path): boolean {
 		for (const prefix of this.publish) if (pathsOverlap(prefix, relativePrefix)) return true;
 		return false;
 	}

@@ -8,6 +8,15 @@
 import { readFile, stat } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import * as jose from "jose";
+import {
+	MAX_PATH_SEGMENTS,
+	normalizePath,
+	type Path,
+	PathError,
+	pathsOverlap,
+	ROOT,
+	tryNormalizePath,
+} from "../path/index.ts";
 import type { Claims } from "./claims.ts";
 import { authorizeClaims } from "./claims.ts";
 import { AuthError, quoteForLog } from "./errors.ts";
@@ -15,11 +24,10 @@ import { Grant } from "./grant.ts";
 import type { TokenKey } from "./jwk.ts";
 import { isValidKeyId, parseKey } from "./jwk.ts";
 import { parseConnectTarget } from "./params.ts";
-import { MAX_PATH_SEGMENTS, normalizePath, PathError, pathsOverlap, tryNormalizePath } from "./path.ts";
 import { verifyToken } from "./verify.ts";
 
 export type { AuthReason } from "./errors.ts";
-export { AuthError, UNAUTHORIZED } from "./errors.ts";
+export { AuthError } from "./errors.ts";
 export { Grant } from "./grant.ts";
 export type { ConnectTarget } from "./params.ts";
 export { parseConnectTarget } from "./params.ts";
@@ -55,10 +63,10 @@ type GrantingClaims = Pick<Claims, "root" | "publish" | "subscribe" | "expires">
 /** Checks the credentials of incoming connections. One per worker; `authorize` is safe to call concurrently. */
 export class Authenticator {
 	readonly #source: KeySource | null;
-	readonly #public: readonly string[];
+	readonly #public: readonly Path[];
 	readonly #maxSegments: number;
 
-	private constructor(source: KeySource | null, publicPrefixes: readonly string[], maxSegments: number) {
+	private constructor(source: KeySource | null, publicPrefixes: readonly Path[], maxSegments: number) {
 		this.#source = source;
 		this.#public = publicPrefixes;
 		this.#maxSegments = maxSegments;
@@ -79,7 +87,7 @@ export class Authenticator {
 			throw new Error(`[auth] key and key_dir cannot both be set ${where}`);
 		}
 
-		const publicPrefixes: string[] = [];
+		const publicPrefixes: Path[] = [];
 		for (const entry of cfg.public ?? []) {
 			try {
 				publicPrefixes.push(normalizePath(entry, maxSegments));
@@ -138,12 +146,12 @@ export class Authenticator {
 		return this.authorize(parsed.path, parsed.jwt, nowMs);
 	}
 
-	#publicClaims(root: string): GrantingClaims {
+	#publicClaims(root: Path): GrantingClaims {
 		// moq-relay: anonymous access applies when a public prefix and the path overlap either way
 		// (the path is under a public prefix, or is a parent of one); grants are anchored at "".
 		for (const prefix of this.#public) {
 			if (pathsOverlap(prefix, root))
-				return { root: "", publish: this.#public, subscribe: this.#public, expires: null };
+				return { root: ROOT, publish: this.#public, subscribe: this.#public, expires: null };
 		}
 		throw new AuthError("token-expected", `a token (?jwt=) is required for path ${quoteForLog(root)}`);
 	}

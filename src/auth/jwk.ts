@@ -5,7 +5,7 @@
  */
 import { generateKeyPairSync, randomBytes } from "node:crypto";
 import * as jose from "jose";
-import { normalizePath } from "./path.ts";
+import { normalizePath, type Path, ROOT } from "../path/index.ts";
 
 /** The algorithms moq-token signs and verifies with. */
 export const ALGORITHMS = [
@@ -44,9 +44,9 @@ const MATERIAL: Record<KeyType, readonly string[]> = {
 
 /** The ceiling a key puts on the tokens it signs or verifies (moq-token `Scope`); paths normalised. */
 export interface KeyScope {
-	readonly root: string;
-	readonly publish: readonly string[];
-	readonly subscribe: readonly string[];
+	readonly root: Path;
+	readonly publish: readonly Path[];
+	readonly subscribe: readonly Path[];
 }
 
 /** A validated moq-token JWK, as written to disk. */
@@ -276,7 +276,7 @@ function parseScope(value: unknown): KeyScope {
 		throw new KeyError("scope must be an object");
 	const raw = value as Record<string, unknown>;
 	try {
-		const root = raw.root === undefined ? "" : typeof raw.root === "string" ? normalizePath(raw.root) : null;
+		const root = raw.root === undefined ? ROOT : typeof raw.root === "string" ? normalizePath(raw.root) : null;
 		const publish = pathList(raw.put);
 		const subscribe = pathList(raw.get);
 		if (root === null || publish === null || subscribe === null)
@@ -290,11 +290,11 @@ function parseScope(value: unknown): KeyScope {
 }
 
 /** A string-or-list claim (serde `OneOrMany`), normalised; null when the shape is wrong. Throws on bad paths. */
-export function pathList(value: unknown): string[] | null {
+export function pathList(value: unknown): Path[] | null {
 	if (value === undefined || value === null) return [];
 	if (typeof value === "string") return [normalizePath(value)];
 	if (!Array.isArray(value)) return null;
-	const out: string[] = [];
+	const out: Path[] = [];
 	for (const item of value) {
 		if (typeof item !== "string") return null;
 		out.push(normalizePath(item));

@@ -1,11 +1,13 @@
 /**
  * `moq-fanout [relay.toml] [--config relay.toml] [flags]`: loads and validates the config, then runs
- * the relay. Config errors name the file and key and exit with status 2.
+ * the relay. Config errors, bad certificate or key files and busy ports (src/main/startup.ts) name
+ * the file and key on one line and exit with status 2.
  */
 import { readFileSync } from "node:fs";
 import { ConfigError, loadConfig, parseArgs, USAGE } from "../config/load.ts";
 import { createLogger } from "../log/logger.ts";
 import { runRelay } from "../main/run.ts";
+import { StartupError } from "../main/startup.ts";
 
 function version(): string {
 	const pkg = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version: string };
@@ -39,7 +41,22 @@ async function main(): Promise<void> {
 		throw err;
 	}
 	const log = createLogger(config.log.level, config.log.format);
-	await runRelay(config, log);
+	try {
+		await runRelay(config, log);
+	} catch (err) {
+		if (err instanceof StartupError) {
+			process.stderr.write(`moq-fanout: ${err.message}\n`);
+			process.exit(2);
+		}
+		// A worker that could not bind (a port taken between the check and the bind) is a port
+		// problem too, not a bug: one line, status 2.
+		const message = err instanceof Error ? err.message : String(err);
+		if (/\b(EADDRINUSE|EACCES|EADDRNOTAVAIL)\b/.test(message)) {
+			process.stderr.write(`moq-fanout: ${config.source}: [server] bind: ${message.split("\n")[0]}\n`);
+			process.exit(2);
+		}
+		throw err;
+	}
 }
 
 await main();

@@ -19,6 +19,9 @@
  *   TRACK_ABORT  code in the length word                (16 bytes)
  */
 
+import { CodedError } from "../errors/coded-error.ts";
+import { FAULT } from "../errors/codes.ts";
+
 /** Record kinds as stored in the log, and what `RingReader.next()` returns. */
 export const Rec = {
 	/** Caught up: nothing new yet. */
@@ -136,9 +139,14 @@ export function pairValue(hi: number, lo: number): number {
 	return hi * TWO32 + (lo >>> 0);
 }
 
-export class CacheError extends Error {
+/**
+ * The cache refused a call: bad arguments, or garbage from a publisher (an unknown group, a frame
+ * overflowing its size). Its code is FAULT: where a caller has a better code (group ingest answers
+ * a publisher's garbage with PROTOCOL_VIOLATION) it uses its own.
+ */
+export class CacheError extends CodedError {
 	constructor(message: string) {
-		super(message);
+		super(message, FAULT);
 		this.name = "CacheError";
 	}
 }

@@ -6,6 +6,7 @@
 
 import type { Reader } from "../coding/reader.ts";
 import { Writer } from "../coding/writer.ts";
+import { CANCEL } from "../errors/codes.ts";
 import { ControlReader } from "../moq/control-reader.ts";
 import {
 	type Announce,
@@ -14,15 +15,14 @@ import {
 	decodeAnnounceOk,
 	encodeAnnounceRequest,
 } from "../moq/lite/wire/announce.ts";
-import { CANCEL } from "../moq/lite/wire/codes.ts";
-import { joinPath, normalizePath } from "../moq/lite/wire/path.ts";
 import { BIDI } from "../moq/lite/wire/stream-type.ts";
+import { joinPath, normalizePath, type Path } from "../path/index.ts";
 import type { TransportStream } from "../transport/types.ts";
 import { CONTROL } from "./control.ts";
 
 /** Live set of broadcasts under a prefix. */
 export class Announced {
-	readonly prefix: string;
+	readonly prefix: Path;
 	/** Full paths (prefix joined with the suffix) currently active. */
 	readonly active = new Set<string>();
 	/** A broadcast became active (`true`) or ended (`false`). Paths are full (prefix included). */

@@ -9,8 +9,9 @@
 import { NeedMoreError } from "../coding/errors.ts";
 import { Reader } from "../coding/reader.ts";
 import { Writer } from "../coding/writer.ts";
+import { CANCEL, PROTOCOL_VIOLATION, TIMEOUT, UNEXPECTED_STREAM } from "../errors/codes.ts";
 import { ControlReader } from "../moq/control-reader.ts";
-import { CANCEL, PROTOCOL_VIOLATION, TIMEOUT, UNEXPECTED_STREAM } from "../moq/lite/wire/codes.ts";
+import { decodeGoaway, type Goaway } from "../moq/lite/wire/goaway.ts";
 import { decodeLiteSetup, encodeLiteSetup, type LiteSetup } from "../moq/lite/wire/setup.ts";
 import { BIDI, UNI } from "../moq/lite/wire/stream-type.ts";
 import { decodeTrackInfo, encodeTrackRequest, type TrackInfo } from "../moq/lite/wire/track.ts";
@@ -47,6 +48,10 @@ export class MoqClient {
 	peerSetup: LiteSetup | null = null;
 	/** The session ended (either side). Called once. */
 	onClose: ((code: number, reason: string) => void) | null = null;
+	/** The relay's GOAWAY (it is draining): the URL it suggests ("" for none), once received. */
+	goaway: string | null = null;
+	/** Called when the relay sends GOAWAY; the session stays open until either side closes it. */
+	onGoaway: ((uri: string) => void) | null = null;
 	closed = false;
 
 	readonly #publisher: Publisher;
@@ -274,8 +279,21 @@ export class MoqClient {
 					return this.#publisher.onSubscribe(s, next);
 				case BIDI.TRACK:
 					return this.#publisher.onTrackRequest(s, next);
+				case BIDI.GOAWAY: {
+					// The relay is draining: remember where it sends us; the session goes on until it closes.
+					let seen = false;
+					const handle = (m: Goaway) => {
+						if (seen) return;
+						seen = true;
+						this.goaway = m.uri;
+						this.onGoaway?.(m.uri);
+					};
+					s.onData = (chunk) => next.push(chunk, decodeGoaway5, handle);
+					s.onFin = () => s.finish();
+					next.push(null, decodeGoaway5, handle);
+					return;
+				}
 				case BIDI.PROBE:
-				case BIDI.GOAWAY:
 					// Keep it open and ignore it (a reset probe is fatal for some peers).
 					s.onData = null;
 					s.onFin = () => s.finish();
@@ -305,6 +323,10 @@ export class MoqClient {
 
 function readType(r: Reader): number {
 	return r.varint();
+}
+
+function decodeGoaway5(r: Reader): Goaway {
+	return decodeGoaway(r, 5);
 }
 
 function decodeSetup(r: Reader): LiteSetup {

@@ -4,8 +4,8 @@
  * @module
  */
 
+import { PROTOCOL_VIOLATION } from "../errors/codes.ts";
 import type { ControlLimits } from "../moq/control-reader.ts";
-import { PROTOCOL_VIOLATION } from "../moq/lite/wire/codes.ts";
 
 /** Largest control message the client accepts from the relay; a decode error without a code of its own is a protocol violation. */
 export const CONTROL: ControlLimits = { maxBytes: 64 * 1024, violation: PROTOCOL_VIOLATION };

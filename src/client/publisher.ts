@@ -9,6 +9,7 @@
 
 import type { Reader } from "../coding/reader.ts";
 import { Writer } from "../coding/writer.ts";
+import { CANCEL, NOT_FOUND } from "../errors/codes.ts";
 import { ControlReader } from "../moq/control-reader.ts";
 import {
 	type AnnounceRequest,
@@ -16,9 +17,7 @@ import {
 	encodeAnnounce,
 	encodeAnnounceOk,
 } from "../moq/lite/wire/announce.ts";
-import { CANCEL, NOT_FOUND } from "../moq/lite/wire/codes.ts";
 import { FRAME_HEADER_MAX, writeFrameHeader, writeGroupStreamHeader } from "../moq/lite/wire/group.ts";
-import { hasPrefix, normalizePath, stripPrefix } from "../moq/lite/wire/path.ts";
 import {
 	decodeSubscribe,
 	decodeSubscribeUpdate,
@@ -27,6 +26,7 @@ import {
 	type Subscribe,
 } from "../moq/lite/wire/subscribe.ts";
 import { decodeTrackRequest, encodeTrackInfo, type TrackRequest } from "../moq/lite/wire/track.ts";
+import { hasPrefix, normalizePath, type Path, ROOT, stripPrefix } from "../path/index.ts";
 import type { TransportSession, TransportStream } from "../transport/types.ts";
 import { CONTROL } from "./control.ts";
 
@@ -316,7 +316,7 @@ function ignore(): void {}
 
 /** A broadcast we publish: announced to the relay while open. */
 export class PublishedBroadcast {
-	readonly path: string;
+	readonly path: Path;
 	readonly maxLatencyMs: number;
 	readonly priority: number;
 	readonly tracks = new Map<string, PublishedTrack>();
@@ -324,7 +324,7 @@ export class PublishedBroadcast {
 	readonly #publisher: Publisher;
 
 	/** @internal */
-	constructor(publisher: Publisher, path: string, options: PublishOptions) {
+	constructor(publisher: Publisher, path: Path, options: PublishOptions) {
 		this.#publisher = publisher;
 		this.path = path;
 		this.maxLatencyMs = options.maxLatencyMs ?? 5000;
@@ -358,13 +358,13 @@ export class PublishedBroadcast {
 
 interface AnnounceOut {
 	readonly stream: TransportStream;
-	readonly prefix: string;
+	readonly prefix: Path;
 }
 
 /** The publisher role of one client session: its broadcasts and the relay's requests for them. */
 export class Publisher {
 	readonly transport: TransportSession;
-	readonly broadcasts = new Map<string, PublishedBroadcast>();
+	readonly broadcasts = new Map<Path, PublishedBroadcast>();
 	readonly #announces = new Set<AnnounceOut>();
 	readonly #hopId: number;
 
@@ -389,7 +389,7 @@ export class Publisher {
 		for (const a of this.#announces) this.#announce(a, b.path, false);
 	}
 
-	#announce(a: AnnounceOut, path: string, active: boolean): void {
+	#announce(a: AnnounceOut, path: Path, active: boolean): void {
 		const suffix = stripPrefix(path, a.prefix);
 		if (suffix === null) return;
 		control.clear();
@@ -408,7 +408,7 @@ export class Publisher {
 			control.clear();
 			encodeAnnounceOk(control, { hopId: this.#hopId, activeCount: matching.length }, 5);
 			for (const p of matching)
-				encodeAnnounce(control, { active: true, suffix: stripPrefix(p, req.prefix) ?? "", hops: [] }, 5);
+				encodeAnnounce(control, { active: true, suffix: stripPrefix(p, req.prefix) ?? ROOT, hops: [] }, 5);
 			s.write(control.view());
 			this.#announces.add(a);
 			s.onFin = () => {
@@ -433,7 +433,7 @@ export class Publisher {
 			done = true;
 			// The rest of the stream (SUBSCRIBE_UPDATEs) belongs to the subscription now.
 			const rest = reader.release();
-			const track = this.broadcasts.get(normalizePath(m.broadcast))?.tracks.get(m.track);
+			const track = this.broadcasts.get(m.broadcast)?.tracks.get(m.track);
 			if (track === undefined) {
 				s.onData = null;
 				s.reset(NOT_FOUND);
@@ -454,7 +454,7 @@ export class Publisher {
 		const handle = (m: TrackRequest): void => {
 			if (done) return;
 			done = true;
-			const b = this.broadcasts.get(normalizePath(m.broadcast));
+			const b = this.broadcasts.get(m.broadcast);
 			if (b === undefined || !b.tracks.has(m.track)) {
 				s.reset(NOT_FOUND);
 				return;

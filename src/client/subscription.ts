@@ -10,8 +10,8 @@
 
 import type { Reader } from "../coding/reader.ts";
 import { Writer } from "../coding/writer.ts";
+import { CANCEL } from "../errors/codes.ts";
 import { ControlReader } from "../moq/control-reader.ts";
-import { CANCEL } from "../moq/lite/wire/codes.ts";
 import { GroupStreamDecoder } from "../moq/lite/wire/group.ts";
 import { BIDI } from "../moq/lite/wire/stream-type.ts";
 import { decodeSubscribeResponse, encodeSubscribe, type SubscribeResponse } from "../moq/lite/wire/subscribe.ts";

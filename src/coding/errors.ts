@@ -3,6 +3,9 @@
  * decoder runs out of buffered bytes: the caller keeps its bytes and retries when more arrive.
  * `DecodeError` means the bytes can never decode: the owner of the stream closes it with `code`.
  */
+import { CodedError } from "../errors/coded-error.ts";
+import { PROTOCOL_VIOLATION } from "../errors/codes.ts";
+
 export class NeedMoreError extends Error {
 	constructor() {
 		super("need more bytes");
@@ -10,11 +13,12 @@ export class NeedMoreError extends Error {
 }
 export const NEED_MORE = new NeedMoreError();
 
-export class DecodeError extends Error {
-	/** A moq-lite reset/close code (see src/moq/lite/wire/codes.ts); 15 = protocol violation by default. */
-	readonly code: number;
-	constructor(message: string, code = 15) {
-		super(message);
-		this.code = code;
+/**
+ * Bytes that can never decode. `code` is the layer's own (src/errors/codes.ts): a moq-lite code,
+ * PROTOCOL_VIOLATION by default, or an HTTP/3 code from the HTTP/3 decoders.
+ */
+export class DecodeError extends CodedError {
+	constructor(message: string, code: number = PROTOCOL_VIOLATION) {
+		super(message, code);
 	}
 }

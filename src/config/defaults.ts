@@ -51,6 +51,9 @@ export const DEFAULT_QUIC = {
 	maxConnections: 10_000,
 } as const;
 
+/** SIGTERM/SIGINT: existing sessions are served this long (ms) after new ones are refused. */
+export const DEFAULT_DRAIN_TIMEOUT_MS = 30_000;
+
 /** Upper bounds that catch typos (a count of 1e9 sessions is a mistake, not a plan). */
 export const MAX_WORKERS = 1024;
 export const MAX_COUNT = 10_000_000;

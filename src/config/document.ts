@@ -50,6 +50,7 @@ export function readDocument(root: Record<string, unknown>, source: string, base
 		}
 		put(server, "bind", "bind", server.read("bind", parseListenAddress));
 		put(server, "listen", "bind", server.read("listen", parseListenAddress));
+		put(server, "drain_timeout", "drainTimeoutMs", server.read("drain_timeout", parseDuration));
 		const tls = server.table("tls");
 		if (tls) readTls(tls);
 		const quic = server.table("quic");

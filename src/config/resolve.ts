@@ -8,8 +8,9 @@
 import { accessSync, constants, statSync } from "node:fs";
 import { availableParallelism } from "node:os";
 import { parseListenAddress } from "./address.ts";
-import { DEFAULT_BIND, DEFAULT_CACHE, DEFAULT_LIMITS, DEFAULT_QUIC } from "./defaults.ts";
-import { ConfigError } from "./errors.ts";
+import { DEFAULT_BIND, DEFAULT_CACHE, DEFAULT_DRAIN_TIMEOUT_MS, DEFAULT_LIMITS, DEFAULT_QUIC } from "./defaults.ts";
+import { ENV_SOURCE } from "./env.ts";
+import { ConfigError, describeKey } from "./errors.ts";
 import type { Origin, SettingName, SourcedSettings } from "./settings.ts";
 import type { RelayConfig } from "./types.ts";
 
@@ -19,6 +20,8 @@ export function resolveConfig(settings: SourcedSettings, source: string): RelayC
 	const where = (name: SettingName, fallbackKey: string): Origin => origins[name] ?? { source, key: fallbackKey };
 	const fail = (name: SettingName, fallbackKey: string, message: string, table = false) => {
 		const origin = where(name, fallbackKey);
+		// A variable (MOQ_SERVER_TLS_CERT) or a flag is named as it is, not as a TOML table.
+		if (origin.source === ENV_SOURCE) return new ConfigError(origin.source, origin.key, message);
 		return new ConfigError(origin.source, table ? tableOf(origin.key) : origin.key, message, { table });
 	};
 
@@ -58,6 +61,15 @@ export function resolveConfig(settings: SourcedSettings, source: string): RelayC
 			"auth",
 			'no key, key_dir or public path configured; set key = "root.jwk" for JWT auth, or public = "" to allow anonymous access to everything',
 			{ table: true },
+		);
+	}
+	if (authKey !== null && authKeyDir !== null) {
+		// One key source: a token's kid picks a file in key_dir, while key is the only key.
+		const origin = where("authKeyDir", "auth.key_dir");
+		throw new ConfigError(
+			origin.source,
+			origin.key,
+			`cannot be combined with ${describeKey(where("authKey", "auth.key").key)}; set one of them`,
 		);
 	}
 	if (authKey !== null) requireFile(authKey, where("authKey", "auth.key"));
@@ -113,7 +125,7 @@ export function resolveConfig(settings: SourcedSettings, source: string): RelayC
 
 	return {
 		source,
-		server: { bind, quic },
+		server: { bind, quic, drainTimeoutMs: values.drainTimeoutMs ?? DEFAULT_DRAIN_TIMEOUT_MS },
 		tls: { cert, key, generate },
 		// HTTP + WebSocket share the QUIC port number on TCP unless told otherwise.
 		web: {

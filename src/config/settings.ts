@@ -52,6 +52,7 @@ export interface Settings {
 	quicMaxHandshakes?: number;
 	quicMaxHandshakesPerIp?: number;
 	quicMaxConnections?: number;
+	drainTimeoutMs?: number;
 	/** 0 = one per available core. */
 	workers?: number;
 	/** false: one receiving socket that hands packets to workers (the fallback where SO_REUSEPORT is missing). */

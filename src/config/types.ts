@@ -29,6 +29,11 @@ export interface RelayConfig {
 			/** QUIC connections (handshaking or established) per worker. */
 			maxConnections: number;
 		};
+		/**
+		 * SIGTERM/SIGINT: how long existing sessions keep being served after new ones are refused
+		 * (ms). 0 closes them at once. [server] drain_timeout, default 30 s.
+		 */
+		drainTimeoutMs: number;
 	};
 	tls: {
 		/** PEM certificate chain files, paired with `key` by index. */

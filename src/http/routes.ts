@@ -7,6 +7,7 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 export interface RouteOptions {
 	/** Lowercase hex SHA-256 of the leaf certificate's DER, or null when there is none. */
 	fingerprint: () => string | null;
+	/** The /health body; a `status` other than "ok" (e.g. "starting", "draining") answers 503. */
 	health?: () => unknown;
 	metrics?: () => string;
 }
@@ -62,9 +63,13 @@ function route(req: IncomingMessage, res: ServerResponse, opts: RouteOptions): v
 			else send(res, 200, "text/plain", fp, head);
 			return;
 		}
-		case "/health":
-			send(res, 200, "application/json", JSON.stringify(opts.health?.() ?? { status: "ok" }), head);
+		case "/health": {
+			// Load balancers take a node out on anything but 2xx: 503 while starting or draining.
+			const body = opts.health?.() ?? { status: "ok" };
+			const status = (body as { status?: unknown }).status;
+			send(res, status === undefined || status === "ok" ? 200 : 503, "application/json", JSON.stringify(body), head);
 			return;
+		}
 		case "/metrics":
 			if (opts.metrics) send(res, 200, "text/plain; version=0.0.4; charset=utf-8", opts.metrics(), head);
 			else send(res, 404, "text/plain", "not found", head);

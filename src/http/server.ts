@@ -87,6 +87,8 @@ export interface HttpServerHandle {
 	readonly connections: number;
 	/** Closes every session (APPLICATION_CLOSE 0), stops listening, waits for sockets (≤ 2 s). */
 	close(): Promise<void>;
+	/** Stops taking WebSocket sessions (upgrades get 503); open sessions and plain routes go on. */
+	drain(): void;
 	/** Swaps the certificate of a TLS listener (new connections use it). */
 	setTls(tls: TlsFiles): void;
 }
@@ -136,6 +138,7 @@ export function startHttpServer(opts: HttpServerOptions): Promise<HttpServerHand
 	/** Upgrades held while `authorize` runs (they count against maxSessions). */
 	const authorizing = new Set<Duplex>();
 	let shuttingDown = false;
+	let draining = false;
 	const refusalLog: LogLine = (message, fields) => log.info(message, fields);
 
 	const wss = new WebSocketServer({
@@ -236,7 +239,7 @@ export function startHttpServer(opts: HttpServerOptions): Promise<HttpServerHand
 	): void => {
 		// Closed meanwhile (the peer left, the header deadline or listener shutdown cut it): nothing to answer.
 		if (socket.destroyed || !socket.writable) return;
-		if (shuttingDown) return reject(socket, 503, "unavailable", tracker);
+		if (shuttingDown || draining) return reject(socket, 503, draining ? "draining" : "unavailable", tracker);
 		if (verdict.status !== null) return reject(socket, refusalStatus(verdict.status), verdict.reason, tracker);
 		upgrade(req, socket, head, path, query, verdict);
 	};
@@ -244,7 +247,7 @@ export function startHttpServer(opts: HttpServerOptions): Promise<HttpServerHand
 	server.on("upgrade", (req: IncomingMessage, socket: Duplex, head: Buffer) => {
 		socket.on("error", ignore); // ws adds its own handler once upgraded; before that, errors must not crash us
 		try {
-			if (shuttingDown) return reject(socket, 503, "unavailable", tracker);
+			if (shuttingDown || draining) return reject(socket, 503, draining ? "draining" : "unavailable", tracker);
 			if (sessions.size + authorizing.size >= maxSessions) {
 				refuse("sessions", refusalLog, { remote: (socket as Socket).remoteAddress, transport: "websocket" });
 				return reject(socket, 503, "unavailable", tracker);
@@ -315,6 +318,9 @@ export function startHttpServer(opts: HttpServerOptions): Promise<HttpServerHand
 				},
 				get connections() {
 					return tracker.size;
+				},
+				drain(): void {
+					draining = true;
 				},
 				setTls(tls: TlsFiles): void {
 					if (!opts.tls) throw new Error("this listener was started without TLS");

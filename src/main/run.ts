@@ -5,10 +5,10 @@ import { Doorbell } from "../cache/doorbell.ts";
 import type { RelayConfig } from "../config/types.ts";
 import type { Logger } from "../log/logger.ts";
 import { WorkerPool } from "../pool/supervisor.ts";
-import { CertificateStore } from "../tls/store.ts";
 import { createAdmissionBuffer, reclaimWorker } from "../transport/admission.ts";
 import type { WorkerInit } from "../worker/entry.ts";
-import type { MainMessage } from "../worker/messages.ts";
+import { drainUri, type MainMessage } from "../worker/messages.ts";
+import { checkAuth, claimPorts, loadCertificateStore } from "./startup.ts";
 
 function packageVersion(): string {
 	return (JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version: string })
@@ -16,11 +16,14 @@ function packageVersion(): string {
 }
 
 /**
- * The main thread: validates config and certificates, starts the relay workers, supervises them,
- * and serves nothing on the data plane. SIGHUP reloads certificate files; SIGINT/SIGTERM drain.
+ * The main thread: validates config, certificates, keys and ports (a StartupError, exit 2, for any
+ * of them: see startup.ts), starts the relay workers, supervises them, and serves nothing on the
+ * data plane. SIGHUP reloads certificate files; SIGINT/SIGTERM drain (see `drain` below).
  */
 export async function runRelay(config: RelayConfig, log: Logger): Promise<WorkerPool> {
-	const certs = new CertificateStore(config.tls);
+	const certs = loadCertificateStore(config);
+	await checkAuth(config);
+	await claimPorts(config);
 	const budget = CacheBudget.create(config.cache.totalBytes);
 	const doorbell = Doorbell.createBuffer(config.workers.count);
 	// Relay-wide limits (sessions, TCP connections, per-IP counts) shared by every worker.
@@ -70,14 +73,48 @@ export async function runRelay(config: RelayConfig, log: Logger): Promise<Worker
 		const tls: MainMessage = { type: "tls", cert: certs.cert, key: certs.key, fingerprint: certs.fingerprint };
 		pool.broadcast(tls);
 	};
-	let stopping = false;
-	const stop = async (signal: string) => {
-		if (stopping) return;
-		stopping = true;
-		log.info("shutting down", { signal });
-		await pool.close(5000);
-		process.off("SIGHUP", onHup);
-		process.exit(0);
+	// Graceful drain (SIGTERM/SIGINT): /health answers 503 "draining" at once (pool state), workers
+	// refuse new sessions and send each session its protocol's GOAWAY, existing sessions are served
+	// until [server] drain_timeout (or until none is left), then the pool closes and the process
+	// exits 0. A second signal exits at once with status 1.
+	let draining = false;
+	const drain = (signal: string) => {
+		if (draining) {
+			log.warn("second signal while draining: exiting now", { signal });
+			process.exit(1);
+		}
+		draining = true;
+		const timeoutMs = config.server.drainTimeoutMs;
+		const uri = drainUri(config);
+		const t0 = performance.now();
+		log.info("draining", { signal, drainTimeoutMs: timeoutMs, redirect: uri || null });
+		pool.drain();
+		pool.broadcast({ type: "drain", uri } satisfies MainMessage);
+		let deadline: ReturnType<typeof setTimeout> | undefined;
+		let idleCheck: ReturnType<typeof setInterval> | undefined;
+		const finish = async (why: string) => {
+			clearTimeout(deadline);
+			clearInterval(idleCheck);
+			log.info("drain over; closing", { why, ms: Math.round(performance.now() - t0) });
+			await pool.close(5000);
+			process.off("SIGHUP", onHup);
+			process.exit(0);
+		};
+		if (timeoutMs <= 0) {
+			void finish("drain_timeout is 0");
+			return;
+		}
+		deadline = setTimeout(() => void finish("drain_timeout"), timeoutMs);
+		// Nothing left to serve: end early. Workers publish their figures once a second (and right
+		// after taking the drain message), so wait past one publication before trusting a zero.
+		idleCheck = setInterval(() => {
+			if (performance.now() - t0 < 1200) return;
+			let open = 0;
+			for (const f of pool.counters.readAll()) {
+				open += f.sessionsQuic + f.sessionsWebTransport + f.sessionsWebSocket + f.quicHandshakes;
+			}
+			if (open === 0) void finish("no sessions left");
+		}, 250);
 	};
 	process.on("SIGHUP", onHup);
 	// A generated certificate is valid 14 days (the browser limit for pinned hashes): check twice a
@@ -91,7 +128,7 @@ export async function runRelay(config: RelayConfig, log: Logger): Promise<Worker
 			if (m) pool.post(Number(m[1]), { type: "crash" } satisfies MainMessage);
 		});
 	}
-	process.on("SIGINT", () => void stop("SIGINT"));
-	process.on("SIGTERM", () => void stop("SIGTERM"));
+	process.on("SIGINT", () => drain("SIGINT"));
+	process.on("SIGTERM", () => drain("SIGTERM"));
 	return pool;
 }

@@ -19,6 +19,8 @@ export interface PoolWorkerData {
 	readonly peers: (MessagePort | null)[];
 	/** The pool's shared counters (see counters.ts). */
 	readonly counters: SharedArrayBuffer;
+	/** The pool's state (see `PoolState`): whether it drains, and which slots are ready. Main thread writes. */
+	readonly state: SharedArrayBuffer;
 	/** What the caller's `workerData(index)` returned. */
 	readonly data: unknown;
 }
@@ -35,6 +37,45 @@ export type ToWorker =
 export type FromWorker =
 	| { readonly type: "ready"; readonly info: unknown }
 	| { readonly type: "app"; readonly msg: unknown };
+
+/**
+ * The pool's state in shared memory, so any worker can answer readiness (/health) without
+ * messaging: Int32 slot 0 is 1 once the pool drains, slot 1 + i is 1 while worker i is ready.
+ * Only the main thread writes it.
+ */
+export class PoolState {
+	readonly buffer: SharedArrayBuffer;
+	readonly count: number;
+	readonly #slots: Int32Array;
+
+	constructor(bufferOrCount: SharedArrayBuffer | number) {
+		this.buffer =
+			typeof bufferOrCount === "number"
+				? new SharedArrayBuffer((1 + bufferOrCount) * Int32Array.BYTES_PER_ELEMENT)
+				: bufferOrCount;
+		this.#slots = new Int32Array(this.buffer);
+		this.count = this.#slots.length - 1;
+	}
+
+	get draining(): boolean {
+		return Atomics.load(this.#slots, 0) === 1;
+	}
+
+	/** Workers that reported ready and have not exited since. */
+	get ready(): number {
+		let n = 0;
+		for (let i = 1; i <= this.count; i++) n += Atomics.load(this.#slots, i);
+		return n;
+	}
+
+	setDraining(): void {
+		Atomics.store(this.#slots, 0, 1);
+	}
+
+	setReady(index: number, ready: boolean): void {
+		Atomics.store(this.#slots, 1 + index, ready ? 1 : 0);
+	}
+}
 
 export function isPoolWorkerData(v: unknown): v is PoolWorkerData {
 	return typeof v === "object" && v !== null && (v as { moqFanoutPool?: unknown }).moqFanoutPool === 1;

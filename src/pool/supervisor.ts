@@ -23,7 +23,7 @@
 import { MessageChannel, type MessagePort, type ResourceLimits, Worker } from "node:worker_threads";
 import type { Logger } from "../log/logger.ts";
 import { CountersReader, createCountersBuffer } from "./counters.ts";
-import { isFromWorker, type PoolWorkerData, type ToWorker } from "./protocol.ts";
+import { isFromWorker, PoolState, type PoolWorkerData, type ToWorker } from "./protocol.ts";
 
 export interface WorkerPoolOptions {
 	/** Worker threads (≥ 1). */
@@ -112,6 +112,8 @@ export class WorkerPool {
 	readonly count: number;
 	/** Every worker's figures, read from shared memory (no messaging). */
 	readonly counters: CountersReader;
+	/** Readiness and draining, shared with the workers (they answer /health from it). */
+	readonly state: PoolState;
 	readonly #opts: Required<Omit<WorkerPoolOptions, "resourceLimits" | "execArgv">> &
 		Pick<WorkerPoolOptions, "resourceLimits" | "execArgv">;
 	readonly #log: Logger;
@@ -123,6 +125,8 @@ export class WorkerPool {
 	#started = false;
 	#failStart: ((e: Error) => void) | null = null;
 	#closing: Promise<void> | null = null;
+	/** Set by `drain()`: a worker that dies now is not replaced. */
+	#draining = false;
 
 	/** Starts `count` workers and resolves once all of them are ready. */
 	static async start(opts: WorkerPoolOptions): Promise<WorkerPool> {
@@ -150,6 +154,7 @@ export class WorkerPool {
 			execArgv: opts.execArgv,
 		};
 		this.counters = new CountersReader(createCountersBuffer(count));
+		this.state = new PoolState(count);
 		for (let index = 0; index < count; index++) {
 			this.#slots.push({
 				index,
@@ -219,6 +224,7 @@ export class WorkerPool {
 			generation: slot.generation,
 			peers,
 			counters: this.counters.buffer,
+			state: this.state.buffer,
 			data: this.#opts.workerData(slot.index),
 		};
 		const transferList = peers.filter((p): p is MessagePort => p !== null);
@@ -268,6 +274,7 @@ export class WorkerPool {
 		if (slot.readyTimer) clearTimeout(slot.readyTimer);
 		slot.readyTimer = null;
 		slot.ready = true;
+		this.state.setReady(slot.index, true);
 		slot.readyAt = performance.now();
 		slot.info = m.info;
 		this.#log.debug("worker ready", { worker: slot.index, generation, threadId: slot.worker?.threadId });
@@ -281,6 +288,7 @@ export class WorkerPool {
 		slot.worker = null;
 		const wasReady = slot.ready;
 		slot.ready = false;
+		this.state.setReady(slot.index, false);
 		const error = slot.lastError;
 		for (const h of this.#onExit) h(slot.index, code, error);
 		if (this.#closing) return;
@@ -312,6 +320,16 @@ export class WorkerPool {
 	#fail(slot: Slot, error: Error, code?: number, wasReady = false): void {
 		if (!this.#started) {
 			this.#failStart?.(new Error(`worker ${slot.index} failed to start: ${error.message}`, { cause: error }));
+			return;
+		}
+		if (this.#draining) {
+			// Its sessions are gone; a replacement would only refuse new ones until the pool closes.
+			this.#log.error("worker died while draining; not replacing it", {
+				worker: slot.index,
+				generation: slot.generation,
+				code,
+				error: error.message,
+			});
 			return;
 		}
 		if (wasReady && performance.now() - slot.readyAt >= this.#opts.stableAfterMs) slot.streak = 0;
@@ -432,6 +450,20 @@ export class WorkerPool {
 			restarts: s.restarts,
 			info: s.info,
 		}));
+	}
+
+	/**
+	 * Marks the pool as draining (workers' `/health` answers 503 from `state`) and stops replacing
+	 * workers that die. The workers keep running; tell them what to do with `broadcast`, end with `close`.
+	 */
+	drain(): void {
+		if (this.#draining) return;
+		this.#draining = true;
+		this.state.setDraining();
+		for (const s of this.#slots) {
+			if (s.restartTimer) clearTimeout(s.restartTimer);
+			s.restartTimer = null;
+		}
 	}
 
 	/**

@@ -9,7 +9,7 @@
  */
 import { type MessagePort, parentPort, workerData } from "node:worker_threads";
 import { CountersReader, WorkerCounters, type WorkerFigures } from "./counters.ts";
-import { type FromWorker, isPoolWorkerData, isToWorker, MAIN, type PoolWorkerData } from "./protocol.ts";
+import { type FromWorker, isPoolWorkerData, isToWorker, MAIN, PoolState, type PoolWorkerData } from "./protocol.ts";
 
 export { MAIN } from "./protocol.ts";
 
@@ -27,6 +27,8 @@ export interface PoolContext {
 	readonly counters: WorkerCounters;
 	/** Every worker's figures, read from shared memory (for /metrics served by this worker). */
 	figures(): WorkerFigures[];
+	/** The pool's readiness, from shared memory: how many workers are ready, and whether the pool drains. */
+	poolState(): { ready: number; count: number; draining: boolean };
 	/**
 	 * Sends to worker `to` directly (batched per peer). Control plane only. A message to a peer
 	 * that is down or being replaced is dropped; `onPeerRestart` tells you when to resync.
@@ -76,6 +78,7 @@ function createContext(): PoolContext {
 	const shutdownHandlers: (() => void | Promise<void>)[] = [];
 	const counters = new WorkerCounters(wd.counters, index);
 	const reader = new CountersReader(wd.counters);
+	const state = new PoolState(wd.state);
 	let flushScheduled = false;
 	let listening = false;
 	let readySent = false;
@@ -175,6 +178,7 @@ function createContext(): PoolContext {
 		data: wd.data,
 		counters,
 		figures: () => reader.readAll(),
+		poolState: () => ({ ready: state.ready, count: state.count, draining: state.draining }),
 		send,
 		broadcast(msg) {
 			for (let to = 0; to < count; to++) if (to !== index) send(to, msg);

@@ -10,7 +10,8 @@ import { NEED_MORE } from "../coding/errors.ts";
 import type { Reader } from "../coding/reader.ts";
 import { varintSize, writeVarint } from "../coding/varint.ts";
 import type { Writer } from "../coding/writer.ts";
-import { QmuxError, QuicError } from "./codes.ts";
+import { QuicError } from "../errors/codes.ts";
+import { QmuxError } from "./error.ts";
 
 /** The wire format selected by the WebSocket subprotocol. */
 export type Framing = "webtransport" | "qmux-00" | "qmux-01" | "qmux-02";

@@ -1,5 +1,5 @@
 /** qmux over WebSocket: the server-side TransportSession and its pieces. */
-export { QmuxError, QuicError } from "./codes.ts";
+export { QmuxError } from "./error.ts";
 export type { Framing } from "./frames.ts";
 export { KeepAlive } from "./keepalive.ts";
 export {

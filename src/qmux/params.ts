@@ -6,7 +6,8 @@ import { DecodeError, NEED_MORE } from "../coding/errors.ts";
 import { Reader } from "../coding/reader.ts";
 import { varintSize } from "../coding/varint.ts";
 import type { Writer } from "../coding/writer.ts";
-import { QmuxError, QuicError } from "./codes.ts";
+import { QuicError } from "../errors/codes.ts";
+import { QmuxError } from "./error.ts";
 import {
 	DEFAULT_MAX_RECORD_SIZE,
 	type Framing,

@@ -14,11 +14,12 @@ import type { WebSocket } from "ws";
 import { DecodeError, NEED_MORE } from "../coding/errors.ts";
 import { Reader } from "../coding/reader.ts";
 import { Writer } from "../coding/writer.ts";
+import { QuicError, type QuicErrorCode } from "../errors/codes.ts";
 import { type Logger, type LogLine, silentLogger } from "../log/logger.ts";
 import { reportFault } from "../transport/guard.ts";
 import { refuse } from "../transport/refusals.ts";
 import type { TransportSession, TransportStream } from "../transport/types.ts";
-import { QmuxError, QuicError, type QuicErrorCode } from "./codes.ts";
+import { QmuxError } from "./error.ts";
 import {
 	DEFAULT_MAX_RECORD_SIZE,
 	decodeFrame,

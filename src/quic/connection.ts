@@ -284,7 +284,7 @@ export class QuicConnection implements TransportSession, StreamOwner {
 	/**
 	 * The session guard of this connection (transport/guard.ts): whatever threw while handling its
 	 * packets, streams or timers closes this connection alone (with a decoder's own code, else
-	 * FAULT_CODE) and is counted; the worker and its other connections carry on.
+	 * FAULT) and is counted; the worker and its other connections carry on.
 	 */
 	fault(err: unknown): void {
 		reportFault(err, this.owner.faultLog, {

@@ -109,6 +109,8 @@ export class QuicServer implements ConnectionOwner {
 	readonly faultLog: LogLine | undefined;
 	private localHost: QuicheHostPort = { host: "::", port: 0 };
 	private closing = false;
+	/** Set by `drain()`: new handshakes are refused; existing connections go on. */
+	private draining = false;
 
 	private constructor(socket: dgram.Socket, options: QuicServerOptions, config: QuicheConfig, limits: QuicLimits) {
 		this.socket = socket;
@@ -215,6 +217,15 @@ export class QuicServer implements ConnectionOwner {
 	/** Single-socket fallback: send a packet another worker built, from our socket. */
 	sendRaw(data: Uint8Array, port: number, host: string): void {
 		this.sender.socket.send(data, port, host);
+	}
+
+	/**
+	 * Stops accepting: each new handshake is answered with CONNECTION_CLOSE (CONNECTION_REFUSED,
+	 * RFC 9000 §20.1) so the client fails at once instead of timing out. Established connections and
+	 * handshakes already under way are untouched.
+	 */
+	drain(): void {
+		this.draining = true;
 	}
 
 	/** Closes every connection with `code` and the socket once they are told (no drain wait). */
@@ -507,6 +518,11 @@ export class QuicServer implements ConnectionOwner {
 		}
 		try {
 			conn.receive(msg, rinfo.address, rinfo.port);
+			if (this.draining && !conn.closed) {
+				// quiche needs the client's Initial to have keys for the CONNECTION_CLOSE it sends.
+				this.stats.refused++;
+				conn.abortTransport(CONNECTION_REFUSED, "relay draining");
+			}
 		} catch (err) {
 			conn.fault(err);
 		}
@@ -542,6 +558,9 @@ export class QuicServer implements ConnectionOwner {
 		this.sender.send(out, length, rinfo.port, rinfo.address);
 	}
 }
+
+/** QUIC transport error CONNECTION_REFUSED (RFC 9000 §20.1). */
+const CONNECTION_REFUSED = 0x2;
 
 const RetryMode = { Never: 0, Always: 1, Auto: 2 } as const;
 type RetryMode = (typeof RetryMode)[keyof typeof RetryMode];

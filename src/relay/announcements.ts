@@ -1,9 +1,9 @@
-import { hasPrefix } from "../moq/lite/wire/path.ts";
+import { hasPrefix, type Path } from "../path/index.ts";
 
 /** Who publishes a broadcast: enough for the relay to route a subscription to it. */
 export interface AnnounceEntry {
 	/** Absolute broadcast path (normalised). */
-	readonly path: string;
+	readonly path: Path;
 	/** Hop ids of the relays/clients it came through (loop prevention and route choice). */
 	readonly hops: readonly number[];
 	/** Opaque owner identity: a session id, or a worker index in the multi-worker build. */
@@ -12,9 +12,9 @@ export interface AnnounceEntry {
 
 export interface AnnounceWatcher {
 	/** Absolute prefix (normalised) the watcher wants. */
-	readonly prefix: string;
+	readonly prefix: Path;
 	/** active = the entry now published; ended = `null` (the path went away). */
-	onAnnounce(path: string, entry: AnnounceEntry | null): void;
+	onAnnounce(path: Path, entry: AnnounceEntry | null): void;
 }
 
 /**
@@ -22,7 +22,7 @@ export interface AnnounceWatcher {
  * and small, so a linear scan of watchers per change is fine; every worker keeps a full replica.
  */
 export class AnnounceRegistry {
-	readonly #active = new Map<string, AnnounceEntry>();
+	readonly #active = new Map<Path, AnnounceEntry>();
 	readonly #watchers = new Set<AnnounceWatcher>();
 
 	get size(): number {
@@ -34,7 +34,7 @@ export class AnnounceRegistry {
 		return this.#watchers.size;
 	}
 
-	get(path: string): AnnounceEntry | undefined {
+	get(path: Path): AnnounceEntry | undefined {
 		return this.#active.get(path);
 	}
 
@@ -50,7 +50,7 @@ export class AnnounceRegistry {
 	}
 
 	/** Removes the path if `owner` still owns it. Returns whether it did. */
-	remove(path: string, owner: number): boolean {
+	remove(path: Path, owner: number): boolean {
 		const current = this.#active.get(path);
 		if (!current || current.owner !== owner) return false;
 		this.#active.delete(path);

@@ -1,7 +1,9 @@
 import type { CacheBudget } from "../cache/budget.ts";
 import type { RingWriter } from "../cache/ring-writer.ts";
 import type { RelayConfig } from "../config/types.ts";
+import { DROPPED } from "../errors/codes.ts";
 import type { Logger } from "../log/logger.ts";
+import type { Path } from "../path/index.ts";
 import { AnnounceRegistry } from "./announcements.ts";
 import { RemoteTrack, type RemoteTrackLink } from "./remote-track.ts";
 import { RelayTrack, type TrackConsumer } from "./track.ts";
@@ -12,17 +14,17 @@ export const REMOTE_OWNER = 1_000_000_000;
 
 /** How the relay core reaches the other workers (the shard link); null when running alone. */
 export interface RelayLink extends RemoteTrackLink {
-	localPublished(path: string, hops: readonly number[]): void;
-	localUnpublished(path: string): void;
+	localPublished(path: Path, hops: readonly number[]): void;
+	localUnpublished(path: Path): void;
 	/** A local ring has new records: wake the other workers that read it (batched per turn). */
 	ringActivity(ring: RingWriter): void;
 	/** TRACK_INFO of a broadcast whose publisher is on `worker`. */
-	fetchTrackInfo(worker: number, path: string, track: string): Promise<TrackInfo>;
+	fetchTrackInfo(worker: number, path: Path, track: string): Promise<TrackInfo>;
 }
 
 /** A broadcast known to this worker: published by a local session, or by a session on another worker. */
 export class RelayBroadcast {
-	readonly path: string;
+	readonly path: Path;
 	/** The local publishing session, or null when another worker holds it. */
 	readonly publisher: UpstreamPublisher | null;
 	/** The worker holding the publisher's session. */
@@ -31,7 +33,7 @@ export class RelayBroadcast {
 	/** TRACK_INFO per track name, asked of the publisher once. */
 	readonly info = new Map<string, Promise<TrackInfo>>();
 
-	constructor(path: string, publisher: UpstreamPublisher | null, worker: number) {
+	constructor(path: Path, publisher: UpstreamPublisher | null, worker: number) {
 		this.path = path;
 		this.publisher = publisher;
 		this.worker = worker;
@@ -108,14 +110,14 @@ export class Relay {
 	}
 
 	/** A local publisher announced `path` active. Replaces an older publisher of the same path. */
-	publish(path: string, hops: readonly number[], publisher: UpstreamPublisher): RelayBroadcast {
+	publish(path: Path, hops: readonly number[], publisher: UpstreamPublisher): RelayBroadcast {
 		const b = this.#install(path, hops, publisher, this.worker, publisher.id);
 		this.link?.localPublished(path, hops);
 		return b;
 	}
 
 	/** A local publisher announced `path` ended, or went away. */
-	unpublish(path: string, publisher: UpstreamPublisher): void {
+	unpublish(path: Path, publisher: UpstreamPublisher): void {
 		const b = this.broadcasts.get(path);
 		if (!b || b.publisher !== publisher) return;
 		this.#uninstall(b, publisher.id);
@@ -123,13 +125,13 @@ export class Relay {
 	}
 
 	/** Another worker holds the publisher of `path` (replicated announcement). */
-	publishRemote(path: string, hops: readonly number[], worker: number): void {
+	publishRemote(path: Path, hops: readonly number[], worker: number): void {
 		const existing = this.broadcasts.get(path);
 		if (existing && existing.publisher === null && existing.worker === worker) return;
 		this.#install(path, hops, null, worker, REMOTE_OWNER + worker);
 	}
 
-	unpublishRemote(path: string, worker: number): void {
+	unpublishRemote(path: Path, worker: number): void {
 		const b = this.broadcasts.get(path);
 		if (!b || b.publisher !== null || b.worker !== worker) return;
 		this.#uninstall(b, REMOTE_OWNER + worker);
@@ -140,13 +142,14 @@ export class Relay {
 		for (const b of [...this.broadcasts.values()]) {
 			if (b.publisher !== null || b.worker !== worker) continue;
 			// Its rings will never get a TRACK_ABORT record: end the viewers' subscriptions here.
-			for (const t of b.tracks.values()) if (t instanceof RemoteTrack) t.abort(24);
+			for (const t of b.tracks.values()) if (t instanceof RemoteTrack) t.abort(DROPPED);
 			this.unpublishRemote(b.path, worker);
 		}
 		for (const [key, r] of this.#remoteReaders) {
 			if (key.startsWith(`${worker}\u0000`)) {
 				this.#remoteReaders.delete(key);
-				const [, path, name] = key.split("\u0000");
+				// The key is `${worker}\0${path}\0${name}`, built from a Path.
+				const [, path, name] = key.split("\u0000") as [string, Path, string];
 				const t = this.broadcasts.get(path)?.tracks.get(name);
 				if (t instanceof RelayTrack) {
 					t.remoteReaders--;
@@ -156,7 +159,7 @@ export class Relay {
 		}
 	}
 
-	#install(path: string, hops: readonly number[], publisher: UpstreamPublisher | null, worker: number, owner: number) {
+	#install(path: Path, hops: readonly number[], publisher: UpstreamPublisher | null, worker: number, owner: number) {
 		const old = this.broadcasts.get(path);
 		if (old) this.#drop(old);
 		const b = new RelayBroadcast(path, publisher, worker);
@@ -176,12 +179,12 @@ export class Relay {
 	#drop(b: RelayBroadcast): void {
 		for (const t of b.tracks.values()) {
 			if (t instanceof RelayTrack) {
-				t.abortTrack(24);
+				t.abortTrack(DROPPED);
 				t.close();
 			} else if (t.buffer) {
 				// The publisher's worker wrote TRACK_ABORT into the ring before telling us: drain it.
 				t.deliver();
-			} else t.abort(24);
+			} else t.abort(DROPPED);
 		}
 		b.tracks.clear();
 		this.figures.tracks = this.#countTracks();
@@ -192,7 +195,7 @@ export class Relay {
 	 * session is here, a remote track (another worker's ring) otherwise.
 	 * undefined: no such broadcast. null: the cache budget is exhausted.
 	 */
-	track(path: string, name: string): RelayTrack | RemoteTrack | null | undefined {
+	track(path: Path, name: string): RelayTrack | RemoteTrack | null | undefined {
 		const b = this.broadcasts.get(path);
 		if (!b) return undefined;
 		const existing = b.tracks.get(name);
@@ -236,7 +239,7 @@ export class Relay {
 	 */
 	remoteWant(
 		worker: number,
-		path: string,
+		path: Path,
 		name: string,
 		params: TrackConsumer["params"],
 	): SharedArrayBuffer | null | undefined {
@@ -254,7 +257,7 @@ export class Relay {
 		return t.ring.buffer;
 	}
 
-	remoteUpdate(worker: number, path: string, name: string, params: TrackConsumer["params"]): void {
+	remoteUpdate(worker: number, path: Path, name: string, params: TrackConsumer["params"]): void {
 		const r = this.#remoteReaders.get(`${worker}\u0000${path}\u0000${name}`);
 		const t = this.broadcasts.get(path)?.tracks.get(name);
 		if (!r || !(t instanceof RelayTrack)) return;
@@ -262,7 +265,7 @@ export class Relay {
 		t.consumerUpdated();
 	}
 
-	remoteUnwant(worker: number, path: string, name: string): void {
+	remoteUnwant(worker: number, path: Path, name: string): void {
 		const key = `${worker}\u0000${path}\u0000${name}`;
 		const r = this.#remoteReaders.get(key);
 		if (!r) return;
@@ -275,7 +278,7 @@ export class Relay {
 	}
 
 	/** TRACK_INFO for a track of a known broadcast (asked upstream once, cached with the broadcast). */
-	trackInfo(path: string, name: string): Promise<TrackInfo> | undefined {
+	trackInfo(path: Path, name: string): Promise<TrackInfo> | undefined {
 		const b = this.broadcasts.get(path);
 		if (!b) return undefined;
 		let p = b.info.get(name);

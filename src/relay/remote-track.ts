@@ -1,13 +1,14 @@
 import { RingReader } from "../cache/ring-reader.ts";
+import type { Path } from "../path/index.ts";
 import { aggregateOf, drainConsumers, type TrackConsumer, type TrackHost } from "./track.ts";
 import type { SubscriptionParams } from "./types.ts";
 
 /** How a remote track reaches the broadcast's owner and publisher workers (the shard link). */
 export interface RemoteTrackLink {
 	readonly self: number;
-	want(path: string, track: string, params: SubscriptionParams): void;
-	update(path: string, track: string, params: SubscriptionParams): void;
-	unwant(path: string, track: string): void;
+	want(path: Path, track: string, params: SubscriptionParams): void;
+	update(path: Path, track: string, params: SubscriptionParams): void;
+	unwant(path: Path, track: string): void;
 }
 
 /**
@@ -16,7 +17,7 @@ export interface RemoteTrackLink {
  * handover of the buffer are messages. The writer's doorbell wakes this worker, once per turn.
  */
 export class RemoteTrack implements TrackHost {
-	readonly broadcastPath: string;
+	readonly broadcastPath: Path;
 	readonly name: string;
 	readonly publisherWorker: number;
 	readonly consumers = new Set<TrackConsumer>();
@@ -28,7 +29,7 @@ export class RemoteTrack implements TrackHost {
 	#aggregate: SubscriptionParams | null = null;
 
 	constructor(
-		path: string,
+		path: Path,
 		name: string,
 		publisherWorker: number,
 		link: RemoteTrackLink,

@@ -1,5 +1,7 @@
 import type { CacheBudget } from "../cache/budget.ts";
 import { RingWriter } from "../cache/ring-writer.ts";
+import { DROPPED } from "../errors/codes.ts";
+import type { Path } from "../path/index.ts";
 import type { SubscriptionParams, TrackHandle, UpstreamPublisher } from "./types.ts";
 
 /** A downstream subscription as its track sees it. */
@@ -32,7 +34,7 @@ export function drainConsumers(consumers: Iterable<TrackConsumer>): void {
 
 /** What a viewer's subscription needs from a track, whether this worker writes its ring or another does. */
 export interface TrackHost {
-	readonly broadcastPath: string;
+	readonly broadcastPath: Path;
 	readonly name: string;
 	readonly closed: boolean;
 	addConsumer(c: TrackConsumer): void;
@@ -59,7 +61,7 @@ function flushPending(): void {
  * upstream subscription.
  */
 export class RelayTrack implements TrackHandle, TrackHost {
-	readonly broadcastPath: string;
+	readonly broadcastPath: Path;
 	readonly name: string;
 	readonly ring: RingWriter;
 	readonly publisher: UpstreamPublisher;
@@ -76,7 +78,7 @@ export class RelayTrack implements TrackHandle, TrackHost {
 	onRingActivity: RingActivity | null = null;
 
 	constructor(
-		broadcastPath: string,
+		broadcastPath: Path,
 		name: string,
 		publisher: UpstreamPublisher,
 		ringBytes: number,
@@ -168,7 +170,7 @@ export class RelayTrack implements TrackHandle, TrackHost {
 	abortTrack(code: number): void {
 		if (this.#ended) return;
 		this.#ended = true;
-		this.ring.abortTrack(code > 0 && code <= 0x7fffffff ? code : 24);
+		this.ring.abortTrack(code > 0 && code <= 0x7fffffff ? code : DROPPED);
 		this.notify();
 	}
 

@@ -1,5 +1,7 @@
 /** Shared relay-core shapes (independent of wire versions and transports). */
 
+import type { Path } from "../path/index.ts";
+
 export interface TrackInfo {
 	priority: number;
 	ordered: boolean;
@@ -37,12 +39,12 @@ export interface UpstreamPublisher {
 	/** The last viewer left. */
 	unsubscribeUpstream(track: TrackHandle): void;
 	/** TRACK_INFO for a track of one of its broadcasts (asked upstream once, then cached by the caller). */
-	fetchTrackInfo(broadcastPath: string, track: string): Promise<TrackInfo>;
+	fetchTrackInfo(broadcastPath: Path, track: string): Promise<TrackInfo>;
 }
 
 /** The part of a relay track an upstream publisher sees. */
 export interface TrackHandle {
-	readonly broadcastPath: string;
+	readonly broadcastPath: Path;
 	readonly name: string;
 	readonly aggregate: Readonly<SubscriptionParams>;
 }

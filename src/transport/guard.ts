@@ -10,26 +10,21 @@
  * @module
  */
 
+import { FAULT } from "../errors/codes.ts";
 import type { LogLine } from "../log/logger.ts";
 import { countFault } from "./refusals.ts";
-
-/**
- * Close code for a session whose input made our code throw. moq-lite's codes (moq-net) leave 1
- * unassigned; it is sent for faults that carry no protocol code of their own, so a client can
- * tell "the relay failed on my input" from a protocol refusal.
- */
-export const FAULT_CODE = 1;
 
 /** Largest code a decoder error may carry into a close (QUIC application codes are varints). */
 const MAX_CODE = 2 ** 32 - 1;
 
 /**
- * The close code for a caught error: a decoder's own error code when it carries one (a
- * `DecodeError` is a protocol violation by the peer, with its precise code), else FAULT_CODE.
+ * The close code for a caught error: its own code when it carries one (a `CodedError`: a
+ * `DecodeError` is a protocol violation by the peer, with its precise code), else FAULT (1: moq-lite
+ * leaves it unassigned, so a client can tell "the relay failed on my input" from a refusal).
  */
 export function faultCode(err: unknown): number {
 	const code = (err as { code?: unknown } | null)?.code;
-	return typeof code === "number" && Number.isInteger(code) && code >= 0 && code <= MAX_CODE ? code : FAULT_CODE;
+	return typeof code === "number" && Number.isInteger(code) && code >= 0 && code <= MAX_CODE ? code : FAULT;
 }
 
 /**

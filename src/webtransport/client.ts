@@ -4,9 +4,9 @@
  * server answers 2xx.
  */
 
+import { H3 } from "../errors/codes.ts";
 import type { Logger } from "../log/logger.ts";
 import type { TransportSession } from "../transport/types.ts";
-import { H3 } from "./codes.ts";
 import { ConnectStream } from "./connect.ts";
 import { H3Connection, type WebTransportLimits } from "./connection.ts";
 import { peerWebTransportSessions } from "./frames.ts";

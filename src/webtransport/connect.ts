@@ -6,9 +6,10 @@
 
 import { DecodeError } from "../coding/errors.ts";
 import { Writer } from "../coding/writer.ts";
+import { H3 } from "../errors/codes.ts";
 import type { Logger } from "../log/logger.ts";
 import type { TransportStream } from "../transport/types.ts";
-import { Capsule, Frame, H3, isHttp2ReservedFrame, MAX_CLOSE_REASON_BYTES } from "./codes.ts";
+import { Capsule, Frame, isHttp2ReservedFrame, MAX_CLOSE_REASON_BYTES } from "./codes.ts";
 import {
 	Body,
 	type BodyMode,
@@ -16,6 +17,7 @@ import {
 	type TlvHandler,
 	TlvParser,
 	writeCloseCapsuleFrame,
+	writeDrainCapsuleFrame,
 	writeTlvHeader,
 } from "./frames.ts";
 import { decodeFieldSection, encodeFieldSection, type Field } from "./qpack.ts";
@@ -185,6 +187,13 @@ export class ConnectStream implements TlvHandler {
 		scratch.bytes(section);
 		this.quic.write(scratch.view());
 		if (fin) this.finish();
+	}
+
+	/** One DRAIN_WEBTRANSPORT_SESSION capsule (the session goes on). */
+	sendDrain(): void {
+		if (this.sendDone) return;
+		writeDrainCapsuleFrame(scratch.clear());
+		this.quic.write(scratch.view());
 	}
 
 	sendClose(code: number, reason: string): void {

@@ -7,10 +7,12 @@
  */
 
 import { DecodeError } from "../coding/errors.ts";
+import { varintSize } from "../coding/varint.ts";
 import { Writer } from "../coding/writer.ts";
+import { H3 } from "../errors/codes.ts";
 import { type Logger, silentLogger } from "../log/logger.ts";
 import type { TransportSession, TransportStream } from "../transport/types.ts";
-import { Frame, H3, isHttp2ReservedFrame, Setting, UniStream } from "./codes.ts";
+import { Frame, isHttp2ReservedFrame, Setting, UniStream } from "./codes.ts";
 import { type ConnectOwner, ConnectStream } from "./connect.ts";
 import {
 	Body,
@@ -21,6 +23,7 @@ import {
 	type TlvHandler,
 	TlvParser,
 	writeSettingsFrame,
+	writeTlvHeader,
 } from "./frames.ts";
 import type { SessionOwner, WtSession } from "./session.ts";
 import { type StreamOwner, WtStream } from "./stream.ts";
@@ -100,6 +103,12 @@ export class H3Connection implements StreamOwner, ConnectOwner, SessionOwner {
 	private peerEncoder = false;
 	private peerDecoder = false;
 	closed = false;
+	/** Our control stream (SETTINGS, then GOAWAY when draining). */
+	private control: TransportStream | null = null;
+	/** The highest request stream ID the peer opened so far (-4: none). */
+	private lastRequestId = -4;
+	/** Set by `drain()`: the first request stream ID we no longer serve. */
+	private goawayId: number | null = null;
 	private closeTimer: ReturnType<typeof setTimeout> | null = null;
 	private lastEndWasLocal = false;
 
@@ -128,9 +137,27 @@ export class H3Connection implements StreamOwner, ConnectOwner, SessionOwner {
 			return;
 		}
 		control.onStop = () => this.close(H3.CLOSED_CRITICAL_STREAM, "peer stopped our control stream");
+		this.control = control;
 		scratch.clear().varint(UniStream.CONTROL);
 		writeSettingsFrame(scratch, ourSettings(this.isServer, this.limits));
 		control.write(scratch.view());
+	}
+
+	/**
+	 * The server is going away (RFC 9114 §5.2, WebTransport §4.6): GOAWAY on the control stream with
+	 * the first request ID we will not serve (later CONNECTs are rejected with H3_REQUEST_REJECTED),
+	 * and DRAIN_WEBTRANSPORT_SESSION on every session. Sessions stay open. Idempotent.
+	 */
+	drain(): void {
+		if (this.closed || this.goawayId !== null || !this.isServer) return;
+		this.goawayId = this.lastRequestId + 4;
+		if (this.control !== null) {
+			scratch.clear();
+			writeTlvHeader(scratch, Frame.GOAWAY, varintSize(this.goawayId));
+			scratch.varint(this.goawayId);
+			this.control.write(scratch.view());
+		}
+		for (const session of this.sessions.values()) session.drain();
 	}
 
 	/** Closes the connection because of `err` (a DecodeError carries the HTTP/3 code). */
@@ -272,6 +299,13 @@ export class H3Connection implements StreamOwner, ConnectOwner, SessionOwner {
 		if (stream.bidi) {
 			if (type === Frame.WT_BIDI_SIGNAL) return this.webTransportStream(stream, bytes, typeSize);
 			if (!this.isServer) throw new DecodeError("server-initiated bidi stream", H3.STREAM_CREATION_ERROR);
+			if (this.goawayId !== null && stream.id >= this.goawayId) {
+				// After our GOAWAY (RFC 9114 §5.2): not processed, the client may retry it elsewhere.
+				stream.reset(H3.REQUEST_REJECTED);
+				stream.stop(H3.REQUEST_REJECTED);
+				return true;
+			}
+			this.lastRequestId = Math.max(this.lastRequestId, stream.id);
 			const connect = new ConnectStream(stream, this);
 			this.onRequest?.(connect);
 			connect.receive(bytes); // the type byte was a frame type: feed everything

@@ -8,7 +8,8 @@
 import { DecodeError } from "../coding/errors.ts";
 import { varintSize } from "../coding/varint.ts";
 import type { Writer } from "../coding/writer.ts";
-import { Capsule, Frame, H3, MAX_CLOSE_REASON_BYTES, Setting } from "./codes.ts";
+import { H3 } from "../errors/codes.ts";
+import { Capsule, Frame, MAX_CLOSE_REASON_BYTES, Setting } from "./codes.ts";
 
 export const Body = { BUFFER: 0, SKIP: 1, STREAM: 2 } as const;
 export type BodyMode = (typeof Body)[keyof typeof Body];

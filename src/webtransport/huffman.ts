@@ -5,7 +5,7 @@
  */
 
 import { DecodeError } from "../coding/errors.ts";
-import { H3 } from "./codes.ts";
+import { H3 } from "../errors/codes.ts";
 
 /** Bit length of the code for each symbol 0..255, then EOS (256). RFC 7541 Appendix B, "len" column. */
 // biome-ignore format: a 16-per-row table mirrors the RFC's layout and is easier to audit

@@ -7,7 +7,7 @@
 
 import { DecodeError } from "../coding/errors.ts";
 import type { Writer } from "../coding/writer.ts";
-import { H3 } from "./codes.ts";
+import { H3 } from "../errors/codes.ts";
 import { huffmanDecode } from "./huffman.ts";
 
 export type Field = [name: string, value: string];

@@ -4,10 +4,10 @@
  * as a TransportSession of kind "webtransport".
  */
 
+import { H3 } from "../errors/codes.ts";
 import type { Logger } from "../log/logger.ts";
 import { type ConnectVerdict, refusalStatus } from "../transport/authorize.ts";
 import type { TransportSession } from "../transport/types.ts";
-import { H3 } from "./codes.ts";
 import type { ConnectStream } from "./connect.ts";
 import { H3Connection, type WebTransportLimits } from "./connection.ts";
 import { peerWebTransportSessions } from "./frames.ts";
@@ -43,7 +43,8 @@ interface Pending {
 	count: number;
 }
 
-export function acceptHttp3(quic: TransportSession, opts: WebTransportServerOptions): void {
+/** Serves WebTransport on one HTTP/3 connection; the connection is returned so the relay can drain it. */
+export function acceptHttp3(quic: TransportSession, opts: WebTransportServerOptions): H3Connection {
 	const conn = new H3Connection(quic, true, opts.limits, opts.log);
 	if (quic.protocol !== "h3") conn.log.warn("webtransport: QUIC ALPN is not h3", { alpn: quic.protocol });
 	const early: [ConnectStream, Field[]][] = [];
@@ -68,6 +69,7 @@ export function acceptHttp3(quic: TransportSession, opts: WebTransportServerOpti
 		}
 	};
 	conn.start();
+	return conn;
 }
 
 function refuse(conn: H3Connection, connect: ConnectStream, status: number, reason?: string): void {

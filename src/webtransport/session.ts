@@ -5,8 +5,9 @@
  */
 
 import { writeVarint } from "../coding/varint.ts";
+import { H3, sessionCodeOn } from "../errors/codes.ts";
 import type { TransportSession, TransportStream } from "../transport/types.ts";
-import { Frame, H3, UniStream } from "./codes.ts";
+import { Frame, UniStream } from "./codes.ts";
 import type { ConnectStream } from "./connect.ts";
 import { type StreamOwner, WtStream } from "./stream.ts";
 
@@ -110,9 +111,15 @@ export class WtSession implements TransportSession {
 	/** Sends CLOSE_WEBTRANSPORT_SESSION (code as u32, reason cut to 1024 bytes) then FIN. Idempotent. */
 	close(code: number, reason: string): void {
 		if (this.closed) return;
-		const u32 = code < 0 ? 0 : code > 0xffffffff ? 0xffffffff : Math.floor(code);
+		const u32 = sessionCodeOn("webtransport", code);
 		this.connect.sendClose(u32, reason);
 		this.end(u32, reason, true);
+	}
+
+	/** Asks the client to wind the session down (DRAIN_WEBTRANSPORT_SESSION); it stays open. */
+	drain(): void {
+		if (this.closed) return;
+		this.connect.sendDrain();
 	}
 
 	/** The peer closed the session (capsule, or the CONNECT stream ended): answer with FIN and end. */

@@ -7,8 +7,8 @@
  * and counted against the connection's buffering limit, then replayed right after `onStream`.
  */
 
+import { streamCodeFrom, streamCodeOn } from "../errors/codes.ts";
 import type { TransportStream } from "../transport/types.ts";
-import { fromH3, toH3 } from "./codes.ts";
 
 /** What a stream needs from its connection: held-byte accounting and bookkeeping on completion. */
 export interface StreamOwner {
@@ -97,7 +97,7 @@ export class WtStream implements TransportStream {
 		if (this.recvDone) return;
 		this.recvDone = true;
 		// Codes outside the WebTransport range (e.g. H3_REQUEST_CANCELLED) carry no application meaning.
-		const code = fromH3(h3Code) ?? 0;
+		const code = streamCodeFrom("webtransport", h3Code) ?? 0;
 		if (this.heldChunks !== null) this.heldEnd = code;
 		else this.onReset?.(code);
 		if (this.sendDone) this.owner.done(this);
@@ -105,7 +105,7 @@ export class WtStream implements TransportStream {
 
 	private receiveStop(h3Code: number): void {
 		if (this.sendDone) return;
-		const code = fromH3(h3Code) ?? 0;
+		const code = streamCodeFrom("webtransport", h3Code) ?? 0;
 		if (this.heldChunks !== null) this.heldStop = code;
 		else this.onStop?.(code);
 	}
@@ -140,7 +140,7 @@ export class WtStream implements TransportStream {
 	reset(code: number): void {
 		if (this.sendDone) return;
 		this.sendDone = true;
-		this.quic.reset(toH3(code));
+		this.quic.reset(streamCodeOn("webtransport", code));
 		if (this.recvDone) this.owner.done(this);
 	}
 
@@ -148,7 +148,7 @@ export class WtStream implements TransportStream {
 		this.readStopped = true;
 		if (this.recvDone) return;
 		this.recvDone = true;
-		this.quic.stop(toH3(code));
+		this.quic.stop(streamCodeOn("webtransport", code));
 		if (this.sendDone) this.owner.done(this);
 	}
 

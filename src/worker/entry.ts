@@ -15,7 +15,7 @@ import { useQuicheInstance } from "../quic/native.ts";
 import { Admission } from "../transport/admission.ts";
 import { reportFault } from "../transport/guard.ts";
 import { REFUSAL_REASONS, refusalCounts } from "../transport/refusals.ts";
-import { isRelayMessage, type PacketMessage } from "./messages.ts";
+import { drainUri, isRelayMessage, type PacketMessage } from "./messages.ts";
 import { admissionLimits, type RelayNode, startRelayNode } from "./relay-node.ts";
 import { ShardLink } from "./shard-link.ts";
 
@@ -88,8 +88,16 @@ const node = await startRelayNode({
 		} satisfies PacketMessage);
 	},
 	metrics: () => renderMetrics(ctx.figures(), sampleProcessInfo(init.version)),
+	// /health speaks for the relay, not for this thread: ready once every worker is, 503 meanwhile.
+	readiness: () => {
+		const s = ctx.poolState();
+		const status = s.draining ? "draining" : s.ready < s.count ? "starting" : "ok";
+		return { status, ready: s.ready, workers: s.count };
+	},
 });
 live = node;
+// SIGTERM while this worker was starting: the drain message found no node yet.
+if (ctx.poolState().draining) node.drain(drainUri(init.config));
 
 /** Every message to this worker, from the main thread (`from` = MAIN) or a peer, arrives here. */
 function receive(from: number, msg: unknown): void {
@@ -106,6 +114,14 @@ function receive(from: number, msg: unknown): void {
 				size: msg.data.length,
 			});
 			return;
+		case "drain": {
+			if (live === null) return;
+			const sent = live.drain(msg.uri);
+			log.info("draining", { ...sent, redirect: msg.uri || null });
+			// The main thread ends the drain early once no session is left: show it the counts now.
+			publish();
+			return;
+		}
 		case "crash":
 			if (process.env.MOQ_FANOUT_DEBUG === "1") {
 				setImmediate(() => {

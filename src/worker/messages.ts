@@ -5,14 +5,27 @@
  * worker checks them once, with `isRelayMessage`, where they arrive (src/worker/entry.ts).
  * Control plane only: structured clone; no media frame ever crosses a port.
  */
+import type { RelayConfig } from "../config/types.ts";
+import type { Path } from "../path/index.ts";
 import type { SubscriptionParams, TrackInfo } from "../relay/types.ts";
 
 /** Main thread → worker. */
 export type MainMessage =
 	/** The certificate was replaced (SIGHUP or renewal). */
 	| { type: "tls"; cert: string; key: string; fingerprint: string }
+	/**
+	 * SIGTERM/SIGINT: stop accepting (new QUIC handshakes refused, WebSocket upgrades 503) and tell
+	 * every session to go elsewhere (moq-lite GOAWAY with `uri`, "" for none; HTTP/3 GOAWAY and the
+	 * WebTransport DRAIN capsule). Existing sessions keep being served until the pool closes.
+	 */
+	| { type: "drain"; uri: string }
 	/** Test hook (MOQ_FANOUT_DEBUG=1): the worker throws, to exercise supervision. */
 	| { type: "crash" };
+
+/** The URL a draining relay sends its moq-lite clients to: the first `[cluster]` peer, or "" (none). */
+export function drainUri(config: RelayConfig): string {
+	return config.cluster.nodes[0] ?? "";
+}
 
 /** Worker → worker: QUIC packets that landed on the wrong worker or leave through another. */
 export type PacketMessage =
@@ -23,16 +36,16 @@ export type PacketMessage =
 
 /** Worker → worker: the shard link's control messages (src/worker/shard-link.ts). */
 export type ShardMessage =
-	| { type: "pub"; path: string; hops: number[]; w: number }
-	| { type: "unpub"; path: string; w: number }
-	| { type: "ann"; path: string; hops: number[]; w: number }
-	| { type: "end"; path: string; w: number }
-	| { type: "want"; path: string; track: string; w: number; params: SubscriptionParams; fwd?: boolean }
-	| { type: "update"; path: string; track: string; w: number; params: SubscriptionParams }
-	| { type: "unwant"; path: string; track: string; w: number; fwd?: boolean }
-	| { type: "ring"; path: string; track: string; sab: SharedArrayBuffer }
-	| { type: "gone"; path: string; track: string }
-	| { type: "info?"; id: number; path: string; track: string }
+	| { type: "pub"; path: Path; hops: number[]; w: number }
+	| { type: "unpub"; path: Path; w: number }
+	| { type: "ann"; path: Path; hops: number[]; w: number }
+	| { type: "end"; path: Path; w: number }
+	| { type: "want"; path: Path; track: string; w: number; params: SubscriptionParams; fwd?: boolean }
+	| { type: "update"; path: Path; track: string; w: number; params: SubscriptionParams }
+	| { type: "unwant"; path: Path; track: string; w: number; fwd?: boolean }
+	| { type: "ring"; path: Path; track: string; sab: SharedArrayBuffer }
+	| { type: "gone"; path: Path; track: string }
+	| { type: "info?"; id: number; path: Path; track: string }
 	| { type: "info"; id: number; info: TrackInfo | null };
 
 export type RelayMessage = MainMessage | PacketMessage | ShardMessage;
@@ -40,6 +53,7 @@ export type RelayMessage = MainMessage | PacketMessage | ShardMessage;
 /** Every tag, each once: the compiler checks that the list and the union agree. */
 const TAGS: { readonly [T in RelayMessage["type"]]: true } = {
 	tls: true,
+	drain: true,
 	crash: true,
 	pkt: true,
 	out: true,

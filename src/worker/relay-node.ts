@@ -3,6 +3,7 @@ import { AuthError, Authenticator, type Grant } from "../auth/index.ts";
 import { tokenFromQuery } from "../auth/params.ts";
 import { CacheBudget } from "../cache/budget.ts";
 import type { RelayConfig } from "../config/types.ts";
+import { CANCEL, UNSUPPORTED } from "../errors/codes.ts";
 import { type HttpServerHandle, startHttpServer } from "../http/server.ts";
 import type { Logger } from "../log/logger.ts";
 import { MoqSession } from "../moq/lite/session.ts";
@@ -13,6 +14,7 @@ import { Admission, type AdmissionLimits } from "../transport/admission.ts";
 import type { AuthorizeRequest, ConnectVerdict } from "../transport/authorize.ts";
 import { refuse } from "../transport/refusals.ts";
 import type { TransportSession } from "../transport/types.ts";
+import type { H3Connection } from "../webtransport/connection.ts";
 import { acceptHttp3 } from "../webtransport/server.ts";
 
 export interface RelayNodeOptions {
@@ -46,6 +48,11 @@ export interface RelayNodeOptions {
 	egress?: (buf: Buffer, length: number, port: number, host: string) => void;
 	/** Skip the TCP listener (single-socket fallback: only the socket owner listens). */
 	noHttp?: boolean;
+	/**
+	 * The relay-wide readiness for /health (the worker pool's: "starting" until every worker is up,
+	 * "draining" once the relay drains). Default: this node alone ("ok", or "draining" after `drain`).
+	 */
+	readiness?: () => { status: "ok" | "starting" | "draining"; ready: number; workers: number };
 }
 
 export interface SessionCounts {
@@ -65,6 +72,14 @@ export interface RelayNode {
 	/** Open TCP connections of this node (HTTP, HTTPS, WebSocket). */
 	tcpConnections(): number;
 	setCertificate(cert: string, key: string): void;
+	/**
+	 * Graceful drain: new sessions are refused (QUIC handshakes get CONNECTION_REFUSED, WebSocket
+	 * upgrades 503, WebTransport CONNECTs after our GOAWAY H3_REQUEST_REJECTED); every open session
+	 * is told to go (moq-lite GOAWAY with `uri` where its version has it; HTTP/3 GOAWAY and the
+	 * WebTransport DRAIN capsule) and keeps being served until `close`. Returns what was sent.
+	 */
+	drain(uri: string): { sessions: number; goaway: number; h3: number };
+	readonly draining: boolean;
 	close(): Promise<void>;
 }
 
@@ -80,9 +95,6 @@ export function admissionLimits(config: RelayConfig): AdmissionLimits {
 		handshakeRatePerIp: l.handshakeRatePerIp,
 	};
 }
-
-/** Session close code when the relay is at `[limits] max_sessions` (moq-lite "unsupported"). */
-const SESSION_LIMIT_CODE = 17;
 
 /**
  * One relay worker's runtime: the relay core plus its listeners. QUIC on UDP carries raw moq-lite
@@ -100,6 +112,9 @@ export async function startRelayNode(opts: RelayNodeOptions): Promise<RelayNode>
 	const admission = opts.admission ?? new Admission(admissionLimits(config));
 	const sessions = new Set<MoqSession>();
 	const byKind: SessionCounts = { quic: 0, webtransport: 0, websocket: 0 };
+	/** HTTP/3 connections (WebTransport), to send them GOAWAY when draining. */
+	const h3 = new Set<H3Connection>();
+	let draining = false;
 
 	/**
 	 * Tokens are checked by the listener, before the WebSocket upgrade or the WebTransport CONNECT is
@@ -129,10 +144,15 @@ export async function startRelayNode(opts: RelayNodeOptions): Promise<RelayNode>
 	};
 
 	const onSession = (t: TransportSession) => {
+		if (draining) {
+			// A WebTransport CONNECT answered just before the drain, or a handshake already under way.
+			t.close(UNSUPPORTED, "relay draining");
+			return;
+		}
 		// Relay-wide, not per worker: the count is shared by every worker (transport/admission.ts).
 		if (!admission.tryOpenSession()) {
 			refuse("sessions", log.warn, { remote: t.remote, transport: t.kind });
-			t.close(SESSION_LIMIT_CODE, "relay at its session limit");
+			t.close(UNSUPPORTED, "relay at its session limit");
 			return;
 		}
 		const pre = verified.get(t);
@@ -155,7 +175,7 @@ export async function startRelayNode(opts: RelayNodeOptions): Promise<RelayNode>
 
 	const quicLog = log.child({ layer: "quic" });
 	const health = () => ({
-		status: "ok",
+		...(opts.readiness?.() ?? { status: draining ? "draining" : "ok" }),
 		worker: relay.worker,
 		sessions: relay.figures.sessions,
 		broadcasts: relay.figures.broadcasts,
@@ -180,13 +200,21 @@ export async function startRelayNode(opts: RelayNodeOptions): Promise<RelayNode>
 			log: quicLog,
 			onSession: (conn) => {
 				if (conn.protocol === "h3") {
-					acceptHttp3(conn, {
+					const h3conn = acceptHttp3(conn, {
 						protocols: WT_PROTOCOLS,
 						onSession,
 						log,
 						authorize: (path, query) =>
 							authorizeConnect({ transport: "webtransport", path, query, remote: conn.remote }),
 					});
+					if (h3conn.closed) return;
+					h3.add(h3conn);
+					const closed = h3conn.onClosed;
+					h3conn.onClosed = (code, reason) => {
+						h3.delete(h3conn);
+						closed?.(code, reason);
+					};
+					if (draining) h3conn.drain();
 				} else onSession(conn);
 			},
 		});
@@ -260,8 +288,22 @@ export async function startRelayNode(opts: RelayNodeOptions): Promise<RelayNode>
 			quic.setCertificate(cert, key);
 			https?.setTls({ cert, key });
 		},
+		get draining() {
+			return draining;
+		},
+		drain(uri: string) {
+			const sent = { sessions: sessions.size, goaway: 0, h3: h3.size };
+			if (draining) return sent;
+			draining = true;
+			quic.drain();
+			http?.drain();
+			https?.drain();
+			for (const c of h3) c.drain();
+			for (const s of sessions) if (s.goaway(uri)) sent.goaway++;
+			return sent;
+		},
 		async close() {
-			for (const s of sessions) s.close(0, "relay shutting down");
+			for (const s of sessions) s.close(CANCEL, "relay shutting down");
 			await http?.close();
 			await https?.close();
 			await quic.close();

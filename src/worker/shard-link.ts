@@ -1,6 +1,8 @@
 import type { Doorbell } from "../cache/doorbell.ts";
 import type { RingWriter } from "../cache/ring-writer.ts";
+import { NOT_FOUND } from "../errors/codes.ts";
 import type { Logger } from "../log/logger.ts";
+import type { Path } from "../path/index.ts";
 import type { Relay, RelayLink } from "../relay/relay.ts";
 import { RemoteTrack } from "../relay/remote-track.ts";
 import type { SubscriptionParams, TrackInfo } from "../relay/types.ts";
@@ -49,11 +51,11 @@ export class ShardLink implements RelayLink {
 	readonly #doorbell: Doorbell;
 	readonly #log: Logger;
 	/** Owner role: publisher location of the paths this worker owns. */
-	readonly #owned = new Map<string, { w: number; hops: number[] }>();
+	readonly #owned = new Map<Path, { w: number; hops: number[] }>();
 	/** Owner role: workers with viewers, per path + track. */
 	readonly #interest = new Map<string, Set<number>>();
 	/** Broadcasts published by local sessions (re-announced to an owner that restarts). */
-	readonly #localPaths = new Map<string, number[]>();
+	readonly #localPaths = new Map<Path, number[]>();
 	readonly #infoWaiters = new Map<
 		number,
 		{
@@ -108,12 +110,12 @@ export class ShardLink implements RelayLink {
 
 	// RelayLink ---------------------------------------------------------------------------------
 
-	localPublished(path: string, hops: readonly number[]): void {
+	localPublished(path: Path, hops: readonly number[]): void {
 		this.#localPaths.set(path, [...hops]);
 		this.#send(this.ownerOf(path), { type: "pub", path, hops: [...hops], w: this.self });
 	}
 
-	localUnpublished(path: string): void {
+	localUnpublished(path: Path): void {
 		this.#localPaths.delete(path);
 		this.#send(this.ownerOf(path), { type: "unpub", path, w: this.self });
 	}
@@ -122,20 +124,20 @@ export class ShardLink implements RelayLink {
 		this.#doorbell.ring(ring);
 	}
 
-	want(path: string, track: string, params: SubscriptionParams): void {
+	want(path: Path, track: string, params: SubscriptionParams): void {
 		this.#send(this.ownerOf(path), { type: "want", path, track, w: this.self, params });
 	}
 
-	update(path: string, track: string, params: SubscriptionParams): void {
+	update(path: Path, track: string, params: SubscriptionParams): void {
 		const b = this.#relay.broadcasts.get(path);
 		if (b) this.#send(b.worker, { type: "update", path, track, w: this.self, params });
 	}
 
-	unwant(path: string, track: string): void {
+	unwant(path: Path, track: string): void {
 		this.#send(this.ownerOf(path), { type: "unwant", path, track, w: this.self });
 	}
 
-	fetchTrackInfo(worker: number, path: string, track: string): Promise<TrackInfo> {
+	fetchTrackInfo(worker: number, path: Path, track: string): Promise<TrackInfo> {
 		return new Promise((resolve, reject) => {
 			const id = this.#nextInfoId++;
 			const timer = setTimeout(() => {
@@ -214,7 +216,7 @@ export class ShardLink implements RelayLink {
 			}
 			case "gone": {
 				const t = relay.broadcasts.get(m.path)?.tracks.get(m.track);
-				if (t instanceof RemoteTrack) t.abort(13);
+				if (t instanceof RemoteTrack) t.abort(NOT_FOUND);
 				return;
 			}
 			case "info?": {

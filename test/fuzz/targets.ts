@@ -14,7 +14,6 @@ import { join } from "node:path";
 import { isDeepStrictEqual } from "node:util";
 import { AuthError, Authenticator, parseConnectTarget } from "../../src/auth/index.ts";
 import { KeyError, parseKey } from "../../src/auth/jwk.ts";
-import { normalizePath as normalizeAuthPath } from "../../src/auth/path.ts";
 import { DecodeError } from "../../src/coding/errors.ts";
 import { Reader } from "../../src/coding/reader.ts";
 import { Writer } from "../../src/coding/writer.ts";
@@ -33,7 +32,8 @@ import * as Sub from "../../src/moq/lite/wire/subscribe.ts";
 import * as T from "../../src/moq/lite/wire/track.ts";
 import type { LiteVersion } from "../../src/moq/lite/wire/version.ts";
 import { MessageBuffer } from "../../src/moq/message-buffer.ts";
-import { QmuxError } from "../../src/qmux/codes.ts";
+import { normalizePath } from "../../src/path/index.ts";
+import { QmuxError } from "../../src/qmux/error.ts";
 import * as Q from "../../src/qmux/frames.ts";
 import { decodeTransportParameters, defaultParams, encodeTransportParameters } from "../../src/qmux/params.ts";
 import { parseOffer, parseSubprotocol, selectSubprotocol } from "../../src/qmux/subprotocol.ts";
@@ -367,7 +367,7 @@ function setupPathTarget(): Target {
 			if (setup.path === undefined) return "ok";
 			const target = parseConnectTarget(setup.path);
 			if (target === null) return "rejected";
-			normalizeAuthPath(target.path);
+			normalizePath(target.path);
 			return "ok";
 		},
 	};

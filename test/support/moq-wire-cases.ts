@@ -1,6 +1,6 @@
 /**
  * Shared fixtures for the moq-wire tests: one valid encoding of every message in every version it
- * exists in, with the hex vectors from notes/moq-lite-wire.md where the notes give one.
+ * exists in, with the exact bytes where the reference implementations (@moq/net, moq-net) fix them.
  */
 import type { Reader } from "../../src/coding/reader.ts";
 import type { Writer } from "../../src/coding/writer.ts";
@@ -28,13 +28,13 @@ export interface Case {
 	decode: (r: Reader) => unknown;
 	/** What decoding the encoding must give back. */
 	value: unknown;
-	/** Exact expected bytes, when the notes give them. */
+	/** Exact expected bytes, where known. */
 	hex?: string;
 }
 
 export const ALL: LiteVersion[] = [2, 3, 4, 5];
 
-/** "bbb" etc. in the notes' vectors. */
+/** Hex of the parts: a number is one byte, a string its UTF-8 ("bbb" → 626262). */
 export function hex(...parts: (string | number)[]): string {
 	return parts
 		.map((p) => (typeof p === "number" ? p.toString(16).padStart(2, "0") : Buffer.from(p, "utf8").toString("hex")))
@@ -130,7 +130,7 @@ export function cases(): Case[] {
 
 	for (const v of ALL) {
 		// Announce
-		const req: A.AnnounceRequest = { prefix: "anon/live", excludeHop: v >= 4 ? 123456789 : 0 };
+		const req: A.AnnounceRequest<string> = { prefix: "anon/live", excludeHop: v >= 4 ? 123456789 : 0 };
 		out.push(
 			c(
 				`ANNOUNCE_REQUEST v${v}`,
@@ -140,7 +140,7 @@ export function cases(): Case[] {
 				req,
 			),
 		);
-		const active: A.Announce = { active: true, suffix: "bbb", hops: v === 2 ? [] : v === 3 ? [0, 0] : [7] };
+		const active: A.Announce<string> = { active: true, suffix: "bbb", hops: v === 2 ? [] : v === 3 ? [0, 0] : [7] };
 		out.push(
 			c(
 				`ANNOUNCE active v${v}`,
@@ -153,7 +153,7 @@ export function cases(): Case[] {
 				},
 			),
 		);
-		const ended: A.Announce = { active: false, suffix: "bbb", hops: [] };
+		const ended: A.Announce<string> = { active: false, suffix: "bbb", hops: [] };
 		out.push(
 			c(
 				`ANNOUNCE ended v${v}`,
@@ -168,7 +168,7 @@ export function cases(): Case[] {
 		);
 
 		// Subscribe
-		const sub: Sub.Subscribe = {
+		const sub: Sub.Subscribe<string> = {
 			id: 0,
 			broadcast: "bbb",
 			track: "video",
@@ -191,7 +191,7 @@ export function cases(): Case[] {
 			),
 		);
 		if (v >= 3) {
-			const sub2: Sub.Subscribe = {
+			const sub2: Sub.Subscribe<string> = {
 				id: 70000,
 				broadcast: "anon/bbb",
 				track: "audio.opus",
@@ -324,7 +324,7 @@ export function cases(): Case[] {
 		);
 
 		if (v === 2) {
-			const init: A.AnnounceInit = { suffixes: ["bbb"] };
+			const init: A.AnnounceInit<string> = { suffixes: ["bbb"] };
 			out.push(
 				c(
 					"ANNOUNCE_INIT v2",
@@ -337,7 +337,7 @@ export function cases(): Case[] {
 					},
 				),
 			);
-			const init2: A.AnnounceInit = { suffixes: [] };
+			const init2: A.AnnounceInit<string> = { suffixes: [] };
 			out.push(
 				c(
 					"ANNOUNCE_INIT empty v2",
@@ -359,7 +359,7 @@ export function cases(): Case[] {
 					probe,
 				),
 			);
-			const fetch: F.FetchRequest = { broadcast: "bbb", track: "video", priority: 3, group: 99 };
+			const fetch: F.FetchRequest<string> = { broadcast: "bbb", track: "video", priority: 3, group: 99 };
 			out.push(
 				c(
 					`FETCH v${v}`,
@@ -406,7 +406,7 @@ export function cases(): Case[] {
 					{ hex: "020901" },
 				),
 			);
-			const tr: T.TrackRequest = { broadcast: "bbb", track: "catalog.json" };
+			const tr: T.TrackRequest<string> = { broadcast: "bbb", track: "catalog.json" };
 			out.push(
 				c(
 					"TRACK v5",

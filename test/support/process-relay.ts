@@ -67,8 +67,15 @@ export async function startRelayProcess(args: string[], env: Record<string, stri
 		},
 		async stop() {
 			if (child.exitCode !== null) return child.exitCode;
+			// SIGTERM drains: the relay exits once no session is left (about a second after the last
+			// one closed) or at [server] drain_timeout (30 s). A test that leaves sessions open should
+			// not wait for that: a second signal exits at once.
+			const exited = new Promise<number | null>((r) => child.once("exit", (code) => r(code)));
 			child.kill("SIGTERM");
-			return await new Promise((r) => child.once("exit", (code) => r(code)));
+			const first = await Promise.race([exited, new Promise<"slow">((r) => setTimeout(() => r("slow"), 3000))]);
+			if (first !== "slow") return first;
+			child.kill("SIGTERM");
+			return await exited;
 		},
 	};
 }

@@ -1,9 +1,9 @@
 import { Rec as RECORD } from "../../cache/layout.ts";
 import { RingReader } from "../../cache/ring-reader.ts";
+import { CANCEL, DROPPED, LAGGED, NOT_FOUND } from "../../errors/codes.ts";
 import type { TrackConsumer, TrackHost } from "../../relay/track.ts";
 import type { SubscriptionParams } from "../../relay/types.ts";
 import type { TransportStream } from "../../transport/types.ts";
-import { CANCEL, DROPPED, LAGGED, NOT_FOUND } from "./wire/codes.ts";
 import { writeFrameHeader } from "./wire/group.ts";
 
 const scratch = new Uint8Array(32);

@@ -1,7 +1,7 @@
 import { DecodeError } from "../../coding/errors.ts";
+import { EVICTED, FRAME_TOO_LARGE, PROTOCOL_VIOLATION } from "../../errors/codes.ts";
 import type { RelayTrack } from "../../relay/track.ts";
 import type { TransportStream } from "../../transport/types.ts";
-import { EVICTED, FRAME_TOO_LARGE, PROTOCOL_VIOLATION } from "./wire/codes.ts";
 import { FrameParser } from "./wire/group.ts";
 import { hasFrameTimestamps, type LiteVersion } from "./wire/version.ts";
 

@@ -7,9 +7,10 @@
  */
 
 import type { Grant } from "../../auth/index.ts";
-import { normalizePath } from "../../auth/path.ts";
 import type { Reader } from "../../coding/reader.ts";
 import { Writer } from "../../coding/writer.ts";
+import * as Code from "../../errors/codes.ts";
+import { joinPath, type Path, PathError, ROOT, stripPrefix } from "../../path/index.ts";
 import { refuse as countRefusal } from "../../transport/refusals.ts";
 import type { TransportStream } from "../../transport/types.ts";
 import type { ControlReader } from "../control-reader.ts";
@@ -23,9 +24,7 @@ import {
 	encodeAnnounceInit,
 	encodeAnnounceOk,
 } from "./wire/announce.ts";
-import * as Code from "./wire/codes.ts";
 import { decodeFetchRequest } from "./wire/fetch.ts";
-import { joinPath, stripPrefix } from "./wire/path.ts";
 import { decodeSubscribe, decodeSubscribeUpdate } from "./wire/subscribe.ts";
 import { decodeTrackRequest, encodeTrackInfo } from "./wire/track.ts";
 import {
@@ -68,33 +67,28 @@ export class LitePublisher {
 	}
 
 	/**
-	 * A request stream: waits for its first message, then calls `handle` once. A message that can't
-	 * decode closes the session with its code.
+	 * A request stream: waits for its first message, then calls `handle` once. A broadcast path with
+	 * a "." or ".." segment refuses the request (see `refusingDotSegments`); any other message that
+	 * can't decode closes the session with its code.
 	 */
-	#onRequest<T>(reader: ControlReader, decode: (r: Reader) => T, handle: (req: T) => void): void {
+	#onRequest<T>(s: TransportStream, reader: ControlReader, decode: (r: Reader) => T, handle: (req: T) => void): void {
 		let started = false;
 		reader.follow(() => {
 			if (started) return;
-			const req = reader.next(decode);
+			const req = reader.next(refusingDotSegments(decode));
 			if (req === undefined) return;
 			started = true;
-			handle(req);
+			if (req instanceof PathError) s.reset(Code.PROTOCOL_VIOLATION);
+			else handle(req);
 		});
 	}
 
 	/**
-	 * A viewer's broadcast path (relative to the session root) made absolute, after normalising it and
-	 * checking the token's subscribe scope; null (and the stream reset with the reason's code) if refused.
+	 * A viewer's broadcast path (relative to the session root) made absolute, after checking the
+	 * token's subscribe scope; null (and the stream reset with UNAUTHORIZED) if refused.
 	 */
-	#viewerPath(s: TransportStream, raw: string): string | null {
+	#viewerPath(s: TransportStream, rel: Path): Path | null {
 		const grant = this.#grant;
-		let rel: string;
-		try {
-			rel = normalizePath(raw, this.#host.relay.config.limits.maxPathSegments);
-		} catch {
-			s.reset(Code.PROTOCOL_VIOLATION);
-			return null;
-		}
 		if (!grant.canSubscribe(rel)) {
 			s.reset(Code.UNAUTHORIZED);
 			return null;
@@ -124,19 +118,12 @@ export class LitePublisher {
 			const req = reader.next((r) => decodeAnnounceRequest(r, v, host.limits));
 			if (req === undefined) return;
 			started = true;
-			let prefix: string;
-			try {
-				prefix = normalizePath(req.prefix, limits.maxPathSegments);
-			} catch (err) {
-				reader.fail(Code.PROTOCOL_VIOLATION, (err as Error).message);
-				return;
-			}
-			const absPrefix = joinPath(grant.root, prefix);
-			const sent = new Set<string>();
+			const absPrefix = joinPath(grant.root, req.prefix);
+			const sent = new Set<Path>();
 			const w = new Writer(128);
 			const excludeHop = req.excludeHop;
 			const hopsFor = (hops: readonly number[]): number[] => (appendsHop(v) ? [...hops, host.relay.hopId] : [...hops]);
-			const visible = (absPath: string, hops: readonly number[]): string | null => {
+			const visible = (absPath: Path, hops: readonly number[]): Path | null => {
 				const rel = stripPrefix(absPath, grant.root);
 				if (rel === null || !grant.canSubscribe(rel)) return null;
 				if (excludeHop !== 0 && hops.includes(excludeHop)) return null;
@@ -144,7 +131,7 @@ export class LitePublisher {
 			};
 			const watcher = {
 				prefix: absPrefix,
-				onAnnounce: (path: string, entry: { hops: readonly number[] } | null) => {
+				onAnnounce: (path: Path, entry: { hops: readonly number[] } | null) => {
 					if (entry) {
 						const suffix = visible(path, entry.hops);
 						if (suffix === null || sent.has(path)) return;
@@ -154,7 +141,7 @@ export class LitePublisher {
 						s.write(w.view());
 					} else {
 						if (!sent.delete(path)) return;
-						const suffix = stripPrefix(path, absPrefix) ?? "";
+						const suffix = stripPrefix(path, absPrefix) ?? ROOT;
 						w.clear();
 						encodeAnnounce(w, { active: false, suffix, hops: [] }, v);
 						s.write(w.view());
@@ -217,8 +204,15 @@ export class LitePublisher {
 				);
 				return;
 			}
-			const sub = reader.next((r) => decodeSubscribe(r, v, host.limits));
+			const sub = reader.next(refusingDotSegments((r) => decodeSubscribe(r, v, host.limits)));
 			if (sub === undefined) return;
+			if (sub instanceof PathError) {
+				refused = true;
+				host.log.debug("subscribe refused", { code: Code.PROTOCOL_VIOLATION, why: sub.message });
+				s.reset(Code.PROTOCOL_VIOLATION);
+				s.stop(Code.PROTOCOL_VIOLATION);
+				return;
+			}
 			const refuse = (code: number, why: string) => {
 				refused = true;
 				host.log.debug("subscribe refused", { code, why, broadcast: sub!.broadcast, track: sub!.track });
@@ -230,14 +224,8 @@ export class LitePublisher {
 				countRefusal("subscriptions", host.log.warn, { session: host.id });
 				return refuse(Code.UNSUPPORTED, "too many subscriptions");
 			}
-			let rel: string;
-			try {
-				rel = normalizePath(sub.broadcast, relay.config.limits.maxPathSegments);
-			} catch (err) {
-				return refuse(Code.PROTOCOL_VIOLATION, (err as Error).message);
-			}
-			if (!grant.canSubscribe(rel)) return refuse(Code.UNAUTHORIZED, "outside the token's subscribe scope");
-			const track = relay.track(joinPath(grant.root, rel), sub.track);
+			if (!grant.canSubscribe(sub.broadcast)) return refuse(Code.UNAUTHORIZED, "outside the token's subscribe scope");
+			const track = relay.track(joinPath(grant.root, sub.broadcast), sub.track);
 			if (track === undefined) return refuse(Code.NOT_FOUND, "unknown broadcast");
 			if (track === null) return refuse(Code.EVICTED, "cache budget exhausted");
 			const params = {
@@ -288,6 +276,7 @@ export class LitePublisher {
 		}
 		s.onFin = () => {};
 		this.#onRequest(
+			s,
 			reader,
 			(r) => decodeTrackRequest(r, v, host.limits),
 			(req) => {
@@ -321,6 +310,7 @@ export class LitePublisher {
 		}
 		s.onStop = () => s.reset(Code.CANCEL);
 		this.#onRequest(
+			s,
 			reader,
 			(r) => decodeFetchRequest(r, v, host.limits),
 			(req) => {
@@ -342,4 +332,21 @@ export class LitePublisher {
 			},
 		);
 	}
+}
+
+/**
+ * `decode` for a viewer's request (SUBSCRIBE, TRACK, FETCH), where a broadcast path with a "." or
+ * ".." segment refuses that request alone: the PathError comes back instead of the message, and the
+ * caller resets the stream with PROTOCOL_VIOLATION while the session goes on. Every other decode
+ * error, too many segments included, still closes the session.
+ */
+function refusingDotSegments<T>(decode: (r: Reader) => T): (r: Reader) => T | PathError {
+	return (r) => {
+		try {
+			return decode(r);
+		} catch (err) {
+			if (err instanceof PathError && err.reason === "dot-segment") return err;
+			throw err;
+		}
+	};
 }

@@ -10,6 +10,7 @@ import type { Grant } from "../../auth/index.ts";
 import { parseConnectTarget, redactPath, tokenFromQuery } from "../../auth/params.ts";
 import type { Reader } from "../../coding/reader.ts";
 import { Writer } from "../../coding/writer.ts";
+import * as Code from "../../errors/codes.ts";
 import type { Logger } from "../../log/logger.ts";
 import type { Relay } from "../../relay/relay.ts";
 import { faultCode, reportFault } from "../../transport/guard.ts";
@@ -19,13 +20,13 @@ import { type ControlLimits, ControlReader } from "../control-reader.ts";
 import type { SessionHost } from "./host.ts";
 import { LitePublisher } from "./publisher.ts";
 import { LiteSubscriber } from "./subscriber.ts";
-import * as Code from "./wire/codes.ts";
+import { encodeGoaway } from "./wire/goaway.ts";
 import type { DecodeLimits } from "./wire/message.ts";
 import { decodeProbe } from "./wire/probe.ts";
 import { decodeSessionInfo } from "./wire/session.ts";
 import { decodeClientSetup, decodeLiteSetup, encodeLiteSetup, encodeServerSetup } from "./wire/setup.ts";
 import { BIDI, UNI } from "./wire/stream-type.ts";
-import { hasLiteSetup, LITE_02, type LiteVersion, versionFromAlpn } from "./wire/version.ts";
+import { hasGoaway, hasLiteSetup, LITE_02, type LiteVersion, versionFromAlpn } from "./wire/version.ts";
 
 export interface SessionContext {
 	relay: Relay;
@@ -168,6 +169,28 @@ export class MoqSession implements SessionHost {
 		} catch (err) {
 			this.onFault(err);
 		}
+	}
+
+	/**
+	 * The relay is draining: where the version has it (04+), a GOAWAY stream carrying `uri` (another
+	 * relay to reconnect to, or "" for none). The session itself stays open: the client moves when
+	 * it likes, and the relay closes what is left at its drain deadline. Returns whether it was sent.
+	 */
+	goaway(uri: string): boolean {
+		if (this.#closed || this.#version === null || !hasGoaway(this.#version)) return false;
+		const v = this.#version;
+		this.withStream(true, (s) => {
+			const w = new Writer(16 + uri.length * 3);
+			w.varint(BIDI.GOAWAY);
+			encodeGoaway(w, { uri }, v);
+			s.write(w.view());
+			s.finish();
+			// Nothing is expected back; a peer that answers or resets it changes nothing.
+			s.onData = null;
+			s.onFin = () => {};
+			s.onReset = () => {};
+		});
+		return true;
 	}
 
 	close(code: number, reason: string): void {

@@ -8,8 +8,9 @@
  */
 
 import type { Grant } from "../../auth/index.ts";
-import { normalizePath } from "../../auth/path.ts";
 import { Writer } from "../../coding/writer.ts";
+import * as Code from "../../errors/codes.ts";
+import { joinPath, type Path, pathSegments, stripPrefix } from "../../path/index.ts";
 import type { RelayTrack } from "../../relay/track.ts";
 import type { TrackHandle, TrackInfo, UpstreamPublisher } from "../../relay/types.ts";
 import { DEFAULT_TRACK_INFO } from "../../relay/types.ts";
@@ -25,9 +26,7 @@ import {
 	decodeAnnounceOk,
 	encodeAnnounceRequest,
 } from "./wire/announce.ts";
-import * as Code from "./wire/codes.ts";
 import { decodeGroupHeader } from "./wire/group.ts";
-import { joinPath, stripPrefix } from "./wire/path.ts";
 import { BIDI } from "./wire/stream-type.ts";
 import { decodeSubscribeResponse, encodeSubscribe, encodeSubscribeUpdate } from "./wire/subscribe.ts";
 import { decodeTrackInfo, encodeTrackRequest } from "./wire/track.ts";
@@ -66,7 +65,7 @@ export class LiteSubscriber implements UpstreamPublisher {
 	readonly #host: SessionHost;
 	readonly #v: LiteVersion;
 	readonly #grant: Grant;
-	readonly #published = new Set<string>();
+	readonly #published = new Set<Path>();
 	readonly #upstream = new Map<number, UpstreamSub>();
 	readonly #upstreamByTrack = new Map<TrackHandle, UpstreamSub>();
 	readonly #ingests = new Set<GroupIngest>();
@@ -99,11 +98,11 @@ export class LiteSubscriber implements UpstreamPublisher {
 	// ---------------------------------------------------------------------------------------------
 	// Learning a publishing client's broadcasts
 
-	#requestAnnounces(prefix: string): void {
+	#requestAnnounces(prefix: Path): void {
 		this.#host.withStream(true, (s) => this.#runAnnounceRequest(s, prefix));
 	}
 
-	#runAnnounceRequest(s: TransportStream, prefix: string): void {
+	#runAnnounceRequest(s: TransportStream, prefix: Path): void {
 		const host = this.#host;
 		const relay = host.relay;
 		const v = this.#v;
@@ -113,15 +112,15 @@ export class LiteSubscriber implements UpstreamPublisher {
 		encodeAnnounceRequest(w, { prefix, excludeHop: relay.hopId }, v);
 		s.write(w.view());
 		const reader = host.reader(s);
-		const mine = new Set<string>();
+		const mine = new Set<Path>();
 		let okHop: number | null = null;
 		let initDone = !hasAnnounceInit(v) && !hasAnnounceOk(v);
 		const onAnnounce = (a: Announce) => {
-			let rel: string;
-			try {
-				rel = normalizePath(joinPath(prefix, a.suffix), relay.config.limits.maxPathSegments);
-			} catch (err) {
-				reader.fail(Code.PROTOCOL_VIOLATION, (err as Error).message);
+			// Prefix and suffix were each validated when decoded; together they must fit the cap too.
+			const rel = joinPath(prefix, a.suffix);
+			const maxSegments = relay.config.limits.maxPathSegments;
+			if (pathSegments(rel) > maxSegments) {
+				reader.fail(Code.PROTOCOL_VIOLATION, `announced path has more than ${maxSegments} segments`);
 				return;
 			}
 			const abs = joinPath(grant.root, rel);
@@ -185,7 +184,7 @@ export class LiteSubscriber implements UpstreamPublisher {
 	// ---------------------------------------------------------------------------------------------
 	// UpstreamPublisher
 
-	#relative(absPath: string): string {
+	#relative(absPath: Path): Path {
 		return stripPrefix(absPath, this.#grant.root) ?? absPath;
 	}
 
@@ -303,7 +302,7 @@ export class LiteSubscriber implements UpstreamPublisher {
 		sub.stream.stop(Code.CANCEL);
 	}
 
-	fetchTrackInfo(broadcastPath: string, track: string): Promise<TrackInfo> {
+	fetchTrackInfo(broadcastPath: Path, track: string): Promise<TrackInfo> {
 		const host = this.#host;
 		const v = this.#v;
 		if (!hasTrackInfo(v)) return Promise.resolve({ ...DEFAULT_TRACK_INFO });

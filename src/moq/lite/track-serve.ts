@@ -1,10 +1,10 @@
 import { Rec as RECORD } from "../../cache/layout.ts";
 import { RingReader } from "../../cache/ring-reader.ts";
 import { Writer } from "../../coding/writer.ts";
+import { CANCEL, DROPPED, LAGGED, OLD } from "../../errors/codes.ts";
 import type { TrackConsumer, TrackHost } from "../../relay/track.ts";
 import type { SubscriptionParams } from "../../relay/types.ts";
 import type { TransportSession, TransportStream } from "../../transport/types.ts";
-import { CANCEL, DROPPED, LAGGED, OLD } from "./wire/codes.ts";
 import { writeFrameHeader, writeGroupStreamHeader } from "./wire/group.ts";
 import { encodeSubscribeEnd, encodeSubscribeOk } from "./wire/subscribe.ts";
 import { hasSubscribeEnd, hasSubscribeOkGroup, type LiteVersion } from "./wire/version.ts";

@@ -1,5 +1,5 @@
 /**
- * Announce stream (bidi type 1, opened by the subscriber; notes §3.2).
+ * Announce stream (bidi type 1, opened by the subscriber).
  * - 02: request `prefix`; reply ANNOUNCE_INIT then `status, suffix` (no hops).
  * - 03: request `prefix`; each announce `status, suffix, hopCount`.
  * - 04: request `prefix, excludeHop`; each announce `status, suffix, hopCount, hopId×n`
@@ -12,7 +12,8 @@
 import { DecodeError } from "../../../coding/errors.ts";
 import type { Reader } from "../../../coding/reader.ts";
 import type { Writer } from "../../../coding/writer.ts";
-import { PROTOCOL_VIOLATION, UNSUPPORTED } from "./codes.ts";
+import { PROTOCOL_VIOLATION, UNSUPPORTED } from "../../../errors/codes.ts";
+import type { Path } from "../../../path/index.ts";
 import {
 	beginMessage,
 	type DecodeLimits,
@@ -33,8 +34,8 @@ import {
 } from "./version.ts";
 
 /** ANNOUNCE_REQUEST (a.k.a. ANNOUNCE_PLEASE / ANNOUNCE_SUBSCRIBE). */
-export interface AnnounceRequest {
-	prefix: string;
+export interface AnnounceRequest<P extends string = Path> {
+	prefix: P;
 	/** 04/05: the requester's own hop id; 0 = none. Not on the wire for 02/03 (decodes as 0). */
 	excludeHop: number;
 }
@@ -46,14 +47,14 @@ export interface AnnounceOk {
 }
 
 /** ANNOUNCE_INIT (02 only): the suffixes active when the request arrived. */
-export interface AnnounceInit {
-	suffixes: string[];
+export interface AnnounceInit<P extends string = Path> {
+	suffixes: P[];
 }
 
 /** ANNOUNCE: one path became active or ended. */
-export interface Announce {
+export interface Announce<P extends string = Path> {
 	active: boolean;
-	suffix: string;
+	suffix: P;
 	/**
 	 * The hop chain. 02: not on the wire (empty). 03: only its length travels, so it decodes as that
 	 * many zeros ("unknown" ids). 04/05: hop ids. Ended announces always carry an empty chain.
@@ -66,7 +67,7 @@ const STATUS_ACTIVE = 1;
 /** 05 accepts an explicit restart status and treats it as a (replacing) active. */
 const STATUS_RESTART = 2;
 
-export function encodeAnnounceRequest(w: Writer, m: AnnounceRequest, v: LiteVersion): void {
+export function encodeAnnounceRequest(w: Writer, m: AnnounceRequest<string>, v: LiteVersion): void {
 	const start = beginMessage(w);
 	w.string(m.prefix);
 	if (hasHops(v)) w.varint(m.excludeHop);
@@ -101,7 +102,7 @@ function announceOkBody(r: Reader): AnnounceOk {
 	return { hopId, activeCount: r.varint() };
 }
 
-export function encodeAnnounceInit(w: Writer, m: AnnounceInit, v: LiteVersion): void {
+export function encodeAnnounceInit(w: Writer, m: AnnounceInit<string>, v: LiteVersion): void {
 	if (!hasAnnounceInit(v)) throw notInVersion("ANNOUNCE_INIT", v);
 	const start = beginMessage(w);
 	w.varint(m.suffixes.length);
@@ -117,13 +118,13 @@ export function decodeAnnounceInit(r: Reader, v: LiteVersion, limits?: DecodeLim
 function announceInitBody(r: Reader, _v: LiteVersion, limits: DecodeLimits | undefined): AnnounceInit {
 	// No count cap needed: every suffix takes at least one byte of a bounded body.
 	const count = r.varint();
-	const suffixes: string[] = [];
+	const suffixes: Path[] = [];
 	for (let i = 0; i < count; i++) suffixes.push(readPath(r, limits));
 	return { suffixes };
 }
 
-export function encodeAnnounce(w: Writer, m: Announce, v: LiteVersion): void {
-	// Ended announces carry a hop count of 0 (notes §3.2: `06 00 03 "bbb" 00`).
+export function encodeAnnounce(w: Writer, m: Announce<string>, v: LiteVersion): void {
+	// An ended announce still carries a hop count, 0: "bbb" ended on 03+ is `06 00 03 "bbb" 00`.
 	const hops = m.active ? m.hops : EMPTY;
 	if (hops.length > MAX_HOPS) throw new RangeError(`${hops.length} hops exceeds ${MAX_HOPS}`);
 	const start = beginMessage(w);

@@ -1,5 +1,5 @@
 /**
- * Fetch stream (bidi type 3; notes §3.6): request `broadcast, track, priority, group`. The reply has
+ * Fetch stream (bidi type 3, opened by the subscriber): request `broadcast, track, priority, group`. The reply has
  * no header: lite-05 frames back to back (decode them with `FrameParser(5, …)`), then FIN.
  * The relay serves it on 05 only (reset on 03/04), but the request has the same layout on 03+, as
  * in @moq/net, so it decodes there too.
@@ -8,7 +8,8 @@
 
 import type { Reader } from "../../../coding/reader.ts";
 import type { Writer } from "../../../coding/writer.ts";
-import { UNSUPPORTED } from "./codes.ts";
+import { UNSUPPORTED } from "../../../errors/codes.ts";
+import type { Path } from "../../../path/index.ts";
 import {
 	beginMessage,
 	type DecodeLimits,
@@ -22,15 +23,15 @@ import {
 } from "./message.ts";
 import { hasFetch, type LiteVersion } from "./version.ts";
 
-export interface FetchRequest {
-	broadcast: string;
+export interface FetchRequest<P extends string = Path> {
+	broadcast: P;
 	track: string;
 	priority: number;
 	/** The one group to fetch. */
 	group: number;
 }
 
-export function encodeFetchRequest(w: Writer, m: FetchRequest, v: LiteVersion): void {
+export function encodeFetchRequest(w: Writer, m: FetchRequest<string>, v: LiteVersion): void {
 	if (!hasFetch(v)) throw notInVersion("FETCH", v);
 	const start = beginMessage(w);
 	w.string(m.broadcast);

@@ -1,11 +1,11 @@
 /**
- * Goaway stream (bidi type 5, 04+; notes §3.8): `uri`, "" = no redirect. Clients only log it.
+ * Goaway stream (bidi type 5, 04+; either side may open it): `uri`, "" = no redirect. Clients only log it.
  * @module
  */
 
 import type { Reader } from "../../../coding/reader.ts";
 import type { Writer } from "../../../coding/writer.ts";
-import { UNSUPPORTED } from "./codes.ts";
+import { UNSUPPORTED } from "../../../errors/codes.ts";
 import {
 	beginMessage,
 	type DecodeLimits,

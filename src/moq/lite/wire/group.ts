@@ -1,5 +1,6 @@
 /**
- * Group streams (uni type 0; notes §3.5): `00`, GROUP `len, subscribeId, sequence`, then FRAMEs, FIN.
+ * Group streams (uni type 0; one stream per group per subscription, opened by the publisher): `00`,
+ * GROUP `len, subscribeId, sequence`, then FRAMEs, FIN.
  * FRAME is `size, payload` on 02–04 and `zigzag(tsDelta), size, payload` on 05, with no length prefix
  * of its own. A FETCH reply (05) is the same frames with no stream type or GROUP header.
  *
@@ -17,7 +18,7 @@ import { DecodeError } from "../../../coding/errors.ts";
 import type { Reader } from "../../../coding/reader.ts";
 import { writeVarint } from "../../../coding/varint.ts";
 import type { Writer } from "../../../coding/writer.ts";
-import { FRAME_TOO_LARGE, PROTOCOL_VIOLATION } from "./codes.ts";
+import { FRAME_TOO_LARGE, PROTOCOL_VIOLATION } from "../../../errors/codes.ts";
 import { beginMessage, type DecodeLimits, decodeMessage, endMessage } from "./message.ts";
 import { UNI } from "./stream-type.ts";
 import { hasFrameTimestamps, type LiteVersion } from "./version.ts";

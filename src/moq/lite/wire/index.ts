@@ -5,12 +5,10 @@
  */
 
 export * from "./announce.ts";
-export * as Codes from "./codes.ts";
 export * from "./fetch.ts";
 export * from "./goaway.ts";
 export * from "./group.ts";
 export * from "./message.ts";
-export * from "./path.ts";
 export * from "./probe.ts";
 export * from "./session.ts";
 export * from "./setup.ts";

@@ -1,6 +1,7 @@
 /**
  * moq-lite message framing shared by every codec: a varint body length then the body, which must be
- * consumed exactly (notes §2). Decoders are synchronous over a `Reader`:
+ * consumed exactly (in @moq/net and moq-net alike, so never add trailing fields). Decoders are
+ * synchronous over a `Reader`:
  * - `NEED_MORE` when the message is not fully buffered yet (caller rewinds `r.pos`, retries later);
  *   a decoder never starts on a body that is not entirely present, so a truncated message can only
  *   ever produce NEED_MORE;
@@ -13,8 +14,8 @@ import { DecodeError, NEED_MORE } from "../../../coding/errors.ts";
 import type { Reader } from "../../../coding/reader.ts";
 import { varintSize, writeVarint } from "../../../coding/varint.ts";
 import type { Writer } from "../../../coding/writer.ts";
-import { PROTOCOL_VIOLATION } from "./codes.ts";
-import { MAX_PATH_SEGMENTS, normalizePath } from "./path.ts";
+import { PROTOCOL_VIOLATION } from "../../../errors/codes.ts";
+import { MAX_PATH_SEGMENTS, normalizePath, type Path } from "../../../path/index.ts";
 import type { LiteVersion } from "./version.ts";
 
 /** Bounds applied while decoding; every field is optional (defaults below). */
@@ -26,7 +27,7 @@ export interface DecodeLimits {
 }
 
 export const DEFAULT_MAX_MESSAGE_BYTES = 65536;
-/** Byte bounds on strings (notes: keep what a hostile peer can make us hold small). */
+/** Byte bounds on strings, so that what a hostile peer can make us hold stays small. */
 export const MAX_PATH_BYTES = 1024;
 export const MAX_TRACK_BYTES = 1024;
 export const MAX_URI_BYTES = 8192;
@@ -93,8 +94,11 @@ export function endMessage(w: Writer, start: number): void {
 	w.pos = start + size + len;
 }
 
-/** A broadcast path, prefix or suffix: bounded, UTF-8, normalised, segment-limited. */
-export function readPath(r: Reader, limits: DecodeLimits | undefined): string {
+/**
+ * A broadcast path, prefix or suffix: bounded, UTF-8, and validated here, once (src/path): a "." or
+ * ".." segment or too many segments throw PathError (a DecodeError, 15).
+ */
+export function readPath(r: Reader, limits: DecodeLimits | undefined): Path {
 	return normalizePath(r.string(MAX_PATH_BYTES), limits?.maxPathSegments ?? MAX_PATH_SEGMENTS);
 }
 

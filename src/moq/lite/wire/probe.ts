@@ -1,12 +1,13 @@
 /**
- * Probe stream (bidi type 4, 03+; notes §3.7): `bitrate` (bps), plus `rtt` (ms) on 04+; 0 = unknown.
+ * Probe stream (bidi type 4, 03+, opened by the subscriber): `bitrate` (bps), plus `rtt` (ms) on 04+;
+ * 0 = unknown.
  * On 03/04 never reset a PROBE stream: @moq/lite 0.2.2 treats that as fatal.
  * @module
  */
 
 import type { Reader } from "../../../coding/reader.ts";
 import type { Writer } from "../../../coding/writer.ts";
-import { UNSUPPORTED } from "./codes.ts";
+import { UNSUPPORTED } from "../../../errors/codes.ts";
 import { beginMessage, type DecodeLimits, decodeMessage, endMessage, notInVersion, unsupported } from "./message.ts";
 import { hasProbe, hasProbeRtt, type LiteVersion } from "./version.ts";
 

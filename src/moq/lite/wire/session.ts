@@ -1,12 +1,12 @@
 /**
- * lite-02 SESSION_INFO: the only message on the 0x20 session stream after SETUP (notes §3.9).
+ * lite-02 SESSION_INFO: the only message on the 0x20 session stream after SETUP.
  * Clients never write it; the relay may. Never reset that stream: a reset kills @moq/lite 0.2.2.
  * @module
  */
 
 import type { Reader } from "../../../coding/reader.ts";
 import type { Writer } from "../../../coding/writer.ts";
-import { UNSUPPORTED } from "./codes.ts";
+import { UNSUPPORTED } from "../../../errors/codes.ts";
 import { beginMessage, type DecodeLimits, decodeMessage, endMessage, notInVersion, unsupported } from "./message.ts";
 import { hasSessionInfo, type LiteVersion } from "./version.ts";
 

@@ -1,10 +1,11 @@
 /**
  * Session setup messages.
- * - The 0x20/0x21 compat exchange (lite-01/02 and moqt-14; notes §1): type byte, u16 big-endian
+ * - The 0x20/0x21 compat exchange (lite-01/02 and moqt-14, which ALPN does not fix): type byte, u16 big-endian
  *   length, body. Params are draft-14 style: a count, then per param an id, and an even id takes a
  *   varint value, an odd id a length and bytes. The encoders write the type byte; the decoders start
  *   after it, because the caller reads it (0x20 is also the stream type, 0x21 the reply's type).
- * - The lite-05 SETUP on a uni stream of type `UNI.SETUP` (notes §3.1): a normal length-prefixed
+ * - The lite-05 SETUP, one from each side on a uni stream of type `UNI.SETUP` (capabilities only;
+ *   ALPN already fixed the version): a normal length-prefixed
  *   message of `(id, length, bytes)` params. The caller writes/reads the stream type.
  * @module
  */
@@ -12,7 +13,7 @@
 import { DecodeError } from "../../../coding/errors.ts";
 import type { Reader } from "../../../coding/reader.ts";
 import type { Writer } from "../../../coding/writer.ts";
-import { PROTOCOL_VIOLATION, UNSUPPORTED } from "./codes.ts";
+import { PROTOCOL_VIOLATION, UNSUPPORTED } from "../../../errors/codes.ts";
 import {
 	beginMessage,
 	type DecodeLimits,

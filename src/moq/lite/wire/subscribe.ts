@@ -1,5 +1,5 @@
 /**
- * Subscribe stream (bidi type 2, opened by the subscriber; notes §3.3).
+ * Subscribe stream (bidi type 2, opened by the subscriber).
  * Subscriber → publisher: SUBSCRIBE, then any number of SUBSCRIBE_UPDATE.
  * Publisher → subscriber: responses, typed (`type, length, body`) on 03+:
  *
@@ -16,7 +16,8 @@
 import { DecodeError } from "../../../coding/errors.ts";
 import type { Reader } from "../../../coding/reader.ts";
 import type { Writer } from "../../../coding/writer.ts";
-import { UNEXPECTED_MESSAGE } from "./codes.ts";
+import { UNEXPECTED_MESSAGE } from "../../../errors/codes.ts";
+import type { Path } from "../../../path/index.ts";
 import {
 	beginMessage,
 	type DecodeLimits,
@@ -38,10 +39,10 @@ import {
 	type LiteVersion,
 } from "./version.ts";
 
-export interface Subscribe {
+export interface Subscribe<P extends string = Path> {
 	/** Picked by the subscriber, unique within the session; it stamps every group stream. */
 	id: number;
-	broadcast: string;
+	broadcast: P;
 	track: string;
 	/** Subscriber priority, u8, higher first. */
 	priority: number;
@@ -106,7 +107,7 @@ const TYPE_DROP_05 = 2;
 
 // ---- SUBSCRIBE ----
 
-export function encodeSubscribe(w: Writer, m: Subscribe, v: LiteVersion): void {
+export function encodeSubscribe(w: Writer, m: Subscribe<string>, v: LiteVersion): void {
 	const start = beginMessage(w);
 	w.varint(m.id);
 	w.string(m.broadcast);

@@ -1,5 +1,5 @@
 /**
- * Track stream (bidi type 6, lite-05 only; notes §3.4): request `broadcast, track`, reply TRACK_INFO,
+ * Track stream (bidi type 6, lite-05 only, opened by the subscriber): request `broadcast, track`, reply TRACK_INFO,
  * then FIN. @moq/net waits for TRACK_INFO before it sends SUBSCRIBE.
  * @module
  */
@@ -7,7 +7,8 @@
 import { DecodeError } from "../../../coding/errors.ts";
 import type { Reader } from "../../../coding/reader.ts";
 import type { Writer } from "../../../coding/writer.ts";
-import { PROTOCOL_VIOLATION, UNSUPPORTED } from "./codes.ts";
+import { PROTOCOL_VIOLATION, UNSUPPORTED } from "../../../errors/codes.ts";
+import type { Path } from "../../../path/index.ts";
 import {
 	beginMessage,
 	type DecodeLimits,
@@ -21,8 +22,8 @@ import {
 } from "./message.ts";
 import { hasTrackInfo, type LiteVersion } from "./version.ts";
 
-export interface TrackRequest {
-	broadcast: string;
+export interface TrackRequest<P extends string = Path> {
+	broadcast: P;
 	track: string;
 }
 
@@ -37,7 +38,7 @@ export interface TrackInfo {
 	timescale: number;
 }
 
-export function encodeTrackRequest(w: Writer, m: TrackRequest, v: LiteVersion): void {
+export function encodeTrackRequest(w: Writer, m: TrackRequest<string>, v: LiteVersion): void {
 	if (!hasTrackInfo(v)) throw notInVersion("TRACK", v);
 	const start = beginMessage(w);
 	w.string(m.broadcast);

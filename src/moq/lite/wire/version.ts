@@ -167,7 +167,8 @@ export function versionFromCode(code: number): LiteVersion | null {
 
 /**
  * The version to answer a 0x20 CLIENT_SETUP with: lite-02 if offered, else null (reject with VERSION).
- * Never 03+: both JS clients build a connection whose session reader throws for 03+ (notes §1).
+ * Never 03+: both JS clients (@moq/lite, @moq/net) build a connection whose session reader throws
+ * for 03+, which is fixed by ALPN and has no SETUP.
  */
 export function selectCompatVersion(offered: readonly number[]): LiteVersion | null {
 	return offered.includes(LITE_02) ? 2 : null;
