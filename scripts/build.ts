@@ -1,7 +1,7 @@
 /**
  * `npm run build` (and `prepack`): transpiles src/ to JavaScript in dist/, one file per source file
- * (src/a/b.ts → dist/a/b.js), for the published package, which runs on a plain Node >= 22.12
- * without type stripping. Development keeps running the .ts sources (`npm start`, `npm test`).
+ * (src/a/b.ts → dist/a/b.js), for the published package, which runs on the user's Node (package.json
+ * `engines`) without type stripping. Development keeps running the .ts sources (`npm start`, `npm test`).
  *
  * Not a bundle, on purpose: the layout stays the same depth as src/, so every path a module builds
  * from its own location still resolves. `new URL("../../package.json", import.meta.url)` reaches
@@ -22,7 +22,7 @@ const root = resolve(import.meta.dirname, "..");
 const srcDir = join(root, "src");
 const distDir = join(root, "dist");
 /** Node the output must run on (the package's `engines`). */
-const TARGET = "node22.12";
+const TARGET = "node22.19";
 
 function sources(dir: string, out: string[] = []): string[] {
 	for (const name of readdirSync(dir).sort()) {
@@ -94,7 +94,7 @@ export async function buildDist(): Promise<BuildResult> {
 					: existsSync(inDist);
 				if (!exists) problems.push(`dist/${rel}: "${spec}" does not resolve (${relative(root, inDist)})`);
 			}
-			for (const m of text.matchAll(/(["'`])(\.{0,2}\/?[^"'`\n]*\.ts)\1/g)) {
+			for (const m of text.matchAll(/(["'`])(\.{1,2}\/[^"'`\n]*\.ts)\1/g)) {
 				problems.push(`dist/${rel}: leftover .ts path ${m[0]} (use new URL("./x.ts", import.meta.url))`);
 			}
 		}

@@ -131,6 +131,9 @@ max_message_bytes = 1024
 		await client.ready;
 		const sub = await sendBidi(client, subscribeBytes("x/../../secret/bbb"));
 		assert.equal(await resetCode(sub), 15);
+		// The refusal is that request's alone: the same session still answers (an unknown broadcast: 13).
+		const next = await sendBidi(client, subscribeBytes("nothing-here", "video", 1));
+		assert.equal(await resetCode(next), 13);
 		client.close();
 		// Authentication before accept: the upgrade itself is refused, with no session behind it.
 		const outside = await rawUpgrade(relay.node.httpPort!, "/private", "qmux-01.moq-lite-05");
