@@ -3,7 +3,7 @@
  * with our `moq-token` first on PATH, then the real relay process (`[auth] key = "root.jwk"`)
  * checked to accept what they produce: a publisher with demo-pub.jwt and a viewer with cluster.jwt.
  *
- * Commands from /work/shared/guides/000_*.txt ("Deployment"): lines ~176-186 (written there as
+ * Commands from the moq-relay "Deployment" guide operators follow: lines ~176-186 (written there as
  * `cargo run --bin moq-token -- …`; the arguments are the same, only the program differs) and
  * lines ~267-275.
  */
