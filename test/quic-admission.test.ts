@@ -145,8 +145,8 @@ describe("quic admission", () => {
 		async () => {
 			const s = await server({ retry: "auto", retryThreshold: 3 });
 			const flood = await socketOn(5);
-		// The window is the server's clock second (same process): start just after a boundary.
-		await sleep(1000 - (performance.now() % 1000) + 5);
+			// The window is the server's clock second (same process): start just after a boundary.
+			await sleep(1000 - (performance.now() % 1000) + 5);
 			// Each is accepted (a full quiche accept), fails to decrypt and is dropped at once: never "in
 			// progress", but each cost real work. Three in one second reach the threshold.
 			for (let i = 0; i < 3; i++) await send(flood, initialWithToken(new Uint8Array(0), newCid(7)), s.port);
