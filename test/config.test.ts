@@ -60,6 +60,7 @@ describe("config: defaults", () => {
 			},
 			tls: { cert: [], key: [], generate: ["localhost", "127.0.0.1"] },
 			web: { http: { host: "::", port: 4443 }, https: null },
+			internal: { listen: null },
 			auth: { key: null, keyDir: null, public: ["anon"] },
 			log: { level: "info", format: "text" },
 			cache: { trackBytes: 8 * 2 ** 20, totalBytes: 2 ** 30, maxAgeMs: 30_000 },
@@ -142,6 +143,7 @@ duration = "10s"
 				generate: [],
 			},
 			web: { http: { host: "::1", port: 8080 }, https: null },
+			internal: { listen: null },
 			auth: { key: join(dir, "root.jwk"), keyDir: null, public: ["anon", "demo"] },
 			log: { level: "debug", format: "text" },
 			cache: { trackBytes: 8 * 2 ** 20, totalBytes: 2 * 2 ** 30, maxAgeMs: 10_000 },
@@ -252,6 +254,21 @@ root = "a.example"
 		const config = load("etc/relay.toml", '[tls]\ncert = "local.pem"\nkey = "local.key"\n[auth]\npublic = "anon"\n');
 		assert.deepEqual(config.tls.cert, [join(nested, "local.pem")]);
 		assert.deepEqual(config.tls.key, [join(nested, "local.key")]);
+	});
+});
+
+describe("config: [internal] listen", () => {
+	test("a listen address, from the file, the flag and the environment's name", () => {
+		const config = load("internal.toml", `${GENERATE}${PUBLIC}[internal]\nlisten = "127.0.0.1:9101"\n`);
+		assert.deepEqual(config.internal, { listen: { host: "127.0.0.1", port: 9101 } });
+		const flagged = load("internal-flag.toml", `${GENERATE}${PUBLIC}`, ["--internal-listen", "[::1]:9102"]);
+		assert.deepEqual(flagged.internal, { listen: { host: "::1", port: 9102 } });
+		assert.deepEqual(load("internal-none.toml", `${GENERATE}${PUBLIC}`).internal, { listen: null });
+	});
+
+	test("a bad address or an unknown key is refused with its name", () => {
+		rejects(`${GENERATE}${PUBLIC}[internal]\nlisten = "nope"\n`, "internal.listen", /internal/);
+		rejects(`${GENERATE}${PUBLIC}[internal]\nbind = "127.0.0.1:1"\n`, "internal.bind", /unknown key/);
 	});
 });
 

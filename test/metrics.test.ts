@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
+import { elapsedMicros, LATENCY_BUCKETS, LatencyHistogram } from "../src/metrics/latency.ts";
 import {
 	escapeHelp,
 	escapeLabelValue,
@@ -8,90 +9,18 @@ import {
 	sampleProcessInfo,
 	WORKER_FAMILIES,
 } from "../src/metrics/prometheus.ts";
-import { CountersReader, createCountersBuffer, FIELDS, Field, WorkerCounters } from "../src/pool/counters.ts";
+import { SESSION_CLOSE_REASONS, sessionCloseReason } from "../src/metrics/session-closes.ts";
+import {
+	CountersReader,
+	createCountersBuffer,
+	FIELDS,
+	Field,
+	LATENCY_BUCKET_FIELDS,
+	WorkerCounters,
+} from "../src/pool/counters.ts";
+import { parseExposition, SAMPLE_RE, sampleValue } from "./support/exposition.ts";
 
-interface Sample {
-	name: string;
-	labels: Record<string, string>;
-	value: number;
-}
-
-const NAME = "[a-zA-Z_:][a-zA-Z0-9_:]*";
-const LABEL = `([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\\\\\n]|\\\\[\\\\"n])*)"`;
-const VALUE = "([+-]?(?:\\d+(?:\\.\\d*)?|\\.\\d+)(?:[eE][+-]?\\d+)?|NaN|[+-]Inf)";
-const SAMPLE_RE = new RegExp(`^(${NAME})(?:\\{((?:${LABEL})(?:,${LABEL})*,?)?\\})? ${VALUE}(?: -?\\d+)?$`);
-const LABEL_RE = new RegExp(LABEL, "g");
-const HELP_RE = new RegExp(`^# HELP (${NAME}) ((?:[^\\\\\\n]|\\\\[\\\\n])*)$`);
-const TYPE_RE = new RegExp(`^# TYPE (${NAME}) (counter|gauge|histogram|summary|untyped)$`);
-
-function unescapeValue(v: string): string {
-	return v.replace(/\\(.)/g, (_m, c: string) => (c === "n" ? "\n" : c));
-}
-
-/**
- * A small checker of the text exposition format: every line is HELP, TYPE or a sample; a family's
- * HELP and TYPE come once, before its samples; a family's samples are contiguous; no duplicate series.
- */
-function parseExposition(text: string): { samples: Sample[]; types: Map<string, string>; help: Map<string, string> } {
-	assert.ok(text.endsWith("\n"), "ends with a line feed");
-	const samples: Sample[] = [];
-	const types = new Map<string, string>();
-	const help = new Map<string, string>();
-	const finished = new Set<string>();
-	const seen = new Set<string>();
-	let current: string | null = null;
-	const lines = text.slice(0, -1).split("\n");
-	for (const [n, line] of lines.entries()) {
-		const where = `line ${n + 1}: ${JSON.stringify(line)}`;
-		let m: RegExpMatchArray | null;
-		if ((m = line.match(HELP_RE))) {
-			assert.ok(!help.has(m[1]), `HELP twice, ${where}`);
-			assert.ok(!finished.has(m[1]) && current !== m[1], `HELP after samples, ${where}`);
-			help.set(m[1], unescapeValue(m[2]));
-			continue;
-		}
-		if ((m = line.match(TYPE_RE))) {
-			assert.ok(!types.has(m[1]), `TYPE twice, ${where}`);
-			assert.ok(!finished.has(m[1]) && current !== m[1], `TYPE after samples, ${where}`);
-			types.set(m[1], m[2]);
-			continue;
-		}
-		assert.ok(!line.startsWith("#"), `unknown comment form, ${where}`);
-		m = line.match(SAMPLE_RE);
-		assert.ok(m, `not a sample line, ${where}`);
-		const name = m[1];
-		assert.ok(types.has(name) && help.has(name), `sample before its HELP/TYPE, ${where}`);
-		if (current !== name) {
-			assert.ok(!finished.has(name), `family ${name} is not contiguous, ${where}`);
-			if (current) finished.add(current);
-			current = name;
-		}
-		const labels: Record<string, string> = {};
-		const labelText = m[2] ?? "";
-		for (const lm of labelText.matchAll(LABEL_RE)) {
-			assert.ok(!(lm[1] in labels), `duplicate label, ${where}`);
-			labels[lm[1]] = unescapeValue(lm[2]);
-		}
-		const key = name + JSON.stringify(Object.entries(labels).sort());
-		assert.ok(!seen.has(key), `duplicate series, ${where}`);
-		seen.add(key);
-		const raw = m.at(-1)!;
-		const value = raw === "NaN" ? Number.NaN : raw === "+Inf" ? Infinity : raw === "-Inf" ? -Infinity : Number(raw);
-		samples.push({ name, labels, value });
-	}
-	return { samples, types, help };
-}
-
-function get(samples: Sample[], name: string, labels: Record<string, string>): number {
-	const found = samples.filter(
-		(s) =>
-			s.name === name &&
-			Object.keys(s.labels).length === Object.keys(labels).length &&
-			Object.entries(labels).every(([k, v]) => s.labels[k] === v),
-	);
-	assert.equal(found.length, 1, `one sample ${name} ${JSON.stringify(labels)}`);
-	return found[0].value;
-}
+const get = sampleValue;
 
 /** Two workers' counters filled in-thread through the real writer and reader. */
 function figuresFixture() {
@@ -108,6 +37,16 @@ function figuresFixture() {
 	w1.set(Field.cpuUserMicros, 500_000);
 	w0.set(Field.eventLoopUtilization, 0.2);
 	w1.set(Field.eventLoopUtilization, 0.6);
+	w0.set(Field.broadcasts, 1);
+	w1.set(Field.broadcasts, 1);
+	w1.set(Field.broadcastsPublished, 1);
+	w1.add(Field.closesUnauthorized, 2);
+	// Latency: worker 0 saw 3 samples (≤ 0.5 ms, ≤ 0.5 ms, ≤ 5 ms), worker 1 one above the last bound.
+	w0.add(Field.latencyBucket0, 2);
+	w0.add(Field.latencyBucket3, 1);
+	w0.add(Field.latencySumMicros, 4000);
+	w1.add(Field.latencyBucketInf, 1);
+	w1.add(Field.latencySumMicros, 3_000_000);
 	const reader = new CountersReader(buf);
 	reader.addRestart(1);
 	return reader.readAll();
@@ -124,23 +63,46 @@ describe("Prometheus rendering", () => {
 		}
 	});
 
-	test("per-worker series carry worker=N and the total series carries none", () => {
-		const { samples } = parseExposition(renderMetrics(figuresFixture(), sampleProcessInfo()));
+	test("per-worker families carry only worker=N series; relay-wide figures are their own families", () => {
+		const { samples, types } = parseExposition(renderMetrics(figuresFixture(), sampleProcessInfo()));
 		assert.equal(get(samples, "moq_fanout_sessions", { worker: "0", transport: "quic" }), 3);
 		assert.equal(get(samples, "moq_fanout_sessions", { worker: "1", transport: "quic" }), 4);
-		assert.equal(get(samples, "moq_fanout_sessions", { transport: "quic" }), 7);
-		assert.equal(get(samples, "moq_fanout_sessions", { transport: "websocket" }), 2);
 		assert.equal(get(samples, "moq_fanout_sent_bytes_total", { worker: "0" }), 1000);
-		assert.equal(get(samples, "moq_fanout_sent_bytes_total", {}), 1500);
-		assert.equal(get(samples, "moq_fanout_frames_received_total", {}), 1);
 		assert.equal(get(samples, "moq_fanout_worker_cpu_seconds_total", { worker: "0", mode: "user" }), 1.5);
-		assert.equal(get(samples, "moq_fanout_worker_cpu_seconds_total", { mode: "user" }), 2);
-		assert.ok(Math.abs(get(samples, "moq_fanout_worker_event_loop_utilization", {}) - 0.4) < 1e-12, "mean, not sum");
 		assert.equal(get(samples, "moq_fanout_worker_restarts_total", { worker: "1" }), 1);
-		assert.equal(get(samples, "moq_fanout_worker_restarts_total", {}), 1);
+		assert.equal(get(samples, "moq_fanout_session_closes_total", { worker: "1", reason: "unauthorized" }), 2);
+		// No family mixes a total in: summing a family over workers is the relay's total.
+		for (const s of samples) {
+			const relayWide = /^moq_fanout_(relay_|process_|workers$|build_info$)/.test(s.family);
+			assert.equal("worker" in s.labels, !relayWide, `${s.name} ${JSON.stringify(s.labels)}`);
+		}
+		// A broadcast is replicated on both workers, but counted once relay-wide.
+		assert.equal(get(samples, "moq_fanout_broadcasts", { worker: "0" }), 1);
+		assert.equal(get(samples, "moq_fanout_broadcasts", { worker: "1" }), 1);
+		assert.equal(get(samples, "moq_fanout_relay_broadcasts", {}), 1);
 		assert.equal(get(samples, "moq_fanout_workers", {}), 2);
 		assert.ok(get(samples, "moq_fanout_process_resident_memory_bytes", {}) > 0);
+		assert.ok(get(samples, "moq_fanout_process_cpu_seconds_total", { mode: "user" }) > 0);
 		assert.ok(get(samples, "moq_fanout_process_uptime_seconds", {}) > 0);
+		// The latency histogram, per worker and merged.
+		assert.equal(types.get("moq_fanout_fanout_latency_seconds"), "histogram");
+		assert.equal(types.get("moq_fanout_relay_fanout_latency_seconds"), "histogram");
+		const h = "moq_fanout_fanout_latency_seconds";
+		assert.equal(get(samples, `${h}_bucket`, { worker: "0", le: "0.0005" }), 2);
+		assert.equal(get(samples, `${h}_bucket`, { worker: "0", le: "0.0025" }), 2);
+		assert.equal(get(samples, `${h}_bucket`, { worker: "0", le: "0.005" }), 3);
+		assert.equal(get(samples, `${h}_bucket`, { worker: "0", le: "+Inf" }), 3);
+		assert.equal(get(samples, `${h}_count`, { worker: "0" }), 3);
+		assert.equal(get(samples, `${h}_sum`, { worker: "0" }), 0.004);
+		assert.equal(get(samples, `${h}_bucket`, { worker: "1", le: "2.5" }), 0);
+		assert.equal(get(samples, `${h}_count`, { worker: "1" }), 1);
+		const r = "moq_fanout_relay_fanout_latency_seconds";
+		assert.equal(get(samples, `${r}_bucket`, { le: "0.005" }), 3);
+		assert.equal(get(samples, `${r}_bucket`, { le: "+Inf" }), 4);
+		assert.equal(get(samples, `${r}_count`, {}), 4);
+		assert.equal(get(samples, `${r}_sum`, {}), 3.004);
+		const les = samples.filter((s) => s.name === `${r}_bucket`).map((s) => s.labels.le);
+		assert.deepEqual(les, [...LATENCY_BUCKETS.map(String), "+Inf"]);
 	});
 
 	test("label values and HELP text are escaped", () => {
@@ -168,12 +130,33 @@ describe("Prometheus rendering", () => {
 	});
 
 	test("every counters field is exposed exactly once", () => {
-		const exposed = WORKER_FAMILIES.flatMap((f) => f.series.map((s) => s.field)).sort();
+		const exposed = [
+			...WORKER_FAMILIES.flatMap((f) => f.series.map((s) => s.field)),
+			...LATENCY_BUCKET_FIELDS,
+			"latencySumMicros",
+		].sort();
 		assert.deepEqual(exposed, FIELDS.map((f) => f.name).sort());
 		for (const fam of WORKER_FAMILIES) {
 			const kinds = new Set(fam.series.map((s) => FIELDS[Field[s.field]].kind));
 			assert.deepEqual([...kinds], [fam.type], `${fam.name}: type matches the fields' kind`);
 		}
+	});
+
+	test("the checker rejects inconsistent histograms", () => {
+		const head = "# HELP h x\n# TYPE h histogram\n";
+		const ok = `${head}h_bucket{le="1"} 1\nh_bucket{le="+Inf"} 2\nh_sum 3\nh_count 2\n`;
+		assert.equal(parseExposition(ok).samples.length, 4);
+		assert.throws(
+			() => parseExposition(`${head}h_bucket{le="1"} 3\nh_bucket{le="+Inf"} 2\nh_sum 3\nh_count 2\n`),
+			/cumulative/,
+		);
+		assert.throws(() => parseExposition(`${head}h_bucket{le="1"} 1\nh_sum 3\nh_count 1\n`), /\+Inf/);
+		assert.throws(
+			() => parseExposition(`${head}h_bucket{le="1"} 1\nh_bucket{le="+Inf"} 2\nh_sum 3\nh_count 3\n`),
+			/equals _count/,
+		);
+		assert.throws(() => parseExposition(`${head}h_bucket{le="+Inf"} 2\nh_count 2\n`), /_sum or _count/);
+		assert.throws(() => parseExposition(`${head}h 2\n`), /bare sample/);
 	});
 
 	test("the checker rejects malformed output", () => {
@@ -213,5 +196,54 @@ describe("shared counters", () => {
 		assert.equal(buf.byteLength % (3 * 64), 0);
 		assert.throws(() => new WorkerCounters(buf, 3), /out of range/);
 		assert.throws(() => new CountersReader(new SharedArrayBuffer(12)), /wrong size/);
+	});
+});
+
+describe("fan-out latency and session close reasons", () => {
+	test("buckets are inclusive upper bounds; skew and 32-bit wrap are handled", () => {
+		const h = new LatencyHistogram();
+		h.record(500); // exactly 0.5 ms: the first bucket (le is inclusive)
+		h.record(501);
+		h.record(-5); // a receive time after the clock read: 0
+		h.record(10_000_000); // 10 s: +Inf
+		assert.deepEqual([...h.counts], [2, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
+		assert.equal(h.count, 4);
+		assert.equal(h.sumMicros, 10_001_001);
+		// Receive time stored as the low 32 bits; the difference survives the wrap.
+		const received = 2 ** 32 - 100;
+		assert.equal(elapsedMicros(2 ** 33 + 50, received >>> 0), 150);
+		assert.equal(elapsedMicros(1000, 2000), 0, "received after now");
+	});
+
+	test("close codes map onto the fixed reasons", () => {
+		assert.equal(sessionCloseReason(0), "normal");
+		assert.equal(sessionCloseReason(6), "unauthorized");
+		assert.equal(sessionCloseReason(15), "protocol");
+		assert.equal(sessionCloseReason(3), "timeout");
+		assert.equal(sessionCloseReason(1), "fault");
+		assert.equal(sessionCloseReason(17), "limit");
+		assert.equal(sessionCloseReason(64 + 7), "other");
+		assert.equal(sessionCloseReason(0x1234567), "other");
+		assert.equal(new Set(SESSION_CLOSE_REASONS).size, SESSION_CLOSE_REASONS.length);
+	});
+
+	test("event-loop delay is sampled per worker", async () => {
+		const buf = createCountersBuffer(1);
+		const w = new WorkerCounters(buf, 0);
+		w.startSampling(60_000);
+		try {
+			// Block the loop for ~60 ms, then let the monitor's timer see it.
+			await new Promise((r) => setTimeout(r, 30));
+			const until = Date.now() + 60;
+			while (Date.now() < until);
+			await new Promise((r) => setTimeout(r, 30));
+			w.sample();
+			const f = new CountersReader(buf).read(0);
+			assert.ok(f.eventLoopDelayMax >= 0.03, `max delay ${f.eventLoopDelayMax}`);
+			assert.ok(f.eventLoopDelayP50 >= 0 && f.eventLoopDelayP50 <= f.eventLoopDelayP99, "p50 <= p99");
+			assert.ok(f.eventLoopDelayP99 <= f.eventLoopDelayMax, "p99 <= max");
+		} finally {
+			w.stopSampling();
+		}
 	});
 });

@@ -26,13 +26,15 @@ export function parseMetrics(text: string): Sample[] {
 	return out;
 }
 
-/** Sum of the samples of `name` whose labels include `match` (and no worker label unless asked). */
+/**
+ * Sum of the samples of `name` whose labels include `match`: for a per-worker family (every series
+ * has a `worker` label, no family mixes in a total) the relay's total, or one worker's if asked.
+ */
 export function metric(samples: Sample[], name: string, match: Record<string, string> = {}): number | null {
 	let found = false;
 	let sum = 0;
 	for (const s of samples) {
 		if (s.name !== name) continue;
-		if (!("worker" in match) && "worker" in s.labels) continue;
 		if (!Object.entries(match).every(([k, v]) => s.labels[k] === v)) continue;
 		found = true;
 		sum += s.value;

@@ -11,7 +11,9 @@
  *
  * Record header (16 bytes): u32 kind, u32 length-or-code, f64 group sequence. Then:
  *   GROUP_OPEN   +16 f64 timestamp                     (24 bytes)
- *   FRAME_BEGIN  +16 f64 frame size, +24 f64 timestamp  (32 bytes)
+ *   FRAME_BEGIN  +16 f64 frame size, +24 f64 timestamp  (32 bytes); the length word holds the
+ *                time the relay received the frame: the low 32 bits of metrics/clock.ts
+ *                `monotonicMicros()` (0 = not recorded), for the fan-out latency histogram
  *   FRAME_DATA   +16 payload (length bytes), padded to 8
  *   GROUP_END    -                                      (16 bytes)
  *   GROUP_ABORT  code in the length word                (16 bytes)

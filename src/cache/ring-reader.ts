@@ -74,6 +74,8 @@ export class RingReader {
 	size = 0;
 	/** GROUP_OPEN / FRAME_BEGIN: timestamp in ms. */
 	timestamp = 0;
+	/** FRAME_BEGIN: when the relay received the frame, low 32 bits of `monotonicMicros()` (0: unknown). */
+	received = 0;
 	/** GROUP_ABORT / TRACK_ABORT: the code. */
 	code = 0;
 	dataOffset = 0;
@@ -316,6 +318,7 @@ export class RingReader {
 						if (off + FRAME_BEGIN_BYTES <= capacity) {
 							this.size = this.f64[d + 2];
 							this.timestamp = this.f64[d + 3];
+							this.received = this.i32[w + 1] >>> 0;
 							recBytes = FRAME_BEGIN_BYTES;
 						}
 						break;

@@ -217,8 +217,11 @@ export class RingWriter {
 		return true;
 	}
 
-	/** Starts a frame of `size` bytes in an open group; its bytes follow via frameData. */
-	frameBegin(seq: number, size: number, timestampMs: number): boolean {
+	/**
+	 * Starts a frame of `size` bytes in an open group; its bytes follow via frameData. `receivedMicros`:
+	 * when the relay received the frame, on metrics/clock.ts `monotonicMicros()` (stored mod 2^32).
+	 */
+	frameBegin(seq: number, size: number, timestampMs: number, receivedMicros = 0): boolean {
 		const slot = this.openSlot(seq, "frameBegin");
 		if (slot < 0) return false;
 		if (this.frameLeft[slot] !== 0) {
@@ -234,7 +237,8 @@ export class RingWriter {
 		const w = off >> 2;
 		const d = off >> 3;
 		this.i32[w] = Rec.FRAME_BEGIN;
-		this.i32[w + 1] = 0;
+		// Int32Array stores ToInt32(value): the low 32 bits (readers take them back with >>> 0).
+		this.i32[w + 1] = receivedMicros;
 		this.f64[d + 1] = seq;
 		this.f64[d + 2] = size;
 		this.f64[d + 3] = timestampMs;

@@ -74,6 +74,7 @@ const FLAGS: Record<string, FlagSpec> = {
 		setting: "httpListen",
 		parse: (value) => (value === "off" ? null : parseListenAddress(value)),
 	},
+	"--internal-listen": { setting: "internalListen", parse: parseListenAddress },
 	"--cluster-connect": { setting: "clusterNodes", parse: clusterNode, list: "comma" },
 	"--cluster-token": { setting: "clusterToken", parse: path },
 };
@@ -110,6 +111,7 @@ Options:
       --auth-key-dir <dir>     directory of {kid}.jwk files
       --auth-public <prefix>   path prefix open without a token (repeat; "" = all)
       --web-http-listen <addr> HTTP/WebSocket TCP address, or "off"
+      --internal-listen <addr> plain HTTP for /metrics and /health (keep it private)
       --cluster-connect <urls> comma-separated relays to connect to
       --cluster-token <file>   token file for connecting to other relays
   -h, --help                   show this help

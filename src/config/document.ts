@@ -244,7 +244,16 @@ export function readDocument(root: Record<string, unknown>, source: string, base
 
 	doc.unsupported("client", "cluster dials use the relay's own TLS settings");
 	doc.unsupported("stats", "use the Prometheus /metrics endpoint");
-	doc.unsupported("internal", "metrics are served on [web.http]");
+	const internal = doc.table("internal");
+	if (internal) {
+		put(
+			internal,
+			"listen",
+			"internalListen",
+			internal.read("listen", (value) => parseListenAddress(value)),
+		);
+		internal.finish();
+	}
 	doc.unsupported("iroh", "iroh is not implemented");
 	doc.unsupported("file", "pass the config file on the command line");
 	doc.finish();

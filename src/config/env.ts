@@ -149,6 +149,7 @@ export const ENV_VARS: readonly EnvVar[] = [
 		["off", "false"].includes(text.trim().toLowerCase()) ? null : address(text),
 	),
 	v("MOQ_WEB_HTTPS_LISTEN", "web.https.listen", "httpsListen", true, "[::]:443", address),
+	v("MOQ_INTERNAL_LISTEN", "internal.listen", "internalListen", true, "127.0.0.1:9101", address),
 	v("MOQ_AUTH_KEY", "auth.key", "authKey", true, "/etc/moq/root.jwk", path),
 	v("MOQ_AUTH_KEY_DIR", "auth.key_dir", "authKeyDir", true, "/etc/moq/keys", (text) => {
 		if (/^https?:\/\//i.test(text.trim())) {
@@ -286,7 +287,6 @@ const UNSUPPORTED: Record<string, string> = {
 	MOQ_WEB_HTTPS_CERT: "[web.https] serves the [server.tls] certificates (MOQ_SERVER_TLS_CERT)",
 	MOQ_WEB_HTTPS_KEY: "[web.https] serves the [server.tls] certificates (MOQ_SERVER_TLS_KEY)",
 	MOQ_WEB_HTTPS_ROOT: "mTLS client certificates are not implemented",
-	MOQ_INTERNAL_LISTEN: "metrics are served on MOQ_WEB_HTTP_LISTEN",
 };
 const UNSUPPORTED_PREFIXES: [string, string][] = [
 	["MOQ_SERVER_QUIC_", "moq-fanout's QUIC stack has no such setting"],

@@ -132,6 +132,7 @@ export function resolveConfig(settings: SourcedSettings, source: string): RelayC
 			http: values.httpListen === undefined ? { ...bind } : values.httpListen,
 			https: values.httpsListen ?? null,
 		},
+		internal: { listen: values.internalListen ?? null },
 		auth: { key: authKey, keyDir: authKeyDir, public: authPublic },
 		log: { level: values.logLevel ?? "info", format: values.logFormat ?? "text" },
 		cache,

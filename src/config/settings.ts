@@ -24,6 +24,8 @@ export interface Settings {
 	httpListen?: ListenAddress | null;
 	/** HTTPS + WSS listener (the [server.tls] certificates); absent = off. */
 	httpsListen?: ListenAddress;
+	/** `[internal] listen`: plain HTTP for /metrics and /health on a trusted address; absent = off. */
+	internalListen?: ListenAddress;
 	/** Absolute path. */
 	authKey?: string;
 	/** Absolute path. */

@@ -48,6 +48,14 @@ export interface RelayConfig {
 		/** TCP address for HTTPS + secure WebSocket (wss://) with the [server.tls] certificates. null = off. */
 		https: ListenAddress | null;
 	};
+	internal: {
+		/**
+		 * `[internal] listen` (moq-relay's key): a plain HTTP listener for the unauthenticated ops
+		 * routes (/metrics, /health, the status page), opened by worker 0. When set, /metrics is no
+		 * longer served on [web.http] / [web.https]. null = off (metrics on the public listener).
+		 */
+		listen: ListenAddress | null;
+	};
 	auth: {
 		/** A JWK file (JSON or base64url(JSON)). */
 		key: string | null;

@@ -29,7 +29,7 @@ import { type ConnectAuthorizer, type ConnectVerdict, refusalStatus } from "../t
 import { refuse } from "../transport/refusals.ts";
 import type { SessionAcceptor } from "../transport/types.ts";
 import { ConnectionTracker } from "./connections.ts";
-import { handleRequest } from "./routes.ts";
+import { handleRequest, type MediaRoutes, type RouteOptions } from "./routes.ts";
 
 export interface TlsFiles {
 	cert: string | Buffer;
@@ -64,6 +64,10 @@ export interface HttpServerOptions {
 	onSession: SessionAcceptor;
 	health?: () => unknown;
 	metrics?: () => string;
+	/** The status page's data (`/status`, and the page at `/`; see status-page.ts). */
+	status?: () => Promise<unknown>;
+	/** moq-relay's GET /announced and /fetch (media.ts); absent: 404. */
+	media?: MediaRoutes;
 	log?: Logger;
 	ws?: WsListenerOptions;
 	/** Relay-wide TCP and per-IP connection counts and rates; default: this listener alone, unlimited. */
@@ -151,7 +155,13 @@ export function startHttpServer(opts: HttpServerOptions): Promise<HttpServerHand
 		handleProtocols: (offered) => selectSubprotocol(offered, preference) ?? false,
 	});
 
-	const routes = { fingerprint: opts.fingerprint, health: opts.health, metrics: opts.metrics };
+	const routes: RouteOptions = {
+		fingerprint: opts.fingerprint,
+		health: opts.health,
+		metrics: opts.metrics,
+		status: opts.status,
+		media: opts.media,
+	};
 	const onRequest = (req: IncomingMessage, res: import("node:http").ServerResponse): void => {
 		const socket = req.socket;
 		tracker.request(socket);
@@ -345,6 +355,85 @@ export function startHttpServer(opts: HttpServerOptions): Promise<HttpServerHand
 					for (const s of upgraded) s.destroy();
 					await stopped;
 					tracker.stop();
+				},
+			});
+		});
+	});
+}
+
+/** Connections the internal listener holds at once; more are closed at accept (a scraper needs one or two). */
+export const INTERNAL_MAX_CONNECTIONS = 64;
+
+export interface InternalServerOptions {
+	host: string;
+	/** 0 picks a free one. */
+	port: number;
+	/**
+	 * The routes it serves: health and the ops routes (metrics, the status page). Never the media
+	 * routes, the fingerprint or WebSocket upgrades (an upgrade request is answered 404 and closed).
+	 */
+	routes: Pick<RouteOptions, "health" | "metrics" | "status">;
+	log?: Logger;
+	limits?: Partial<Pick<RelayConfig["limits"], "httpHeaderTimeoutMs" | "idleTimeoutMs">>;
+}
+
+export interface InternalServerHandle {
+	readonly port: number;
+	readonly connections: number;
+	close(): Promise<void>;
+}
+
+/**
+ * `[internal] listen` (moq-relay's ops listener, `rs/moq-relay/src/internal.rs`): plain HTTP/1.1 on
+ * a trusted address for the unauthenticated ops routes. Same header and idle deadlines as the public
+ * listener (connections.ts), at most INTERNAL_MAX_CONNECTIONS connections, and outside the relay's
+ * TCP admission, so a flood on the public port cannot lock the operator out.
+ */
+export function startInternalServer(opts: InternalServerOptions): Promise<InternalServerHandle> {
+	const log = opts.log ?? silentLogger;
+	const headerTimeoutMs = opts.limits?.httpHeaderTimeoutMs ?? DEFAULT_LIMITS.httpHeaderTimeoutMs;
+	const idleTimeoutMs = opts.limits?.idleTimeoutMs ?? DEFAULT_LIMITS.idleTimeoutMs;
+	const tracker = new ConnectionTracker({ admission: null, headerTimeoutMs, idleTimeoutMs, log });
+	const routes: RouteOptions = { ...opts.routes };
+	const server = createHttpServer(
+		{ headersTimeout: headerTimeoutMs, requestTimeout: Math.max(30_000, headerTimeoutMs), keepAliveTimeout: 5_000 },
+		(req, res) => {
+			const socket = req.socket;
+			tracker.request(socket);
+			res.once("close", () => tracker.responseDone(socket));
+			handleRequest(req, res, routes);
+		},
+	);
+	server.maxConnections = INTERNAL_MAX_CONNECTIONS;
+	server.on("connection", (socket: Socket) => tracker.accept(socket));
+	server.on("upgrade", (_req: IncomingMessage, socket: Duplex) => {
+		socket.on("error", ignore);
+		reject(socket, 404, "not found", tracker);
+	});
+	server.on("clientError", (_err: Error, socket: Duplex) => {
+		if (socket.writable) socket.end("HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n");
+		tracker.linger(socket);
+	});
+	return new Promise((resolve, fail) => {
+		const onError = (e: Error): void => fail(e);
+		server.once("error", onError);
+		server.listen({ host: opts.host, port: opts.port }, () => {
+			server.off("error", onError);
+			server.on("error", (e) => log.error("internal http server error", { error: e.message }));
+			const address = server.address();
+			const port = typeof address === "object" && address !== null ? address.port : opts.port;
+			let closing: Promise<void> | null = null;
+			resolve({
+				port,
+				get connections() {
+					return tracker.size;
+				},
+				close(): Promise<void> {
+					closing ??= new Promise<void>((done) => {
+						server.close(() => done());
+						server.closeAllConnections();
+					}).then(() => tracker.stop());
+					return closing;
 				},
 			});
 		});

@@ -1,13 +1,15 @@
 /**
  * Renders the pool's figures in the Prometheus text exposition format (version 0.0.4), for
- * `GET /metrics`. Every per-worker family has one series per worker (`worker="N"`) plus one
- * series without the `worker` label holding the pool total (sums; a mean for utilisation).
- * Query totals with `{worker=""}`, or sum the per-worker series with `{worker!=""}`; summing
- * both double counts.
+ * `GET /metrics`. Per-worker families carry one series per worker (`worker="N"`) and nothing else,
+ * so `sum without (worker) (…)` is the relay's total. Figures that are relay-wide by nature are
+ * their own families without a `worker` label (`moq_fanout_relay_*`, `moq_fanout_process_*`,
+ * `moq_fanout_workers`): no family mixes per-worker series with a total, so no query double counts.
  */
 import type { FieldName, WorkerFigures } from "../pool/counters.ts";
-import { totalFigures } from "../pool/counters.ts";
+import { LATENCY_BUCKET_FIELDS } from "../pool/counters.ts";
 import type { RefusalReason } from "../transport/refusals.ts";
+import { LATENCY_BUCKETS } from "./latency.ts";
+import type { SessionCloseReason } from "./session-closes.ts";
 
 /** The counters field of each refusal reason (transport/refusals.ts). */
 export const REFUSAL_FIELDS: Record<RefusalReason, FieldName> = {
@@ -28,6 +30,17 @@ export const REFUSAL_FIELDS: Record<RefusalReason, FieldName> = {
 	protocol: "refusedProtocol",
 };
 
+/** The counters field of each session close reason (metrics/session-closes.ts). */
+export const SESSION_CLOSE_FIELDS: Record<SessionCloseReason, FieldName> = {
+	normal: "closesNormal",
+	protocol: "closesProtocol",
+	unauthorized: "closesUnauthorized",
+	timeout: "closesTimeout",
+	fault: "closesFault",
+	limit: "closesLimit",
+	other: "closesOther",
+};
+
 export const PREFIX = "moq_fanout_";
 
 /** Process-level figures of the thread that renders (see `sampleProcessInfo`). */
@@ -39,6 +52,9 @@ export interface ProcessInfo {
 	heapTotalBytes: number;
 	/** Seconds since the process started. */
 	uptimeSeconds: number;
+	/** CPU time of the whole process (every thread), in seconds. */
+	cpuUserSeconds?: number;
+	cpuSystemSeconds?: number;
 	/** The relay's version, for `moq_fanout_build_info`. */
 	version?: string;
 }
@@ -46,7 +62,10 @@ export interface ProcessInfo {
 /** Samples `ProcessInfo` now; works on the main thread and in a worker. */
 export function sampleProcessInfo(version?: string): ProcessInfo {
 	const mem = process.memoryUsage();
+	const cpu = process.cpuUsage();
 	return {
+		cpuUserSeconds: cpu.user / 1e6,
+		cpuSystemSeconds: cpu.system / 1e6,
 		rssBytes: mem.rss,
 		heapUsedBytes: mem.heapUsed,
 		heapTotalBytes: mem.heapTotal,
@@ -85,7 +104,18 @@ export const WORKER_FAMILIES: readonly Family[] = [
 		],
 	},
 	{ name: "subscriptions", type: "gauge", help: "Active track subscriptions.", series: [{ field: "subscriptions" }] },
-	{ name: "broadcasts", type: "gauge", help: "Broadcasts the worker tracks.", series: [{ field: "broadcasts" }] },
+	{
+		name: "broadcasts",
+		type: "gauge",
+		help: "Broadcasts the worker knows (every worker replicates every announcement: do not sum; see moq_fanout_relay_broadcasts).",
+		series: [{ field: "broadcasts" }],
+	},
+	{
+		name: "published_broadcasts",
+		type: "gauge",
+		help: "Broadcasts whose publishing session is on the worker (summed over workers: each broadcast once).",
+		series: [{ field: "broadcastsPublished" }],
+	},
 	{ name: "tracks", type: "gauge", help: "Tracks the worker tracks.", series: [{ field: "tracks" }] },
 	{
 		name: "received_bytes_total",
@@ -137,6 +167,24 @@ export const WORKER_FAMILIES: readonly Family[] = [
 		series: [{ field: "eventLoopUtilization" }],
 	},
 	{
+		name: "worker_event_loop_delay_p50_seconds",
+		type: "gauge",
+		help: "Median event-loop delay of the worker over the last second (lateness of a 10 ms timer).",
+		series: [{ field: "eventLoopDelayP50" }],
+	},
+	{
+		name: "worker_event_loop_delay_p99_seconds",
+		type: "gauge",
+		help: "99th percentile event-loop delay of the worker over the last second.",
+		series: [{ field: "eventLoopDelayP99" }],
+	},
+	{
+		name: "worker_event_loop_delay_max_seconds",
+		type: "gauge",
+		help: "Largest event-loop delay of the worker over the last second.",
+		series: [{ field: "eventLoopDelayMax" }],
+	},
+	{
 		name: "worker_heap_used_bytes",
 		type: "gauge",
 		help: "V8 heap used by the worker thread.",
@@ -162,6 +210,15 @@ export const WORKER_FAMILIES: readonly Family[] = [
 		type: "counter",
 		help: "Sessions closed because handling their input threw (a bug; the worker and other sessions carry on).",
 		series: [{ field: "sessionFaults" }],
+	},
+	{
+		name: "session_closes_total",
+		type: "counter",
+		help: "Sessions closed, by either side, by the reason their close code maps to.",
+		series: (Object.keys(SESSION_CLOSE_FIELDS) as SessionCloseReason[]).map((reason) => ({
+			field: SESSION_CLOSE_FIELDS[reason],
+			labels: `reason="${reason}"`,
+		})),
 	},
 	{
 		name: "quic_retries_total",
@@ -206,14 +263,42 @@ function labelSet(parts: (string | undefined)[]): string {
 	return present.length === 0 ? "" : `{${present.join(",")}}`;
 }
 
-function header(out: string[], name: string, type: MetricType, help: string): void {
+function header(out: string[], name: string, type: MetricType | "histogram", help: string): void {
 	out.push(`# HELP ${PREFIX}${name} ${escapeHelp(help)}`, `# TYPE ${PREFIX}${name} ${type}`);
 }
 
-/** The whole /metrics body: per-worker families with totals, then process-level gauges. */
+/** The fan-out latency histogram's name (per worker), and the relay-wide merge's. */
+export const LATENCY_FAMILY = "fanout_latency_seconds";
+export const RELAY_LATENCY_FAMILY = "relay_fanout_latency_seconds";
+
+/** `le` label values of the latency buckets, +Inf last (Go float syntax, as Prometheus writes them). */
+const LE = [...LATENCY_BUCKETS.map((b) => formatValue(b)), "+Inf"];
+
+/**
+ * One histogram's samples: cumulative `_bucket`s, `_sum` and `_count`. The count is the +Inf
+ * bucket by construction (a scrape racing a publish still renders a consistent histogram).
+ */
+function histogram(out: string[], name: string, labels: string | undefined, buckets: number[], sumSeconds: number) {
+	let cumulative = 0;
+	for (let i = 0; i < buckets.length; i++) {
+		cumulative += buckets[i];
+		out.push(`${PREFIX}${name}_bucket${labelSet([labels, `le="${LE[i]}"`])} ${formatValue(cumulative)}`);
+	}
+	out.push(`${PREFIX}${name}_sum${labelSet([labels])} ${formatValue(sumSeconds)}`);
+	out.push(`${PREFIX}${name}_count${labelSet([labels])} ${formatValue(cumulative)}`);
+}
+
+/** A worker's latency bucket counts (not cumulative), +Inf last. */
+function latencyBuckets(w: WorkerFigures): number[] {
+	return LATENCY_BUCKET_FIELDS.map((f) => w[f]);
+}
+
+/**
+ * The whole /metrics body: per-worker families, the per-worker latency histogram, then the
+ * relay-wide families (each counted once per relay) and process-level gauges.
+ */
 export function renderMetrics(figures: readonly WorkerFigures[], proc: ProcessInfo): string {
 	const out: string[] = [];
-	const total = totalFigures(figures);
 	for (const fam of WORKER_FAMILIES) {
 		header(out, fam.name, fam.type, fam.help);
 		for (const s of fam.series) {
@@ -223,13 +308,39 @@ export function renderMetrics(figures: readonly WorkerFigures[], proc: ProcessIn
 					`${PREFIX}${fam.name}${labelSet([`worker="${w.index}"`, s.labels])} ${formatValue(w[s.field] * scale)}`,
 				);
 			}
-			out.push(`${PREFIX}${fam.name}${labelSet([s.labels])} ${formatValue(total[s.field] * scale)}`);
 		}
 	}
+	const latencyHelp =
+		"Time from a frame's arrival from its publisher to its handing to a viewer's transport, per frame and viewer";
+	header(out, LATENCY_FAMILY, "histogram", `${latencyHelp}, on the worker serving the viewer.`);
+	const merged = new Array<number>(LATENCY_BUCKET_FIELDS.length).fill(0);
+	let mergedSum = 0;
+	for (const w of figures) {
+		const b = latencyBuckets(w);
+		histogram(out, LATENCY_FAMILY, `worker="${w.index}"`, b, w.latencySumMicros / 1e6);
+		for (let i = 0; i < b.length; i++) merged[i] += b[i];
+		mergedSum += w.latencySumMicros;
+	}
+	header(out, RELAY_LATENCY_FAMILY, "histogram", `${latencyHelp}, merged over the workers.`);
+	histogram(out, RELAY_LATENCY_FAMILY, undefined, merged, mergedSum / 1e6);
+	header(
+		out,
+		"relay_broadcasts",
+		"gauge",
+		"Broadcasts on the relay, each counted once (by the worker holding its publisher).",
+	);
+	let published = 0;
+	for (const w of figures) published += w.broadcastsPublished;
+	out.push(`${PREFIX}relay_broadcasts ${formatValue(published)}`);
 	header(out, "workers", "gauge", "Relay worker threads configured.");
 	out.push(`${PREFIX}workers ${figures.length}`);
 	header(out, "process_resident_memory_bytes", "gauge", "Resident set size of the relay process.");
 	out.push(`${PREFIX}process_resident_memory_bytes ${formatValue(proc.rssBytes)}`);
+	if (proc.cpuUserSeconds !== undefined && proc.cpuSystemSeconds !== undefined) {
+		header(out, "process_cpu_seconds_total", "counter", "CPU time of the whole relay process (all threads), by mode.");
+		out.push(`${PREFIX}process_cpu_seconds_total{mode="user"} ${formatValue(proc.cpuUserSeconds)}`);
+		out.push(`${PREFIX}process_cpu_seconds_total{mode="system"} ${formatValue(proc.cpuSystemSeconds)}`);
+	}
 	header(out, "process_heap_used_bytes", "gauge", "V8 heap used by the thread serving /metrics.");
 	out.push(`${PREFIX}process_heap_used_bytes ${formatValue(proc.heapUsedBytes)}`);
 	header(out, "process_heap_total_bytes", "gauge", "V8 heap reserved by the thread serving /metrics.");

@@ -20,7 +20,7 @@
  * (only gauges are zeroed, see `resetGauges`), so counters stay monotonic across restarts.
  */
 
-import { type EventLoopUtilization, performance } from "node:perf_hooks";
+import { type EventLoopUtilization, monitorEventLoopDelay, performance } from "node:perf_hooks";
 import { getHeapStatistics } from "node:v8";
 
 /** How a figure behaves: counters only go up; gauges are a current value. */
@@ -76,9 +76,59 @@ export const FIELDS = [
 	{ name: "quicRetries", kind: "counter", total: "sum" },
 	{ name: "quicHandshakes", kind: "gauge", total: "sum" },
 	{ name: "tcpConnections", kind: "gauge", total: "sum" },
+	// Broadcasts whose publishing session is on this worker: summed over workers, each broadcast once.
+	{ name: "broadcastsPublished", kind: "gauge", total: "sum" },
+	// Session closes by reason (metrics/session-closes.ts).
+	{ name: "closesNormal", kind: "counter", total: "sum" },
+	{ name: "closesProtocol", kind: "counter", total: "sum" },
+	{ name: "closesUnauthorized", kind: "counter", total: "sum" },
+	{ name: "closesTimeout", kind: "counter", total: "sum" },
+	{ name: "closesFault", kind: "counter", total: "sum" },
+	{ name: "closesLimit", kind: "counter", total: "sum" },
+	{ name: "closesOther", kind: "counter", total: "sum" },
+	// Event-loop delay over the last sampling interval, in seconds (sampled with the CPU figures).
+	{ name: "eventLoopDelayP50", kind: "gauge", total: "mean" },
+	{ name: "eventLoopDelayP99", kind: "gauge", total: "mean" },
+	{ name: "eventLoopDelayMax", kind: "gauge", total: "mean" },
+	// Fan-out latency histogram (metrics/latency.ts): per-bucket counts, not cumulative, in the
+	// order of LATENCY_BUCKETS, then +Inf; and the sum of the samples in microseconds.
+	{ name: "latencyBucket0", kind: "counter", total: "sum" },
+	{ name: "latencyBucket1", kind: "counter", total: "sum" },
+	{ name: "latencyBucket2", kind: "counter", total: "sum" },
+	{ name: "latencyBucket3", kind: "counter", total: "sum" },
+	{ name: "latencyBucket4", kind: "counter", total: "sum" },
+	{ name: "latencyBucket5", kind: "counter", total: "sum" },
+	{ name: "latencyBucket6", kind: "counter", total: "sum" },
+	{ name: "latencyBucket7", kind: "counter", total: "sum" },
+	{ name: "latencyBucket8", kind: "counter", total: "sum" },
+	{ name: "latencyBucket9", kind: "counter", total: "sum" },
+	{ name: "latencyBucket10", kind: "counter", total: "sum" },
+	{ name: "latencyBucket11", kind: "counter", total: "sum" },
+	{ name: "latencyBucketInf", kind: "counter", total: "sum" },
+	{ name: "latencySumMicros", kind: "counter", total: "sum" },
 ] as const satisfies readonly { name: string; kind: FieldKind; total: FieldTotal }[];
 
 export type FieldName = (typeof FIELDS)[number]["name"];
+
+/** The fan-out latency bucket fields, in bucket order (+Inf last). */
+export const LATENCY_BUCKET_FIELDS = [
+	"latencyBucket0",
+	"latencyBucket1",
+	"latencyBucket2",
+	"latencyBucket3",
+	"latencyBucket4",
+	"latencyBucket5",
+	"latencyBucket6",
+	"latencyBucket7",
+	"latencyBucket8",
+	"latencyBucket9",
+	"latencyBucket10",
+	"latencyBucket11",
+	"latencyBucketInf",
+] as const satisfies readonly FieldName[];
+
+/** Event-loop delay monitor resolution: the timer whose lateness is measured fires this often. */
+export const EVENT_LOOP_DELAY_RESOLUTION_MS = 10;
 
 /** Slot index of each field: `counters.slots[Field.bytesIn] += n`. */
 export const Field = Object.freeze(Object.fromEntries(FIELDS.map((f, i) => [f.name, i]))) as {
@@ -121,6 +171,7 @@ export class WorkerCounters {
 	#cpuBaseUser = 0;
 	#cpuBaseSystem = 0;
 	#elu: EventLoopUtilization | null = null;
+	#delay: ReturnType<typeof monitorEventLoopDelay> | null = null;
 
 	constructor(buffer: SharedArrayBuffer, index: number) {
 		const count = workerCount(buffer);
@@ -158,11 +209,24 @@ export class WorkerCounters {
 		this.#elu = now;
 		// Per isolate: in a worker this is the worker's own heap (process.memoryUsage() also pays for RSS).
 		this.slots[Field.heapUsedBytes] = getHeapStatistics().used_heap_size;
+		const delay = this.#delay;
+		if (delay && delay.count > 0) {
+			// The monitor records each interval between its timer's runs (ns); the delay is what exceeds
+			// the resolution. Over the last sampling interval only: reset after reading.
+			const base = EVENT_LOOP_DELAY_RESOLUTION_MS * 1e6;
+			const late = (ns: number) => Math.max(0, ns - base) / 1e9;
+			this.slots[Field.eventLoopDelayP50] = late(delay.percentile(50));
+			this.slots[Field.eventLoopDelayP99] = late(delay.percentile(99));
+			this.slots[Field.eventLoopDelayMax] = late(delay.max);
+			delay.reset();
+		}
 	}
 
 	/** Samples every `intervalMs` (default 1 s) on an unref'd timer; idempotent. */
 	startSampling(intervalMs = 1000): void {
 		if (this.#timer) return;
+		this.#delay = monitorEventLoopDelay({ resolution: EVENT_LOOP_DELAY_RESOLUTION_MS });
+		this.#delay.enable();
 		this.sample();
 		this.#timer = setInterval(() => this.sample(), intervalMs);
 		this.#timer.unref();
@@ -171,6 +235,8 @@ export class WorkerCounters {
 	stopSampling(): void {
 		if (this.#timer) clearInterval(this.#timer);
 		this.#timer = null;
+		this.#delay?.disable();
+		this.#delay = null;
 	}
 }
 

@@ -7,6 +7,11 @@ import type { SubscriptionParams, TrackHandle, UpstreamPublisher } from "./types
 /** A downstream subscription as its track sees it. */
 export interface TrackConsumer {
 	readonly params: Readonly<SubscriptionParams>;
+	/**
+	 * The viewer's session, as an opaque identity (for counting distinct viewers on the status page);
+	 * absent for consumers that are not a viewer's subscription (another worker's reader, a fetch).
+	 */
+	readonly viewer?: object;
 	/** The track's ring is available (immediately for local tracks, once the owner answers for remote ones). */
 	attach(buffer: SharedArrayBuffer): void;
 	/** New records are in the ring: read them. Called at most once per event-loop turn per track. */

@@ -8,8 +8,10 @@ import { CacheBudget } from "../cache/budget.ts";
 import { Doorbell } from "../cache/doorbell.ts";
 import type { RelayConfig } from "../config/types.ts";
 import { createLogger } from "../log/logger.ts";
-import { REFUSAL_FIELDS, renderMetrics, sampleProcessInfo } from "../metrics/prometheus.ts";
-import { FIELDS, Field } from "../pool/counters.ts";
+import { fanoutLatency } from "../metrics/latency.ts";
+import { REFUSAL_FIELDS, renderMetrics, SESSION_CLOSE_FIELDS, sampleProcessInfo } from "../metrics/prometheus.ts";
+import { SESSION_CLOSE_REASONS, sessionCloseCounts } from "../metrics/session-closes.ts";
+import { FIELDS, Field, LATENCY_BUCKET_FIELDS } from "../pool/counters.ts";
 import { connectToPool } from "../pool/worker-side.ts";
 import { useQuicheInstance } from "../quic/native.ts";
 import { Admission } from "../transport/admission.ts";
@@ -18,6 +20,7 @@ import { REFUSAL_REASONS, refusalCounts } from "../transport/refusals.ts";
 import { drainUri, isRelayMessage, type PacketMessage } from "./messages.ts";
 import { admissionLimits, type RelayNode, startRelayNode } from "./relay-node.ts";
 import { ShardLink } from "./shard-link.ts";
+import { StatusCollector } from "./status.ts";
 
 export interface WorkerInit {
 	config: RelayConfig;
@@ -44,6 +47,8 @@ const log = createLogger(init.config.log.level, init.config.log.format, { worker
 process.on("unhandledRejection", (reason) => reportFault(reason, log.warn, { where: "unhandled promise rejection" }));
 let fingerprint = init.tls.fingerprint;
 let link: ShardLink | null = null;
+/** The status page's data (/status): set up with the relay core, before any listener opens. */
+let status: StatusCollector | null = null;
 /** The node once it is up; packets and certificates that come earlier are dropped. */
 let live: RelayNode | null = null;
 
@@ -73,6 +78,7 @@ const node = await startRelayNode({
 	hopId: init.hopId,
 	setup: (relay) => {
 		link = new ShardLink(relay, ctx, new Doorbell(init.doorbell, ctx.index), log);
+		status = new StatusCollector(relay, ctx, init.version);
 		ctx.onMessage(receive);
 	},
 	// SO_REUSEPORT hashes by 4-tuple, so after NAT rebinding a packet can land here for a
@@ -88,6 +94,7 @@ const node = await startRelayNode({
 		} satisfies PacketMessage);
 	},
 	metrics: () => renderMetrics(ctx.figures(), sampleProcessInfo(init.version)),
+	status: () => status!.collect(),
 	// /health speaks for the relay, not for this thread: ready once every worker is, 503 meanwhile.
 	readiness: () => {
 		const s = ctx.poolState();
@@ -135,6 +142,10 @@ function receive(from: number, msg: unknown): void {
 			fingerprint = msg.fingerprint;
 			log.info("certificate replaced", { fingerprint });
 			return;
+		case "status?":
+		case "status":
+			status?.receive(from, msg);
+			return;
 		default:
 			// The shard link takes its messages from the start: it is attached before the listeners open.
 			link?.receive(from, msg);
@@ -175,6 +186,16 @@ const publish = () => {
 	count(Field.quicRetries, quicStats.retries);
 	slots[Field.quicHandshakes] = quicStats.handshakes;
 	slots[Field.tcpConnections] = node.tcpConnections();
+	// Every worker holds a replica of every broadcast; the one holding its publisher counts it here.
+	let published = 0;
+	for (const b of node.relay.broadcasts.values()) if (b.publisher !== null) published++;
+	slots[Field.broadcastsPublished] = published;
+	const closes = sessionCloseCounts();
+	for (const reason of SESSION_CLOSE_REASONS) count(Field[SESSION_CLOSE_FIELDS[reason]], closes[reason]);
+	for (let i = 0; i < LATENCY_BUCKET_FIELDS.length; i++) {
+		count(Field[LATENCY_BUCKET_FIELDS[i]], fanoutLatency.counts[i]);
+	}
+	count(Field.latencySumMicros, fanoutLatency.sumMicros);
 };
 const timer = setInterval(publish, 1000);
 timer.unref();

@@ -8,6 +8,7 @@
 import type { RelayConfig } from "../config/types.ts";
 import type { Path } from "../path/index.ts";
 import type { SubscriptionParams, TrackInfo } from "../relay/types.ts";
+import type { StatusMessage } from "./status.ts";
 
 /** Main thread → worker. */
 export type MainMessage =
@@ -48,7 +49,7 @@ export type ShardMessage =
 	| { type: "info?"; id: number; path: Path; track: string }
 	| { type: "info"; id: number; info: TrackInfo | null };
 
-export type RelayMessage = MainMessage | PacketMessage | ShardMessage;
+export type RelayMessage = MainMessage | PacketMessage | ShardMessage | StatusMessage;
 
 /** Every tag, each once: the compiler checks that the list and the union agree. */
 const TAGS: { readonly [T in RelayMessage["type"]]: true } = {
@@ -68,6 +69,8 @@ const TAGS: { readonly [T in RelayMessage["type"]]: true } = {
 	gone: true,
 	"info?": true,
 	info: true,
+	"status?": true,
+	status: true,
 };
 
 /**

@@ -4,7 +4,13 @@ import { tokenFromQuery } from "../auth/params.ts";
 import { CacheBudget } from "../cache/budget.ts";
 import type { RelayConfig } from "../config/types.ts";
 import { CANCEL, UNSUPPORTED } from "../errors/codes.ts";
-import { type HttpServerHandle, startHttpServer } from "../http/server.ts";
+import { mediaRoutes } from "../http/media.ts";
+import {
+	type HttpServerHandle,
+	type InternalServerHandle,
+	startHttpServer,
+	startInternalServer,
+} from "../http/server.ts";
 import type { Logger } from "../log/logger.ts";
 import { MoqSession } from "../moq/lite/session.ts";
 import { SUPPORTED_ALPNS } from "../moq/lite/wire/version.ts";
@@ -42,6 +48,8 @@ export interface RelayNodeOptions {
 	onForeignPacket?: (packet: Buffer, rinfo: dgram.RemoteInfo, owner: number) => void;
 	/** Prometheus text for GET /metrics. */
 	metrics?: () => string;
+	/** The status page's data for GET /status (and the page at /), served wherever /metrics is. */
+	status?: () => Promise<unknown>;
 	/** Single-socket fallback: this worker owns the socket and spreads new connections over `spread` workers. */
 	spreadInitials?: number;
 	/** Single-socket fallback: this worker has no socket; its packets leave through the owner. */
@@ -65,6 +73,8 @@ export interface RelayNode {
 	readonly relay: Relay;
 	readonly httpPort: number | null;
 	readonly httpsPort: number | null;
+	/** The `[internal] listen` port (worker 0 only), or null. */
+	readonly internalPort: number | null;
 	readonly quicPort: number;
 	readonly quic: QuicServer;
 	readonly sessionsByKind: SessionCounts;
@@ -173,6 +183,22 @@ export async function startRelayNode(opts: RelayNodeOptions): Promise<RelayNode>
 		};
 	};
 
+	/** moq-relay's GET /announced and /fetch on the public listeners, scoped by ?jwt= like a viewer. */
+	const media = mediaRoutes({ relay, auth, log });
+	/**
+	 * The ops routes (unauthenticated: metrics, the status page). With `[internal] listen` set they
+	 * are served by the internal listener alone (404 on the public ones); without it, publicly as before.
+	 */
+	const ops = { metrics: opts.metrics, status: opts.status };
+	const publicOps = config.internal.listen === null ? ops : {};
+	/**
+	 * The internal listener is opened by worker 0 alone: one socket on one well-defined address (port
+	 * 0 means one port, not one per worker), no dependence on SO_REUSEPORT, and nothing lost, since
+	 * metrics, /health and the status page are relay-wide (shared memory / asked of every worker).
+	 * While worker 0 restarts the address is briefly closed; the public /health still answers.
+	 */
+	const internalHere = config.internal.listen !== null && (opts.worker ?? 0) === 0;
+
 	const quicLog = log.child({ layer: "quic" });
 	const health = () => ({
 		...(opts.readiness?.() ?? { status: draining ? "draining" : "ok" }),
@@ -220,6 +246,7 @@ export async function startRelayNode(opts: RelayNodeOptions): Promise<RelayNode>
 		});
 		let http: HttpServerHandle | null = null;
 		let https: HttpServerHandle | null = null;
+		let internal: InternalServerHandle | null = null;
 		try {
 			if (config.web.http && !opts.noHttp) {
 				// Browsers fetch the fingerprint from the same host:port they then dial over UDP, so an
@@ -232,7 +259,8 @@ export async function startRelayNode(opts: RelayNodeOptions): Promise<RelayNode>
 					fingerprint: opts.fingerprint,
 					onSession,
 					authorize: authorizeConnect,
-					metrics: opts.metrics,
+					...publicOps,
+					media,
 					health,
 					log,
 					admission,
@@ -249,19 +277,33 @@ export async function startRelayNode(opts: RelayNodeOptions): Promise<RelayNode>
 					fingerprint: opts.fingerprint,
 					onSession,
 					authorize: authorizeConnect,
-					metrics: opts.metrics,
+					...publicOps,
+					media,
 					health,
 					log,
 					admission,
 					limits: config.limits,
 				});
 			}
+			if (internalHere && config.internal.listen) {
+				internal = await startInternalServer({
+					host: config.internal.listen.host,
+					port: config.internal.listen.port,
+					routes: { health, ...ops },
+					log,
+					limits: config.limits,
+				});
+				log.info("internal listener (metrics, health, status; unauthenticated)", {
+					address: `${config.internal.listen.host}:${internal.port}`,
+				});
+			}
 		} catch (err) {
 			await http?.close();
+			await https?.close();
 			await quic.close();
 			throw err;
 		}
-		return { quic, http, https };
+		return { quic, http, https, internal };
 	};
 
 	// An ephemeral UDP port may be taken on TCP by someone else: pick another (tests and benches).
@@ -273,12 +315,13 @@ export async function startRelayNode(opts: RelayNodeOptions): Promise<RelayNode>
 			if (opts.port !== 0 || (err as NodeJS.ErrnoException).code !== "EADDRINUSE" || attempt >= 9) throw err;
 		}
 	}
-	const { quic, http, https } = listeners;
+	const { quic, http, https, internal } = listeners;
 
 	return {
 		relay,
 		httpPort: http?.port ?? null,
 		httpsPort: https?.port ?? null,
+		internalPort: internal?.port ?? null,
 		quicPort: quic.port,
 		quic,
 		sessionsByKind: byKind,
@@ -306,6 +349,7 @@ export async function startRelayNode(opts: RelayNodeOptions): Promise<RelayNode>
 			for (const s of sessions) s.close(CANCEL, "relay shutting down");
 			await http?.close();
 			await https?.close();
+			await internal?.close();
 			await quic.close();
 		},
 	};

@@ -127,7 +127,7 @@ export interface TestPage {
 }
 
 /** Chromium flags verified to run these pages headless; no WebTransport-specific flag is needed. */
-const CHROMIUM_ARGS = [
+export const CHROMIUM_ARGS = [
 	"--no-sandbox",
 	"--disable-gpu",
 	"--no-first-run",

@@ -80,7 +80,11 @@ export async function startRelayProcess(args: string[], env: Record<string, stri
 	};
 }
 
-/** Sum of the per-worker samples of `name` whose labels include all of `match` (e.g. 'worker="1"'); totals are skipped. */
+/**
+ * Sum of the per-worker samples of `name` whose labels include all of `match` (e.g. 'worker="1"'):
+ * the relay's total of a per-worker family (relay-wide families have no worker label: read them
+ * with `m.get(name)`).
+ */
 export function metricSum(m: Map<string, number>, name: string, ...match: string[]): number {
 	let sum = 0;
 	for (const [k, v] of m) {
@@ -88,7 +92,7 @@ export function metricSum(m: Map<string, number>, name: string, ...match: string
 		const n = brace < 0 ? k : k.slice(0, brace);
 		if (n !== name || brace < 0) continue;
 		const labels = k.slice(brace);
-		if (!labels.includes("worker=")) continue; // skip the unlabelled total
+		if (!labels.includes("worker=")) continue; // per-worker series only
 		if (match.every((x) => labels.includes(x))) sum += v;
 	}
 	return sum;

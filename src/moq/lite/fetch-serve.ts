@@ -9,25 +9,42 @@ import { writeFrameHeader } from "./wire/group.ts";
 const scratch = new Uint8Array(32);
 
 /**
+ * Where a fetched group goes: a lite-05 FETCH stream, or an HTTP response (http/media.ts). `write`
+ * must not keep a reference to its argument (it is a view of the shared ring) after returning.
+ */
+export type FetchSink = Pick<TransportStream, "write" | "finish" | "reset">;
+
+/**
+ * "lite": each frame as a lite-05 frame header (size, timestamp delta) then its payload (FETCH).
+ * "payload": the payloads back to back, nothing else (moq-relay's HTTP `GET /fetch/...`).
+ */
+export type FetchFraming = "lite" | "payload";
+
+/**
  * lite-05 FETCH: one cached group sent back as frames with no header, then FIN. Follows the group
- * live if it is still being written.
+ * live if it is still being written. `group` "latest" is the newest group in the ring, or the next
+ * one to open when the ring has none yet (the caller bounds the wait).
  */
 export class FetchServe implements TrackConsumer {
 	readonly params: SubscriptionParams;
 	onDone: (() => void) | null = null;
 	readonly #track: TrackHost;
 	#reader: RingReader | null = null;
-	readonly #stream: TransportStream;
-	readonly #group: number;
+	readonly #stream: FetchSink;
+	/** -1 until "latest" is resolved to a sequence. */
+	#group: number;
+	readonly #framing: FetchFraming;
 	#found = false;
 	#prevTs = 0;
 	#done = false;
 
-	constructor(track: TrackHost, stream: TransportStream, group: number) {
+	constructor(track: TrackHost, stream: FetchSink, group: number | "latest", framing: FetchFraming = "lite") {
 		this.#track = track;
 		this.#stream = stream;
-		this.#group = group;
-		this.params = { priority: 0, ordered: true, maxLatencyMs: 0, startGroup: group, endGroup: group };
+		this.#group = group === "latest" ? -1 : group;
+		this.#framing = framing;
+		const start = group === "latest" ? null : group;
+		this.params = { priority: 0, ordered: true, maxLatencyMs: 0, startGroup: start, endGroup: start };
 	}
 
 	start(): void {
@@ -39,6 +56,13 @@ export class FetchServe implements TrackConsumer {
 		if (this.#reader || this.#done) return;
 		const reader = new RingReader(buffer);
 		this.#reader = reader;
+		if (this.#group < 0) {
+			// "latest": the newest group whose start is still cached, else wait for the next to open.
+			const seq = reader.latestSeq();
+			if (seq >= 0 && reader.seekGroup(seq)) this.#group = seq;
+			else reader.seekLatest();
+			return;
+		}
 		// Not in the cache (any more): refuse at once.
 		if (!reader.seekGroup(this.#group)) queueMicrotask(() => this.#end(NOT_FOUND));
 	}
@@ -63,6 +87,7 @@ export class FetchServe implements TrackConsumer {
 			if (kind === RECORD.LAPPED) return this.#end(LAGGED);
 			if (kind === RECORD.TRACK_ABORT) return this.#end(DROPPED);
 			if (kind === RECORD.TRACK_END) return this.#end(this.#found ? DROPPED : NOT_FOUND);
+			if (this.#group < 0 && kind === RECORD.GROUP_OPEN) this.#group = r.seq;
 			if (r.seq !== this.#group) {
 				if (kind === RECORD.GROUP_OPEN && !this.#found && r.seq > this.#group) return this.#end(NOT_FOUND);
 				continue;
@@ -72,6 +97,7 @@ export class FetchServe implements TrackConsumer {
 					this.#found = true;
 					break;
 				case RECORD.FRAME_BEGIN: {
+					if (this.#framing === "payload") break;
 					const end = writeFrameHeader(scratch, 0, r.size, r.timestamp - this.#prevTs, 5);
 					this.#prevTs = r.timestamp;
 					this.#stream.write(scratch.subarray(0, end));

@@ -1,5 +1,6 @@
 import { DecodeError } from "../../coding/errors.ts";
 import { EVICTED, FRAME_TOO_LARGE, PROTOCOL_VIOLATION } from "../../errors/codes.ts";
+import { monotonicMicros } from "../../metrics/clock.ts";
 import type { RelayTrack } from "../../relay/track.ts";
 import type { TransportStream } from "../../transport/types.ts";
 import { FrameParser } from "./wire/group.ts";
@@ -23,6 +24,8 @@ export class GroupIngest {
 	readonly #parser: FrameParser;
 	readonly #counters: IngestCounters;
 	#ts = 0;
+	/** When the chunk being parsed arrived (metrics/clock.ts): every frame starting in it carries it. */
+	#rx = 0;
 	#done = false;
 	/** The cache dropped the group mid-way (ring pressure): keep parsing, stop writing. */
 	#dropped = false;
@@ -44,7 +47,7 @@ export class GroupIngest {
 		const stamped = hasFrameTimestamps(version);
 		parser.onFrameBegin = (size: number, tsDelta: number) => {
 			this.#ts = stamped ? this.#ts + tsDelta : Date.now();
-			if (!this.#dropped && !ring.frameBegin(seq, size, this.#ts)) this.#dropped = true;
+			if (!this.#dropped && !ring.frameBegin(seq, size, this.#ts, this.#rx)) this.#dropped = true;
 			counters.framesIn++;
 		};
 		parser.onFrameData = (view: Uint8Array) => {
@@ -80,6 +83,7 @@ export class GroupIngest {
 	push(chunk: Uint8Array): void {
 		if (this.#done) return;
 		this.#counters.bytesIn += chunk.length;
+		this.#rx = monotonicMicros();
 		try {
 			this.#parser.push(chunk);
 		} catch (err) {

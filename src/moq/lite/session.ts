@@ -12,6 +12,7 @@ import type { Reader } from "../../coding/reader.ts";
 import { Writer } from "../../coding/writer.ts";
 import * as Code from "../../errors/codes.ts";
 import type { Logger } from "../../log/logger.ts";
+import { countSessionClose } from "../../metrics/session-closes.ts";
 import type { Relay } from "../../relay/relay.ts";
 import { faultCode, reportFault } from "../../transport/guard.ts";
 import { refuse as countRefusal } from "../../transport/refusals.ts";
@@ -468,6 +469,7 @@ export class MoqSession implements SessionHost {
 		if (this.#closed) return;
 		this.#closed = true;
 		this.relay.figures.sessions--;
+		countSessionClose(code);
 		if (this.#setupTimer) clearTimeout(this.#setupTimer);
 		if (this.#expiryTimer) clearTimeout(this.#expiryTimer);
 		this.#publisher?.close();

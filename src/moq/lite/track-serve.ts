@@ -2,6 +2,8 @@ import { Rec as RECORD } from "../../cache/layout.ts";
 import { RingReader } from "../../cache/ring-reader.ts";
 import { Writer } from "../../coding/writer.ts";
 import { CANCEL, DROPPED, LAGGED, OLD } from "../../errors/codes.ts";
+import { monotonicMicros } from "../../metrics/clock.ts";
+import { elapsedMicros, fanoutLatency } from "../../metrics/latency.ts";
 import type { TrackConsumer, TrackHost } from "../../relay/track.ts";
 import type { SubscriptionParams } from "../../relay/types.ts";
 import type { TransportSession, TransportStream } from "../../transport/types.ts";
@@ -96,6 +98,11 @@ export class TrackServe implements TrackConsumer {
 		return this.#done;
 	}
 
+	/** The viewer's transport session (TrackConsumer.viewer: distinct viewers on the status page). */
+	get viewer(): object {
+		return this.#transport;
+	}
+
 	/** The track's ring is readable: start at the latest group (or the requested one). */
 	attach(buffer: SharedArrayBuffer): void {
 		if (this.#reader || this.#done) return;
@@ -128,6 +135,9 @@ export class TrackServe implements TrackConsumer {
 	drain(): void {
 		const r = this.#reader;
 		if (this.#done || !r) return;
+		// The clock is read once per drain, at its first frame: the frames of one drain are handed
+		// to the transport within microseconds of each other.
+		let now = -1;
 		for (;;) {
 			const kind = r.next();
 			switch (kind) {
@@ -154,6 +164,11 @@ export class TrackServe implements TrackConsumer {
 					const end = writeFrameHeader(scratch, 0, r.size, delta, this.#version);
 					g.stream.write(scratch.subarray(0, end));
 					this.#counters.bytesOut += end;
+					// Fan-out latency: received from the publisher → handed to this viewer's transport.
+					if (r.received !== 0) {
+						if (now < 0) now = monotonicMicros();
+						fanoutLatency.record(elapsedMicros(now, r.received));
+					}
 					continue;
 				}
 				case RECORD.FRAME_DATA: {
