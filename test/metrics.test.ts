@@ -1,6 +1,13 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { elapsedMicros, LATENCY_BUCKETS, LatencyHistogram } from "../src/metrics/latency.ts";
+import { monotonicMicros } from "../src/metrics/clock.ts";
+import {
+	elapsedMicros,
+	fanoutLatency,
+	LATENCY_BUCKETS,
+	LatencyHistogram,
+	recordFanout,
+} from "../src/metrics/latency.ts";
 import {
 	escapeHelp,
 	escapeLabelValue,
@@ -213,6 +220,21 @@ describe("fan-out latency and session close reasons", () => {
 		const received = 2 ** 32 - 100;
 		assert.equal(elapsedMicros(2 ** 33 + 50, received >>> 0), 150);
 		assert.equal(elapsedMicros(1000, 2000), 0, "received after now");
+	});
+
+	test("recordFanout: unknown receive times are skipped; a reused clock reading never goes backwards", async () => {
+		const before = fanoutLatency.count;
+		recordFanout(0);
+		assert.equal(fanoutLatency.count, before, "0 = not recorded");
+		recordFanout(monotonicMicros() >>> 0);
+		await Promise.resolve(); // a microtask checkpoint drops the reused reading
+		// Received 2 ms ago, then (same pass) a frame received after the reading it would reuse.
+		const sum0 = fanoutLatency.sumMicros;
+		recordFanout((monotonicMicros() - 2000) >>> 0);
+		recordFanout((monotonicMicros() + 5) >>> 0);
+		assert.equal(fanoutLatency.count, before + 3);
+		const added = fanoutLatency.sumMicros - sum0;
+		assert.ok(added >= 2000 && added < 2000 + 50_000, `2 ms sample recorded as ${added} µs`);
 	});
 
 	test("close codes map onto the fixed reasons", () => {

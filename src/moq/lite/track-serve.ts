@@ -2,8 +2,7 @@ import { Rec as RECORD } from "../../cache/layout.ts";
 import { RingReader } from "../../cache/ring-reader.ts";
 import { Writer } from "../../coding/writer.ts";
 import { CANCEL, DROPPED, LAGGED, OLD } from "../../errors/codes.ts";
-import { monotonicMicros } from "../../metrics/clock.ts";
-import { elapsedMicros, fanoutLatency } from "../../metrics/latency.ts";
+import { recordFanout } from "../../metrics/latency.ts";
 import type { TrackConsumer, TrackHost } from "../../relay/track.ts";
 import type { SubscriptionParams } from "../../relay/types.ts";
 import type { TransportSession, TransportStream } from "../../transport/types.ts";
@@ -135,9 +134,6 @@ export class TrackServe implements TrackConsumer {
 	drain(): void {
 		const r = this.#reader;
 		if (this.#done || !r) return;
-		// The clock is read once per drain, at its first frame: the frames of one drain are handed
-		// to the transport within microseconds of each other.
-		let now = -1;
 		for (;;) {
 			const kind = r.next();
 			switch (kind) {
@@ -165,10 +161,7 @@ export class TrackServe implements TrackConsumer {
 					g.stream.write(scratch.subarray(0, end));
 					this.#counters.bytesOut += end;
 					// Fan-out latency: received from the publisher → handed to this viewer's transport.
-					if (r.received !== 0) {
-						if (now < 0) now = monotonicMicros();
-						fanoutLatency.record(elapsedMicros(now, r.received));
-					}
+					recordFanout(r.received);
 					continue;
 				}
 				case RECORD.FRAME_DATA: {
