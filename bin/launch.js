@@ -23,17 +23,17 @@ import { dirname, join } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 
 /**
- * The oldest Node the relay runs on; keep in step with `engines` in package.json. Node 22.19 and
- * 23.9 added process.threadCpuUsage(), which every relay worker calls (src/pool/counters.ts).
+ * The oldest Node the relay runs on; keep in step with `engines` in package.json. 22.12 brought
+ * `reusePort` for dgram and net sockets (every worker binds the port). On 22.12–22.18 (before
+ * process.threadCpuUsage()) the per-worker CPU figures read 0.
  */
-export const MINIMUM = ">= 22.19 (on 23.x: >= 23.9)";
+export const MINIMUM = ">= 22.12";
 
-/** True when Node `version` ("22.19.0") can run the relay. */
+/** True when Node `version` ("22.12.0") can run the relay. */
 export function supported(version) {
 	const [major, minor] = version.split(".").map(Number);
-	if (major === 22) return minor >= 19;
-	if (major === 23) return minor >= 9;
-	return major > 23;
+	if (major === 22) return minor >= 12;
+	return major > 22;
 }
 
 /** Signals passed on to a re-run child (SIGKILL and SIGSTOP cannot be caught). */
@@ -54,6 +54,10 @@ export async function launch(name) {
 		);
 	}
 	const stripsTypes = Boolean(process.features?.typescript);
+	// A git checkout on a Node that cannot strip types (22.12–22.17 without a flag): run the
+	// sources on the checkout's own Node 24 rather than ask for a build.
+	const devNode = checkout ? join(root, "node_modules", "node", "bin", "node") : null;
+	if (checkout && !stripsTypes && devNode !== null && existsSync(devNode)) return rerun(name, devNode, source);
 	let entry = null;
 	if (checkout && stripsTypes) entry = source;
 	else if (existsSync(built)) entry = built;

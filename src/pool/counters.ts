@@ -130,6 +130,9 @@ export const LATENCY_BUCKET_FIELDS = [
 /** Event-loop delay monitor resolution: the timer whose lateness is measured fires this often. */
 export const EVENT_LOOP_DELAY_RESOLUTION_MS = 10;
 
+/** Per-thread CPU time (Node ≥ 22.19 / 23.9); see WorkerCounters.sample. */
+const hasThreadCpuUsage = typeof (process as { threadCpuUsage?: unknown }).threadCpuUsage === "function";
+
 /** Slot index of each field: `counters.slots[Field.bytesIn] += n`. */
 export const Field = Object.freeze(Object.fromEntries(FIELDS.map((f, i) => [f.name, i]))) as {
 	readonly [K in FieldName]: number;
@@ -198,9 +201,14 @@ export class WorkerCounters {
 
 	/** Refreshes the sampled figures now (also called by the sampling timer). */
 	sample(): void {
-		const cpu = process.threadCpuUsage();
-		this.slots[Field.cpuUserMicros] = this.#cpuBaseUser + cpu.user;
-		this.slots[Field.cpuSystemMicros] = this.#cpuBaseSystem + cpu.system;
+		// process.threadCpuUsage() exists from Node 22.19 / 23.9. On 22.12–22.18 a worker's own CPU
+		// time cannot be read (process.cpuUsage() is the whole process's, which would count every
+		// worker N times): the per-worker CPU figures then stay at 0 rather than lie.
+		if (hasThreadCpuUsage) {
+			const cpu = process.threadCpuUsage();
+			this.slots[Field.cpuUserMicros] = this.#cpuBaseUser + cpu.user;
+			this.slots[Field.cpuSystemMicros] = this.#cpuBaseSystem + cpu.system;
+		}
 		const now = performance.eventLoopUtilization();
 		// Utilisation over the last interval, not since thread start, so a busy minute shows up.
 		this.slots[Field.eventLoopUtilization] = this.#elu
