@@ -127,7 +127,10 @@ describe("config: environment", () => {
 		});
 		assert.deepEqual(config.auth.public, ["anon", "demo"]);
 		assert.deepEqual(config.tls.generate, ["localhost", "127.0.0.1"]);
-		assert.deepEqual(config.cluster.nodes, ["https://us.relay.example/", "https://eu.relay.example/"]);
+		assert.deepEqual(
+			config.cluster?.connect.map((peer) => peer.url),
+			["https://us.relay.example/", "https://eu.relay.example/"],
+		);
 		const flagged = load({ MOQ_AUTH_PUBLIC: "anon,demo" }, ["--auth-public", "other"]);
 		assert.deepEqual(flagged.auth.public, ["other"]);
 		// "/" is every path; an empty variable is unset (it does not open everything).
@@ -151,7 +154,8 @@ describe("config: environment", () => {
 			assert.deepEqual(warnings, []);
 			// A value that is wrong for every parser is an error naming the variable (paths and
 			// prefixes take any text; missing files are checked after merging, below).
-			if (["authKey", "authKeyDir", "tlsCert", "tlsKey", "clusterToken", "authPublic"].includes(spec.setting)) continue;
+			const anyText = ["authKey", "authKeyDir", "tlsCert", "tlsKey", "clusterToken", "clientTlsRoot", "authPublic"];
+			if (anyText.includes(spec.setting)) continue;
 			assert.throws(
 				() => readEnv({ [spec.name]: "\u0001bad" }),
 				(err: unknown) =>

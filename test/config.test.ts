@@ -79,7 +79,8 @@ describe("config: defaults", () => {
 				idleTimeoutMs: 60_000,
 			},
 			workers: { count: availableParallelism(), reusePort: true },
-			cluster: { nodes: [], token: null },
+			cluster: null,
+			client: { tls: { disableVerify: false, root: [] } },
 		});
 	});
 
@@ -124,6 +125,8 @@ capacity = "2GiB"
 duration = "10s"
 `,
 		);
+		const root = { url: "https://root.example:4443/", key: "https://root.example:4443/", jwt: null, cost: null };
+		const leaf = { url: "https://leaf.example:4443/", key: "https://leaf.example:4443/", jwt: null, cost: null };
 		assert.deepEqual(config, {
 			source: join(dir, "moq-relay.toml"),
 			server: {
@@ -163,9 +166,21 @@ duration = "10s"
 			},
 			workers: { count: availableParallelism(), reusePort: true },
 			cluster: {
-				nodes: ["https://root.example:4443/", "https://leaf.example:4443/"],
+				dial: [root, leaf],
+				connect: [root, leaf],
+				nodes: [],
+				node: "https://leaf0.example/",
+				nodeKey: "https://leaf0.example/",
 				token: join(dir, "cluster.jwk"),
+				id: null,
+				mesh: false,
+				prefix: ".internal/origins",
+				lingerMs: 5000,
+				peerIdleTimeoutMs: 5000,
+				tier: null,
+				parents: [],
 			},
+			client: { tls: { disableVerify: false, root: [] } },
 		});
 	});
 
@@ -208,7 +223,8 @@ max_path_segments = 16
 count = 3
 
 [cluster]
-nodes = ["https://a.example/", "https://b.example:8443/"]
+nodes = ["https://a.example/", "https://b.example:8443/", "https://c.example/"]
+node = "https://b.example:8443/"
 root = "a.example"
 `,
 		);
@@ -237,8 +253,20 @@ root = "a.example"
 			idleTimeoutMs: 60_000,
 		});
 		assert.equal(config.workers.count, 3);
-		// "a.example" (root) is the same peer as the first node, so it is listed once.
-		assert.deepEqual(config.cluster, { nodes: ["https://a.example/", "https://b.example:8443/"], token: null });
+		// nodes skips this relay's own entry; of the others it dials only the larger URL (c), while
+		// a dials in. root is always dialed, and a.example is the same relay as the first node.
+		assert.deepEqual(
+			config.cluster?.nodes.map((peer) => peer.url),
+			["https://a.example/", "https://c.example/"],
+		);
+		assert.deepEqual(
+			config.cluster?.dial.map((peer) => peer.url),
+			["https://a.example/", "https://c.example/"],
+		);
+		assert.deepEqual(
+			config.cluster?.connect.map((peer) => peer.url),
+			["https://a.example/"],
+		);
 	});
 
 	test("workers.count = 0 means one per available core", () => {
@@ -279,7 +307,7 @@ describe("config: errors name the key and the file", () => {
 			"relay",
 			/\[relay\]: unknown table; expected one of: server, tls/,
 		);
-		assert.doesNotMatch(err.message, /client/, "unsupported moq-relay tables are not offered as choices");
+		assert.doesNotMatch(err.message, /stats|iroh/, "unsupported moq-relay tables are not offered as choices");
 	});
 
 	test("unknown nested key", () => {
@@ -591,6 +619,17 @@ describe("config: relay.toml.example", () => {
 			"count",
 			"connect",
 			"token",
+			"nodes",
+			"node",
+			"id",
+			"mesh",
+			"prefix",
+			"linger",
+			"peer_idle_timeout",
+			"tier",
+			"parents",
+			"root",
+			"disable_verify",
 		]) {
 			assert.match(text, new RegExp(`^#? ?${key} = `, "m"), key);
 		}

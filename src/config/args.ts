@@ -7,12 +7,14 @@
 
 import { resolve } from "node:path";
 import { parseListenAddress } from "./address.ts";
-import { MAX_WORKERS } from "./defaults.ts";
+import { parseClusterPeer } from "./cluster-urls.ts";
+import { MAX_CLUSTER_ID, MAX_WORKERS } from "./defaults.ts";
 import { ConfigError } from "./errors.ts";
 import {
 	certificateName,
-	clusterNode,
+	clusterNodeUrl,
 	emptySettings,
+	joinPeers,
 	LOG_FORMATS,
 	LOG_LEVELS,
 	normalizePrefix,
@@ -22,6 +24,7 @@ import {
 	setSetting,
 } from "./settings.ts";
 import { integer, oneOf, type ValueParser } from "./table.ts";
+import type { ClusterPeer } from "./types.ts";
 
 /** What the command line asked for. */
 export interface CliArgs {
@@ -75,8 +78,13 @@ const FLAGS: Record<string, FlagSpec> = {
 		parse: (value) => (value === "off" ? null : parseListenAddress(value)),
 	},
 	"--internal-listen": { setting: "internalListen", parse: parseListenAddress },
-	"--cluster-connect": { setting: "clusterNodes", parse: clusterNode, list: "comma" },
+	"--cluster-connect": { setting: "clusterConnect", parse: parseClusterPeer, list: "comma" },
 	"--cluster-token": { setting: "clusterToken", parse: path },
+	"--cluster-node": { setting: "clusterNode", parse: clusterNodeUrl },
+	"--cluster-id": {
+		setting: "clusterId",
+		parse: (value) => integer(1, MAX_CLUSTER_ID)(/^\d+$/.test(String(value)) ? Number(value) : value),
+	},
 };
 
 /** moq-relay spellings of the same flags. */
@@ -114,6 +122,8 @@ Options:
       --internal-listen <addr> plain HTTP for /metrics and /health (keep it private)
       --cluster-connect <urls> comma-separated relays to connect to
       --cluster-token <file>   token file for connecting to other relays
+      --cluster-node <url>     this relay's own URL (its entry in [cluster] nodes)
+      --cluster-id <n>         this relay's hop id, 1 to 2^53-1 (default: random per start)
   -h, --help                   show this help
   -V, --version                show the version
 `;
@@ -169,7 +179,15 @@ export function parseArgs(argv: string[]): CliArgs {
 			const origin = { source: CLI, key: rawName };
 			if (spec.list) {
 				const list = lists.get(spec.setting) ?? [];
-				list.push(...parsed);
+				if (spec.setting === "clusterConnect") {
+					try {
+						joinPeers(list as ClusterPeer[], parsed as ClusterPeer[]);
+					} catch (err) {
+						throw new ConfigError(CLI, rawName, (err as Error).message);
+					}
+				} else {
+					list.push(...parsed);
+				}
 				lists.set(spec.setting, list);
 				setSetting(result.overrides, spec.setting, list as Settings[SettingName], origin);
 			} else {

@@ -54,6 +54,22 @@ export const DEFAULT_QUIC = {
 /** SIGTERM/SIGINT: existing sessions are served this long (ms) after new ones are refused. */
 export const DEFAULT_DRAIN_TIMEOUT_MS = 30_000;
 
+/** `[cluster]` defaults; with no cluster key at all, RelayConfig.cluster is null and these apply. */
+export const DEFAULT_CLUSTER = {
+	/** An abruptly lost broadcast stays announced this long so a reconnecting publisher resumes it (moq-relay's 5 s). */
+	lingerMs: 5000,
+	/** A relay-to-relay link that hears nothing this long is dead (moq-relay leaves it to QUIC's 30 s). */
+	peerIdleTimeoutMs: 5000,
+	/** moq-relay's gossip prefix (`MESH_PREFIX`); moq-relay 0.10's `prefix` default was "internal/origins". */
+	prefix: ".internal/origins",
+} as const;
+
+/** `[cluster] peer_idle_timeout` below this would declare healthy links dead between keep-alives. */
+export const MIN_PEER_IDLE_TIMEOUT_MS = 1000;
+
+/** `[cluster] id`: hop ids are varints below 2^62 on the wire, but @moq/lite JS decodes them as u53. */
+export const MAX_CLUSTER_ID = Number.MAX_SAFE_INTEGER;
+
 /** Upper bounds that catch typos (a count of 1e9 sessions is a mistake, not a plan). */
 export const MAX_WORKERS = 1024;
 export const MAX_COUNT = 10_000_000;

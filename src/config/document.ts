@@ -7,12 +7,17 @@
 
 import { resolve } from "node:path";
 import { parseListenAddress } from "./address.ts";
-import { MAX_COUNT, MAX_WORKERS } from "./defaults.ts";
+import { parseClusterPeer } from "./cluster-urls.ts";
+import { MAX_CLUSTER_ID, MAX_COUNT, MAX_WORKERS, MIN_PEER_IDLE_TIMEOUT_MS } from "./defaults.ts";
 import { describeValue } from "./errors.ts";
 import {
 	certificateName,
-	clusterNode,
+	clusterMesh,
+	clusterNodeUrl,
+	clusterPrefix,
+	clusterTier,
 	emptySettings,
+	joinPeers,
 	LOG_FORMATS,
 	LOG_LEVELS,
 	normalizePrefix,
@@ -32,6 +37,7 @@ import {
 	TableReader,
 	type ValueParser,
 } from "./table.ts";
+import type { ClusterPeer } from "./types.ts";
 import { parseDuration, parseSize } from "./units.ts";
 
 /** Read a parsed TOML document. Relative file paths are resolved against `baseDir`. */
@@ -221,28 +227,68 @@ export function readDocument(root: Record<string, unknown>, source: string, base
 
 	const cluster = doc.table("cluster");
 	if (cluster) {
-		// connect (moq-relay), nodes (seed documents) and root (older moq-relay) all list peers to dial.
-		const nodes: string[] = [];
-		let firstKey: string | undefined;
-		for (const key of ["connect", "nodes", "root"]) {
-			const list = cluster.read(key, (value) => stringList(value).map(clusterNode));
+		// connect (moq-relay) and root (moq-relay 0.10, one host) list peers that are always dialed.
+		const peers: ValueParser<ClusterPeer[]> = (value) => joinPeers([], stringList(value).map(parseClusterPeer));
+		const connect: ClusterPeer[] = [];
+		let connectKey: string | undefined;
+		for (const key of ["connect", "root"]) {
+			const list = cluster.read(key, peers);
 			if (list === undefined) continue;
-			firstKey ??= key;
-			for (const node of list) if (!nodes.includes(node)) nodes.push(node);
+			connectKey ??= key;
+			try {
+				joinPeers(connect, list);
+			} catch (err) {
+				throw cluster.error(key, (err as Error).message);
+			}
 		}
-		if (firstKey) put(cluster, firstKey, "clusterNodes", nodes);
-		// moq-relay's own advertised URL only matters for mesh gossip, which moq-fanout does not do.
-		cluster.read("node", nonEmptyString);
+		if (connectKey) put(cluster, connectKey, "clusterConnect", connect);
+		put(cluster, "nodes", "clusterNodes", cluster.read("nodes", peers));
+		put(cluster, "node", "clusterNode", cluster.read("node", clusterNodeUrl));
 		put(cluster, "token", "clusterToken", cluster.read("token", path));
-		cluster.unsupported("id", "hop ids are chosen by moq-fanout");
-		cluster.unsupported("connect_api", "list peers in connect");
-		cluster.unsupported("mesh", "gossip discovery is not implemented; list peers in connect");
-		cluster.unsupported("tier", "stats tiers are not implemented");
-		cluster.unsupported("linger", "broadcasts end when their publisher leaves");
+		put(cluster, "id", "clusterId", cluster.read("id", integer(1, MAX_CLUSTER_ID)));
+		put(cluster, "mesh", "clusterMesh", cluster.read("mesh", clusterMesh));
+		put(cluster, "prefix", "clusterPrefix", cluster.read("prefix", clusterPrefix));
+		put(cluster, "linger", "clusterLingerMs", cluster.read("linger", parseDuration));
+		put(cluster, "peer_idle_timeout", "clusterPeerIdleTimeoutMs", cluster.read("peer_idle_timeout", peerIdleTimeout));
+		put(cluster, "tier", "clusterTier", cluster.read("tier", clusterTier));
+		put(cluster, "parents", "clusterParents", cluster.read("parents", peers));
+		cluster.unsupported(
+			"connect_api",
+			"list peers in connect or nodes (a peer list fetched at run time is not implemented)",
+		);
 		cluster.finish();
 	}
 
-	doc.unsupported("client", "cluster dials use the relay's own TLS settings");
+	const client = doc.table("client");
+	if (client) {
+		const tls = client.table("tls");
+		if (tls) {
+			put(tls, "disable_verify", "clientTlsDisableVerify", tls.read("disable_verify", boolean));
+			put(tls, "root", "clientTlsRoot", tls.read("root", paths));
+			tls.unsupported("system_roots", "root replaces the system roots; leave root unset to use them");
+			tls.unsupported("fingerprint", "certificate pinning is not implemented; use root or disable_verify");
+			tls.unsupported("cert", "client certificates (mTLS) are not implemented; peers authenticate with a JWT");
+			tls.unsupported("key", "client certificates (mTLS) are not implemented; peers authenticate with a JWT");
+			tls.finish();
+		}
+		const why = "moq-fanout reads only [client.tls] root and disable_verify";
+		for (const key of [
+			"connect",
+			"bind",
+			"backend",
+			"failover_delay",
+			"resolution_delay",
+			"timeout",
+			"quic",
+			"version",
+			"backoff",
+			"websocket",
+		]) {
+			client.unsupported(key, why);
+		}
+		client.finish();
+	}
+
 	doc.unsupported("stats", "use the Prometheus /metrics endpoint");
 	const internal = doc.table("internal");
 	if (internal) {
@@ -270,6 +316,13 @@ export function readDocument(root: Record<string, unknown>, source: string, base
 		put(table, key, name, table.read(key, parse));
 		put(table, alias, name, table.read(alias, parse));
 	}
+}
+
+/** `[cluster] peer_idle_timeout`: a duration of at least a second. */
+function peerIdleTimeout(value: unknown): number {
+	const ms = parseDuration(value);
+	if (ms < MIN_PEER_IDLE_TIMEOUT_MS) throw new Error(`expected a duration of at least 1s, got ${describeValue(value)}`);
+	return ms;
 }
 
 /** A duration that must be above zero (a zero timeout would close every connection at once). */

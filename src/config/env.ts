@@ -16,12 +16,17 @@
 
 import { resolve } from "node:path";
 import { parseListenAddress } from "./address.ts";
-import { MAX_COUNT, MAX_WORKERS } from "./defaults.ts";
+import { parseClusterPeer } from "./cluster-urls.ts";
+import { MAX_CLUSTER_ID, MAX_COUNT, MAX_WORKERS, MIN_PEER_IDLE_TIMEOUT_MS } from "./defaults.ts";
 import { ConfigError } from "./errors.ts";
 import {
 	certificateName,
-	clusterNode,
+	clusterMesh,
+	clusterNodeUrl,
+	clusterPrefix,
+	clusterTier,
 	emptySettings,
+	joinPeers,
 	LOG_FORMATS,
 	LOG_LEVELS,
 	normalizePrefix,
@@ -32,7 +37,7 @@ import {
 	setSetting,
 } from "./settings.ts";
 import { integer, oneOf } from "./table.ts";
-import type { LogLevel } from "./types.ts";
+import type { ClusterPeer, LogLevel } from "./types.ts";
 import { parseDuration, parseSize } from "./units.ts";
 
 /** The `source` of settings (and errors) that come from environment variables. */
@@ -59,7 +64,7 @@ export interface EnvVar {
 	parse: TextParser<unknown>;
 	/**
 	 * Another variable for the same setting: "conflict" (setting both is an error, like the file's
-	 * aliases) or "merge" (lists join, like [cluster] connect/nodes/root).
+	 * aliases) or "merge" (lists join, like [cluster] connect/root).
 	 */
 	group?: "conflict" | "merge";
 }
@@ -96,6 +101,9 @@ function list<T>(item: (text: string) => T): TextParser<T[]> {
 			return item(trimmed);
 		});
 }
+
+/** A comma-separated list of cluster peer URLs (one relay listed twice differently is an error). */
+const peers: TextParser<unknown> = (text) => joinPeers([], list(parseClusterPeer)(text));
 
 /** Every variable, in docs order. */
 export const ENV_VARS: readonly EnvVar[] = [
@@ -224,23 +232,42 @@ export const ENV_VARS: readonly EnvVar[] = [
 	v(
 		"MOQ_CLUSTER_CONNECT",
 		"cluster.connect",
-		"clusterNodes",
+		"clusterConnect",
 		true,
-		"https://us.relay.example",
-		list(clusterNode),
+		"https://us.relay.example/?jwt=TOKEN",
+		peers,
 		"merge",
 	),
+	v("MOQ_CLUSTER_ROOT", "cluster.root", "clusterConnect", true, "root.relay.example:443", peers, "merge"),
 	v(
 		"MOQ_CLUSTER_NODES",
 		"cluster.nodes",
 		"clusterNodes",
 		false,
-		"https://eu.relay.example",
-		list(clusterNode),
-		"merge",
+		"https://a.relay.example,https://b.relay.example",
+		peers,
 	),
-	v("MOQ_CLUSTER_ROOT", "cluster.root", "clusterNodes", true, "https://root.relay.example", list(clusterNode), "merge"),
+	v("MOQ_CLUSTER_NODE", "cluster.node", "clusterNode", true, "https://a.relay.example", (t) =>
+		clusterNodeUrl(t.trim()),
+	),
 	v("MOQ_CLUSTER_TOKEN", "cluster.token", "clusterToken", true, "/etc/moq/cluster.jwt", path),
+	v("MOQ_CLUSTER_ID", "cluster.id", "clusterId", true, "42", int(1, MAX_CLUSTER_ID)),
+	v("MOQ_CLUSTER_MESH", "cluster.mesh", "clusterMesh", true, "true", (text) =>
+		/^[01]$/.test(text.trim()) ? bool(text) : clusterMesh(text.trim()),
+	),
+	v("MOQ_CLUSTER_PREFIX", "cluster.prefix", "clusterPrefix", true, ".internal/origins", clusterPrefix),
+	v("MOQ_CLUSTER_LINGER", "cluster.linger", "clusterLingerMs", true, "5s", duration),
+	v("MOQ_CLUSTER_PEER_IDLE_TIMEOUT", "cluster.peer_idle_timeout", "clusterPeerIdleTimeoutMs", false, "5s", (text) => {
+		const ms = duration(text);
+		if (ms < MIN_PEER_IDLE_TIMEOUT_MS) {
+			throw new Error(`expected a duration of at least 1s, got ${JSON.stringify(text)}`);
+		}
+		return ms;
+	}),
+	v("MOQ_CLUSTER_TIER", "cluster.tier", "clusterTier", true, "edge", (text) => clusterTier(text.trim())),
+	v("MOQ_CLUSTER_PARENTS", "cluster.parents", "clusterParents", false, "https://mid.relay.example", peers),
+	v("MOQ_CLIENT_TLS_ROOT", "client.tls.root", "clientTlsRoot", true, "/etc/moq/ca.pem", list(path)),
+	v("MOQ_CLIENT_TLS_DISABLE_VERIFY", "client.tls.disable_verify", "clientTlsDisableVerify", true, "true", bool),
 ];
 
 function v(
@@ -258,11 +285,14 @@ function v(
 /** Variables read for the log level, most specific first (after MOQ_LOG_LEVEL, which is in ENV_VARS). */
 export const LOG_FILTER_VARS = ["MOQ_LOG", "RUST_LOG"] as const;
 
-/** Accepted and checked but without effect, as in the file: `[cluster] node` (moq-relay's own URL, for mesh gossip). */
-const ACCEPTED_IGNORED: Record<string, TextParser<unknown>> = { MOQ_CLUSTER_NODE: (text) => clusterNode(text.trim()) };
-
 /** Variables of this repository's tests and debug hooks: never warned about. */
-const INTERNAL = new Set(["MOQ_FANOUT_DEBUG", "MOQ_TEST_LOG", "MOQ_TEST_TRACE", "MOQ_FUZZ_SELFTEST"]);
+const INTERNAL = new Set([
+	"MOQ_FANOUT_DEBUG",
+	"MOQ_FANOUT_GC_PROBE",
+	"MOQ_TEST_LOG",
+	"MOQ_TEST_TRACE",
+	"MOQ_FUZZ_SELFTEST",
+]);
 
 /** moq-relay variables that moq-fanout does not implement: a warning that says why beats "unknown". */
 const UNSUPPORTED: Record<string, string> = {
@@ -277,12 +307,12 @@ const UNSUPPORTED: Record<string, string> = {
 	MOQ_AUTH_PUBLIC_PUBLISH: "separate subscribe/publish prefixes are not supported; use MOQ_AUTH_PUBLIC",
 	MOQ_AUTH_PUBLIC_API: "use MOQ_AUTH_PUBLIC",
 	MOQ_CACHE_HEADROOM: "size the cache with MOQ_CACHE_TOTAL_BYTES",
-	MOQ_CLUSTER_ID: "hop ids are chosen by moq-fanout",
-	MOQ_CLUSTER_CONNECT_API: "list peers in MOQ_CLUSTER_CONNECT",
-	MOQ_CLUSTER_MESH: "gossip discovery is not implemented; list peers in MOQ_CLUSTER_CONNECT",
-	MOQ_CLUSTER_TIER: "stats tiers are not implemented",
-	MOQ_CLUSTER_LINGER: "broadcasts end when their publisher leaves",
-	MOQ_CLUSTER_PREFIX: "moq-fanout does not announce cluster nodes under a prefix",
+	MOQ_CLUSTER_CONNECT_API: "list peers in MOQ_CLUSTER_CONNECT or MOQ_CLUSTER_NODES",
+	MOQ_CLIENT_TLS_SYSTEM_ROOTS: "MOQ_CLIENT_TLS_ROOT replaces the system roots; leave it unset to use them",
+	MOQ_CLIENT_TLS_FINGERPRINT:
+		"certificate pinning is not implemented; use MOQ_CLIENT_TLS_ROOT or MOQ_CLIENT_TLS_DISABLE_VERIFY",
+	MOQ_CLIENT_TLS_CERT: "client certificates (mTLS) are not implemented; peers authenticate with a JWT",
+	MOQ_CLIENT_TLS_KEY: "client certificates (mTLS) are not implemented; peers authenticate with a JWT",
 	MOQ_WEB_WS: "the WebSocket endpoint is always on in moq-fanout",
 	MOQ_WEB_HTTPS_CERT: "[web.https] serves the [server.tls] certificates (MOQ_SERVER_TLS_CERT)",
 	MOQ_WEB_HTTPS_KEY: "[web.https] serves the [server.tls] certificates (MOQ_SERVER_TLS_KEY)",
@@ -294,6 +324,10 @@ const UNSUPPORTED_PREFIXES: [string, string][] = [
 	["MOQ_SERVER_PREFERRED_", "preferred addresses are not implemented"],
 	["MOQ_AUTH_TLS_", "the auth HTTP client is not implemented"],
 	["MOQ_STATS_", "use the Prometheus /metrics endpoint"],
+	[
+		"MOQ_CLIENT_",
+		"of moq-relay's client settings moq-fanout reads only MOQ_CLIENT_TLS_ROOT and MOQ_CLIENT_TLS_DISABLE_VERIFY",
+	],
 ];
 
 /** What the environment contributes: settings (source "environment") and warnings to print once. */
@@ -331,19 +365,15 @@ export function readEnv(env: Env): EnvSettings {
 			if (spec.group !== "merge") {
 				throw new ConfigError(ENV_SOURCE, spec.name, `sets the same key as ${previous}; set only one of them`);
 			}
-			const merged = [...(out.values[spec.setting] as unknown[])];
-			for (const item of parsed as unknown[]) if (!merged.includes(item)) merged.push(item);
-			parsed = merged;
+			// The only merged lists are cluster peers (MOQ_CLUSTER_CONNECT + MOQ_CLUSTER_ROOT).
+			const merged = [...(out.values[spec.setting] as ClusterPeer[])];
+			parsed = parse(spec.name, () => joinPeers(merged, parsed as ClusterPeer[]), text);
 		}
 		seen.set(spec.setting, previous ?? spec.name);
 		setSetting(out, spec.setting, parsed as Settings[SettingName], {
 			source: ENV_SOURCE,
 			key: previous ?? spec.name,
 		});
-	}
-	for (const [name, parser] of Object.entries(ACCEPTED_IGNORED)) {
-		const text = value(name);
-		if (text !== undefined) parse(name, parser, text);
 	}
 
 	// The log level: MOQ_LOG_LEVEL (above) wins; then MOQ_LOG, then RUST_LOG, in RUST_LOG's syntax.
@@ -374,7 +404,7 @@ export function readEnv(env: Env): EnvSettings {
 		}
 	}
 
-	const known = new Set<string>([...ENV_VARS.map((spec) => spec.name), ...Object.keys(ACCEPTED_IGNORED), "MOQ_LOG"]);
+	const known = new Set<string>([...ENV_VARS.map((spec) => spec.name), "MOQ_LOG"]);
 	for (const name of Object.keys(env).sort()) {
 		if (!name.startsWith("MOQ_") || known.has(name) || INTERNAL.has(name)) continue;
 		const why = UNSUPPORTED[name] ?? UNSUPPORTED_PREFIXES.find(([prefix]) => name.startsWith(prefix))?.[1];

@@ -73,7 +73,9 @@ export interface ParseOptions {
 export function parseConfig(text: string, source: string, options: ParseOptions = {}): RelayConfig {
 	let document: Record<string, unknown>;
 	try {
-		document = parseToml(text);
+		// Integers past 2^53 become bigints, so the key's own parser names it ("[cluster] id: expected …")
+		// instead of a syntax error about precision.
+		document = parseToml(text, { integersAsBigInt: "asNeeded" });
 	} catch (err) {
 		if (err instanceof TomlError) {
 			// smol-toml's message is "Invalid TOML document: <why>\n\n<code excerpt>".

@@ -5,14 +5,22 @@
  * @module
  */
 
-import { accessSync, constants, statSync } from "node:fs";
+import { accessSync, constants, readFileSync, statSync } from "node:fs";
 import { availableParallelism } from "node:os";
 import { parseListenAddress } from "./address.ts";
-import { DEFAULT_BIND, DEFAULT_CACHE, DEFAULT_DRAIN_TIMEOUT_MS, DEFAULT_LIMITS, DEFAULT_QUIC } from "./defaults.ts";
+import { canonicalClusterUrl, shouldDial } from "./cluster-urls.ts";
+import {
+	DEFAULT_BIND,
+	DEFAULT_CACHE,
+	DEFAULT_CLUSTER,
+	DEFAULT_DRAIN_TIMEOUT_MS,
+	DEFAULT_LIMITS,
+	DEFAULT_QUIC,
+} from "./defaults.ts";
 import { ENV_SOURCE } from "./env.ts";
 import { ConfigError, describeKey } from "./errors.ts";
-import type { Origin, SettingName, SourcedSettings } from "./settings.ts";
-import type { RelayConfig } from "./types.ts";
+import { CLUSTER_SETTINGS, type Origin, type SettingName, type SourcedSettings } from "./settings.ts";
+import type { ClusterConfig, ClusterPeer, RelayConfig } from "./types.ts";
 
 /** Build the final config. `source` names the config file (or "<default>") in the result and in errors. */
 export function resolveConfig(settings: SourcedSettings, source: string): RelayConfig {
@@ -118,8 +126,17 @@ export function resolveConfig(settings: SourcedSettings, source: string): RelayC
 		);
 	}
 
-	const clusterToken = values.clusterToken ?? null;
-	if (clusterToken !== null) requireFile(clusterToken, where("clusterToken", "cluster.token"));
+	const cluster = resolveCluster(settings, source);
+
+	// Outbound TLS for relay-to-relay dials: each CA file must exist and hold a certificate now.
+	const clientTlsRoot = values.clientTlsRoot ?? [];
+	for (const file of clientTlsRoot) {
+		const origin = where("clientTlsRoot", "client.tls.root");
+		requireFile(file, origin);
+		if (!readFileSync(file, "latin1").includes("-----BEGIN CERTIFICATE-----")) {
+			throw new ConfigError(origin.source, origin.key, `no PEM certificate (-----BEGIN CERTIFICATE-----) in ${file}`);
+		}
+	}
 
 	const workers = values.workers ?? 0;
 
@@ -141,7 +158,112 @@ export function resolveConfig(settings: SourcedSettings, source: string): RelayC
 			count: workers === 0 ? availableParallelism() : workers,
 			reusePort: values.reusePort ?? reusePortSupported(),
 		},
-		cluster: { nodes: values.clusterNodes ?? [], token: clusterToken },
+		cluster,
+		client: { tls: { disableVerify: values.clientTlsDisableVerify ?? false, root: clientTlsRoot } },
+	};
+}
+
+/**
+ * `[cluster]`, or null when no cluster setting is given anywhere. Cross-key rules: `nodes` needs
+ * `node` (which entry is this relay?) and must contain it; `mesh` needs `node` (the URL to
+ * advertise); `parents` needs tier mid or edge, and those tiers need parents.
+ */
+function resolveCluster(settings: SourcedSettings, source: string): ClusterConfig | null {
+	const { values, origins } = settings;
+	if (!CLUSTER_SETTINGS.some((name) => values[name] !== undefined)) return null;
+	const fail = (name: SettingName, fallbackKey: string, message: string) => {
+		const origin = origins[name] ?? { source, key: fallbackKey };
+		return new ConfigError(origin.source, origin.key, message);
+	};
+
+	// moq-relay's legacy `mesh = "<url>"`: gossip on, advertising that URL.
+	let node = values.clusterNode ?? null;
+	let mesh = false;
+	const meshSetting = values.clusterMesh;
+	if (typeof meshSetting === "object") {
+		if (node !== null && canonicalClusterUrl(node) !== canonicalClusterUrl(meshSetting.legacyNode)) {
+			throw fail(
+				"clusterMesh",
+				"cluster.mesh",
+				`is now true or false; the URL ${JSON.stringify(meshSetting.legacyNode)} conflicts with node ${JSON.stringify(node)}, so set the URL only in node`,
+			);
+		}
+		node ??= meshSetting.legacyNode;
+		mesh = true;
+	} else {
+		mesh = meshSetting ?? false;
+	}
+	const nodeKey = node === null ? null : canonicalClusterUrl(node);
+	if (mesh && nodeKey === null) {
+		throw fail(
+			"clusterMesh",
+			"cluster.mesh",
+			'gossip needs this relay\'s own URL to advertise; set node = "https://this-relay.example/"',
+		);
+	}
+
+	// nodes: the same list on every relay, this one included; only the smaller URL of a pair dials.
+	let nodes: ClusterPeer[] = [];
+	if (values.clusterNodes !== undefined) {
+		if (nodeKey === null) {
+			throw fail(
+				"clusterNodes",
+				"cluster.nodes",
+				"lists every relay of the cluster, this one included, so moq-fanout must know which entry is this relay: " +
+					'set node = "<this relay\'s URL, as listed in nodes>" (or --cluster-node / MOQ_CLUSTER_NODE), ' +
+					"or list only the other relays in connect",
+			);
+		}
+		if (!values.clusterNodes.some((peer) => peer.key === nodeKey)) {
+			throw fail(
+				values.clusterNode !== undefined ? "clusterNode" : "clusterMesh",
+				"cluster.node",
+				`${JSON.stringify(node)} is not one of the nodes entries (${values.clusterNodes.map((p) => p.key).join(", ")}); nodes must list every relay, this one included`,
+			);
+		}
+		nodes = values.clusterNodes.filter((peer) => peer.key !== nodeKey);
+	}
+
+	// Tree roles: an edge or mid dials its parents; an origin has none.
+	const tier = values.clusterTier ?? null;
+	const parents = values.clusterParents ?? [];
+	if (values.clusterParents !== undefined && tier !== "mid" && tier !== "edge") {
+		throw fail(
+			"clusterParents",
+			"cluster.parents",
+			`needs tier = "mid" or "edge" (${tier === null ? "no tier is set" : `tier is "${tier}"`}); an origin has no parents`,
+		);
+	}
+	if ((tier === "mid" || tier === "edge") && parents.length === 0) {
+		throw fail("clusterTier", "cluster.tier", `"${tier}" dials its parents; list them in parents = ["https://..."]`);
+	}
+	if (nodeKey !== null && parents.some((peer) => peer.key === nodeKey)) {
+		throw fail("clusterParents", "cluster.parents", `lists this relay's own URL (node = ${JSON.stringify(node)})`);
+	}
+
+	const connect = (values.clusterConnect ?? []).filter((peer) => peer.key !== nodeKey);
+	const dial: ClusterPeer[] = [];
+	for (const peer of [...connect, ...parents, ...nodes.filter((peer) => shouldDial(nodeKey!, peer.key))]) {
+		if (!dial.some((p) => p.key === peer.key)) dial.push(peer);
+	}
+
+	const token = values.clusterToken ?? null;
+	if (token !== null) requireFile(token, origins.clusterToken ?? { source, key: "cluster.token" });
+
+	return {
+		dial,
+		connect,
+		nodes,
+		node,
+		nodeKey,
+		token,
+		id: values.clusterId ?? null,
+		mesh,
+		prefix: values.clusterPrefix ?? DEFAULT_CLUSTER.prefix,
+		lingerMs: values.clusterLingerMs ?? DEFAULT_CLUSTER.lingerMs,
+		peerIdleTimeoutMs: values.clusterPeerIdleTimeoutMs ?? DEFAULT_CLUSTER.peerIdleTimeoutMs,
+		tier,
+		parents,
 	};
 }
 

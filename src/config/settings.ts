@@ -6,11 +6,14 @@
  */
 
 import { isIP } from "node:net";
-import type { ListenAddress, LogLevel, QuicRetryMode } from "./types.ts";
+import { parseClusterUrl } from "./cluster-urls.ts";
+import { describeValue } from "./errors.ts";
+import type { ClusterPeer, ClusterTier, ListenAddress, LogLevel, QuicRetryMode } from "./types.ts";
 
 export const LOG_LEVELS: readonly LogLevel[] = ["trace", "debug", "info", "warn", "error"];
 export const QUIC_RETRY_MODES: readonly QuicRetryMode[] = ["auto", "on", "off"];
 export const LOG_FORMATS: readonly ("text" | "json")[] = ["text", "json"];
+export const CLUSTER_TIERS: readonly ClusterTier[] = ["origin", "mid", "edge"];
 
 /** Every setting a file or a flag can provide. Absent means "not given here". */
 export interface Settings {
@@ -59,10 +62,43 @@ export interface Settings {
 	workers?: number;
 	/** false: one receiving socket that hands packets to workers (the fallback where SO_REUSEPORT is missing). */
 	reusePort?: boolean;
-	clusterNodes?: string[];
+	/** `[cluster] connect` and the seed era's `root`, joined (duplicates removed). */
+	clusterConnect?: ClusterPeer[];
+	/** `[cluster] nodes`: every member of the cluster, this relay included. */
+	clusterNodes?: ClusterPeer[];
+	/** `[cluster] node`: this relay's own URL (normalised href). */
+	clusterNode?: string;
 	/** Absolute path. */
 	clusterToken?: string;
+	clusterId?: number;
+	/** A string is moq-relay's legacy `mesh = "<url>"`: gossip on, with that URL as `node`. */
+	clusterMesh?: boolean | { legacyNode: string };
+	/** Normalised (no leading or trailing slash), not empty. */
+	clusterPrefix?: string;
+	clusterLingerMs?: number;
+	clusterPeerIdleTimeoutMs?: number;
+	/** null: `tier = ""` (moq-relay's "default tier"), the same as no tier. */
+	clusterTier?: ClusterTier | null;
+	clusterParents?: ClusterPeer[];
+	clientTlsDisableVerify?: boolean;
+	/** Absolute paths. */
+	clientTlsRoot?: string[];
 }
+
+/** Every setting that, once given, makes RelayConfig.cluster non-null. */
+export const CLUSTER_SETTINGS: readonly SettingName[] = [
+	"clusterConnect",
+	"clusterNodes",
+	"clusterNode",
+	"clusterToken",
+	"clusterId",
+	"clusterMesh",
+	"clusterPrefix",
+	"clusterLingerMs",
+	"clusterPeerIdleTimeoutMs",
+	"clusterTier",
+	"clusterParents",
+];
 
 export type SettingName = keyof Settings;
 
@@ -121,23 +157,68 @@ export function certificateName(value: unknown): string {
 	throw new Error(`expected host names or IP addresses, got ${JSON.stringify(value)}`);
 }
 
-/**
- * A cluster peer: a full http(s) URL, or (like moq-relay, deprecated there) a bare "host" or
- * "host:port", which becomes "https://host:port/".
- */
-export function clusterNode(value: unknown): string {
-	if (typeof value !== "string" || value === "") {
-		throw new Error(`expected a URL like "https://relay.example:443/", got ${JSON.stringify(value)}`);
-	}
-	const text = /^[a-z][a-z0-9+.-]*:\/\//i.test(value) ? value : `https://${value}/`;
-	let url: URL;
-	try {
-		url = new URL(text);
-	} catch {
-		throw new Error(`expected a URL like "https://relay.example:443/", got ${JSON.stringify(value)}`);
-	}
-	if (url.protocol !== "https:" && url.protocol !== "http:") {
-		throw new Error(`expected an https:// or http:// URL, got ${JSON.stringify(value)}`);
+/** A cluster node's own URL (`[cluster] node`) as its normalised href; a token in it is refused (gossip advertises it). */
+export function clusterNodeUrl(value: unknown): string {
+	const url = parseClusterUrl(value);
+	if (url.searchParams.has("jwt")) {
+		throw new Error("this relay's own URL must not carry ?jwt= (gossip advertises it); use [cluster] token");
 	}
 	return url.href;
+}
+
+/**
+ * Join peer lists, dropping repeats of a relay (same canonical key). The same relay listed twice
+ * with a different token, cost or URL is an error: which one to dial would be a guess.
+ */
+export function joinPeers(into: ClusterPeer[], more: readonly ClusterPeer[]): ClusterPeer[] {
+	for (const peer of more) {
+		const same = into.find((p) => p.key === peer.key);
+		if (same === undefined) {
+			into.push(peer);
+		} else if (same.url !== peer.url || same.jwt !== peer.jwt || same.cost !== peer.cost) {
+			throw new Error(`${peer.key} is listed twice with a different URL, ?jwt= or ?cost=; list each relay once`);
+		}
+	}
+	return into;
+}
+
+/**
+ * `[cluster] mesh`: true or false. moq-relay keeps it as a string, so "true"/"false" work too, and
+ * any other string is its legacy form `mesh = "<this relay's URL>"` (gossip on, that URL as node).
+ */
+export function clusterMesh(value: unknown): boolean | { legacyNode: string } {
+	if (typeof value === "boolean") return value;
+	if (typeof value !== "string") throw new Error(`expected true or false, got ${describeValue(value)}`);
+	const lower = value.trim().toLowerCase();
+	if (lower === "true" || lower === "false") return lower === "true";
+	return { legacyNode: clusterNodeUrl(value) };
+}
+
+/**
+ * `[cluster] tier`: origin, mid or edge (moq-fanout's tree roles). "" is no tier, as moq-relay's
+ * empty tier is its default. Other words are moq-relay's stats labels, which are refused.
+ */
+export function clusterTier(value: unknown): ClusterTier | null {
+	if (value === "") return null;
+	const lower = typeof value === "string" ? value.toLowerCase() : undefined;
+	const tier = CLUSTER_TIERS.find((choice) => choice === lower);
+	if (tier !== undefined) return tier;
+	const hint =
+		typeof value === "string"
+			? "; moq-relay's tier (a stats billing label) is not implemented, and moq-fanout's tier is a tree role"
+			: "";
+	throw new Error(`expected one of ${CLUSTER_TIERS.join(", ")}, got ${describeValue(value)}${hint}`);
+}
+
+/** `[cluster] prefix`: a broadcast path prefix for gossip entries, normalised; "" is refused (it would be every path). */
+export function clusterPrefix(value: unknown): string {
+	if (typeof value !== "string") {
+		throw new Error(`expected a path prefix like ".internal/origins", got ${describeValue(value)}`);
+	}
+	const prefix = normalizePrefix(value);
+	const control = [...prefix].some((c) => c.charCodeAt(0) < 0x20 || c.charCodeAt(0) === 0x7f);
+	if (prefix === "" || control || prefix.split("/").some((part) => part === "")) {
+		throw new Error(`expected a path prefix like ".internal/origins", got ${describeValue(value)}`);
+	}
+	return prefix;
 }

@@ -108,10 +108,86 @@ export interface RelayConfig {
 		 */
 		reusePort: boolean;
 	};
-	cluster: {
-		/** Other relays to connect to (URLs). */
-		nodes: string[];
-		/** A JWK file used to mint tokens toward other nodes. */
-		token: string | null;
+	/**
+	 * `[cluster]`: relay-to-relay links. null when no cluster key is set anywhere (file, environment,
+	 * flags): a standalone relay, which still accepts peers that authenticate. Consumers then use
+	 * DEFAULT_CLUSTER (src/config/defaults.ts) for the hop id policy and linger.
+	 */
+	cluster: ClusterConfig | null;
+	/** `[client]` (moq-relay's name): how this relay dials other relays. */
+	client: {
+		tls: ClientTlsConfig;
 	};
+}
+
+/** `[cluster] tier`: moq-fanout's tree roles. An edge never carries traffic between two other relays. */
+export type ClusterTier = "origin" | "mid" | "edge";
+
+/** One relay to dial, from a URL such as `https://relay.example/?jwt=TOKEN&cost=5`. */
+export interface ClusterPeer {
+	/**
+	 * The URL to dial, without `jwt` and `cost` (safe to log and to send to clients in a GOAWAY).
+	 * Other query parameters stay. A bare `host:port` became `https://host:port/`.
+	 */
+	url: string;
+	/**
+	 * The peer's identity (canonicalClusterUrl): lower-case scheme and host, no default port, no
+	 * query, no trailing slash on a path. Two entries with the same key are the same relay.
+	 */
+	key: string;
+	/** The URL's own `?jwt=` token, sent instead of [cluster] token; null = use the token file. */
+	jwt: string | null;
+	/** `?cost=N`, the link's routing price (moq-lite-06+; ignored by older versions). null = unpriced. */
+	cost: number | null;
+}
+
+/** The validated `[cluster]` table. */
+export interface ClusterConfig {
+	/**
+	 * Every relay this one dials, each once (by key), in this order: `connect` (and `root`),
+	 * `parents`, then the `nodes` entries that `shouldDial(node, entry)` picks. This relay's own
+	 * URL (`node`) is never in it.
+	 */
+	dial: ClusterPeer[];
+	/** `connect` plus the seed era's `root`: always dialed (own entry skipped). */
+	connect: ClusterPeer[];
+	/**
+	 * `nodes` (the seed guides' shared list) without this relay's own entry: every other member,
+	 * whether this relay dials it or waits for it to dial in (see `dial`).
+	 */
+	nodes: ClusterPeer[];
+	/** `node`: this relay's own URL as written (bare host:port becomes https://host:port/); null = unset. */
+	node: string | null;
+	/** canonicalClusterUrl(node), for comparisons; null = unset. */
+	nodeKey: string | null;
+	/** `token`: absolute path of the JWT file presented to peers without their own ?jwt=. Not read here. */
+	token: string | null;
+	/** `id`: this relay's hop id, 1..2^53-1; null = one random id per process, shared by every worker. */
+	id: number | null;
+	/** `mesh`: gossip discovery (advertise `node` under `prefix`, dial the peers found there). */
+	mesh: boolean;
+	/** `prefix`: where gossip entries live. Default ".internal/origins" (moq-relay's); no leading/trailing slash. */
+	prefix: string;
+	/** `linger` (ms): how long a broadcast whose publisher vanished (no clean unannounce) stays announced. 0 = not at all. */
+	lingerMs: number;
+	/** `peer_idle_timeout` (ms): a relay-to-relay link that hears nothing for this long is dead (≥ 1000). */
+	peerIdleTimeoutMs: number;
+	/** `tier`: this relay's role in a tree; null = a flat mesh (no roles). */
+	tier: ClusterTier | null;
+	/** `parents`: the relays an edge or mid dials upstream (also in `dial`). Empty unless tier is mid or edge. */
+	parents: ClusterPeer[];
+}
+
+/** `[client.tls]`: TLS for this relay's outbound (relay-to-relay) dials. */
+export interface ClientTlsConfig {
+	/**
+	 * `disable_verify`: accept any server certificate (self-signed relays on a trusted network).
+	 * Wins over `root`. Default false.
+	 */
+	disableVerify: boolean;
+	/**
+	 * `root`: absolute paths of PEM files with CA certificates to trust instead of the system roots
+	 * (checked to exist and hold a certificate at load; re-read by the dialer). [] = system roots.
+	 */
+	root: string[];
 }

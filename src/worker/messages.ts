@@ -8,6 +8,7 @@
 import type { RelayConfig } from "../config/types.ts";
 import type { Path } from "../path/index.ts";
 import type { SubscriptionParams, TrackInfo } from "../relay/types.ts";
+import type { GcProbeMessage } from "./gc-probe.ts";
 import type { StatusMessage } from "./status.ts";
 
 /** Main thread → worker. */
@@ -23,9 +24,13 @@ export type MainMessage =
 	/** Test hook (MOQ_FANOUT_DEBUG=1): the worker throws, to exercise supervision. */
 	| { type: "crash" };
 
-/** The URL a draining relay sends its moq-lite clients to: the first `[cluster]` peer, or "" (none). */
+/**
+ * The URL a draining relay sends its moq-lite clients to: the first `[cluster]` peer, or "" (none).
+ * Never with its `?jwt=`: the cluster token is not for clients.
+ */
 export function drainUri(config: RelayConfig): string {
-	return config.cluster.nodes[0] ?? "";
+	const c = config.cluster;
+	return c?.connect[0]?.url ?? c?.nodes[0]?.url ?? c?.parents[0]?.url ?? "";
 }
 
 /** Worker → worker: QUIC packets that landed on the wrong worker or leave through another. */
@@ -38,9 +43,10 @@ export type PacketMessage =
 /** Worker → worker: the shard link's control messages (src/worker/shard-link.ts). */
 export type ShardMessage =
 	| { type: "pub"; path: Path; hops: number[]; w: number }
-	| { type: "unpub"; path: Path; w: number }
+	/** `clean`: the publisher unannounced it (its tracks have ended); otherwise it was lost abruptly. */
+	| { type: "unpub"; path: Path; w: number; clean: boolean }
 	| { type: "ann"; path: Path; hops: number[]; w: number }
-	| { type: "end"; path: Path; w: number }
+	| { type: "end"; path: Path; w: number; clean: boolean }
 	| { type: "want"; path: Path; track: string; w: number; params: SubscriptionParams; fwd?: boolean }
 	| { type: "update"; path: Path; track: string; w: number; params: SubscriptionParams }
 	| { type: "unwant"; path: Path; track: string; w: number; fwd?: boolean }
@@ -49,7 +55,7 @@ export type ShardMessage =
 	| { type: "info?"; id: number; path: Path; track: string }
 	| { type: "info"; id: number; info: TrackInfo | null };
 
-export type RelayMessage = MainMessage | PacketMessage | ShardMessage | StatusMessage;
+export type RelayMessage = MainMessage | PacketMessage | ShardMessage | StatusMessage | GcProbeMessage;
 
 /** Every tag, each once: the compiler checks that the list and the union agree. */
 const TAGS: { readonly [T in RelayMessage["type"]]: true } = {
@@ -71,6 +77,8 @@ const TAGS: { readonly [T in RelayMessage["type"]]: true } = {
 	info: true,
 	"status?": true,
 	status: true,
+	"gc?": true,
+	gc: true,
 };
 
 /**
