@@ -153,7 +153,11 @@ describe("attack: flood + garbage streams + slowloris while viewers watch", { ti
 				const have = new Set(r.complete);
 				const missing: number[] = [];
 				for (let seq = start; seq <= last; seq++) if (!have.has(seq)) missing.push(seq);
-				assert.deepEqual(missing, [], `viewer ${r.id} lost groups (reconnects: ${r.reconnects - 1}, reset: ${r.incomplete.filter((s) => s >= start && s <= last)}, short: ${r.short.filter((s) => s >= start && s <= last)})`);
+				assert.deepEqual(
+					missing,
+					[],
+					`viewer ${r.id} lost groups (reconnects: ${r.reconnects - 1}, reset: ${r.incomplete.filter((s) => s >= start && s <= last)}, short: ${r.short.filter((s) => s >= start && s <= last)})`,
+				);
 			}
 			assert.ok(
 				attack.slowClosedByRelay >= SLOWLORIS * 0.9,

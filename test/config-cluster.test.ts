@@ -196,10 +196,34 @@ describe("cluster URLs", () => {
 });
 
 describe("[cluster]: the deployment guides", () => {
-	test("the guide's nodes snippet as written: one error that says to set node", () => {
-		const err = rejects(BASE + GUIDE_CLUSTER, "cluster.nodes", /must know which entry is this relay: set node = /);
+	test("the guide's nodes snippet as written, on a host it does not name: one error that says to set node", () => {
+		const err = rejects(BASE + GUIDE_CLUSTER, "cluster.nodes", /none of its entries is this relay .* set node = /);
 		assert.match(err.message, /\[cluster\] nodes: /);
 		assert.doesNotMatch(err.message, /\n/, "one line");
+	});
+
+	test("the guide's nodes snippet as written, on the relay it names: its own entry is found by certificate name and port", () => {
+		const mine = (name: string) =>
+			`[server]\nlisten = "[::]:443"\ntls.generate = ["${name}"]\n[auth]\npublic = ""\n${GUIDE_CLUSTER}`;
+		const east = cluster(mine("us-east.relay.example.com"));
+		assert.equal(east.nodeKey, "https://us-east.relay.example.com/");
+		assert.deepEqual(
+			east.nodes.map((p) => p.key),
+			["https://eu-west.relay.example.com/", "https://ap-south.relay.example.com/"],
+		);
+		// The smaller URL of each pair dials: us-east is the largest, so it dials nobody.
+		assert.deepEqual(east.dial, []);
+		const south = cluster(mine("ap-south.relay.example.com"));
+		assert.deepEqual(
+			south.dial.map((p) => p.key),
+			["https://us-east.relay.example.com/", "https://eu-west.relay.example.com/"],
+		);
+		// Another port is another relay: not this one.
+		rejects(
+			`[server]\nlisten = "[::]:4443"\ntls.generate = ["us-east.relay.example.com"]\n[auth]\npublic = ""\n${GUIDE_CLUSTER}`,
+			"cluster.nodes",
+			/none of its entries is this relay/,
+		);
 	});
 
 	test("the guide's snippet plus node: this relay's entry is skipped, and each pair dials once", () => {

@@ -119,7 +119,12 @@ describe("/metrics of the relay process", { timeout: 120_000 }, () => {
 
 		await burst(20);
 		const firstSeen = received;
-		let e = await scrapeUntil(relay, "the frames delivered so far", (x) => relayCount(x) >= firstSeen);
+		// Per-worker gauges are copied to shared memory once a second: wait for both workers' copies too.
+		let e = await scrapeUntil(
+			relay,
+			"the frames delivered so far, and every worker's broadcast gauge",
+			(x) => relayCount(x) >= firstSeen && sampleSum(x.samples, "moq_fanout_broadcasts") === WORKERS,
+		);
 		const { samples } = e;
 		assert.equal(sampleSum(samples, "moq_fanout_broadcasts"), WORKERS, "every worker replicates the broadcast");
 		assert.equal(sampleValue(samples, "moq_fanout_relay_broadcasts", {}), 1, "counted once relay-wide");

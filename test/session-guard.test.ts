@@ -180,6 +180,7 @@ describe("session guard", () => {
 			params: { priority: 0, ordered: false, maxLatencyMs: 0, startGroup: null, endGroup: null } as never,
 			attach() {},
 			abort() {},
+			end() {},
 			drain() {
 				if (throws) throw new Error(`injected: ${name}`);
 				drained.push(name);

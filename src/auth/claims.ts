@@ -16,6 +16,8 @@ export interface Claims {
 	readonly expires: number | null;
 	/** `iat`, unix seconds, or null (informational). */
 	readonly issued: number | null;
+	/** moq-relay 0.10's `cluster: true` (`moq-token sign --cluster`): the bearer is a relay of the cluster. */
+	readonly cluster: boolean;
 }
 
 /** Prefixes relative to the connection path; "" grants the path itself and everything below. */
@@ -41,7 +43,7 @@ export function parseClaims(payload: Readonly<Record<string, unknown>>): Claims 
 		if (expires === undefined || issued === undefined) return "claims exp/iat must be numbers";
 		// moq-token `Claims::validate`: a token that grants nothing is useless and refused.
 		if (publish.length === 0 && subscribe.length === 0) return "token grants neither publish (put) nor subscribe (get)";
-		return { root: normalizePath(root), publish, subscribe, expires, issued };
+		return { root: normalizePath(root), publish, subscribe, expires, issued, cluster: payload.cluster === true };
 	} catch (err) {
 		if (err instanceof PathError) return `invalid path in claims: ${err.message}`;
 		throw err;

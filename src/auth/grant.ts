@@ -15,12 +15,25 @@ export class Grant {
 	readonly subscribe: readonly Path[];
 	/** ms epoch when the session must close (token `exp`), or null. */
 	readonly expiresAt: number | null;
+	/**
+	 * Another relay of the cluster: a verified token that grants everything (root "", publish and
+	 * subscribe "") or carries moq-relay 0.10's `cluster: true` claim. Only peers may publish under
+	 * `.internal/`; a peer's announcements carry routes.
+	 */
+	readonly peer: boolean;
 
-	constructor(root: Path, publish: readonly Path[], subscribe: readonly Path[], expiresAt: number | null) {
+	constructor(
+		root: Path,
+		publish: readonly Path[],
+		subscribe: readonly Path[],
+		expiresAt: number | null,
+		peer = false,
+	) {
 		this.root = root;
 		this.publish = Object.freeze(minimizePrefixes(publish));
 		this.subscribe = Object.freeze(minimizePrefixes(subscribe));
 		this.expiresAt = expiresAt;
+		this.peer = peer;
 	}
 
 	/** May this session publish (announce) the broadcast at `relativePath`? */

@@ -58,7 +58,7 @@ interface CachedKey {
 
 type KeySource = { kind: "file"; key: TokenKey } | { kind: "dir"; dir: string; cache: Map<string, CachedKey> };
 
-type GrantingClaims = Pick<Claims, "root" | "publish" | "subscribe" | "expires">;
+type GrantingClaims = Pick<Claims, "root" | "publish" | "subscribe" | "expires"> & { cluster?: boolean };
 
 /** Checks the credentials of incoming connections. One per worker; `authorize` is safe to call concurrently. */
 export class Authenticator {
@@ -134,7 +134,11 @@ export class Authenticator {
 			throw new AuthError("no-access", `token grants nothing at connection path ${quoteForLog(root)}`);
 		}
 		const expiresAt = claims.expires === null ? null : claims.expires * 1000;
-		return new Grant(root, permissions.publish, permissions.subscribe, expiresAt);
+		const verified = jwt !== null && jwt.length > 0;
+		const everything =
+			root === "" && permissions.publish.includes("" as Path) && permissions.subscribe.includes("" as Path);
+		const peer = verified && (claims.cluster === true || everything);
+		return new Grant(root, permissions.publish, permissions.subscribe, expiresAt, peer);
 	}
 
 	/** `authorize` for a raw request target ("/path?jwt=…"): a WebTransport `:path` or a lite-05 SETUP Path. */

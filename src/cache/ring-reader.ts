@@ -1,3 +1,4 @@
+import { probe } from "../metrics/collection.ts";
 import {
 	align8,
 	CacheError,
@@ -122,6 +123,8 @@ export class RingReader {
 		this.f64 = new Float64Array(buffer, base, this.capacity >> 3);
 		this.bytes = new Uint8Array(buffer, base, this.capacity);
 		this.active = new Float64Array(this.maxGroups);
+		probe("reader", this);
+		probe("ring", buffer);
 		this.seekLatest();
 	}
 

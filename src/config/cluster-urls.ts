@@ -10,6 +10,9 @@
  * @module
  */
 
+import { X509Certificate } from "node:crypto";
+import { readFileSync } from "node:fs";
+import { hostname, networkInterfaces } from "node:os";
 import { describeValue } from "./errors.ts";
 import type { ClusterPeer } from "./types.ts";
 
@@ -104,6 +107,47 @@ export function canonicalClusterUrl(value: string): string {
  * itself (moq-relay's `should_dial`, on canonical URLs). For any two different relays exactly one
  * of `shouldDial(a, b)` and `shouldDial(b, a)` is true.
  */
+/**
+ * The names this relay answers to, for finding its own entry in the guides' `nodes` list when
+ * `node` is not set: the certificate's names (`generate`, and the DNS names and addresses of the
+ * certificate files), the host name, and the machine's own addresses.
+ */
+export function ownNames(generate: readonly string[], certFiles: readonly string[]): Set<string> {
+	const names = new Set<string>(["localhost", "127.0.0.1", "::1"]);
+	for (const n of generate) names.add(n.toLowerCase());
+	for (const file of certFiles) {
+		try {
+			const cert = new X509Certificate(readFileSync(file));
+			for (const entry of (cert.subjectAltName ?? "").split(/,\s*/)) {
+				const m = /^(?:DNS|IP Address):(.+)$/.exec(entry);
+				if (m) names.add(m[1].toLowerCase());
+			}
+		} catch {
+			// Unreadable or not a certificate: the TLS loader reports that with its own message.
+		}
+	}
+	names.add(hostname().toLowerCase());
+	for (const list of Object.values(networkInterfaces())) for (const a of list ?? []) names.add(a.address.toLowerCase());
+	return names;
+}
+
+/**
+ * Which `nodes` entry is this relay, when `node` is not set: the one entry on our port whose host is
+ * one of our names. Null when none or several match (then `node` must be set).
+ */
+export function inferOwnNode(
+	entries: readonly ClusterPeer[],
+	port: number,
+	names: ReadonlySet<string>,
+): ClusterPeer | null {
+	const mine = entries.filter((peer) => {
+		const url = new URL(peer.key);
+		const p = url.port ? Number(url.port) : url.protocol === "http:" ? 80 : 443;
+		return p === port && names.has(url.hostname.replace(/^\[|\]$/g, "").toLowerCase());
+	});
+	return mine.length === 1 ? mine[0] : null;
+}
+
 export function shouldDial(self: string, peer: string): boolean {
 	return canonicalClusterUrl(self) < canonicalClusterUrl(peer);
 }

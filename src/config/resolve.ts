@@ -8,7 +8,7 @@
 import { accessSync, constants, readFileSync, statSync } from "node:fs";
 import { availableParallelism } from "node:os";
 import { parseListenAddress } from "./address.ts";
-import { canonicalClusterUrl, shouldDial } from "./cluster-urls.ts";
+import { canonicalClusterUrl, inferOwnNode, ownNames, shouldDial } from "./cluster-urls.ts";
 import {
 	DEFAULT_BIND,
 	DEFAULT_CACHE,
@@ -126,7 +126,7 @@ export function resolveConfig(settings: SourcedSettings, source: string): RelayC
 		);
 	}
 
-	const cluster = resolveCluster(settings, source);
+	const cluster = resolveCluster(settings, source, { port: bind.port, names: () => ownNames(generate, cert) });
 
 	// Outbound TLS for relay-to-relay dials: each CA file must exist and hold a certificate now.
 	const clientTlsRoot = values.clientTlsRoot ?? [];
@@ -168,7 +168,11 @@ export function resolveConfig(settings: SourcedSettings, source: string): RelayC
  * `node` (which entry is this relay?) and must contain it; `mesh` needs `node` (the URL to
  * advertise); `parents` needs tier mid or edge, and those tiers need parents.
  */
-function resolveCluster(settings: SourcedSettings, source: string): ClusterConfig | null {
+function resolveCluster(
+	settings: SourcedSettings,
+	source: string,
+	self: { port: number; names: () => ReadonlySet<string> },
+): ClusterConfig | null {
 	const { values, origins } = settings;
 	if (!CLUSTER_SETTINGS.some((name) => values[name] !== undefined)) return null;
 	const fail = (name: SettingName, fallbackKey: string, message: string) => {
@@ -193,7 +197,7 @@ function resolveCluster(settings: SourcedSettings, source: string): ClusterConfi
 	} else {
 		mesh = meshSetting ?? false;
 	}
-	const nodeKey = node === null ? null : canonicalClusterUrl(node);
+	let nodeKey = node === null ? null : canonicalClusterUrl(node);
 	if (mesh && nodeKey === null) {
 		throw fail(
 			"clusterMesh",
@@ -204,12 +208,21 @@ function resolveCluster(settings: SourcedSettings, source: string): ClusterConfi
 
 	// nodes: the same list on every relay, this one included; only the smaller URL of a pair dials.
 	let nodes: ClusterPeer[] = [];
+	if (values.clusterNodes !== undefined && nodeKey === null) {
+		// The guides' list, as written, has no node: this relay's entry is the one on our port whose
+		// host is one of our names (certificate names, host name, addresses).
+		const own = inferOwnNode(values.clusterNodes, self.port, self.names());
+		if (own !== null) {
+			node = own.url;
+			nodeKey = own.key;
+		}
+	}
 	if (values.clusterNodes !== undefined) {
 		if (nodeKey === null) {
 			throw fail(
 				"clusterNodes",
 				"cluster.nodes",
-				"lists every relay of the cluster, this one included, so moq-fanout must know which entry is this relay: " +
+				"lists every relay of the cluster, this one included, and none of its entries is this relay (none, or several, on this relay's port name this host or its certificate): " +
 					'set node = "<this relay\'s URL, as listed in nodes>" (or --cluster-node / MOQ_CLUSTER_NODE), ' +
 					"or list only the other relays in connect",
 			);

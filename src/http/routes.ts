@@ -31,6 +31,13 @@ export interface RouteOptions {
 	metrics?: () => string;
 	/** The status page's data (`/status` JSON; the page at `/`); both 404 without it. Same visibility as metrics. */
 	status?: () => Promise<unknown>;
+	/**
+	 * `/debug/gc-probe`: the GC probe's counts in every worker (src/worker/gc-probe.ts). Only given
+	 * when the relay runs with MOQ_FANOUT_GC_PROBE=1 (tests); 404 otherwise. Same visibility as metrics.
+	 */
+	gcProbe?: (query: URLSearchParams) => Promise<unknown>;
+	/** `/cluster`: the cluster's links (peers, state, RTT, backoff) and the routes per broadcast. Same visibility as metrics. */
+	cluster?: () => unknown;
 }
 
 const CORS: Record<string, string> = { "access-control-allow-origin": "*" };
@@ -107,6 +114,16 @@ function route(req: IncomingMessage, res: ServerResponse, opts: RouteOptions): v
 			else send(res, 404, "text/plain", "not found", head);
 			return;
 		// --- end status page ---
+		case "/cluster":
+			if (opts.cluster) sendStatus(res, head, async () => opts.cluster!());
+			else send(res, 404, "text/plain", "not found", head);
+			return;
+		case "/debug/gc-probe":
+			if (opts.gcProbe) {
+				const query = new URLSearchParams(q < 0 ? "" : url.slice(q + 1));
+				sendStatus(res, head, () => opts.gcProbe!(query));
+			} else send(res, 404, "text/plain", "not found", head);
+			return;
 		default:
 			if (opts.media && media(path, url.slice(path.length), res, head, opts.media)) return;
 			send(res, 404, "text/plain", "not found", head);

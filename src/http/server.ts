@@ -66,6 +66,10 @@ export interface HttpServerOptions {
 	metrics?: () => string;
 	/** The status page's data (`/status`, and the page at `/`; see status-page.ts). */
 	status?: () => Promise<unknown>;
+	/** `/debug/gc-probe` (MOQ_FANOUT_GC_PROBE=1 only; see routes.ts). */
+	gcProbe?: (query: URLSearchParams) => Promise<unknown>;
+	/** `/cluster` (see routes.ts). */
+	cluster?: () => unknown;
 	/** moq-relay's GET /announced and /fetch (media.ts); absent: 404. */
 	media?: MediaRoutes;
 	log?: Logger;
@@ -160,6 +164,8 @@ export function startHttpServer(opts: HttpServerOptions): Promise<HttpServerHand
 		health: opts.health,
 		metrics: opts.metrics,
 		status: opts.status,
+		gcProbe: opts.gcProbe,
+		cluster: opts.cluster,
 		media: opts.media,
 	};
 	const onRequest = (req: IncomingMessage, res: import("node:http").ServerResponse): void => {
@@ -372,7 +378,7 @@ export interface InternalServerOptions {
 	 * The routes it serves: health and the ops routes (metrics, the status page). Never the media
 	 * routes, the fingerprint or WebSocket upgrades (an upgrade request is answered 404 and closed).
 	 */
-	routes: Pick<RouteOptions, "health" | "metrics" | "status">;
+	routes: Pick<RouteOptions, "health" | "metrics" | "status" | "gcProbe" | "cluster">;
 	log?: Logger;
 	limits?: Partial<Pick<RelayConfig["limits"], "httpHeaderTimeoutMs" | "idleTimeoutMs">>;
 }

@@ -30,7 +30,9 @@ export async function runRelay(config: RelayConfig, log: Logger): Promise<Worker
 	const admission = createAdmissionBuffer(config.workers.count);
 	// QUIC Retry tokens one worker mints must validate on another (quic/retry.ts): one key per relay.
 	const retryKey = randomBytes(32);
-	const hopId = 1 + Math.floor(Math.random() * 0xfffffffffff);
+	// Our id in cluster hop chains: `[cluster] id` when set (stable across restarts), else random per
+	// process, below 2^53 so JS peers can read it. Every worker uses the same one.
+	const hopId = config.cluster?.id ?? 1 + Math.floor(Math.random() * 0xfffffffffff);
 	const version = packageVersion();
 	const init = (): WorkerInit => ({
 		config,

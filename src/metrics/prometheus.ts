@@ -28,6 +28,7 @@ export const REFUSAL_FIELDS: Record<RefusalReason, FieldName> = {
 	header_timeout: "refusedHeaderTimeout",
 	idle_timeout: "refusedIdleTimeout",
 	protocol: "refusedProtocol",
+	announce_route: "refusedAnnounceRoute",
 };
 
 /** The counters field of each session close reason (metrics/session-closes.ts). */
@@ -150,7 +151,24 @@ export const WORKER_FAMILIES: readonly Family[] = [
 		help: "Frames received from publishers.",
 		series: [{ field: "framesIn" }],
 	},
-	{ name: "cache_bytes", type: "gauge", help: "Group cache bytes in use.", series: [{ field: "cacheBytes" }] },
+	{
+		name: "cache_bytes",
+		type: "gauge",
+		help: "Group cache bytes in use (each worker's rings; the total is the relay's).",
+		series: [{ field: "cacheBytes" }],
+	},
+	{
+		name: "upstream_subscriptions",
+		type: "gauge",
+		help: "Subscriptions toward publishers and peer relays: one per track with viewers, whatever their number.",
+		series: [{ field: "upstreamSubscriptions" }],
+	},
+	{
+		name: "route_changes_total",
+		type: "counter",
+		help: "Broadcasts whose upstream moved to another route without ending (cluster failover, a better route).",
+		series: [{ field: "routeChanges" }],
+	},
 	{
 		name: "worker_cpu_seconds_total",
 		type: "counter",

@@ -157,3 +157,11 @@ export function minimizePrefixes(prefixes: readonly Path[]): Path[] {
 	}
 	return kept.sort();
 }
+
+/** The cluster's own namespace (gossip: `.internal/origins/<node>`); only relays may publish in it. */
+export const INTERNAL_PREFIX = ".internal" as Path;
+
+/** Is `path` in the cluster's namespace (on a segment boundary: `.internal` or `.internal/…`)? */
+export function isInternalPath(path: Path): boolean {
+	return hasPrefix(path, INTERNAL_PREFIX);
+}

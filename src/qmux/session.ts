@@ -122,7 +122,7 @@ export class WsSession implements TransportSession, StreamOwner, KeepAliveTarget
 	readonly framing: Framing;
 
 	onStream: ((stream: TransportStream) => void) | null = null;
-	onClose: ((code: number, reason: string) => void) | null = null;
+	onClose: ((code: number, reason: string, graceful?: boolean) => void) | null = null;
 	onStreamCredit: (() => void) | null = null;
 
 	#ws: WebSocket;
@@ -660,7 +660,7 @@ export class WsSession implements TransportSession, StreamOwner, KeepAliveTarget
 				return; // informational: we replenish as data is consumed anyway
 			case FrameType.CONNECTION_CLOSE:
 			case FrameType.APPLICATION_CLOSE:
-				this.#finish(f.code, utf8.decode(f.reason), WS_NORMAL);
+				this.#finish(f.code, utf8.decode(f.reason), WS_NORMAL, f.code === 0);
 				return;
 			case FrameType.TRANSPORT_PARAMETERS:
 				this.#onParams(f.params);
@@ -815,7 +815,7 @@ export class WsSession implements TransportSession, StreamOwner, KeepAliveTarget
 	}
 
 	/** Ends the session once: closes the socket (0 = terminate), drops queues, reports onClose. */
-	#finish(code: number, reason: string, wsCode: number): void {
+	#finish(code: number, reason: string, wsCode: number, graceful = false): void {
 		if (this.#closed) return;
 		this.#closed = true;
 		this.#keepAlive?.delete(this);
@@ -834,14 +834,16 @@ export class WsSession implements TransportSession, StreamOwner, KeepAliveTarget
 		const cb = this.onClose;
 		this.onClose = null;
 		try {
-			cb?.(code, reason);
+			cb?.(code, reason, graceful);
 		} catch (e) {
 			this.#log.error("websocket onClose handler threw", { remote: this.remote, error: String(e) });
 		}
 	}
 
 	#onWsClose = (code: number, reason: Buffer): void => {
-		this.#finish(0, `websocket closed (${code}${reason.length > 0 ? ` ${reason.toString()}` : ""})`, WS_NORMAL);
+		// 1000: the peer closed the WebSocket on purpose; 1006 (no close frame) is a dropped socket.
+		const text = `websocket closed (${code}${reason.length > 0 ? ` ${reason.toString()}` : ""})`;
+		this.#finish(0, text, WS_NORMAL, code === WS_NORMAL);
 	};
 
 	#onWsError = (e: Error): void => {

@@ -10,6 +10,7 @@
  */
 
 import type { LogLine } from "../log/logger.ts";
+import { probe } from "../metrics/collection.ts";
 import { faultCode, reportFault } from "../transport/guard.ts";
 import type { TransportSession } from "../transport/types.ts";
 import type { Driver } from "./driver.ts";
@@ -126,7 +127,7 @@ export class QuicConnection implements TransportSession, StreamOwner {
 	query = new URLSearchParams();
 
 	onStream: ((stream: import("../transport/types.ts").TransportStream) => void) | null = null;
-	onClose: ((code: number, reason: string) => void) | null = null;
+	onClose: ((code: number, reason: string, graceful?: boolean) => void) | null = null;
 	onStreamCredit: (() => void) | null = null;
 
 	/** True once closed by either side (onClose has fired or is firing). */
@@ -216,6 +217,19 @@ export class QuicConnection implements TransportSession, StreamOwner {
 		this.nextLocalUni = isServer ? 3 : 2;
 		owner.driver.add(this);
 		owner.stats.connections++;
+		probe("connection", this);
+	}
+
+	/**
+	 * Round-trip time and bytes of the connection (a cluster link's /cluster entry and metrics).
+	 * Costs native calls: for pages and metrics scrapes, never per packet.
+	 */
+	linkStats(): { rttMs: number; bytesIn: number; bytesOut: number } | null {
+		if (this.closed) return null;
+		const stats = this.native.stats();
+		const paths = this.native.pathStats();
+		const path = paths.find((p) => p.active) ?? paths[0];
+		return { rttMs: path ? path.rtt : Number.NaN, bytesIn: stats.recvBytes, bytesOut: stats.sentBytes };
 	}
 
 	get remote(): string {
@@ -751,28 +765,31 @@ export class QuicConnection implements TransportSession, StreamOwner {
 	}
 
 	private notifyPeerClose(): void {
-		const [code, reason] = this.closeInfo();
-		this.notifyClosed(code, reason);
+		const [code, reason, graceful] = this.closeInfo();
+		this.notifyClosed(code, reason, graceful);
 	}
 
-	private closeInfo(): [number, string] {
+	/** The close's code and reason, and whether the peer closed on purpose with code 0 (TransportSession.onClose). */
+	private closeInfo(): [number, string, boolean] {
 		const peer = this.native.peerError();
 		if (peer !== null) {
 			const reason = decoder.decode(peer.reason);
-			return peer.isApp ? [peer.errorCode, reason] : [peer.errorCode, `transport error ${peer.errorCode}: ${reason}`];
+			return peer.isApp
+				? [peer.errorCode, reason, peer.errorCode === 0]
+				: [peer.errorCode, `transport error ${peer.errorCode}: ${reason}`, peer.errorCode === 0];
 		}
-		if (this.native.isTimedOut()) return [0, "idle timeout"];
+		if (this.native.isTimedOut()) return [0, "idle timeout", false];
 		const local = this.native.localError();
 		if (local !== null) {
 			const reason = decoder.decode(local.reason);
 			return local.isApp
-				? [local.errorCode, reason]
-				: [local.errorCode, `transport error ${local.errorCode}: ${reason}`];
+				? [local.errorCode, reason, false]
+				: [local.errorCode, `transport error ${local.errorCode}: ${reason}`, false];
 		}
-		return [0, "closed"];
+		return [0, "closed", false];
 	}
 
-	private notifyClosed(code: number, reason: string): void {
+	private notifyClosed(code: number, reason: string, graceful = false): void {
 		if (this.closed) return;
 		this.closed = true;
 		for (const stream of this.blocked) stream.clearQueue();
@@ -782,15 +799,15 @@ export class QuicConnection implements TransportSession, StreamOwner {
 		this.sendPoll.clear();
 		this.streams.clear();
 		this.stopIterator = null;
-		this.onClose?.(code, reason);
+		this.onClose?.(code, reason, graceful);
 	}
 
 	/** quiche has closed the connection for good. */
 	private finish(): void {
 		if (this.finished) return;
 		if (!this.closed) {
-			const [code, reason] = this.closeInfo();
-			this.notifyClosed(code, reason);
+			const [code, reason, graceful] = this.closeInfo();
+			this.notifyClosed(code, reason, graceful);
 		}
 		this.finished = true;
 		this.deadline = Number.POSITIVE_INFINITY;

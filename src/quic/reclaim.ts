@@ -13,34 +13,12 @@
  * Established connections are not counted: they are few, long-lived, and their JS side (streams,
  * sessions) is large enough for V8's own heuristics.
  */
-import v8 from "node:v8";
-import vm from "node:vm";
+import { gcFunction } from "../metrics/collection.ts";
 
 /** Dropped handshakes (×~60 KB of native state) that trigger a collection. */
 const DROPS_PER_GC = 256;
 /** A full collection of a relay worker's heap pauses it for a few ms to tens of ms: not more often. */
 const MIN_INTERVAL_MS = 1000;
-
-type GcFunction = (options?: { type?: "major" | "minor"; execution?: "sync" | "async" }) => void;
-
-let collect: GcFunction | null | undefined;
-
-function gcFunction(): GcFunction | null {
-	if (collect === undefined) {
-		collect = (globalThis as { gc?: GcFunction }).gc ?? null;
-		if (collect === null) {
-			try {
-				// The gc() extension is installed into contexts created after the flag is set; this
-				// leaves the main context as it was.
-				v8.setFlagsFromString("--expose-gc");
-				collect = vm.runInNewContext("gc") as GcFunction;
-			} catch {
-				collect = null;
-			}
-		}
-	}
-	return collect;
-}
 
 let drops = 0;
 let lastAt = 0;

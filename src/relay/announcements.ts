@@ -1,5 +1,11 @@
 import { hasPrefix, type Path } from "../path/index.ts";
 
+function sameHops(a: readonly number[], b: readonly number[]): boolean {
+	if (a.length !== b.length) return false;
+	for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+	return true;
+}
+
 /** Who publishes a broadcast: enough for the relay to route a subscription to it. */
 export interface AnnounceEntry {
 	/** Absolute broadcast path (normalised). */
@@ -8,6 +14,8 @@ export interface AnnounceEntry {
 	readonly hops: readonly number[];
 	/** Opaque owner identity: a session id, or a worker index in the multi-worker build. */
 	readonly owner: number;
+	/** Learned from another relay of the cluster (an edge relay never passes those on to other relays). */
+	readonly peer?: boolean;
 }
 
 export interface AnnounceWatcher {
@@ -47,6 +55,17 @@ export class AnnounceRegistry {
 			if (previous) w.onAnnounce(entry.path, null);
 			w.onAnnounce(entry.path, entry);
 		}
+	}
+
+	/**
+	 * The path's route changed (another publisher or hop chain) without it ending: watchers see the
+	 * new entry as a second `active` (a lite-05 peer hears a restart). Adds the path if absent.
+	 */
+	update(entry: AnnounceEntry): void {
+		const previous = this.#active.get(entry.path);
+		this.#active.set(entry.path, entry);
+		if (previous && previous.owner === entry.owner && sameHops(previous.hops, entry.hops)) return;
+		for (const w of this.#watchers) if (hasPrefix(entry.path, w.prefix)) w.onAnnounce(entry.path, entry);
 	}
 
 	/** Removes the path if `owner` still owns it. Returns whether it did. */

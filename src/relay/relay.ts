@@ -3,35 +3,80 @@ import type { RingWriter } from "../cache/ring-writer.ts";
 import type { RelayConfig } from "../config/types.ts";
 import { DROPPED } from "../errors/codes.ts";
 import type { Logger } from "../log/logger.ts";
+import { probe } from "../metrics/collection.ts";
 import type { Path } from "../path/index.ts";
 import { AnnounceRegistry } from "./announcements.ts";
 import { RemoteTrack, type RemoteTrackLink } from "./remote-track.ts";
+import { hopsEqual, routeHash } from "./route-order.ts";
 import { RelayTrack, type TrackConsumer } from "./track.ts";
 import type { SubscriptionParams, TrackInfo, UpstreamPublisher } from "./types.ts";
 
 /** Announce owner ids at or above this name another worker (REMOTE_OWNER + index); below are local sessions. */
 export const REMOTE_OWNER = 1_000_000_000;
 
+/**
+ * How long a broadcast unannounced cleanly waits for its tracks to end before the relay ends them
+ * itself (after the latest group it has). The publisher's session already gives a finished track's
+ * in-flight groups 2 s; this is the backstop for a publisher that unannounces and never ends them.
+ */
+export const BROADCAST_END_GRACE_MS = 3000;
+
 /** How the relay core reaches the other workers (the shard link); null when running alone. */
 export interface RelayLink extends RemoteTrackLink {
-	localPublished(path: Path, hops: readonly number[]): void;
-	localUnpublished(path: Path): void;
+	/** This worker's best offer of `path` (`peer`: learned from another relay) for the shard owner. */
+	localPublished(path: Path, hops: readonly number[], peer: boolean): void;
+	/** `clean`: unannounced by its publisher after its tracks ended; otherwise lost abruptly. */
+	localUnpublished(path: Path, clean: boolean): void;
 	/** A local ring has new records: wake the other workers that read it (batched per turn). */
 	ringActivity(ring: RingWriter): void;
 	/** TRACK_INFO of a broadcast whose publisher is on `worker`. */
 	fetchTrackInfo(worker: number, path: Path, track: string): Promise<TrackInfo>;
 }
 
+/**
+ * One local session's offer of a broadcast: a publishing client, or a peer relay with the hop chain
+ * it came through. Several can offer the same path (a mesh); the best one is the broadcast's upstream.
+ */
+interface LocalRoute {
+	readonly publisher: UpstreamPublisher;
+	readonly hops: readonly number[];
+	readonly hash: bigint;
+	/** Arrival order: the newest wins a tie, as in moq-relay. */
+	readonly seq: number;
+	/** Learned from another relay: an abrupt loss lingers (a reconnect may resume it). */
+	readonly peer: boolean;
+}
+
+/** moq-relay's route order (lower wins): hop count, then the FNV-1a hash of path and hops, then newest. */
+function compareLocalRoutes(a: LocalRoute, b: LocalRoute): number {
+	if (a.hops.length !== b.hops.length) return a.hops.length - b.hops.length;
+	if (a.hash !== b.hash) return a.hash < b.hash ? -1 : 1;
+	return b.seq - a.seq;
+}
+
 /** A broadcast known to this worker: published by a local session, or by a session on another worker. */
 export class RelayBroadcast {
 	readonly path: Path;
-	/** The local publishing session, or null when another worker holds it. */
-	readonly publisher: UpstreamPublisher | null;
+	/**
+	 * The local publishing session (the best local route; it changes when a route is spliced), or
+	 * null when another worker holds it.
+	 */
+	publisher: UpstreamPublisher | null;
+	/** The hop chain of the route in use. */
+	hops: readonly number[] = [];
+	/** Times the upstream moved to another route without the broadcast ending. */
+	splices = 0;
+	/** The route in use was learned from another relay (not a publishing client of ours). */
+	fromPeer = false;
+	/** Its only route was a peer that vanished: kept this long for a route to come back. */
+	lingering: ReturnType<typeof setTimeout> | null = null;
 	/** The worker holding the publisher's session. */
 	readonly worker: number;
 	readonly tracks = new Map<string, RelayTrack | RemoteTrack>();
 	/** TRACK_INFO per track name, asked of the publisher once. */
 	readonly info = new Map<string, Promise<TrackInfo>>();
+	/** Unannounced cleanly; withdrawn once its tracks have ended. No new track is created meanwhile. */
+	ending: ReturnType<typeof setTimeout> | null = null;
 
 	constructor(path: Path, publisher: UpstreamPublisher | null, worker: number) {
 		this.path = path;
@@ -62,6 +107,7 @@ class RemoteReader implements TrackConsumer {
 	attach(): void {}
 	drain(): void {}
 	abort(): void {}
+	end(): void {}
 	fault(): void {}
 }
 
@@ -95,6 +141,11 @@ export class Relay {
 	/** Remote tracks with viewers here: the doorbell drains them. */
 	readonly remoteTracks = new Set<RemoteTrack>();
 	readonly #remoteReaders = new Map<string, RemoteReader>();
+	/** Every local session's offer per path, best first (the first is the broadcast's publisher). */
+	readonly #routes = new Map<Path, LocalRoute[]>();
+	#routeSeq = 0;
+	/** Route changes that kept the broadcast (splices), for metrics. */
+	routeChanges = 0;
 	#nextSessionId = 1;
 
 	constructor(config: RelayConfig, log: Logger, budget: CacheBudget | null, worker = 0, hopId?: number) {
@@ -109,32 +160,148 @@ export class Relay {
 		return this.#nextSessionId++;
 	}
 
-	/** A local publisher announced `path` active. Replaces an older publisher of the same path. */
-	publish(path: Path, hops: readonly number[], publisher: UpstreamPublisher): RelayBroadcast {
-		const b = this.#install(path, hops, publisher, this.worker, publisher.id);
-		this.link?.localPublished(path, hops);
-		return b;
+	/**
+	 * A local session announced `path` active, with the hop chain it came through (empty for a
+	 * publishing client). Each session's offer is kept as a route; the best (moq-relay's order) is the
+	 * broadcast's upstream. A better route than the one in use takes over at a group boundary: the
+	 * tracks' rings stay, their upstream subscription moves (a splice), and viewers keep theirs.
+	 */
+	publish(path: Path, hops: readonly number[], publisher: UpstreamPublisher, peer = false): RelayBroadcast {
+		let routes = this.#routes.get(path);
+		if (!routes) this.#routes.set(path, (routes = []));
+		const i = routes.findIndex((r) => r.publisher === publisher);
+		if (i >= 0) routes.splice(i, 1);
+		routes.push({ publisher, hops: [...hops], hash: routeHash(path, hops), seq: ++this.#routeSeq, peer });
+		routes.sort(compareLocalRoutes);
+		const best = routes[0];
+		const b = this.broadcasts.get(path);
+		if (b && b.publisher !== null && !b.ending) {
+			this.#useRoute(b, best);
+			this.link?.localPublished(path, best.hops, best.peer);
+			return b;
+		}
+		const nb = this.#install(path, best.hops, best.publisher, this.worker, best.publisher.id, best.peer);
+		this.link?.localPublished(path, best.hops, best.peer);
+		return nb;
 	}
 
-	/** A local publisher announced `path` ended, or went away. */
-	unpublish(path: Path, publisher: UpstreamPublisher): void {
+	/** Makes `route` the broadcast's upstream (a splice when it is another session's) and stops any linger. */
+	#useRoute(b: RelayBroadcast, route: LocalRoute): void {
+		if (b.lingering) clearTimeout(b.lingering);
+		b.lingering = null;
+		const moved = b.publisher !== route.publisher;
+		const sameChain = !moved && hopsEqual(b.hops, route.hops);
+		b.hops = route.hops;
+		if (moved) {
+			b.publisher = route.publisher;
+			b.splices++;
+			this.routeChanges++;
+			b.info.clear();
+			for (const t of b.tracks.values()) if (t instanceof RelayTrack) t.rehome(route.publisher);
+		}
+		b.fromPeer = route.peer;
+		if (moved || !sameChain)
+			this.announces.update({ path: b.path, hops: route.hops, owner: route.publisher.id, peer: route.peer });
+	}
+
+	/** The best local route for `path` after `publisher`'s offer is removed. */
+	#dropRoute(path: Path, publisher: UpstreamPublisher): LocalRoute | undefined {
+		const routes = this.#routes.get(path);
+		if (!routes) return undefined;
+		const i = routes.findIndex((r) => r.publisher === publisher);
+		if (i >= 0) routes.splice(i, 1);
+		if (routes.length === 0) this.#routes.delete(path);
+		return routes[0];
+	}
+
+	/** The shard owner chose this worker's route for `path` (again): make the best local one the upstream. */
+	activateLocal(path: Path): void {
+		const best = this.#routes.get(path)?.[0];
 		const b = this.broadcasts.get(path);
-		if (!b || b.publisher !== publisher) return;
-		this.#uninstall(b, publisher.id);
-		this.link?.localUnpublished(path);
+		if (!best || (b && b.publisher !== null)) return;
+		this.#install(path, best.hops, best.publisher, this.worker, best.publisher.id, best.peer);
+	}
+
+	/** Routes offered by local sessions for `path`, best first (the /cluster page). */
+	localRoutes(path: Path): readonly { publisher: number; hops: readonly number[]; peer: boolean }[] {
+		return (this.#routes.get(path) ?? []).map((r) => ({ publisher: r.publisher.id, hops: r.hops, peer: r.peer }));
+	}
+
+	/**
+	 * A local publisher announced `path` ended (`clean`), or went away. A clean end withdraws the
+	 * broadcast only after each of its tracks has ended (the publisher's session ends them once
+	 * their in-flight groups are in), so viewers see every track end cleanly and never a reset;
+	 * an abrupt one resets the tracks at once with DROPPED.
+	 */
+	unpublish(path: Path, publisher: UpstreamPublisher, clean = false): void {
+		const wasPeer = this.#routes.get(path)?.find((r) => r.publisher === publisher)?.peer ?? false;
+		const next = this.#dropRoute(path, publisher);
+		const b = this.broadcasts.get(path);
+		if (!b || b.publisher !== publisher) {
+			// A standby route went away: the shard owner learns this worker's best offer now.
+			if (!b || b.publisher === null) {
+				if (next) this.link?.localPublished(path, next.hops, next.peer);
+				else this.link?.localUnpublished(path, clean);
+			}
+			return;
+		}
+		if (next && !b.ending) {
+			// Another session offers it: splice onto that route, the viewers keep their subscriptions.
+			this.#useRoute(b, next);
+			this.link?.localPublished(path, next.hops, next.peer);
+			return;
+		}
+		if (!clean) {
+			const linger = this.config.cluster?.lingerMs ?? 0;
+			if (wasPeer && linger > 0 && !b.lingering) {
+				// A peer vanished: its broadcast may come back over a redialled or another route. Keep the
+				// tracks (no new ones meanwhile); a route within the linger splices back in.
+				b.lingering = setTimeout(() => {
+					b.lingering = null;
+					if (this.broadcasts.get(path) === b && !this.#routes.has(path)) this.#withdrawLocal(b, false);
+				}, linger);
+				return;
+			}
+			this.#withdrawLocal(b, false);
+			return;
+		}
+		if (b.ending) return;
+		let waiting = 1;
+		const ended = () => {
+			// After the tracks' own wake-ups (queued before this): their ends reach the viewers first.
+			if (--waiting === 0) setImmediate(() => this.#withdrawLocal(b, true));
+		};
+		for (const t of b.tracks.values()) {
+			if (!(t instanceof RelayTrack) || t.ended || t.closed) continue;
+			waiting++;
+			t.onEnded = ended;
+		}
+		b.ending = setTimeout(() => {
+			for (const t of b.tracks.values()) if (t instanceof RelayTrack) t.endAfterLatest();
+		}, BROADCAST_END_GRACE_MS);
+		ended();
+	}
+
+	#withdrawLocal(b: RelayBroadcast, clean: boolean): void {
+		if (this.broadcasts.get(b.path) !== b || b.publisher === null) return;
+		if (b.lingering) clearTimeout(b.lingering);
+		b.lingering = null;
+		this.#uninstall(b, b.publisher.id, clean);
+		this.link?.localUnpublished(b.path, clean);
 	}
 
 	/** Another worker holds the publisher of `path` (replicated announcement). */
-	publishRemote(path: Path, hops: readonly number[], worker: number): void {
+	publishRemote(path: Path, hops: readonly number[], worker: number, peer = false): void {
 		const existing = this.broadcasts.get(path);
 		if (existing && existing.publisher === null && existing.worker === worker) return;
-		this.#install(path, hops, null, worker, REMOTE_OWNER + worker);
+		this.#install(path, hops, null, worker, REMOTE_OWNER + worker, peer);
 	}
 
-	unpublishRemote(path: Path, worker: number): void {
+	/** `clean`: the publisher's worker ended its tracks (TRACK_END is in each ring) before telling us. */
+	unpublishRemote(path: Path, worker: number, clean = false): void {
 		const b = this.broadcasts.get(path);
 		if (!b || b.publisher !== null || b.worker !== worker) return;
-		this.#uninstall(b, REMOTE_OWNER + worker);
+		this.#uninstall(b, REMOTE_OWNER + worker, clean);
 	}
 
 	/** A worker died: everything it published is gone. */
@@ -159,35 +326,67 @@ export class Relay {
 		}
 	}
 
-	#install(path: Path, hops: readonly number[], publisher: UpstreamPublisher | null, worker: number, owner: number) {
+	#install(
+		path: Path,
+		hops: readonly number[],
+		publisher: UpstreamPublisher | null,
+		worker: number,
+		owner: number,
+		peer: boolean,
+	) {
 		const old = this.broadcasts.get(path);
-		if (old) this.#drop(old);
+		if (old) this.#drop(old, false);
 		const b = new RelayBroadcast(path, publisher, worker);
+		b.hops = [...hops];
 		this.broadcasts.set(path, b);
 		this.figures.broadcasts = this.broadcasts.size;
-		this.announces.add({ path, hops, owner });
+		b.fromPeer = peer;
+		this.announces.add({ path, hops, owner, peer });
 		return b;
 	}
 
-	#uninstall(b: RelayBroadcast, owner: number): void {
+	#uninstall(b: RelayBroadcast, owner: number, clean: boolean): void {
 		this.broadcasts.delete(b.path);
 		this.figures.broadcasts = this.broadcasts.size;
+		// Tracks first: a viewer learns that each track ended before it learns the broadcast did.
+		this.#drop(b, clean);
 		this.announces.remove(b.path, owner);
-		this.#drop(b);
 	}
 
-	#drop(b: RelayBroadcast): void {
+	/** Ends what the broadcast still holds: cleanly after a clean unannounce, with DROPPED otherwise. */
+	#drop(b: RelayBroadcast, clean: boolean): void {
+		if (b.ending) clearTimeout(b.ending);
+		b.ending = null;
+		if (b.lingering) clearTimeout(b.lingering);
+		b.lingering = null;
 		for (const t of b.tracks.values()) {
 			if (t instanceof RelayTrack) {
-				t.abortTrack(DROPPED);
+				t.onEnded = null;
+				if (clean) t.endAfterLatest();
+				else t.abortTrack(DROPPED);
 				t.close();
 			} else if (t.buffer) {
-				// The publisher's worker wrote TRACK_ABORT into the ring before telling us: drain it.
+				// The publisher's worker wrote TRACK_END or TRACK_ABORT into the ring before telling us: drain it.
 				t.deliver();
-			} else t.abort(DROPPED);
+			} else if (clean) t.end();
+			else t.abort(DROPPED);
 		}
 		b.tracks.clear();
+		b.info.clear();
 		this.figures.tracks = this.#countTracks();
+		if (b.publisher !== null) this.#forgetRemoteReaders(b.path);
+	}
+
+	/**
+	 * A local broadcast is gone: forget the other workers reading its rings. Their `unwant` goes to
+	 * the path's owner, which no longer forwards it once the broadcast is unpublished, so these
+	 * entries would otherwise stay (one per viewer worker and track, for every broadcast ever
+	 * relayed) and a later broadcast of the same path would find them and never subscribe upstream.
+	 */
+	#forgetRemoteReaders(path: Path): void {
+		for (const key of this.#remoteReaders.keys()) {
+			if (key.split("\u0000")[1] === path) this.#remoteReaders.delete(key);
+		}
 	}
 
 	/**
@@ -200,6 +399,8 @@ export class Relay {
 		if (!b) return undefined;
 		const existing = b.tracks.get(name);
 		if (existing && !existing.closed) return existing;
+		// Unannounced and waiting for its tracks to end, or lingering without a route: no new ones.
+		if (b.ending || b.lingering) return undefined;
 		if (b.publisher === null) {
 			const link = this.link;
 			if (!link) return undefined;
@@ -250,6 +451,7 @@ export class Relay {
 		const key = `${worker}\u0000${path}\u0000${name}`;
 		if (!this.#remoteReaders.has(key)) {
 			const r = new RemoteReader(params);
+			probe("serve", r);
 			this.#remoteReaders.set(key, r);
 			t.remoteReaders++;
 			t.addConsumer(r);
@@ -290,6 +492,25 @@ export class Relay {
 			p.catch(() => b.info.delete(name));
 		}
 		return p;
+	}
+
+	/**
+	 * Cache bytes of the rings this worker writes (its share of the relay-wide budget). The budget's
+	 * own count is relay-wide: reported per worker it would be summed once per worker.
+	 */
+	localCacheBytes(): number {
+		let n = 0;
+		for (const b of this.broadcasts.values())
+			for (const t of b.tracks.values()) if (t instanceof RelayTrack && !t.closed) n += t.ring.buffer.byteLength;
+		return n;
+	}
+
+	/** Upstream subscriptions this worker holds: one per track with viewers, whatever their number. */
+	upstreamSubscriptions(): number {
+		let n = 0;
+		for (const b of this.broadcasts.values())
+			for (const t of b.tracks.values()) if (t instanceof RelayTrack && !t.closed && !t.ended) n++;
+		return n;
 	}
 
 	#countTracks(): number {

@@ -1,4 +1,6 @@
+import { ringReleased } from "../cache/reclaim.ts";
 import { RingReader } from "../cache/ring-reader.ts";
+import { probe } from "../metrics/collection.ts";
 import type { Path } from "../path/index.ts";
 import { aggregateOf, drainConsumers, type TrackConsumer, type TrackHost } from "./track.ts";
 import type { SubscriptionParams } from "./types.ts";
@@ -40,6 +42,7 @@ export class RemoteTrack implements TrackHost {
 		this.publisherWorker = publisherWorker;
 		this.#link = link;
 		this.#onEmpty = onEmpty;
+		probe("track", this);
 	}
 
 	get closed(): boolean {
@@ -103,10 +106,17 @@ export class RemoteTrack implements TrackHost {
 		this.close();
 	}
 
+	/** The broadcast was unannounced cleanly before its ring reached us: its viewers end cleanly. */
+	end(): void {
+		for (const c of [...this.consumers]) c.end();
+		this.close();
+	}
+
 	close(): void {
 		if (this.#closed) return;
 		this.#closed = true;
 		this.#watcher?.unwatch(this.#link.self);
 		this.#watcher = null;
+		if (this.buffer) ringReleased(this.buffer);
 	}
 }

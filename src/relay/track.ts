@@ -1,6 +1,8 @@
 import type { CacheBudget } from "../cache/budget.ts";
+import { ringReleased } from "../cache/reclaim.ts";
 import { RingWriter } from "../cache/ring-writer.ts";
 import { DROPPED } from "../errors/codes.ts";
+import { probe } from "../metrics/collection.ts";
 import type { Path } from "../path/index.ts";
 import type { SubscriptionParams, TrackHandle, UpstreamPublisher } from "./types.ts";
 
@@ -18,6 +20,11 @@ export interface TrackConsumer {
 	drain(): void;
 	/** The track can never be served (its publisher worker died before the ring said so). */
 	abort(code: number): void;
+	/**
+	 * The track ended cleanly before this consumer got its ring (its broadcast was unannounced while
+	 * the ring was being handed over): end the subscription the clean way.
+	 */
+	end(): void;
 	/** Reading threw: close this consumer's session alone (the guard in `drainConsumers`). */
 	fault(err: unknown): void;
 }
@@ -69,7 +76,10 @@ export class RelayTrack implements TrackHandle, TrackHost {
 	readonly broadcastPath: Path;
 	readonly name: string;
 	readonly ring: RingWriter;
-	readonly publisher: UpstreamPublisher;
+	/** Where the upstream subscription goes; another route's session after a splice. */
+	publisher: UpstreamPublisher;
+	/** Times the upstream moved (a group the new route repeats is then refused quietly, not as a violation). */
+	splices = 0;
 	readonly consumers = new Set<TrackConsumer>();
 	aggregate: SubscriptionParams = { priority: 0, ordered: true, maxLatencyMs: 0, startGroup: null, endGroup: null };
 	#queued = false;
@@ -81,6 +91,11 @@ export class RelayTrack implements TrackHandle, TrackHost {
 	/** Other workers reading this ring (each counts as one consumer for the upstream aggregate). */
 	remoteReaders = 0;
 	onRingActivity: RingActivity | null = null;
+	/**
+	 * Called once when the track has ended, aborted or closed: a broadcast unannounced cleanly is
+	 * withdrawn only after each of its tracks has ended (Relay.unpublish).
+	 */
+	onEnded: (() => void) | null = null;
 
 	constructor(
 		broadcastPath: Path,
@@ -98,10 +113,30 @@ export class RelayTrack implements TrackHandle, TrackHost {
 		this.#ringBytes = ringBytes;
 		this.#onEmpty = onEmpty;
 		this.ring = RingWriter.create({ bytes: ringBytes, maxFrameBytes });
+		probe("track", this);
 	}
 
 	get closed(): boolean {
 		return this.#closed;
+	}
+
+	/** TRACK_END or TRACK_ABORT is in the ring: nothing more will be written. */
+	get ended(): boolean {
+		return this.#ended;
+	}
+
+	/**
+	 * Moves the upstream subscription to another route's session (a splice): the ring, and every
+	 * viewer reading it, stay. The new route's groups continue the ring from where it is; one it
+	 * repeats is refused as a duplicate.
+	 */
+	rehome(publisher: UpstreamPublisher): void {
+		if (this.#ended || this.#closed || publisher === this.publisher) return;
+		const old = this.publisher;
+		this.publisher = publisher;
+		this.splices++;
+		old.unsubscribeUpstream(this);
+		if (this.consumers.size > 0) publisher.subscribeUpstream(this);
 	}
 
 	addConsumer(c: TrackConsumer): void {
@@ -170,6 +205,12 @@ export class RelayTrack implements TrackHandle, TrackHost {
 		this.#ended = true;
 		this.ring.endTrack(finalExclusive);
 		this.notify();
+		this.#fireEnded();
+	}
+
+	/** Ends the track after the latest group the ring has seen (the publisher said no more, without saying where). */
+	endAfterLatest(): void {
+		this.endTrack(this.ring.latestSeq + 1);
 	}
 
 	abortTrack(code: number): void {
@@ -177,6 +218,7 @@ export class RelayTrack implements TrackHandle, TrackHost {
 		this.#ended = true;
 		this.ring.abortTrack(code > 0 && code <= 0x7fffffff ? code : DROPPED);
 		this.notify();
+		this.#fireEnded();
 	}
 
 	/** Frees the ring's budget. Viewers still reading see the records already written (end/abort). */
@@ -184,6 +226,14 @@ export class RelayTrack implements TrackHandle, TrackHost {
 		if (this.#closed) return;
 		this.#closed = true;
 		this.#budget?.release(this.#ringBytes);
+		ringReleased(this.ring.buffer);
+		this.#fireEnded();
+	}
+
+	#fireEnded(): void {
+		const cb = this.onEnded;
+		this.onEnded = null;
+		cb?.();
 	}
 }
 

@@ -39,6 +39,8 @@ export const REFUSAL_REASONS = [
 	"idle_timeout",
 	/** A protocol violation (undecodable or out-of-order input) closed a session or stream. */
 	"protocol",
+	/** An announcement refused by the cluster's rules: `.internal/` from a non-peer, a loop, too many hops. */
+	"announce_route",
 ] as const;
 
 export type RefusalReason = (typeof REFUSAL_REASONS)[number];

@@ -64,8 +64,13 @@ export interface TransportSession {
 
 	/** A stream opened by the peer. Set by the session owner synchronously when it receives the session. */
 	onStream: ((stream: TransportStream) => void) | null;
-	/** The session ended (by either side, or on transport error). Called once. */
-	onClose: ((code: number, reason: string) => void) | null;
+	/**
+	 * The session ended (by either side, or on transport error). Called once. `graceful`: the peer
+	 * closed it on purpose with code 0 (a QUIC or qmux application close 0, a WebTransport CLOSE
+	 * capsule 0 or FIN on the CONNECT stream, a WebSocket close 1000), not a loss (idle timeout, a
+	 * dropped socket, an error). A publisher that closes gracefully ends its broadcasts cleanly.
+	 */
+	onClose: ((code: number, reason: string, graceful?: boolean) => void) | null;
 	/** The peer raised our stream limit after openUni/openBidi returned null. */
 	onStreamCredit: (() => void) | null;
 

@@ -35,7 +35,7 @@ export class WtSession implements TransportSession {
 	readonly connect: ConnectStream;
 	private readonly conn: SessionOwner;
 
-	onClose: ((code: number, reason: string) => void) | null = null;
+	onClose: ((code: number, reason: string, graceful?: boolean) => void) | null = null;
 	onStreamCredit: (() => void) | null = null;
 
 	private streamHandler: ((stream: TransportStream) => void) | null = null;
@@ -126,11 +126,11 @@ export class WtSession implements TransportSession {
 	peerClosed(code: number, reason: string): void {
 		if (this.closed) return;
 		this.connect.finish();
-		this.end(code, reason, false);
+		this.end(code, reason, false, code === 0);
 	}
 
 	/** Ends the session without touching the CONNECT stream (connection gone or failed). */
-	end(code: number, reason: string, local: boolean): void {
+	end(code: number, reason: string, local: boolean, graceful = false): void {
 		if (this.closed) return;
 		this.closed = true;
 		for (const stream of this.streams) stream.abort(H3.WT_SESSION_GONE);
@@ -139,6 +139,6 @@ export class WtSession implements TransportSession {
 		this.conn.sessionEnded(this, local);
 		const onClose = this.onClose;
 		this.onClose = null;
-		onClose?.(code, reason);
+		onClose?.(code, reason, graceful);
 	}
 }

@@ -6,8 +6,10 @@
 import type dgram from "node:dgram";
 import { CacheBudget } from "../cache/budget.ts";
 import { Doorbell } from "../cache/doorbell.ts";
+import { ClusterLinks, type PeerStatus } from "../cluster/links.ts";
 import type { RelayConfig } from "../config/types.ts";
 import { createLogger } from "../log/logger.ts";
+import { GC_PROBE } from "../metrics/collection.ts";
 import { fanoutLatency } from "../metrics/latency.ts";
 import { REFUSAL_FIELDS, renderMetrics, SESSION_CLOSE_FIELDS, sampleProcessInfo } from "../metrics/prometheus.ts";
 import { SESSION_CLOSE_REASONS, sessionCloseCounts } from "../metrics/session-closes.ts";
@@ -17,6 +19,7 @@ import { useQuicheInstance } from "../quic/native.ts";
 import { Admission } from "../transport/admission.ts";
 import { reportFault } from "../transport/guard.ts";
 import { REFUSAL_REASONS, refusalCounts } from "../transport/refusals.ts";
+import { GcProbeCollector } from "./gc-probe.ts";
 import { drainUri, isRelayMessage, type PacketMessage } from "./messages.ts";
 import { admissionLimits, type RelayNode, startRelayNode } from "./relay-node.ts";
 import { ShardLink } from "./shard-link.ts";
@@ -49,8 +52,13 @@ let fingerprint = init.tls.fingerprint;
 let link: ShardLink | null = null;
 /** The status page's data (/status): set up with the relay core, before any listener opens. */
 let status: StatusCollector | null = null;
+/** `/debug/gc-probe` (MOQ_FANOUT_GC_PROBE=1 only): every worker's live object counts after collections. */
+let gcProbe: GcProbeCollector | null = null;
 /** The node once it is up; packets and certificates that come earlier are dropped. */
 let live: RelayNode | null = null;
+/** Worker 0: the cluster links it dials. The others: their last state, as worker 0 shared it. */
+let links: ClusterLinks | null = null;
+let clusterPeers: PeerStatus[] = [];
 
 // Without SO_REUSEPORT, worker 0 owns the one UDP (and TCP) socket: it places new connections on
 // workers by client address and relays the other workers' packets both ways (the "one receive
@@ -79,6 +87,7 @@ const node = await startRelayNode({
 	setup: (relay) => {
 		link = new ShardLink(relay, ctx, new Doorbell(init.doorbell, ctx.index), log);
 		status = new StatusCollector(relay, ctx, init.version);
+		if (GC_PROBE) gcProbe = new GcProbeCollector(relay, ctx);
 		ctx.onMessage(receive);
 	},
 	// SO_REUSEPORT hashes by 4-tuple, so after NAT rebinding a packet can land here for a
@@ -93,8 +102,12 @@ const node = await startRelayNode({
 			family: rinfo.family,
 		} satisfies PacketMessage);
 	},
-	metrics: () => renderMetrics(ctx.figures(), sampleProcessInfo(init.version)),
+	metrics: () => renderMetrics(ctx.figures(), sampleProcessInfo(init.version)) + clusterMetrics(),
+	cluster: () => clusterPage(),
 	status: () => status!.collect(),
+	gcProbe: GC_PROBE
+		? (query) => gcProbe!.collect({ gc: query.get("gc") !== "0", snapshot: query.get("snapshot") === "1" })
+		: undefined,
 	// /health speaks for the relay, not for this thread: ready once every worker is, 503 meanwhile.
 	readiness: () => {
 		const s = ctx.poolState();
@@ -103,6 +116,62 @@ const node = await startRelayNode({
 	},
 });
 live = node;
+
+// The cluster links are dialled by worker 0 alone: one session per peer per relay, whatever the
+// worker count (docs/architecture.md). Their state reaches the other workers once a second for /cluster.
+if (ctx.index === 0 && init.config.cluster !== null && init.config.cluster.dial.length > 0) {
+	const cluster = new ClusterLinks({ config: init.config, log, startSession: node.dialSession });
+	links = cluster;
+	cluster.start();
+	const share = setInterval(() => {
+		clusterPeers = cluster.status();
+		for (let to = 1; to < ctx.count; to++) ctx.send(to, { type: "cluster", peers: clusterPeers });
+	}, 1000);
+	share.unref();
+}
+
+/** Per-peer series for /metrics (worker 0's links; at most a second stale elsewhere). */
+function clusterMetrics(): string {
+	const peers = links ? links.status() : clusterPeers;
+	if (peers.length === 0) return "";
+	const label = (url: string) => `peer="${url.replace(/\\/g, "\\\\").replace(/"/g, '\\"').replace(/\n/g, "\\n")}"`;
+	const lines: string[] = [
+		"# HELP moq_fanout_cluster_peer_up Whether the link to the peer relay is up.",
+		"# TYPE moq_fanout_cluster_peer_up gauge",
+		...peers.map((p) => `moq_fanout_cluster_peer_up{${label(p.url)}} ${p.state === "connected" ? 1 : 0}`),
+		"# HELP moq_fanout_cluster_peer_bytes_total Bytes on the link to the peer relay (QUIC payload and overhead).",
+		"# TYPE moq_fanout_cluster_peer_bytes_total counter",
+		...peers.flatMap((p) => [
+			`moq_fanout_cluster_peer_bytes_total{${label(p.url)},direction="in"} ${p.bytesIn}`,
+			`moq_fanout_cluster_peer_bytes_total{${label(p.url)},direction="out"} ${p.bytesOut}`,
+		]),
+		"# HELP moq_fanout_cluster_peer_dials_total Dials made to the peer relay (the first, and every redial).",
+		"# TYPE moq_fanout_cluster_peer_dials_total counter",
+		...peers.map((p) => `moq_fanout_cluster_peer_dials_total{${label(p.url)}} ${p.dials}`),
+	];
+	return `${lines.join("\n")}\n`;
+}
+
+/** GET /cluster: our id, the links, and the route in use per broadcast (every worker holds a replica). */
+function clusterPage(): unknown {
+	const relay = live?.relay;
+	if (!relay) return { starting: true };
+	const c = init.config.cluster;
+	return {
+		id: relay.hopId,
+		node: c?.node ?? null,
+		tier: c?.tier ?? null,
+		peers: links ? links.status() : clusterPeers,
+		broadcasts: [...relay.broadcasts.values()].map((b) => ({
+			path: b.path,
+			worker: b.worker,
+			hops: b.hops,
+			splices: b.splices,
+			lingering: b.lingering !== null,
+			routes: relay.localRoutes(b.path),
+		})),
+	};
+}
 // SIGTERM while this worker was starting: the drain message found no node yet.
 if (ctx.poolState().draining) node.drain(drainUri(init.config));
 
@@ -146,6 +215,13 @@ function receive(from: number, msg: unknown): void {
 		case "status":
 			status?.receive(from, msg);
 			return;
+		case "gc?":
+		case "gc":
+			gcProbe?.receive(from, msg);
+			return;
+		case "cluster":
+			clusterPeers = msg.peers;
+			return;
 		default:
 			// The shard link takes its messages from the start: it is attached before the listeners open.
 			link?.receive(from, msg);
@@ -179,7 +255,9 @@ const publish = () => {
 	count(Field.framesIn, figures.framesIn);
 	count(Field.packetsIn, quicStats.packetsIn);
 	count(Field.packetsOut, quicStats.packetsOut);
-	slots[Field.cacheBytes] = node.relay.budget?.used ?? 0;
+	slots[Field.cacheBytes] = node.relay.localCacheBytes();
+	slots[Field.upstreamSubscriptions] = node.relay.upstreamSubscriptions();
+	count(Field.routeChanges, node.relay.routeChanges);
 	const refusals = refusalCounts();
 	for (const reason of REFUSAL_REASONS) count(Field[REFUSAL_FIELDS[reason]], refusals.byReason[reason]);
 	count(Field.sessionFaults, refusals.faults);

@@ -5,6 +5,7 @@
  * worker checks them once, with `isRelayMessage`, where they arrive (src/worker/entry.ts).
  * Control plane only: structured clone; no media frame ever crosses a port.
  */
+import type { PeerStatus } from "../cluster/links.ts";
 import type { RelayConfig } from "../config/types.ts";
 import type { Path } from "../path/index.ts";
 import type { SubscriptionParams, TrackInfo } from "../relay/types.ts";
@@ -42,10 +43,11 @@ export type PacketMessage =
 
 /** Worker → worker: the shard link's control messages (src/worker/shard-link.ts). */
 export type ShardMessage =
-	| { type: "pub"; path: Path; hops: number[]; w: number }
+	/** `peer`: the worker's route was learned from another relay. */
+	| { type: "pub"; path: Path; hops: number[]; w: number; peer: boolean }
 	/** `clean`: the publisher unannounced it (its tracks have ended); otherwise it was lost abruptly. */
 	| { type: "unpub"; path: Path; w: number; clean: boolean }
-	| { type: "ann"; path: Path; hops: number[]; w: number }
+	| { type: "ann"; path: Path; hops: number[]; w: number; peer: boolean }
 	| { type: "end"; path: Path; w: number; clean: boolean }
 	| { type: "want"; path: Path; track: string; w: number; params: SubscriptionParams; fwd?: boolean }
 	| { type: "update"; path: Path; track: string; w: number; params: SubscriptionParams }
@@ -55,7 +57,10 @@ export type ShardMessage =
 	| { type: "info?"; id: number; path: Path; track: string }
 	| { type: "info"; id: number; info: TrackInfo | null };
 
-export type RelayMessage = MainMessage | PacketMessage | ShardMessage | StatusMessage | GcProbeMessage;
+/** Worker 0 → the others, once a second while the relay has cluster links: their state for /cluster. */
+export type ClusterMessage = { type: "cluster"; peers: PeerStatus[] };
+
+export type RelayMessage = MainMessage | PacketMessage | ShardMessage | StatusMessage | GcProbeMessage | ClusterMessage;
 
 /** Every tag, each once: the compiler checks that the list and the union agree. */
 const TAGS: { readonly [T in RelayMessage["type"]]: true } = {
@@ -77,6 +82,7 @@ const TAGS: { readonly [T in RelayMessage["type"]]: true } = {
 	info: true,
 	"status?": true,
 	status: true,
+	cluster: true,
 	"gc?": true,
 	gc: true,
 };

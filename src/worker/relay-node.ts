@@ -12,7 +12,7 @@ import {
 	startInternalServer,
 } from "../http/server.ts";
 import type { Logger } from "../log/logger.ts";
-import { MoqSession } from "../moq/lite/session.ts";
+import { type DialTarget, MoqSession } from "../moq/lite/session.ts";
 import { SUPPORTED_ALPNS } from "../moq/lite/wire/version.ts";
 import { QuicServer } from "../quic/server.ts";
 import { Relay } from "../relay/relay.ts";
@@ -48,8 +48,12 @@ export interface RelayNodeOptions {
 	onForeignPacket?: (packet: Buffer, rinfo: dgram.RemoteInfo, owner: number) => void;
 	/** Prometheus text for GET /metrics. */
 	metrics?: () => string;
+	/** The /cluster page's data (links and routes). */
+	cluster?: () => unknown;
 	/** The status page's data for GET /status (and the page at /), served wherever /metrics is. */
 	status?: () => Promise<unknown>;
+	/** `/debug/gc-probe` (only with MOQ_FANOUT_GC_PROBE=1; src/worker/gc-probe.ts), served wherever /metrics is. */
+	gcProbe?: (query: URLSearchParams) => Promise<unknown>;
 	/** Single-socket fallback: this worker owns the socket and spreads new connections over `spread` workers. */
 	spreadInitials?: number;
 	/** Single-socket fallback: this worker has no socket; its packets leave through the owner. */
@@ -71,6 +75,8 @@ export interface SessionCounts {
 
 export interface RelayNode {
 	readonly relay: Relay;
+	/** Runs a moq-lite session over a transport this relay dialled (a cluster link). */
+	dialSession(t: TransportSession, dial: DialTarget): MoqSession;
 	readonly httpPort: number | null;
 	readonly httpsPort: number | null;
 	/** The `[internal] listen` port (worker 0 only), or null. */
@@ -153,6 +159,26 @@ export async function startRelayNode(opts: RelayNodeOptions): Promise<RelayNode>
 		}
 	};
 
+	/** A cluster link this relay dialled: a session like any other, but the peer is not asked to authenticate. */
+	const dialSession = (t: TransportSession, dial: DialTarget): MoqSession => {
+		const session = new MoqSession(t, {
+			relay,
+			log,
+			authorize: () => Promise.reject(new Error("a dialled link is not authorised by its peer")),
+			dial,
+		});
+		sessions.add(session);
+		byKind[t.kind]++;
+		session.start();
+		const sessionClose = t.onClose;
+		t.onClose = (code, reason, graceful) => {
+			sessions.delete(session);
+			byKind[t.kind]--;
+			sessionClose?.(code, reason, graceful);
+		};
+		return session;
+	};
+
 	const onSession = (t: TransportSession) => {
 		if (draining) {
 			// A WebTransport CONNECT answered just before the drain, or a handshake already under way.
@@ -175,11 +201,11 @@ export async function startRelayNode(opts: RelayNodeOptions): Promise<RelayNode>
 		byKind[t.kind]++;
 		session.start();
 		const sessionClose = t.onClose;
-		t.onClose = (code, reason) => {
+		t.onClose = (code, reason, graceful) => {
 			admission.closeSession();
 			sessions.delete(session);
 			byKind[t.kind]--;
-			sessionClose?.(code, reason);
+			sessionClose?.(code, reason, graceful);
 		};
 	};
 
@@ -189,7 +215,7 @@ export async function startRelayNode(opts: RelayNodeOptions): Promise<RelayNode>
 	 * The ops routes (unauthenticated: metrics, the status page). With `[internal] listen` set they
 	 * are served by the internal listener alone (404 on the public ones); without it, publicly as before.
 	 */
-	const ops = { metrics: opts.metrics, status: opts.status };
+	const ops = { metrics: opts.metrics, status: opts.status, gcProbe: opts.gcProbe, cluster: opts.cluster };
 	const publicOps = config.internal.listen === null ? ops : {};
 	/**
 	 * The internal listener is opened by worker 0 alone: one socket on one well-defined address (port
@@ -319,6 +345,7 @@ export async function startRelayNode(opts: RelayNodeOptions): Promise<RelayNode>
 
 	return {
 		relay,
+		dialSession,
 		httpPort: http?.port ?? null,
 		httpsPort: https?.port ?? null,
 		internalPort: internal?.port ?? null,

@@ -5,6 +5,7 @@ import type { Logger } from "../log/logger.ts";
 import type { Path } from "../path/index.ts";
 import type { Relay, RelayLink } from "../relay/relay.ts";
 import { RemoteTrack } from "../relay/remote-track.ts";
+import { hopsEqual, routeHash } from "../relay/route-order.ts";
 import type { SubscriptionParams, TrackInfo } from "../relay/types.ts";
 import { reportFault } from "../transport/guard.ts";
 import type { ShardMessage } from "./messages.ts";
@@ -51,11 +52,18 @@ export class ShardLink implements RelayLink {
 	readonly #doorbell: Doorbell;
 	readonly #log: Logger;
 	/** Owner role: publisher location of the paths this worker owns. */
-	readonly #owned = new Map<Path, { w: number; hops: number[] }>();
+	readonly #owned = new Map<Path, { w: number; hops: number[]; peer: boolean }>();
+	/**
+	 * Owner role: each worker's best offer of a path. In a cluster, sessions on several workers can
+	 * reach the same broadcast (peers dial in wherever the kernel puts them); the best offer in
+	 * moq-relay's route order is the one in use, and the newest wins a tie (a publisher that
+	 * reconnects replaces its old session).
+	 */
+	readonly #offers = new Map<Path, Map<number, { hops: number[]; peer: boolean }>>();
 	/** Owner role: workers with viewers, per path + track. */
 	readonly #interest = new Map<string, Set<number>>();
 	/** Broadcasts published by local sessions (re-announced to an owner that restarts). */
-	readonly #localPaths = new Map<Path, number[]>();
+	readonly #localPaths = new Map<Path, { hops: number[]; peer: boolean }>();
 	readonly #infoWaiters = new Map<
 		number,
 		{
@@ -110,14 +118,14 @@ export class ShardLink implements RelayLink {
 
 	// RelayLink ---------------------------------------------------------------------------------
 
-	localPublished(path: Path, hops: readonly number[]): void {
-		this.#localPaths.set(path, [...hops]);
-		this.#send(this.ownerOf(path), { type: "pub", path, hops: [...hops], w: this.self });
+	localPublished(path: Path, hops: readonly number[], peer: boolean): void {
+		this.#localPaths.set(path, { hops: [...hops], peer });
+		this.#send(this.ownerOf(path), { type: "pub", path, hops: [...hops], w: this.self, peer });
 	}
 
-	localUnpublished(path: Path): void {
+	localUnpublished(path: Path, clean: boolean): void {
 		this.#localPaths.delete(path);
-		this.#send(this.ownerOf(path), { type: "unpub", path, w: this.self });
+		this.#send(this.ownerOf(path), { type: "unpub", path, w: this.self, clean });
 	}
 
 	ringActivity(ring: RingWriter): void {
@@ -155,23 +163,35 @@ export class ShardLink implements RelayLink {
 		const relay = this.#relay;
 		switch (m.type) {
 			case "pub": {
-				// Owner: the newest publisher of a path wins; everyone learns it.
-				this.#owned.set(m.path, { w: m.w, hops: m.hops });
-				this.#sendAll({ type: "ann", path: m.path, hops: m.hops, w: m.w });
+				// Owner: record the worker's offer; the best one is announced to everyone.
+				let offers = this.#offers.get(m.path);
+				if (!offers) this.#offers.set(m.path, (offers = new Map()));
+				offers.delete(m.w);
+				offers.set(m.w, { hops: m.hops, peer: m.peer });
+				this.#choose(m.path, m.w);
 				return;
 			}
 			case "unpub": {
+				const offers = this.#offers.get(m.path);
+				offers?.delete(m.w);
+				if (offers?.size === 0) this.#offers.delete(m.path);
 				const cur = this.#owned.get(m.path);
 				if (!cur || cur.w !== m.w) return;
+				if (offers && offers.size > 0) {
+					this.#choose(m.path, -1);
+					return;
+				}
 				this.#owned.delete(m.path);
-				this.#sendAll({ type: "end", path: m.path, w: m.w });
+				this.#forgetInterest(m.path);
+				this.#sendAll({ type: "end", path: m.path, w: m.w, clean: m.clean });
 				return;
 			}
 			case "ann":
-				if (m.w !== this.self) relay.publishRemote(m.path, m.hops, m.w);
+				if (m.w !== this.self) relay.publishRemote(m.path, m.hops, m.w, m.peer);
+				else relay.activateLocal(m.path);
 				return;
 			case "end":
-				if (m.w !== this.self) relay.unpublishRemote(m.path, m.w);
+				if (m.w !== this.self) relay.unpublishRemote(m.path, m.w, m.clean);
 				return;
 			case "want": {
 				if (!m.fwd) {
@@ -244,6 +264,40 @@ export class ShardLink implements RelayLink {
 	}
 
 	/**
+	 * Owner: `path` is no longer published: forget which workers wanted its tracks. A viewer worker
+	 * whose remote track ended before its ring arrived (or was refused) sends no `unwant`, so
+	 * without this an entry would stay for every such broadcast.
+	 */
+	#forgetInterest(path: Path): void {
+		const prefix = `${path}\u0000`;
+		for (const key of this.#interest.keys()) if (key.startsWith(prefix)) this.#interest.delete(key);
+	}
+
+	/**
+	 * Owner: the best offer of `path` (fewest hops, then moq-relay's hash; `newest` wins a tie) becomes
+	 * the one in use, announced to every worker when it changes.
+	 */
+	#choose(path: Path, newest: number): void {
+		const offers = this.#offers.get(path);
+		if (!offers || offers.size === 0) return;
+		let best: { w: number; hops: number[]; hash: bigint; peer: boolean } | null = null;
+		for (const [w, { hops, peer }] of offers) {
+			const hash = routeHash(path, hops);
+			if (
+				best === null ||
+				hops.length < best.hops.length ||
+				(hops.length === best.hops.length && (hash < best.hash || (hash === best.hash && w === newest)))
+			)
+				best = { w, hops, hash, peer };
+		}
+		if (!best) return;
+		const cur = this.#owned.get(path);
+		if (cur && cur.w === best.w && hopsEqual(cur.hops, best.hops) && best.w !== newest) return;
+		this.#owned.set(path, { w: best.w, hops: best.hops, peer: best.peer });
+		this.#sendAll({ type: "ann", path, hops: best.hops, w: best.w, peer: best.peer });
+	}
+
+	/**
 	 * A worker exited. Whatever it published is gone: its rings will never be written again and will
 	 * never get a TRACK_ABORT record, so end every viewer's subscription to them here (reset with
 	 * code 24, announcement withdrawn) rather than letting them wait for the replacement, which
@@ -252,12 +306,25 @@ export class ShardLink implements RelayLink {
 	#peerDown(index: number): void {
 		this.#log.warn("peer worker down; ending what it published", { peer: index });
 		this.#relay.dropWorker(index);
+		for (const [path, offers] of [...this.#offers]) {
+			offers.delete(index);
+			if (offers.size === 0) this.#offers.delete(path);
+		}
 		for (const [path, pub] of [...this.#owned]) {
 			if (pub.w !== index) continue;
+			if (this.#offers.has(path)) {
+				// Another worker reaches it too (a cluster route): that one takes over.
+				this.#choose(path, -1);
+				continue;
+			}
 			this.#owned.delete(path);
-			this.#sendAll({ type: "end", path, w: index });
+			this.#forgetInterest(path);
+			this.#sendAll({ type: "end", path, w: index, clean: false });
 		}
-		for (const set of this.#interest.values()) set.delete(index);
+		for (const [key, set] of [...this.#interest]) {
+			set.delete(index);
+			if (set.size === 0) this.#interest.delete(key);
+		}
 		for (const [id, waiter] of [...this.#infoWaiters]) {
 			if (waiter.worker !== index) continue;
 			this.#infoWaiters.delete(id);
@@ -275,12 +342,12 @@ export class ShardLink implements RelayLink {
 		this.#peerDown(index);
 		for (const [path, pub] of this.#owned) {
 			// Tell the new thread about broadcasts it missed.
-			if (pub.w !== this.self) this.#send(index, { type: "ann", path, hops: pub.hops, w: pub.w });
+			if (pub.w !== this.self) this.#send(index, { type: "ann", path, hops: pub.hops, w: pub.w, peer: pub.peer });
 		}
 		// Re-register our own broadcasts with their owner if it is the restarted worker, and announce them to it.
-		for (const [path, hops] of this.#localPaths) {
-			if (this.ownerOf(path) === index) this.#send(index, { type: "pub", path, hops, w: this.self });
-			else this.#send(index, { type: "ann", path, hops, w: this.self });
+		for (const [path, { hops, peer }] of this.#localPaths) {
+			if (this.ownerOf(path) === index) this.#send(index, { type: "pub", path, hops, w: this.self, peer });
+			else this.#send(index, { type: "ann", path, hops, w: this.self, peer });
 		}
 		// A subscription whose request went to the dead owner was lost with it: ask the new one (it
 		// answers "gone" if it has not heard from the publisher's worker yet: a clean end, not a stall).

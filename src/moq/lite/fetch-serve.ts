@@ -1,6 +1,7 @@
 import { Rec as RECORD } from "../../cache/layout.ts";
 import { RingReader } from "../../cache/ring-reader.ts";
 import { CANCEL, DROPPED, LAGGED, NOT_FOUND } from "../../errors/codes.ts";
+import { probe } from "../../metrics/collection.ts";
 import type { TrackConsumer, TrackHost } from "../../relay/track.ts";
 import type { SubscriptionParams } from "../../relay/types.ts";
 import type { TransportStream } from "../../transport/types.ts";
@@ -45,6 +46,7 @@ export class FetchServe implements TrackConsumer {
 		this.#framing = framing;
 		const start = group === "latest" ? null : group;
 		this.params = { priority: 0, ordered: true, maxLatencyMs: 0, startGroup: start, endGroup: start };
+		probe("serve", this);
 	}
 
 	start(): void {
@@ -76,6 +78,11 @@ export class FetchServe implements TrackConsumer {
 
 	abort(code: number): void {
 		this.#end(code);
+	}
+
+	/** The track ended before its ring reached us: the group asked for will never be served. */
+	end(): void {
+		this.#end(NOT_FOUND);
 	}
 
 	drain(): void {

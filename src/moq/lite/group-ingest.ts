@@ -1,5 +1,5 @@
 import { DecodeError } from "../../coding/errors.ts";
-import { EVICTED, FRAME_TOO_LARGE, PROTOCOL_VIOLATION } from "../../errors/codes.ts";
+import { CANCEL, EVICTED, FRAME_TOO_LARGE, PROTOCOL_VIOLATION } from "../../errors/codes.ts";
 import { monotonicMicros } from "../../metrics/clock.ts";
 import type { RelayTrack } from "../../relay/track.ts";
 import type { TransportStream } from "../../transport/types.ts";
@@ -60,9 +60,10 @@ export class GroupIngest {
 			opened = ring.openGroup(seq, Date.now());
 		} catch {
 			// A group sequence the track already had: the publisher is misbehaving, refuse this stream.
+			// After a splice the new route may repeat the group in flight: that is expected, not a fault.
 			this.#done = true;
 			stream.onData = null;
-			stream.stop(PROTOCOL_VIOLATION);
+			stream.stop(track.splices > 0 ? CANCEL : PROTOCOL_VIOLATION);
 			return;
 		}
 		if (!opened) {

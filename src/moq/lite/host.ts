@@ -20,6 +20,8 @@ export interface SessionHost {
 	/** Decoder bounds from [limits]. */
 	readonly limits: DecodeLimits;
 	readonly closed: boolean;
+	/** The peer's hop id from its lite-05 SETUP (another relay's origin), 0 when unknown. */
+	readonly peerOrigin: number;
 	/**
 	 * The session guard for work done outside a transport callback (timers, promise callbacks,
 	 * fan-out wake-ups): closes this session alone with the error's code and counts the fault.

@@ -11,6 +11,7 @@ import type { Reader } from "../../coding/reader.ts";
 import { Writer } from "../../coding/writer.ts";
 import * as Code from "../../errors/codes.ts";
 import { joinPath, type Path, PathError, ROOT, stripPrefix } from "../../path/index.ts";
+import { hopsEqual as sameHops } from "../../relay/route-order.ts";
 import { refuse as countRefusal } from "../../transport/refusals.ts";
 import type { TransportStream } from "../../transport/types.ts";
 import type { ControlReader } from "../control-reader.ts";
@@ -31,6 +32,7 @@ import {
 	appendsHop,
 	hasAnnounceInit,
 	hasAnnounceOk,
+	hasAnnounceRestart,
 	hasFrameTimestamps,
 	hasSubscribeUpdate,
 	hasTrackInfo,
@@ -119,23 +121,43 @@ export class LitePublisher {
 			if (req === undefined) return;
 			started = true;
 			const absPrefix = joinPath(grant.root, req.prefix);
-			const sent = new Set<Path>();
+			/** Paths announced on this stream, with the hop chain each was announced with. */
+			const sent = new Map<Path, readonly number[]>();
+			const peerOrigin = host.peerOrigin;
 			const w = new Writer(128);
 			const excludeHop = req.excludeHop;
 			const hopsFor = (hops: readonly number[]): number[] => (appendsHop(v) ? [...hops, host.relay.hopId] : [...hops]);
-			const visible = (absPath: Path, hops: readonly number[]): Path | null => {
+			// An edge relay of a tree never carries traffic between other relays: what it learned from a
+			// relay is for its own viewers, never offered to another relay.
+			const edge = host.relay.config.cluster?.tier === "edge" && grant.peer;
+			const visible = (absPath: Path, hops: readonly number[], fromPeer = false): Path | null => {
 				const rel = stripPrefix(absPath, grant.root);
 				if (rel === null || !grant.canSubscribe(rel)) return null;
+				if (edge && fromPeer) return null;
+				// Split horizon: never offer a peer a route that already runs through it.
 				if (excludeHop !== 0 && hops.includes(excludeHop)) return null;
+				if (peerOrigin !== 0 && hops.includes(peerOrigin)) return null;
 				return stripPrefix(absPath, absPrefix);
 			};
 			const watcher = {
 				prefix: absPrefix,
-				onAnnounce: (path: Path, entry: { hops: readonly number[] } | null) => {
+				onAnnounce: (path: Path, entry: { hops: readonly number[]; peer?: boolean } | null) => {
 					if (entry) {
-						const suffix = visible(path, entry.hops);
-						if (suffix === null || sent.has(path)) return;
-						sent.add(path);
+						const suffix = visible(path, entry.hops, entry.peer);
+						const before = sent.get(path);
+						if (suffix === null) {
+							// The route now runs through the requester (split horizon): it is gone for them.
+							if (before === undefined) return;
+							sent.delete(path);
+							w.clear();
+							encodeAnnounce(w, { active: false, suffix: stripPrefix(path, absPrefix) ?? ROOT, hops: [] }, v);
+							s.write(w.view());
+							return;
+						}
+						// A route change on a path already announced: lite-05 hears it as a restart (a
+						// second Active); earlier versions have no way to say it and keep the first chain.
+						if (before !== undefined && (!hasAnnounceRestart(v) || sameHops(before, entry.hops))) return;
+						sent.set(path, entry.hops);
 						w.clear();
 						encodeAnnounce(w, { active: true, suffix, hops: hopsFor(entry.hops) }, v);
 						s.write(w.view());
@@ -150,9 +172,9 @@ export class LitePublisher {
 			};
 			const initial: Announce[] = [];
 			for (const e of host.relay.announces.watch(watcher)) {
-				const suffix = visible(e.path, e.hops);
+				const suffix = visible(e.path, e.hops, e.peer);
 				if (suffix === null) continue;
-				sent.add(e.path);
+				sent.set(e.path, e.hops);
 				initial.push({ active: true, suffix, hops: hopsFor(e.hops) });
 			}
 			w.clear();

@@ -12,6 +12,7 @@ import type { Reader } from "../../coding/reader.ts";
 import { Writer } from "../../coding/writer.ts";
 import * as Code from "../../errors/codes.ts";
 import type { Logger } from "../../log/logger.ts";
+import { probe } from "../../metrics/collection.ts";
 import { countSessionClose } from "../../metrics/session-closes.ts";
 import type { Relay } from "../../relay/relay.ts";
 import { faultCode, reportFault } from "../../transport/guard.ts";
@@ -29,8 +30,21 @@ import { decodeClientSetup, decodeLiteSetup, encodeLiteSetup, encodeServerSetup 
 import { BIDI, UNI } from "./wire/stream-type.ts";
 import { hasGoaway, hasLiteSetup, LITE_02, type LiteVersion, versionFromAlpn } from "./wire/version.ts";
 
+/**
+ * A session this relay opened toward another relay of its cluster (relay-to-relay link). The dialler
+ * needs no authorisation of the peer's side: the peer is configured, and its token is ours to send.
+ */
+export interface DialTarget {
+	/** The request target sent in the lite-05 SETUP Path over raw QUIC ("/" plus `?jwt=` when there is a token). */
+	target: string;
+	/** What this session may do: everything, as a cluster peer. */
+	grant: Grant;
+}
+
 export interface SessionContext {
 	relay: Relay;
+	/** Set when this relay dialled the session (a cluster link). */
+	dial?: DialTarget;
 	/** Resolves the session's rights from its path and token; throws an error with a `code` to refuse. */
 	authorize(path: string, jwt: string | null): Promise<Grant>;
 	log: Logger;
@@ -72,6 +86,8 @@ export class MoqSession implements SessionHost {
 	/** lite-05 SETUP Role: 0 both, 1 publish only, 2 subscribe only. */
 	#role = 0;
 	#waitingOpens: { bidi: boolean; use: (s: TransportStream) => void }[] = [];
+	/** The peer's hop id from its lite-05 SETUP Origin; 0 when it sent none. */
+	peerOrigin = 0;
 
 	/** Toward viewers; made when the session is ready. */
 	#publisher: LitePublisher | null = null;
@@ -87,6 +103,7 @@ export class MoqSession implements SessionHost {
 		this.limits = { maxMessageBytes: limits.maxMessageBytes, maxPathSegments: limits.maxPathSegments };
 		this.#control = { maxBytes: limits.maxMessageBytes, violation: Code.PROTOCOL_VIOLATION };
 		this.log = ctx.log.child({ session: this.id, remote: transport.remote, transport: transport.kind });
+		probe("session", this);
 	}
 
 	/** 0 until negotiated. */
@@ -106,9 +123,21 @@ export class MoqSession implements SessionHost {
 		const t = this.transport;
 		this.relay.figures.sessions++;
 		t.onStream = (s) => this.#onStream(s);
-		t.onClose = (code, reason) => this.#teardown(code, reason);
+		t.onClose = (code, reason, graceful) => this.#teardown(code, reason, graceful === true);
 		t.onStreamCredit = () => this.#onStreamCredit();
 		const v = versionFromAlpn(t.protocol);
+		const dial = this.#ctx.dial;
+		if (dial) {
+			// We are the client of this link: the version came from ALPN (lite-03 and later).
+			if (v === null) {
+				this.close(Code.VERSION, `the peer chose ${JSON.stringify(t.protocol)}, not a moq-lite version`);
+				return;
+			}
+			this.#version = v;
+			if (hasLiteSetup(v)) this.#sendLiteSetup(t.kind === "quic" ? dial.target : undefined);
+			this.#authorized(dial.grant);
+			return;
+		}
 		if (v !== null) {
 			this.#version = v;
 			if (hasLiteSetup(v)) this.#sendLiteSetup();
@@ -412,11 +441,12 @@ export class MoqSession implements SessionHost {
 		s.onReset = (code) => this.close(code, "session stream reset");
 	}
 
-	#sendLiteSetup(): void {
+	/** Our lite-05 SETUP: our hop id (a peer relay uses it for split horizon), and the path when we dial over raw QUIC. */
+	#sendLiteSetup(path?: string): void {
 		this.withStream(false, (s) => {
-			const w = new Writer(16);
+			const w = new Writer(64 + (path?.length ?? 0) * 3);
 			w.varint(UNI.SETUP);
-			encodeLiteSetup(w, {}, 5);
+			encodeLiteSetup(w, path === undefined ? { origin: this.relay.hopId } : { path, origin: this.relay.hopId }, 5);
 			s.write(w.view());
 			s.finish();
 		});
@@ -434,6 +464,8 @@ export class MoqSession implements SessionHost {
 			if (setup === undefined) return;
 			seen = true;
 			this.#role = setup.role ?? 0;
+			this.peerOrigin = setup.origin ?? 0;
+			if (this.#ctx.dial) return; // the peer's SETUP to us carries nothing else we need
 			if (this.#grant && !this.#grant.allowsRole(this.#role)) {
 				this.close(Code.UNAUTHORIZED, "the token grants nothing for the role in SETUP");
 				return;
@@ -465,7 +497,8 @@ export class MoqSession implements SessionHost {
 
 	// ---------------------------------------------------------------------------------------------
 
-	#teardown(code: number, reason: string): void {
+	/** `graceful`: the peer closed on purpose (TransportSession.onClose): what it published ends cleanly. */
+	#teardown(code: number, reason: string, graceful = false): void {
 		if (this.#closed) return;
 		this.#closed = true;
 		this.relay.figures.sessions--;
@@ -473,7 +506,7 @@ export class MoqSession implements SessionHost {
 		if (this.#setupTimer) clearTimeout(this.#setupTimer);
 		if (this.#expiryTimer) clearTimeout(this.#expiryTimer);
 		this.#publisher?.close();
-		this.#subscriber?.close();
+		this.#subscriber?.close(graceful);
 		this.log.info("session closed", { code, reason });
 	}
 }

@@ -10,7 +10,7 @@
 import type { Grant } from "../../auth/index.ts";
 import { Writer } from "../../coding/writer.ts";
 import * as Code from "../../errors/codes.ts";
-import { joinPath, type Path, pathSegments, stripPrefix } from "../../path/index.ts";
+import { isInternalPath, joinPath, type Path, pathSegments, stripPrefix } from "../../path/index.ts";
 import type { RelayTrack } from "../../relay/track.ts";
 import type { TrackHandle, TrackInfo, UpstreamPublisher } from "../../relay/types.ts";
 import { DEFAULT_TRACK_INFO } from "../../relay/types.ts";
@@ -27,6 +27,7 @@ import {
 	encodeAnnounceRequest,
 } from "./wire/announce.ts";
 import { decodeGroupHeader } from "./wire/group.ts";
+import { MAX_HOPS } from "./wire/message.ts";
 import { BIDI } from "./wire/stream-type.ts";
 import { decodeSubscribeResponse, encodeSubscribe, encodeSubscribeUpdate } from "./wire/subscribe.ts";
 import { decodeTrackInfo, encodeTrackRequest } from "./wire/track.ts";
@@ -49,12 +50,17 @@ interface UpstreamSub {
 	closed: boolean;
 	/** Group streams of this subscription still being ingested. */
 	inFlight: number;
-	/** The publisher FIN'd the subscription while groups were in flight: end the track when they finish. */
+	/** The publisher is done with the track: its grace timer while the last groups come in. */
 	ending: ReturnType<typeof setTimeout> | null;
+	/** Before lite-05: the moment for group streams opened right behind the FIN has passed. */
+	settled: boolean;
 }
 
 /** How long a finished subscription waits for its in-flight group streams before ending the track. */
 const TRACK_END_GRACE_MS = 2000;
+
+/** Before lite-05: how long after the FIN a group stream opened right behind it may take to arrive. */
+const TRACK_END_SETTLE_MS = 100;
 
 /** How long a TRACK request upstream waits for its TRACK_INFO. */
 const TRACK_INFO_TIMEOUT_MS = 10_000;
@@ -70,6 +76,7 @@ export class LiteSubscriber implements UpstreamPublisher {
 	readonly #upstreamByTrack = new Map<TrackHandle, UpstreamSub>();
 	readonly #ingests = new Set<GroupIngest>();
 	#nextUpstreamId = 0;
+	#sessionClosed = false;
 
 	constructor(host: SessionHost, version: LiteVersion, grant: Grant) {
 		this.id = host.id;
@@ -83,16 +90,74 @@ export class LiteSubscriber implements UpstreamPublisher {
 		for (const prefix of this.#grant.publish) this.#requestAnnounces(prefix);
 	}
 
-	/** The session closed: group streams abort, grace timers stop, and what it published ends. */
-	close(): void {
+	/**
+	 * The session closed. Group streams still arriving are reset (CLOSED): nothing more can come. A
+	 * track the publisher had already finished (its subscription FIN'd, or its broadcast
+	 * unannounced) ends cleanly after the groups that made it. What is still announced ends cleanly
+	 * too when the publisher closed on purpose (`graceful`: an app that closes its tracks, broadcast
+	 * and connection at once gets its connection close out first); otherwise it was lost: its tracks
+	 * reset (DROPPED).
+	 */
+	close(graceful = false): void {
 		const relay = this.#host.relay;
+		this.#sessionClosed = true;
 		for (const g of this.#ingests) g.abort(Code.CLOSED);
 		this.#ingests.clear();
-		for (const sub of this.#upstream.values()) if (sub.ending) clearTimeout(sub.ending);
-		for (const abs of this.#published) relay.unpublish(abs, this);
+		for (const sub of [...this.#upstream.values()]) {
+			sub.inFlight = 0;
+			if (sub.ending) this.#endUpstream(sub);
+		}
+		for (const abs of this.#published) {
+			if (graceful) this.#finishBroadcast(abs);
+			else relay.unpublish(abs, this);
+		}
 		this.#published.clear();
 		this.#upstream.clear();
 		this.#upstreamByTrack.clear();
+	}
+
+	/**
+	 * The publisher unannounced `abs` cleanly: each of its tracks ends once its in-flight groups are
+	 * in (or after the grace period), as if the publisher had finished it; the relay withdraws the
+	 * broadcast after that. The subscription streams stay open: finishing our side would be an
+	 * unsubscribe, and the publisher would cancel the groups still on their way.
+	 */
+	#finishBroadcast(abs: Path): void {
+		for (const sub of [...this.#upstream.values()]) {
+			if (sub.closed || sub.ending || sub.track.broadcastPath !== abs) continue;
+			this.#finishUpstream(sub);
+		}
+		this.#host.relay.unpublish(abs, this, true);
+	}
+
+	/**
+	 * The publisher is done with the track: end it once every group it will send is in. Those are
+	 * the group streams in flight and, on lite-05, any group below SUBSCRIBE_END's number not seen
+	 * yet: a publisher may FIN the subscription before it opens its last groups' streams. Before
+	 * lite-05 there is no number, so group streams opened right behind the FIN get a moment to show
+	 * up. The grace period bounds the wait.
+	 */
+	#finishUpstream(sub: UpstreamSub): void {
+		if (sub.closed || sub.ending) return;
+		sub.ending = setTimeout(() => this.#host.guarded(() => this.#endUpstream(sub)), TRACK_END_GRACE_MS);
+		if (sub.endGroup !== null) this.#maybeEndUpstream(sub);
+		else
+			setTimeout(
+				() =>
+					this.#host.guarded(() => {
+						sub.settled = true;
+						this.#maybeEndUpstream(sub);
+					}),
+				TRACK_END_SETTLE_MS,
+			);
+	}
+
+	/** Ends a finishing track when nothing it will still send is missing. */
+	#maybeEndUpstream(sub: UpstreamSub): void {
+		if (sub.closed || !sub.ending || sub.inFlight > 0) return;
+		// Once the session is closed nothing more can arrive.
+		const complete = sub.endGroup !== null ? sub.latestGroup + 1 >= sub.endGroup : sub.settled;
+		if (complete || this.#sessionClosed) this.#endUpstream(sub);
 	}
 
 	// ---------------------------------------------------------------------------------------------
@@ -129,12 +194,21 @@ export class LiteSubscriber implements UpstreamPublisher {
 					host.log.info("announce refused: outside the token's publish scope", { path: rel });
 					return;
 				}
+				// `.internal/` carries the cluster's own broadcasts (gossip): only another relay may publish there.
+				if (!grant.peer && isInternalPath(abs)) {
+					countRefusal("announce_route", host.log.info, { session: host.id, path: rel, why: "internal" });
+					return;
+				}
 				if (mine.has(abs) && !hasAnnounceRestart(v)) {
 					reader.fail(Code.DUPLICATE, `duplicate announce of ${rel}`);
 					return;
 				}
 				const hops = okHop !== null ? [...a.hops, okHop] : a.hops;
-				if (hops.includes(relay.hopId)) return; // our own broadcast coming back: a loop
+				if (hops.includes(relay.hopId) || hops.length > MAX_HOPS) {
+					// Our own broadcast coming back (a loop), or a chain past moq-relay's 32: dropped, counted.
+					countRefusal("announce_route", undefined, { session: host.id, path: rel });
+					return;
+				}
 				if (!this.#published.has(abs) && this.#published.size >= relay.config.limits.maxBroadcastsPerSession) {
 					// Each broadcast costs relay state and shard traffic: one session may not create them
 					// without bound. The broadcast is not relayed; the session and its others go on.
@@ -143,12 +217,12 @@ export class LiteSubscriber implements UpstreamPublisher {
 				}
 				mine.add(abs);
 				this.#published.add(abs);
-				relay.publish(abs, hops, this);
+				relay.publish(abs, hops, this, grant.peer);
 				host.log.info("broadcast announced", { path: abs });
 			} else {
 				if (!mine.delete(abs)) return;
 				this.#published.delete(abs);
-				relay.unpublish(abs, this);
+				this.#finishBroadcast(abs);
 				host.log.info("broadcast ended", { path: abs });
 			}
 		};
@@ -167,18 +241,20 @@ export class LiteSubscriber implements UpstreamPublisher {
 			}
 			host.drain(reader, (r) => decodeAnnounce(r, v, host.limits), onAnnounce);
 		});
-		const gone = () => {
+		// The announce stream FIN'd: every broadcast on it ended cleanly. Reset: they were lost.
+		const gone = (clean: boolean) => {
 			for (const abs of mine) {
 				this.#published.delete(abs);
-				relay.unpublish(abs, this);
+				if (clean) this.#finishBroadcast(abs);
+				else relay.unpublish(abs, this);
 			}
 			mine.clear();
 		};
 		s.onFin = () => {
-			gone();
+			gone(true);
 			s.finish();
 		};
-		s.onReset = gone;
+		s.onReset = () => gone(false);
 	}
 
 	// ---------------------------------------------------------------------------------------------
@@ -225,6 +301,7 @@ export class LiteSubscriber implements UpstreamPublisher {
 			closed: false,
 			inFlight: 0,
 			ending: null,
+			settled: false,
 		};
 		this.#upstream.set(id, sub);
 		this.#upstreamByTrack.set(track, sub);
@@ -242,9 +319,7 @@ export class LiteSubscriber implements UpstreamPublisher {
 			// The publisher ended the track. Its last groups travel on other streams and may still be
 			// arriving: end the track in the cache once they are in (or after a grace period).
 			s.finish();
-			if (sub.closed || sub.ending) return;
-			if (sub.inFlight === 0) this.#endUpstream(sub);
-			else sub.ending = setTimeout(() => host.guarded(() => this.#endUpstream(sub)), TRACK_END_GRACE_MS);
+			this.#finishUpstream(sub);
 		};
 		s.onReset = (code) => {
 			if (sub.ending) clearTimeout(sub.ending);
@@ -270,8 +345,8 @@ export class LiteSubscriber implements UpstreamPublisher {
 
 	/** One of the subscription's group streams finished (or was reset). */
 	#groupDone(sub: UpstreamSub): void {
-		sub.inFlight--;
-		if (sub.ending && sub.inFlight === 0) this.#endUpstream(sub);
+		if (sub.inFlight > 0) sub.inFlight--;
+		if (sub.ending) this.#maybeEndUpstream(sub);
 	}
 
 	#forgetUpstream(sub: UpstreamSub): void {

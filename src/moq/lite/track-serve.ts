@@ -2,6 +2,7 @@ import { Rec as RECORD } from "../../cache/layout.ts";
 import { RingReader } from "../../cache/ring-reader.ts";
 import { Writer } from "../../coding/writer.ts";
 import { CANCEL, DROPPED, LAGGED, OLD } from "../../errors/codes.ts";
+import { probe } from "../../metrics/collection.ts";
 import { recordFanout } from "../../metrics/latency.ts";
 import type { TrackConsumer, TrackHost } from "../../relay/track.ts";
 import type { SubscriptionParams } from "../../relay/types.ts";
@@ -9,6 +10,9 @@ import type { TransportSession, TransportStream } from "../../transport/types.ts
 import { writeFrameHeader, writeGroupStreamHeader } from "./wire/group.ts";
 import { encodeSubscribeEnd, encodeSubscribeOk } from "./wire/subscribe.ts";
 import { hasSubscribeEnd, hasSubscribeOkGroup, type LiteVersion } from "./wire/version.ts";
+
+/** How long after the last group streams a cleanly ended subscription is ended (see #endTrack). */
+const SUBSCRIPTION_END_DELAY_MS = 200;
 
 /** Scratch space for stream and frame headers: transports copy what they are given (see transport/types.ts). */
 const scratch = new Uint8Array(32);
@@ -72,6 +76,7 @@ export class TrackServe implements TrackConsumer {
 		this.#version = version;
 		this.params = params;
 		this.#counters = counters;
+		probe("serve", this);
 		if (params.startGroup !== null) this.#minGroup = params.startGroup;
 		// Before lite-05 the acceptance comes first and carries no group.
 		if (!hasSubscribeOkGroup(version)) {
@@ -123,6 +128,11 @@ export class TrackServe implements TrackConsumer {
 	abort(code: number): void {
 		this.#resetAll(code);
 		this.#finishControl(code);
+	}
+
+	end(): void {
+		if (this.#done) return;
+		this.#endTrack(this.#nextSeq);
 	}
 
 	update(params: SubscriptionParams): void {
@@ -282,16 +292,31 @@ export class TrackServe implements TrackConsumer {
 		return true;
 	}
 
+	/**
+	 * The track ended cleanly: the last groups' streams are finished now, and the subscription
+	 * (SUBSCRIBE_END on lite-05, then FIN) a moment later. The official JS clients drop group data
+	 * they have received but not yet read once the subscription ends, so ending both in the same
+	 * burst loses the last groups; the delay is per subscription, not per frame.
+	 */
 	#endTrack(finalExclusive: number): void {
-		if (hasSubscribeEnd(this.#version)) {
-			control.clear();
-			encodeSubscribeEnd(control, { group: finalExclusive }, this.#version);
-			this.#control.write(control.view());
-		}
-		// Groups still open finish as their records arrive? The writer has ended: close what is left.
+		// The writer has ended: groups still open were closed in the ring (aborted, or complete).
 		for (const g of this.#groups.values()) g.stream.finish();
 		this.#groups.clear();
-		this.#finishControl(0);
+		if (this.#done) return;
+		this.#done = true;
+		this.#track.removeConsumer(this);
+		const ctl = this.#control;
+		const version = this.#version;
+		const end = () => {
+			if (hasSubscribeEnd(version)) {
+				control.clear();
+				encodeSubscribeEnd(control, { group: finalExclusive }, version);
+				ctl.write(control.view());
+			}
+			ctl.finish();
+		};
+		if (this.#transport.closed) return;
+		setTimeout(end, SUBSCRIPTION_END_DELAY_MS);
 	}
 
 	#resetAll(code: number): void {

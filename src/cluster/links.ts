@@ -1,0 +1,268 @@
+/**
+ * The links this relay dials to the other relays of its cluster (`[cluster] connect`, the guides'
+ * `nodes` list where this relay is the one to dial, `parents`). One worker holds them (worker 0,
+ * see docs/architecture.md): each link is an ordinary moq-lite session in which both relays ask
+ * each other for every announcement under "" and subscribe to what their viewers want, so a
+ * peer's broadcasts become routes of the relay core like any publisher's, and ours reach the peer.
+ *
+ * A link is redialled forever, as moq-relay does: 1 s doubling to 10 s, each wait scaled by a
+ * random 50–100 % so that relays restarted together do not dial in lockstep, and back to 1 s
+ * after a link that stayed up 10 s. The token is read from `[cluster] token` at every dial, so a
+ * renewed token file is used from the next dial on (moq-relay reads it once, and an expired token
+ * breaks its redials until a restart).
+ * @module
+ */
+
+import { readFile } from "node:fs/promises";
+import { Grant } from "../auth/grant.ts";
+import type { ClusterPeer, RelayConfig } from "../config/types.ts";
+import type { Logger } from "../log/logger.ts";
+import type { DialTarget, MoqSession } from "../moq/lite/session.ts";
+import { ROOT } from "../path/index.ts";
+import { connectQuic } from "../quic/client.ts";
+import type { TransportSession } from "../transport/types.ts";
+
+/** ALPNs offered to a peer, newest first: moq-relay 0.14 peers pick moq-lite-05. */
+export const PEER_ALPNS = ["moq-lite-05", "moq-lite-04", "moq-lite-03"];
+
+const BACKOFF_BASE_MS = 1000;
+const BACKOFF_MAX_MS = 10_000;
+/** A link that stayed up this long resets the backoff. */
+const BACKOFF_RESET_AFTER_MS = 10_000;
+
+interface LinkStats {
+	/** Smoothed RTT of the active path, in ms as the QUIC binding reports it. */
+	rttMs: number;
+	bytesIn: number;
+	bytesOut: number;
+}
+
+export type PeerState = "connecting" | "connected" | "backoff" | "stopped";
+
+/** One configured peer as the /cluster page shows it. */
+export interface PeerStatus {
+	url: string;
+	state: PeerState;
+	/** The moq-lite version in use, 0 when not connected. */
+	version: number;
+	/** The peer's hop id from its SETUP (lite-05), 0 when unknown. */
+	id: number;
+	/** Smoothed round-trip time (ms) of the link, or null. */
+	rttMs: number | null;
+	/** Current wait before the next dial (ms), 0 when not waiting. */
+	backoffMs: number;
+	/** Dials made, and links that came up. */
+	dials: number;
+	connects: number;
+	/** Since when the link is up (ms epoch), or null. */
+	connectedSince: number | null;
+	/** Why the last attempt or link ended. */
+	lastError: string | null;
+	bytesIn: number;
+	bytesOut: number;
+}
+
+export interface ClusterLinksOptions {
+	config: RelayConfig;
+	log: Logger;
+	/** Starts a moq-lite session over a dialled transport (the worker's own bookkeeping, limits and guard). */
+	startSession(transport: TransportSession, dial: DialTarget): MoqSession;
+}
+
+/** The full grant a link runs with: a cluster peer may publish and subscribe everything. */
+function peerGrant(): Grant {
+	return new Grant(ROOT, [ROOT], [ROOT], null, true);
+}
+
+class PeerLink {
+	readonly peer: ClusterPeer;
+	state: PeerState = "backoff";
+	session: MoqSession | null = null;
+	transport: TransportSession | null = null;
+	dials = 0;
+	connects = 0;
+	connectedSince: number | null = null;
+	lastError: string | null = null;
+	backoffMs = 0;
+	#attempt = 0;
+	/** Bytes of the current link (as last read) and of the links before it. */
+	#bytesIn = 0;
+	#bytesOut = 0;
+	#bytesTotalIn = 0;
+	#bytesTotalOut = 0;
+	#timer: ReturnType<typeof setTimeout> | null = null;
+	readonly #links: ClusterLinks;
+
+	constructor(peer: ClusterPeer, links: ClusterLinks) {
+		this.peer = peer;
+		this.#links = links;
+	}
+
+	start(): void {
+		this.#dial();
+	}
+
+	stop(): void {
+		this.state = "stopped";
+		if (this.#timer) clearTimeout(this.#timer);
+		this.#timer = null;
+		this.session?.close(0, "relay shutting down");
+	}
+
+	#schedule(reason: string): void {
+		if (this.state === "stopped") return;
+		this.lastError = reason;
+		this.state = "backoff";
+		const upFor = this.connectedSince === null ? 0 : Date.now() - this.connectedSince;
+		if (upFor >= BACKOFF_RESET_AFTER_MS) this.#attempt = 0;
+		this.connectedSince = null;
+		const base = Math.min(BACKOFF_MAX_MS, BACKOFF_BASE_MS * 2 ** Math.min(this.#attempt, 10));
+		this.#attempt++;
+		this.backoffMs = Math.round(base * (0.5 + Math.random() * 0.5));
+		this.#timer = setTimeout(() => {
+			this.#timer = null;
+			this.backoffMs = 0;
+			this.#dial();
+		}, this.backoffMs);
+	}
+
+	#dial(): void {
+		if (this.state === "stopped") return;
+		this.state = "connecting";
+		this.dials++;
+		this.#links.connect(this).then(
+			({ transport, token }) => {
+				if (this.state === "stopped") {
+					transport.close(0, "relay shutting down");
+					return;
+				}
+				this.transport = transport;
+				const onClose = (reason: string) => {
+					this.#bytesTotalIn += this.#bytesIn;
+					this.#bytesTotalOut += this.#bytesOut;
+					this.#bytesIn = 0;
+					this.#bytesOut = 0;
+					this.session = null;
+					this.transport = null;
+					this.#schedule(reason);
+				};
+				const session = this.#links.open(this, transport, token);
+				this.session = session;
+				this.state = "connected";
+				this.connects++;
+				this.connectedSince = Date.now();
+				this.lastError = null;
+				const inner = transport.onClose;
+				transport.onClose = (code, reason, graceful) => {
+					inner?.(code, reason, graceful);
+					onClose(`closed (${code}${reason ? `: ${reason}` : ""})`);
+				};
+			},
+			(err: Error) => this.#schedule(err.message),
+		);
+	}
+
+	status(): PeerStatus {
+		const t = this.transport as (TransportSession & { linkStats?: () => LinkStats | null }) | null;
+		const session = this.session;
+		const stats = t?.linkStats?.() ?? null;
+		if (stats) {
+			this.#bytesIn = stats.bytesIn;
+			this.#bytesOut = stats.bytesOut;
+		}
+		return {
+			url: this.peer.url,
+			state: this.state,
+			version: session?.version ?? 0,
+			id: session?.peerOrigin ?? 0,
+			rttMs: stats && Number.isFinite(stats.rttMs) ? stats.rttMs : null,
+			backoffMs: this.backoffMs,
+			dials: this.dials,
+			connects: this.connects,
+			connectedSince: this.connectedSince,
+			lastError: this.lastError,
+			bytesIn: this.#bytesTotalIn + this.#bytesIn,
+			bytesOut: this.#bytesTotalOut + this.#bytesOut,
+		};
+	}
+}
+
+/** The dialled side of the cluster: one link per configured peer, held by one worker. */
+export class ClusterLinks {
+	readonly #opts: ClusterLinksOptions;
+	readonly #links: PeerLink[] = [];
+	readonly #log: Logger;
+
+	constructor(opts: ClusterLinksOptions) {
+		this.#opts = opts;
+		this.#log = opts.log.child({ layer: "cluster" });
+		for (const peer of opts.config.cluster?.dial ?? []) this.#links.push(new PeerLink(peer, this));
+	}
+
+	start(): void {
+		for (const link of this.#links) link.start();
+		if (this.#links.length > 0) this.#log.info("cluster links", { peers: this.#links.map((l) => l.peer.url) });
+	}
+
+	stop(): void {
+		for (const link of this.#links) link.stop();
+	}
+
+	status(): PeerStatus[] {
+		return this.#links.map((l) => l.status());
+	}
+
+	/** The token a dial presents: the URL's own `?jwt=`, else `[cluster] token` read now (it may have been renewed). */
+	async #token(peer: ClusterPeer): Promise<string | null> {
+		if (peer.jwt !== null) return peer.jwt;
+		const file = this.#opts.config.cluster?.token ?? null;
+		if (file === null) return null;
+		const text = (await readFile(file, "utf8")).trim();
+		return text.length > 0 ? text : null;
+	}
+
+	/** Opens the transport toward a peer (raw QUIC with the moq-lite ALPNs); also returns the token to present. */
+	async connect(link: PeerLink): Promise<{ transport: TransportSession; token: string | null }> {
+		const token = await this.#token(link.peer);
+		const config = this.#opts.config;
+		const url = new URL(link.peer.url);
+		const port = url.port ? Number(url.port) : 443;
+		const host = url.hostname.replace(/^\[|\]$/g, "");
+		const tls = config.client.tls;
+		let certificateHashes: string[] | undefined;
+		if (url.protocol === "http:") {
+			// moq-relay's http:// peers: fetch the certificate's SHA-256 over plain HTTP and pin it
+			// (self-signed development relays).
+			const res = await fetch(`http://${url.host}/certificate.sha256`, { signal: AbortSignal.timeout(5000) });
+			if (!res.ok) throw new Error(`GET /certificate.sha256 answered ${res.status}`);
+			certificateHashes = [(await res.text()).trim()];
+		}
+		let ca: string | undefined;
+		if (!certificateHashes && !tls.disableVerify && tls.root.length > 0) {
+			ca = (await Promise.all(tls.root.map((f) => readFile(f, "utf8")))).join("\n");
+		}
+		const idle = config.cluster?.peerIdleTimeoutMs ?? 5000;
+		const conn = await connectQuic({
+			host,
+			port,
+			alpns: PEER_ALPNS,
+			serverName: url.hostname,
+			certificateHashes,
+			insecure: !certificateHashes && tls.disableVerify,
+			ca,
+			timeoutMs: 10_000,
+			// A killed peer is noticed within the idle timeout; PINGs keep a quiet link alive.
+			limits: { idleTimeoutMs: idle, keepAliveMs: Math.max(250, Math.floor(idle / 3)) },
+		});
+		return { transport: conn, token };
+	}
+
+	/** Runs the moq-lite session of a link that came up. */
+	open(link: PeerLink, transport: TransportSession, token: string | null): MoqSession {
+		const url = new URL(link.peer.url);
+		// The token travels in the SETUP path, as `?jwt=` does on a URL; it is never logged.
+		const target = `${url.pathname || "/"}${token ? `?jwt=${encodeURIComponent(token)}` : ""}`;
+		this.#log.info("cluster link up", { peer: link.peer.url, protocol: transport.protocol });
+		return this.#opts.startSession(transport, { target, grant: peerGrant() });
+	}
+}
