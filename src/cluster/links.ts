@@ -15,11 +15,17 @@
 
 import { readFile } from "node:fs/promises";
 import { Grant } from "../auth/grant.ts";
+import { parseClusterPeer, shouldDial } from "../config/cluster-urls.ts";
 import type { ClusterPeer, RelayConfig } from "../config/types.ts";
+import { NOT_FOUND } from "../errors/codes.ts";
 import type { Logger } from "../log/logger.ts";
 import type { DialTarget, MoqSession } from "../moq/lite/session.ts";
-import { ROOT } from "../path/index.ts";
+import { normalizePath, type Path, ROOT, stripPrefix } from "../path/index.ts";
 import { connectQuic } from "../quic/client.ts";
+import type { AnnounceWatcher } from "../relay/announcements.ts";
+import type { Relay } from "../relay/relay.ts";
+import type { RelayTrack } from "../relay/track.ts";
+import type { TrackHandle, TrackInfo, UpstreamPublisher } from "../relay/types.ts";
 import type { TransportSession } from "../transport/types.ts";
 
 /** ALPNs offered to a peer, newest first: moq-relay 0.14 peers pick moq-lite-05. */
@@ -65,6 +71,8 @@ export interface PeerStatus {
 export interface ClusterLinksOptions {
 	config: RelayConfig;
 	log: Logger;
+	/** The worker's relay core: gossip publishes our entry in it and watches the others'. */
+	relay: Relay;
 	/** Starts a moq-lite session over a dialled transport (the worker's own bookkeeping, limits and guard). */
 	startSession(transport: TransportSession, dial: DialTarget): MoqSession;
 }
@@ -187,11 +195,52 @@ class PeerLink {
 	}
 }
 
-/** The dialled side of the cluster: one link per configured peer, held by one worker. */
+/** A gossiped peer unannounced this long is dropped (moq-relay's 60 s: a re-announce within it keeps the link). */
+const GOSSIP_STALE_MS = 60_000;
+
+/**
+ * Our gossip entry `<prefix>/<node>`: an empty broadcast (no tracks), published while the relay runs
+ * so that the others discover our URL.
+ */
+class GossipEntry implements UpstreamPublisher {
+	readonly id: number;
+	constructor(id: number) {
+		this.id = id;
+	}
+	subscribeUpstream(track: TrackHandle): void {
+		(track as RelayTrack).abortTrack(NOT_FOUND);
+	}
+	updateUpstream(): void {}
+	unsubscribeUpstream(): void {}
+	fetchTrackInfo(): Promise<TrackInfo> {
+		return Promise.reject(new Error("a gossip entry has no tracks"));
+	}
+}
+
+/**
+ * moq-relay's gossip path for a node URL: the URL as path segments ("https://a.example:4443/" →
+ * "https:/a.example:4443"), and back: a first segment ending in ":" gets its "//" again.
+ */
+export function gossipPath(prefix: string, node: string): Path {
+	return normalizePath(`${prefix}/${node}`, 64);
+}
+
+export function gossipUrl(suffix: string): string {
+	const slash = suffix.indexOf("/");
+	if (slash > 0 && suffix[slash - 1] === ":") return `${suffix.slice(0, slash)}//${suffix.slice(slash + 1)}`;
+	return suffix;
+}
+
+/** The dialled side of the cluster: one link per configured (or gossiped) peer, held by one worker. */
 export class ClusterLinks {
 	readonly #opts: ClusterLinksOptions;
 	readonly #links: PeerLink[] = [];
 	readonly #log: Logger;
+	/** Gossip: peers found under `<prefix>/`, by canonical URL, and when each was unannounced. */
+	readonly #gossiped = new Map<string, { link: PeerLink; goneAt: number | null }>();
+	#gossipEntry: { path: Path; entry: GossipEntry } | null = null;
+	#watcher: AnnounceWatcher | null = null;
+	#sweep: ReturnType<typeof setInterval> | null = null;
 
 	constructor(opts: ClusterLinksOptions) {
 		this.#opts = opts;
@@ -202,10 +251,77 @@ export class ClusterLinks {
 	start(): void {
 		for (const link of this.#links) link.start();
 		if (this.#links.length > 0) this.#log.info("cluster links", { peers: this.#links.map((l) => l.peer.url) });
+		const c = this.#opts.config.cluster;
+		if (c?.mesh && c.node !== null && c.nodeKey !== null) {
+			// As in moq-relay, a relay with no peers of its own to dial is a passive rendezvous: it
+			// advertises itself but dials nobody it discovers (the others dial it, so a pair never
+			// gets a second link that way).
+			this.#startGossip(c.prefix, c.node, c.nodeKey, this.#links.length > 0);
+		}
 	}
 
 	stop(): void {
 		for (const link of this.#links) link.stop();
+		if (this.#sweep) clearInterval(this.#sweep);
+		if (this.#watcher) this.#opts.relay.announces.unwatch(this.#watcher);
+		if (this.#gossipEntry) this.#opts.relay.unpublish(this.#gossipEntry.path, this.#gossipEntry.entry, true);
+	}
+
+	/**
+	 * Gossip (`mesh = true`), as moq-relay does it: publish `<prefix>/<node>`, and dial each relay
+	 * found there whose URL sorts after ours (the other side of each pair dials us). A relay that
+	 * unannounces is dropped after 60 s unless it comes back.
+	 */
+	#startGossip(prefix: string, node: string, selfKey: string, discover: boolean): void {
+		const relay = this.#opts.relay;
+		const path = gossipPath(prefix, node);
+		const entry = new GossipEntry(relay.nextSessionId());
+		this.#gossipEntry = { path, entry };
+		relay.publish(path, [], entry);
+		this.#log.info("advertising this relay for gossip", { path });
+		if (!discover) return;
+		const root = normalizePath(prefix, 64);
+		const seen = (p: Path, active: boolean) => {
+			const suffix = stripPrefix(p, root);
+			if (suffix === null || suffix === "") return;
+			let peer: ClusterPeer;
+			try {
+				peer = parseClusterPeer(gossipUrl(suffix));
+			} catch {
+				return;
+			}
+			if (peer.key === selfKey || !shouldDial(selfKey, peer.key)) return;
+			if (this.#links.some((l) => l.peer.key === peer.key && !this.#gossiped.has(peer.key))) return; // configured
+			const known = this.#gossiped.get(peer.key);
+			if (!active) {
+				if (known) known.goneAt = Date.now();
+				return;
+			}
+			if (known) {
+				known.goneAt = null;
+				return;
+			}
+			const link = new PeerLink(peer, this);
+			this.#links.push(link);
+			this.#gossiped.set(peer.key, { link, goneAt: null });
+			this.#log.info("discovered cluster peer; dialling", { peer: peer.url });
+			link.start();
+		};
+		const watcher: AnnounceWatcher = { prefix: root, onAnnounce: (p, e) => seen(p, e !== null) };
+		this.#watcher = watcher;
+		for (const e of relay.announces.watch(watcher)) seen(e.path, true);
+		this.#sweep = setInterval(() => {
+			const now = Date.now();
+			for (const [key, g] of this.#gossiped) {
+				if (g.goneAt === null || now - g.goneAt < GOSSIP_STALE_MS) continue;
+				g.link.stop();
+				this.#gossiped.delete(key);
+				const i = this.#links.indexOf(g.link);
+				if (i >= 0) this.#links.splice(i, 1);
+				this.#log.info("gossiped cluster peer gone", { peer: g.link.peer.url });
+			}
+		}, 5000);
+		this.#sweep.unref();
 	}
 
 	status(): PeerStatus[] {
