@@ -49,6 +49,7 @@ export async function runRelay(config: RelayConfig, log: Logger): Promise<Worker
 		entry: new URL("../worker/entry.ts", import.meta.url),
 		workerData: init,
 		log,
+		resourceLimits: workerHeapLimits(),
 	});
 	// A dead worker cannot release its sessions and connections: give them back before its
 	// replacement starts, so the relay-wide counts stay exact across any number of restarts.
@@ -133,4 +134,17 @@ export async function runRelay(config: RelayConfig, log: Logger): Promise<Worker
 	process.on("SIGINT", () => drain("SIGINT"));
 	process.on("SIGTERM", () => drain("SIGTERM"));
 	return pool;
+}
+
+/**
+ * Each worker's young generation is capped. V8 grows a busy isolate's semi-spaces to their
+ * maximum (tens of MB each) and keeps them: with the relay's small, short-lived per-group objects
+ * that only raised every worker's resident memory, round after round of broadcasts, without
+ * making scavenges rarer in a way the fan-out path notices (docs/soak.md has the measurements).
+ * MOQ_FANOUT_YOUNG_GENERATION_MB overrides it (0: V8's default) for measurements.
+ */
+function workerHeapLimits(): { maxYoungGenerationSizeMb?: number } {
+	const override = process.env.MOQ_FANOUT_YOUNG_GENERATION_MB;
+	const mb = override !== undefined && /^\d+$/.test(override) ? Number(override) : 16;
+	return mb > 0 ? { maxYoungGenerationSizeMb: mb } : {};
 }
