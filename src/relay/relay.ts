@@ -180,6 +180,12 @@ export class Relay {
 			this.link?.localPublished(path, best.hops, best.peer);
 			return b;
 		}
+		if (b && b.publisher === null && this.link) {
+			// Another worker's route is in use: ours is an offer, and the path's owner worker decides
+			// (it answers with `activateLocal` when ours is the better one).
+			this.link.localPublished(path, best.hops, best.peer);
+			return b;
+		}
 		const nb = this.#install(path, best.hops, best.publisher, this.worker, best.publisher.id, best.peer);
 		this.link?.localPublished(path, best.hops, best.peer);
 		return nb;
@@ -293,7 +299,15 @@ export class Relay {
 	/** Another worker holds the publisher of `path` (replicated announcement). */
 	publishRemote(path: Path, hops: readonly number[], worker: number, peer = false): void {
 		const existing = this.broadcasts.get(path);
-		if (existing && existing.publisher === null && existing.worker === worker) return;
+		if (existing && existing.publisher === null && existing.worker === worker) {
+			// The same worker's route with another hop chain (it spliced): the replica follows.
+			if (!hopsEqual(existing.hops, hops) || existing.fromPeer !== peer) {
+				existing.hops = [...hops];
+				existing.fromPeer = peer;
+				this.announces.update({ path, hops, owner: REMOTE_OWNER + worker, peer });
+			}
+			return;
+		}
 		this.#install(path, hops, null, worker, REMOTE_OWNER + worker, peer);
 	}
 

@@ -292,7 +292,12 @@ export class ShardLink implements RelayLink {
 		}
 		if (!best) return;
 		const cur = this.#owned.get(path);
-		if (cur && cur.w === best.w && hopsEqual(cur.hops, best.hops) && best.w !== newest) return;
+		if (cur && cur.w === best.w && hopsEqual(cur.hops, best.hops) && best.w !== newest) {
+			// A worse offer changed nothing; its worker may have installed it while it had no replica
+			// yet: tell it the route in use.
+			if (newest >= 0) this.#send(newest, { type: "ann", path, hops: best.hops, w: best.w, peer: best.peer });
+			return;
+		}
 		this.#owned.set(path, { w: best.w, hops: best.hops, peer: best.peer });
 		this.#sendAll({ type: "ann", path, hops: best.hops, w: best.w, peer: best.peer });
 	}
