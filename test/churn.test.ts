@@ -89,8 +89,13 @@ describe("session churn against the relay process (2 workers)", { timeout: 150_0
 			s.groupsReceived.net > 0 && s.groupsReceived.quic > 0,
 			`groups received: ${JSON.stringify(s.groupsReceived)}`,
 		);
-		// Abrupt ends were seen by viewers that stayed (as a reset: the publisher never ended the track).
-		assert.ok(total(s.afterAbruptEnd.reset) > 0, `after an abrupt end: ${JSON.stringify(s.afterAbruptEnd)}`);
+		// A lost connection (our QUIC publisher's transport error) reaches the viewers that stayed as a
+		// reset, never as a clean end. (@moq/net's "abrupt" rounds are a graceful close: a clean end.)
+		const quicAbrupt = s.afterAbruptEnd.byPublisher.quic;
+		assert.ok(quicAbrupt.reset > 0, `after a lost connection: ${JSON.stringify(s.afterAbruptEnd)}`);
+		assert.equal(quicAbrupt.clean, 0, `a lost connection never ends cleanly: ${JSON.stringify(s.afterAbruptEnd)}`);
+		// And a clean end is never a reset.
+		assert.equal(total(s.afterCleanEnd.reset), 0, `after a clean end: ${JSON.stringify(s.afterCleanEnd)}`);
 		for (const k of LEAK_COUNTS) assert.ok(peak[k] > 0, `${k} rose while the churn ran (peak ${peak[k]})`);
 
 		// Everyone has left: every count the relay keeps of them reads zero. Workers publish their

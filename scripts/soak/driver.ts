@@ -25,6 +25,7 @@
 import * as Net from "@moq/net";
 import { MoqClient } from "../../src/client/index.ts";
 import { connectQuic } from "../../src/quic/client.ts";
+import type { QuicConnection } from "../../src/quic/connection.ts";
 
 /** `net`: the official @moq/net client over WebSocket. `quic`: our own client over raw QUIC. */
 export type ClientKind = "net" | "quic";
@@ -174,6 +175,13 @@ interface PublisherSession {
 	end(): void;
 	/** Closes the session (without ending the broadcast first, if `end` was not called). */
 	close(): void;
+	/**
+	 * Loses the connection: our QUIC client closes it with a transport error (as a crashed or cut-off
+	 * publisher's connection ends), which the relay must treat as a loss. @moq/net has no way to drop
+	 * its WebSocket; its close is a graceful close (APPLICATION_CLOSE 0), which ends what it published
+	 * cleanly.
+	 */
+	drop(): void;
 }
 
 interface SubscriptionHandlers {
@@ -198,7 +206,7 @@ async function netConnect(base: string, timeoutMs: number): Promise<Net.Connecti
 	});
 }
 
-async function quicConnect(o: Required<ChurnOptions>): Promise<MoqClient> {
+async function quicConnect(o: Required<ChurnOptions>): Promise<{ client: MoqClient; quic: QuicConnection }> {
 	const quic = await connectQuic({
 		host: o.host,
 		port: o.port,
@@ -206,7 +214,7 @@ async function quicConnect(o: Required<ChurnOptions>): Promise<MoqClient> {
 		certificateHashes: [o.fingerprint],
 		timeoutMs: o.connectTimeoutMs,
 	});
-	return await MoqClient.connect(quic, { path: "/anon" });
+	return { client: await MoqClient.connect(quic, { path: "/anon" }), quic };
 }
 
 async function openPublisher(kind: ClientKind, name: string, o: Required<ChurnOptions>): Promise<PublisherSession> {
@@ -226,9 +234,10 @@ async function openPublisher(kind: ClientKind, name: string, o: Required<ChurnOp
 				broadcast.close();
 			},
 			close: () => conn.close(),
+			drop: () => conn.close(),
 		};
 	}
-	const client = await withTimeout(quicConnect(o), o.connectTimeoutMs, "QUIC connect");
+	const { client, quic } = await withTimeout(quicConnect(o), o.connectTimeoutMs, "QUIC connect");
 	const broadcast = client.publish(name);
 	const track = broadcast.track(TRACK);
 	return {
@@ -240,6 +249,8 @@ async function openPublisher(kind: ClientKind, name: string, o: Required<ChurnOp
 		},
 		end: () => broadcast.close(),
 		close: () => client.close(0, "done"),
+		// INTERNAL_ERROR (0x1), a transport error: not a graceful close.
+		drop: () => quic.abortTransport(0x1, "dropped"),
 	};
 }
 
@@ -288,7 +299,7 @@ async function openViewer(kind: ClientKind, o: Required<ChurnOptions>): Promise<
 			close: () => conn.close(),
 		};
 	}
-	const client = await withTimeout(quicConnect(o), o.connectTimeoutMs, "QUIC connect");
+	const { client } = await withTimeout(quicConnect(o), o.connectTimeoutMs, "QUIC connect");
 	return {
 		subscribe(name, h) {
 			let ended = false;
@@ -540,7 +551,7 @@ export class Churn {
 		} else {
 			state.live = false;
 			state.ended = "abrupt";
-			this.#close(pub);
+			pub.drop();
 			wakeAll(state);
 			await Promise.all(viewers);
 		}

@@ -28,8 +28,12 @@ import type { RelayTrack } from "../relay/track.ts";
 import type { TrackHandle, TrackInfo, UpstreamPublisher } from "../relay/types.ts";
 import type { TransportSession } from "../transport/types.ts";
 
-/** ALPNs offered to a peer, newest first: moq-relay 0.14 peers pick moq-lite-05. */
-export const PEER_ALPNS = ["moq-lite-05", "moq-lite-04", "moq-lite-03"];
+/**
+ * The ALPN a link offers over raw QUIC: moq-lite-05 only. It is the one version whose SETUP carries
+ * the path, and so the token (`?jwt=`); a lite-03/04 link over raw QUIC would reach the peer
+ * unauthenticated, as an anonymous client rather than a cluster peer. moq-relay 0.14 picks 05.
+ */
+export const PEER_ALPNS = ["moq-lite-05"];
 
 const BACKOFF_BASE_MS = 1000;
 const BACKOFF_MAX_MS = 10_000;

@@ -176,6 +176,8 @@ export class Relay {
 		const best = routes[0];
 		const b = this.broadcasts.get(path);
 		if (b && b.publisher !== null && !b.ending) {
+			// A lingering broadcast resumes only over a route whose hops are all known (see unpublish).
+			if (b.lingering && best.hops.includes(0)) return b;
 			this.#useRoute(b, best);
 			this.link?.localPublished(path, best.hops, best.peer);
 			return b;
@@ -241,7 +243,11 @@ export class Relay {
 	 */
 	unpublish(path: Path, publisher: UpstreamPublisher, clean = false): void {
 		const wasPeer = this.#routes.get(path)?.find((r) => r.publisher === publisher)?.peer ?? false;
-		const next = this.#dropRoute(path, publisher);
+		this.#dropRoute(path, publisher);
+		// Failover only onto a route whose every hop is known: a chain with unknown (0) ids came over
+		// a lite-02/03 link, where a loop cannot be seen, and may be this very broadcast coming back
+		// (the ghost broadcasts of moq-relay's issues #1148 and #2718). Those routes stay offers.
+		const next = this.#routes.get(path)?.find((r) => !r.hops.includes(0));
 		const b = this.broadcasts.get(path);
 		if (!b || b.publisher !== publisher) {
 			// A standby route went away: the shard owner learns this worker's best offer now.

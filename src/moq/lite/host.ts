@@ -8,6 +8,7 @@
 import type { Reader } from "../../coding/reader.ts";
 import type { Logger } from "../../log/logger.ts";
 import type { Relay } from "../../relay/relay.ts";
+import type { UpstreamPublisher } from "../../relay/types.ts";
 import type { TransportSession, TransportStream } from "../../transport/types.ts";
 import type { ControlReader } from "../control-reader.ts";
 import type { DecodeLimits } from "./wire/message.ts";
@@ -22,6 +23,8 @@ export interface SessionHost {
 	readonly closed: boolean;
 	/** The peer's hop id from its lite-05 SETUP (another relay's origin), 0 when unknown. */
 	readonly peerOrigin: number;
+	/** This session's publishing side in the relay core (what the peer announced to us), once ready. */
+	readonly upstream: UpstreamPublisher | null;
 	/**
 	 * The session guard for work done outside a transport callback (timers, promise callbacks,
 	 * fan-out wake-ups): closes this session alone with the error's code and counts the fault.

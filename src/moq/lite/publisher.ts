@@ -130,10 +130,15 @@ export class LitePublisher {
 			// An edge relay of a tree never carries traffic between other relays: what it learned from a
 			// relay is for its own viewers, never offered to another relay.
 			const edge = host.relay.config.cluster?.tier === "edge" && grant.peer;
+			// Toward another relay, never offer a broadcast back over the link it came from: on lite-02/03
+			// links hop chains carry no ids, so this is the only loop guard there is.
+			const fromThisLink = (absPath: Path): boolean =>
+				grant.peer && host.upstream !== null && host.relay.broadcasts.get(absPath)?.publisher === host.upstream;
 			const visible = (absPath: Path, hops: readonly number[], fromPeer = false): Path | null => {
 				const rel = stripPrefix(absPath, grant.root);
 				if (rel === null || !grant.canSubscribe(rel)) return null;
 				if (edge && fromPeer) return null;
+				if (fromThisLink(absPath)) return null;
 				// Split horizon: never offer a peer a route that already runs through it.
 				if (excludeHop !== 0 && hops.includes(excludeHop)) return null;
 				if (peerOrigin !== 0 && hops.includes(peerOrigin)) return null;

@@ -106,6 +106,11 @@ export class MoqSession implements SessionHost {
 		probe("session", this);
 	}
 
+	/** This session's side toward a publishing peer: the relay core's UpstreamPublisher for what it announces. */
+	get upstream(): LiteSubscriber | null {
+		return this.#subscriber;
+	}
+
 	/** 0 until negotiated. */
 	get version(): LiteVersion | 0 {
 		return this.#version ?? 0;
