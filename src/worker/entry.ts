@@ -119,7 +119,11 @@ live = node;
 
 // The cluster links are dialled by worker 0 alone: one session per peer per relay, whatever the
 // worker count (docs/architecture.md). Their state reaches the other workers once a second for /cluster.
-if (ctx.index === 0 && init.config.cluster !== null && (init.config.cluster.dial.length > 0 || init.config.cluster.mesh)) {
+if (
+	ctx.index === 0 &&
+	init.config.cluster !== null &&
+	(init.config.cluster.dial.length > 0 || init.config.cluster.mesh)
+) {
 	const cluster = new ClusterLinks({ config: init.config, log, relay: node.relay, startSession: node.dialSession });
 	links = cluster;
 	cluster.start();
