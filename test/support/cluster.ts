@@ -12,6 +12,7 @@ import net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import * as Net from "@moq/net";
+import type { PeerStatus } from "../../src/cluster/links.ts";
 import { frameBytes, sameBytes } from "./frames.ts";
 import { sleep, until } from "./wait.ts";
 
@@ -103,20 +104,8 @@ export function peerUrl(port: number): string {
 	return `http://127.0.0.1:${port}/`;
 }
 
-export interface PeerInfo {
-	url: string;
-	state: "connecting" | "connected" | "backoff" | "stopped";
-	version: number;
-	id: number;
-	rttMs: number | null;
-	backoffMs: number;
-	dials: number;
-	connects: number;
-	connectedSince: number | null;
-	lastError: string | null;
-	bytesIn: number;
-	bytesOut: number;
-}
+/** A dialled peer as `/cluster` shows it: the relay's own type. */
+export type PeerInfo = PeerStatus;
 
 export interface RouteInfo {
 	publisher: number;
