@@ -5,22 +5,25 @@
  * gossip path round-trips a URL, and only a peer may publish under `.internal/`.
  */
 import assert from "node:assert/strict";
-import { type ChildProcess, execFileSync, spawn } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { execFileSync } from "node:child_process";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { MoqClient } from "../src/client/index.ts";
 import { gossipPath, gossipUrl } from "../src/cluster/links.ts";
 import { connectQuic } from "../src/quic/client.ts";
-import { freePort } from "./support/process-relay.ts";
+import {
+	ClusterNode,
+	type ClusterPage,
+	type ClusterSecrets,
+	clusterPort,
+	httpGet,
+	makeSecrets,
+	peerUrl,
+	relayToml,
+} from "./support/cluster.ts";
 import "./support/quiet.ts";
 import { until } from "./support/wait.ts";
-
-interface ClusterPage {
-	peers: { url: string; state: string }[];
-	broadcasts: { path: string }[];
-}
 
 test("a gossip path holds a node URL and gives it back", () => {
 	const path = gossipPath(".internal/origins", "https://us-east.relay.example.com:4443/");
@@ -28,43 +31,34 @@ test("a gossip path holds a node URL and gives it back", () => {
 	assert.equal(gossipUrl(path.slice(".internal/origins/".length)), "https://us-east.relay.example.com:4443");
 });
 
-describe("gossip: three relays that know one rendezvous relay", { timeout: 60_000 }, () => {
-	let dir: string;
+describe("gossip: three relays that know one rendezvous relay", { timeout: 90_000 }, () => {
+	let secrets: ClusterSecrets;
+	const nodes: ClusterNode[] = [];
 	const ports: number[] = [];
-	const kids: ChildProcess[] = [];
-	const url = (p: number) => `http://127.0.0.1:${p}/`;
+	const url = peerUrl;
 	const page = async (p: number): Promise<ClusterPage> => {
-		// Links are held by worker 0 and shared with the others once a second: ask until it is the fresh view.
-		return (await (await fetch(`http://127.0.0.1:${p}/cluster`)).json()) as ClusterPage;
+		const r = await httpGet(`http://127.0.0.1:${p}/cluster`);
+		if (r.status !== 200) throw new Error(`GET /cluster: ${r.status}`);
+		return JSON.parse(r.body) as ClusterPage;
 	};
+	const logs = () => nodes.map((n) => `--- ${n.name} (${n.alive ? "running" : "exited"}):\n${n.log(1500)}`).join("\n");
 
 	before(async () => {
-		dir = mkdtempSync(join(tmpdir(), "moq-gossip-"));
-		const tokenCli = (args: string[]) =>
-			execFileSync(process.execPath, ["src/bin/moq-token.ts", "--key", join(dir, "root.jwk"), ...args], {
-				encoding: "utf8",
-			});
-		tokenCli(["generate"]);
-		writeFileSync(join(dir, "cluster.jwt"), tokenCli(["sign", "--publish", "", "--subscribe", ""]));
-		for (let i = 0; i < 3; i++) ports.push(await freePort());
+		secrets = makeSecrets();
+		for (let i = 0; i < 3; i++) ports.push(await clusterPort(ports));
 		for (const [i, p] of ports.entries()) {
-			const connect = i === 0 ? "" : `connect = ["${url(ports[0])}"]\n`;
-			const config = join(dir, `relay${i}.toml`);
+			const config = join(secrets.dir, `relay${i}.toml`);
 			writeFileSync(
 				config,
-				`[server.tls]\ngenerate = ["localhost", "127.0.0.1"]\n[auth]\nkey = "${join(dir, "root.jwk")}"\npublic = "anon"\n[log]\nlevel = "warn"\n` +
-					`[cluster]\nmesh = true\nnode = "${url(p)}"\ntoken = "${join(dir, "cluster.jwt")}"\n${connect}`,
+				relayToml(secrets, { mesh: { node: url(p) }, connect: i === 0 ? undefined : [url(ports[0])] }),
 			);
-			kids.push(
-				spawn(process.execPath, ["src/bin/moq-fanout.ts", "--bind", `127.0.0.1:${p}`, config, "--workers", "2"], {
-					stdio: "ignore",
-				}),
-			);
+			nodes.push(new ClusterNode(`relay${i}`, p, config));
 		}
+		await Promise.all(nodes.map((n) => n.start()));
 	});
 	after(async () => {
-		for (const k of kids) k.kill("SIGKILL");
-		rmSync(dir, { recursive: true, force: true });
+		await Promise.all(nodes.map((n) => n.kill()));
+		secrets?.remove();
 	});
 
 	test("each relay advertises itself, and each pair ends up with exactly one link", async () => {
@@ -84,7 +78,9 @@ describe("gossip: three relays that know one rendezvous relay", { timeout: 60_00
 			},
 			30_000,
 			"three links, one per pair, and every relay's entry everywhere",
-		);
+		).catch((err: Error) => {
+			throw new Error(`${err.message}\nlinks: ${[...links].join(", ")}\n${logs()}`);
+		});
 		// Pairs, whichever side dialled: never both sides of one pair.
 		const pairs = [...links].map((l) => l.split(" -> ").sort().join(" <> "));
 		assert.equal(new Set(pairs).size, 3, `one link per pair: ${[...links].join(", ")}`);
@@ -97,10 +93,10 @@ describe("gossip: three relays that know one rendezvous relay", { timeout: 60_00
 		// Publish rights on everything, but no subscribe: not a peer.
 		const token = execFileSync(
 			process.execPath,
-			["src/bin/moq-token.ts", "--key", join(dir, "root.jwk"), "sign", "--publish", ""],
+			["src/bin/moq-token.ts", "--key", secrets.key, "sign", "--publish", ""],
 			{ encoding: "utf8" },
 		).trim();
-		const fp = await (await fetch(`http://127.0.0.1:${ports[0]}/certificate.sha256`)).text();
+		const fp = (await httpGet(`http://127.0.0.1:${ports[0]}/certificate.sha256`)).body;
 		const quic = await connectQuic({
 			host: "127.0.0.1",
 			port: ports[0],
@@ -124,7 +120,7 @@ describe("gossip: three relays that know one rendezvous relay", { timeout: 60_00
 		await until(
 			async () =>
 				/moq_fanout_refusals_total\{[^}]*reason="announce_route"[^}]*\} [1-9]/.test(
-					await (await fetch(`http://127.0.0.1:${ports[0]}/metrics`)).text(),
+					(await httpGet(`http://127.0.0.1:${ports[0]}/metrics`)).body,
 				),
 			5000,
 			"the refused announcement counted",

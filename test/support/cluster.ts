@@ -75,6 +75,8 @@ export interface ClusterSection {
 	nodes?: string[];
 	linger?: string;
 	peerIdleTimeout?: string;
+	/** Gossip (`mesh = true`) with this relay's own URL as `node`. */
+	mesh?: { node: string };
 }
 
 /** A relay.toml: generated self-signed TLS, the shared key with `/anon` public, and `[cluster]`. */
@@ -94,6 +96,7 @@ export function relayToml(secrets: ClusterSecrets, cluster: ClusterSection): str
 	if (cluster.id !== undefined) lines.push(`id = ${cluster.id}`);
 	if (cluster.connect) lines.push(`connect = [${cluster.connect.map(q).join(", ")}]`);
 	if (cluster.nodes) lines.push(`nodes = [${cluster.nodes.map(q).join(", ")}]`);
+	if (cluster.mesh) lines.push("mesh = true", `node = ${q(cluster.mesh.node)}`);
 	lines.push(`linger = ${q(cluster.linger ?? "1s")}`);
 	lines.push(`peer_idle_timeout = ${q(cluster.peerIdleTimeout ?? "2s")}`);
 	return `${lines.join("\n")}\n`;
