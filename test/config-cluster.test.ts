@@ -88,19 +88,26 @@ describe("cluster URLs", () => {
 			key: "https://relay.example/",
 			jwt: null,
 			cost: null,
+			version: null,
 		});
 		assert.deepEqual(parseClusterPeer("relay.example:4443"), {
 			url: "https://relay.example:4443/",
 			key: "https://relay.example:4443/",
 			jwt: null,
 			cost: null,
+			version: null,
 		});
 		assert.deepEqual(parseClusterPeer("https://Relay.Example:443/?jwt=abc.def.ghi&cost=7&x=1"), {
 			url: "https://relay.example/?x=1",
 			key: "https://relay.example/",
 			jwt: "abc.def.ghi",
 			cost: 7,
+			version: null,
 		});
+		// Our own ?version= pins a link to one moq-lite version, and is not part of the URL either.
+		const pinned = parseClusterPeer("http://127.0.0.1:4443/?version=moq-lite-02");
+		assert.equal(pinned.version, 2);
+		assert.equal(pinned.url, "http://127.0.0.1:4443/");
 		// An empty ?jwt= is no token (moq-relay: "an empty ?jwt= counts as absent").
 		assert.equal(parseClusterPeer("https://relay.example/?jwt=").jwt, null);
 		assert.equal(parseClusterPeer("https://relay.example/?jwt=").url, "https://relay.example/");
@@ -124,6 +131,12 @@ describe("cluster URLs", () => {
 			["https://relay.example/?cost=cheap", /\?cost= must be a non-negative integer, got "cheap"/],
 			["https://relay.example/?cost=-1", /\?cost= must be a non-negative integer/],
 			["https://relay.example/?jwt=a&jwt=b", /\?jwt= is given 2 times/],
+			[
+				"https://relay.example/?version=moq-lite-06",
+				/\?version= must be one of moq-lite-02 … moq-lite-05, got "moq-lite-06"/,
+			],
+			["https://relay.example/?version=3", /\?version= must be one of/],
+			["https://relay.example/?version=moq-lite-03&version=moq-lite-02", /\?version= is given 2 times/],
 		];
 		for (const [value, pattern] of cases) {
 			assert.throws(() => parseClusterPeer(value), pattern, String(value));
@@ -267,7 +280,7 @@ describe("[cluster]: the deployment guides", () => {
 		// A peer URL may carry its own token (the guide's "?jwt=" on the URL).
 		const inline = cluster(`${BASE}[cluster]\nconnect = "https://relay.example.com/?jwt=abc"\n`);
 		assert.deepEqual(inline.dial, [
-			{ url: "https://relay.example.com/", key: "https://relay.example.com/", jwt: "abc", cost: null },
+			{ url: "https://relay.example.com/", key: "https://relay.example.com/", jwt: "abc", cost: null, version: null },
 		]);
 	});
 });

@@ -17,11 +17,12 @@ import { readFile } from "node:fs/promises";
 import { Grant } from "../auth/grant.ts";
 import { parseClusterPeer, shouldDial } from "../config/cluster-urls.ts";
 import type { ClusterPeer, RelayConfig } from "../config/types.ts";
-import { NOT_FOUND } from "../errors/codes.ts";
+import * as Code from "../errors/codes.ts";
 import type { Logger } from "../log/logger.ts";
 import type { DialTarget, MoqSession } from "../moq/lite/session.ts";
 import { normalizePath, type Path, ROOT, stripPrefix } from "../path/index.ts";
 import { connectQuic } from "../quic/client.ts";
+import { connectWebTransport } from "../webtransport/client.ts";
 import type { AnnounceWatcher } from "../relay/announcements.ts";
 import type { Relay } from "../relay/relay.ts";
 import type { RelayTrack } from "../relay/track.ts";
@@ -34,6 +35,8 @@ import type { TransportSession } from "../transport/types.ts";
  * unauthenticated, as an anonymous client rather than a cluster peer. moq-relay 0.14 picks 05.
  */
 export const PEER_ALPNS = ["moq-lite-05"];
+/** HTTP/3, for WebTransport links (RFC 9114 §3.1). */
+const H3_ALPN = "h3";
 
 const BACKOFF_BASE_MS = 1000;
 const BACKOFF_MAX_MS = 10_000;
@@ -91,6 +94,8 @@ class PeerLink {
 	state: PeerState = "backoff";
 	session: MoqSession | null = null;
 	transport: TransportSession | null = null;
+	/** The link's QUIC counters (under WebTransport too). */
+	stats: (() => LinkStats | null) | null = null;
 	dials = 0;
 	connects = 0;
 	connectedSince: number | null = null;
@@ -143,12 +148,13 @@ class PeerLink {
 		this.state = "connecting";
 		this.dials++;
 		this.#links.connect(this).then(
-			({ transport, token }) => {
+			({ transport, token, stats }) => {
 				if (this.state === "stopped") {
 					transport.close(0, "relay shutting down");
 					return;
 				}
 				this.transport = transport;
+				this.stats = stats;
 				const onClose = (reason: string) => {
 					this.#bytesTotalIn += this.#bytesIn;
 					this.#bytesTotalOut += this.#bytesOut;
@@ -156,6 +162,7 @@ class PeerLink {
 					this.#bytesOut = 0;
 					this.session = null;
 					this.transport = null;
+					this.stats = null;
 					this.#schedule(reason);
 				};
 				const session = this.#links.open(this, transport, token);
@@ -175,9 +182,8 @@ class PeerLink {
 	}
 
 	status(): PeerStatus {
-		const t = this.transport as (TransportSession & { linkStats?: () => LinkStats | null }) | null;
 		const session = this.session;
-		const stats = t?.linkStats?.() ?? null;
+		const stats = this.stats?.() ?? null;
 		if (stats) {
 			this.#bytesIn = stats.bytesIn;
 			this.#bytesOut = stats.bytesOut;
@@ -212,7 +218,7 @@ class GossipEntry implements UpstreamPublisher {
 		this.id = id;
 	}
 	subscribeUpstream(track: TrackHandle): void {
-		(track as RelayTrack).abortTrack(NOT_FOUND);
+		(track as RelayTrack).abortTrack(Code.NOT_FOUND);
 	}
 	updateUpstream(): void {}
 	unsubscribeUpstream(): void {}
@@ -341,8 +347,13 @@ export class ClusterLinks {
 		return text.length > 0 ? text : null;
 	}
 
-	/** Opens the transport toward a peer (raw QUIC with the moq-lite ALPNs); also returns the token to present. */
-	async connect(link: PeerLink): Promise<{ transport: TransportSession; token: string | null }> {
+	/**
+	 * Opens the transport toward a peer (raw QUIC with moq-lite-05, or WebTransport for a link pinned
+	 * to an older version); also returns the token to present and the QUIC connection's counters.
+	 */
+	async connect(
+		link: PeerLink,
+	): Promise<{ transport: TransportSession; token: string | null; stats: () => LinkStats | null }> {
 		const token = await this.#token(link.peer);
 		const config = this.#opts.config;
 		const url = new URL(link.peer.url);
@@ -362,10 +373,13 @@ export class ClusterLinks {
 			ca = (await Promise.all(tls.root.map((f) => readFile(f, "utf8")))).join("\n");
 		}
 		const idle = config.cluster?.peerIdleTimeoutMs ?? 5000;
-		const conn = await connectQuic({
+		const version = link.peer.version ?? 5;
+		const quic = await connectQuic({
 			host,
 			port,
-			alpns: PEER_ALPNS,
+			// moq-lite-05 goes over raw QUIC (its SETUP carries the token); an older version pinned
+			// with `?version=` goes over WebTransport, whose CONNECT URL carries it.
+			alpns: version === 5 ? PEER_ALPNS : [H3_ALPN],
 			serverName: url.hostname,
 			certificateHashes,
 			insecure: !certificateHashes && tls.disableVerify,
@@ -374,13 +388,30 @@ export class ClusterLinks {
 			// A killed peer is noticed within the idle timeout; PINGs keep a quiet link alive.
 			limits: { idleTimeoutMs: idle, keepAliveMs: Math.max(250, Math.floor(idle / 3)) },
 		});
-		return { transport: conn, token };
+		const stats = () => quic.linkStats();
+		if (version === 5) return { transport: quic, token, stats };
+		const target = new URL(url.href);
+		if (token) target.searchParams.set("jwt", token);
+		// lite-03/04 are WebTransport protocols; lite-02 is plain WebTransport and its own SETUP exchange.
+		const protocols = version === 2 ? [] : [`moq-lite-0${version}`];
+		try {
+			const wt = await connectWebTransport(quic, target, protocols, { timeoutMs: 10_000 });
+			if (version !== 2 && wt.protocol !== protocols[0]) {
+				wt.close(Code.VERSION, "the peer did not accept the pinned version");
+				throw new Error(`the peer did not accept ${protocols[0]} over WebTransport`);
+			}
+			return { transport: wt, token, stats };
+		} catch (err) {
+			quic.close(0, "");
+			throw err;
+		}
 	}
 
 	/** Runs the moq-lite session of a link that came up. */
 	open(link: PeerLink, transport: TransportSession, token: string | null): MoqSession {
 		const url = new URL(link.peer.url);
-		// The token travels in the SETUP path, as `?jwt=` does on a URL; it is never logged.
+		// Over raw QUIC the token travels in the SETUP path (over WebTransport it went in the CONNECT
+		// URL), as `?jwt=` does on a URL; it is never logged.
 		const target = `${url.pathname || "/"}${token ? `?jwt=${encodeURIComponent(token)}` : ""}`;
 		this.#log.info("cluster link up", { peer: link.peer.url, protocol: transport.protocol });
 		return this.#opts.startSession(transport, { target, grant: peerGrant() });

@@ -2,7 +2,9 @@
  * Cluster peer URLs as moq-relay reads them (rs/moq-relay/src/cluster.rs): a full URL such as
  * `https://relay.example/?jwt=TOKEN`, or a deprecated bare `host` / `host:port` that becomes
  * `https://host:port/`. `?jwt=` (the peer's token) and `?cost=` (the link's price) are read off
- * the URL and kept apart, so the URL left over is safe to log and to hand to clients.
+ * the URL and kept apart, so the URL left over is safe to log and to hand to clients. So is our own
+ * `?version=moq-lite-0N`, which pins the link to one moq-lite version (for a peer that speaks only
+ * an older one, such as a seed-era relay on lite-02).
  *
  * A peer's identity is its canonical URL (`canonicalClusterUrl`): lower-case scheme and host, no
  * default port, no query, no trailing slash on a path. `shouldDial` breaks the symmetry of a
@@ -14,7 +16,7 @@ import { X509Certificate } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { hostname, networkInterfaces } from "node:os";
 import { describeValue } from "./errors.ts";
-import type { ClusterPeer } from "./types.ts";
+import type { ClusterPeer, PeerLiteVersion } from "./types.ts";
 
 /** Schemes moq-fanout dials: WebTransport over TLS (`https:`), or `http:` (moq-relay's insecure development form). */
 export const CLUSTER_URL_SCHEMES: readonly string[] = ["https:", "http:"];
@@ -79,9 +81,20 @@ export function parseClusterPeer(value: unknown): ClusterPeer {
 			throw new Error(`?cost= must be a non-negative integer, got ${describeValue(costs[0])}`);
 		}
 	}
+	const versions = params.getAll("version");
+	if (versions.length > 1) throw new Error(`?version= is given ${versions.length} times in ${describeValue(value)}`);
+	let version: PeerLiteVersion | null = null;
+	if (versions.length === 1) {
+		const m = /^moq-lite-0([2-5])$/.exec(versions[0]);
+		if (!m) {
+			throw new Error(`?version= must be one of moq-lite-02 … moq-lite-05, got ${describeValue(versions[0])}`);
+		}
+		version = Number(m[1]) as PeerLiteVersion;
+	}
 	params.delete("jwt");
 	params.delete("cost");
-	return { url: url.href, key: canonical(url), jwt: jwts[0] || null, cost };
+	params.delete("version");
+	return { url: url.href, key: canonical(url), jwt: jwts[0] || null, cost, version };
 }
 
 /** The identity of a parsed URL: scheme, host, port unless default, path without a trailing slash. */

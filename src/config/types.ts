@@ -139,7 +139,15 @@ export interface ClusterPeer {
 	jwt: string | null;
 	/** `?cost=N`, the link's routing price (moq-lite-06+; ignored by older versions). null = unpriced. */
 	cost: number | null;
+	/**
+	 * `?version=moq-lite-0N`: the one moq-lite version the link speaks; null = moq-lite-05 over raw
+	 * QUIC, as moq-relay dials. 02–04 go over WebTransport, where the CONNECT URL carries the token.
+	 */
+	version: PeerLiteVersion | null;
 }
+
+/** The moq-lite versions a cluster link can be pinned to (`?version=`). */
+export type PeerLiteVersion = 2 | 3 | 4 | 5;
 
 /** The validated `[cluster]` table. */
 export interface ClusterConfig {

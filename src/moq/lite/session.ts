@@ -26,7 +26,14 @@ import { encodeGoaway } from "./wire/goaway.ts";
 import type { DecodeLimits } from "./wire/message.ts";
 import { decodeProbe } from "./wire/probe.ts";
 import { decodeSessionInfo } from "./wire/session.ts";
-import { decodeClientSetup, decodeLiteSetup, encodeLiteSetup, encodeServerSetup } from "./wire/setup.ts";
+import {
+	decodeClientSetup,
+	decodeLiteSetup,
+	decodeServerSetupMessage,
+	encodeClientSetup,
+	encodeLiteSetup,
+	encodeServerSetup,
+} from "./wire/setup.ts";
 import { BIDI, UNI } from "./wire/stream-type.ts";
 import { hasGoaway, hasLiteSetup, LITE_02, type LiteVersion, versionFromAlpn } from "./wire/version.ts";
 
@@ -133,7 +140,12 @@ export class MoqSession implements SessionHost {
 		const v = versionFromAlpn(t.protocol);
 		const dial = this.#ctx.dial;
 		if (dial) {
-			// We are the client of this link: the version came from ALPN (lite-03 and later).
+			// We are the client of this link: the version came from ALPN or wt-protocol (lite-03 and
+			// later), or, over WebTransport with no protocol, from the lite-02 SETUP exchange.
+			if (v === null && t.kind === "webtransport" && (t.protocol === "" || t.protocol === "moql")) {
+				this.#dialLegacySetup(dial);
+				return;
+			}
 			if (v === null) {
 				this.close(Code.VERSION, `the peer chose ${JSON.stringify(t.protocol)}, not a moq-lite version`);
 				return;
@@ -444,6 +456,49 @@ export class MoqSession implements SessionHost {
 		// A FIN on the lite-02 session stream ends the session; never reset it (that kills @moq/lite).
 		s.onFin = () => this.close(0, "session stream closed");
 		s.onReset = (code) => this.close(code, "session stream reset");
+	}
+
+	/**
+	 * The client side of the lite-02 handshake (a link to a relay that speaks only moq-lite-02):
+	 * CLIENT_SETUP offering lite-02 on a bidi stream, then the server's SERVER_SETUP. That stream
+	 * stays open as the session stream: its FIN ends the session.
+	 */
+	#dialLegacySetup(dial: DialTarget): void {
+		this.#setupTimer = setTimeout(() => this.guarded(() => this.close(Code.TIMEOUT, "no SETUP")), SETUP_TIMEOUT_MS);
+		this.withStream(true, (s) => {
+			const w = new Writer(32);
+			encodeClientSetup(w, { versions: [LITE_02], params: new Map() });
+			s.write(w.view());
+			const reader = this.reader(s);
+			let done = false;
+			reader.follow(() => {
+				if (done) {
+					this.drain(
+						reader,
+						(r) => decodeSessionInfo(r, 2, this.limits),
+						() => {},
+					);
+					return;
+				}
+				const setup = reader.next(decodeServerSetupMessage);
+				if (setup === undefined) return;
+				done = true;
+				if (setup.version !== LITE_02) {
+					this.close(Code.VERSION, `the peer chose version 0x${setup.version.toString(16)}, not moq-lite-02`);
+					return;
+				}
+				this.#version = 2;
+				this.#authorized(dial.grant);
+				if (reader.buf.length)
+					this.drain(
+						reader,
+						(r) => decodeSessionInfo(r, 2, this.limits),
+						() => {},
+					);
+			});
+			s.onFin = () => this.close(0, "session stream closed");
+			s.onReset = (code) => this.close(code, "session stream reset");
+		});
 	}
 
 	/** Our lite-05 SETUP: our hop id (a peer relay uses it for split horizon), and the path when we dial over raw QUIC. */

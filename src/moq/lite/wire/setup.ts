@@ -143,6 +143,13 @@ export function decodeServerSetup(r: Reader, limits?: DecodeLimits): ServerSetup
 	return decodeBody(r, r.u16(), COMPAT, limits, serverSetupBody);
 }
 
+/** Reads a whole SERVER_SETUP, its `21` type byte first (what a lite-02 client reads back). */
+export function decodeServerSetupMessage(r: Reader, limits?: DecodeLimits): ServerSetup {
+	const type = r.varint();
+	if (type !== BIDI.SETUP_SERVER) throw new DecodeError(`expected SERVER_SETUP, got type 0x${type.toString(16)}`);
+	return decodeServerSetup(r, limits);
+}
+
 function serverSetupBody(r: Reader): ServerSetup {
 	const version = r.varint();
 	return { version, params: readParams(r) };
