@@ -504,67 +504,114 @@ describe("cluster of relay processes", { timeout: 170_000 }, () => {
 		verdict("triangle and mesh", problems, [...tri, ...mesh]);
 	});
 
-	it("failover in a diamond: killing the relay in use moves C's viewers to the other route on the same subscription", async () => {
+	/**
+	 * The diamond A←B←C, A←D←C with the publisher on A and viewers on C. `inbound`: B and D dial C
+	 * instead, so C's two links land on whichever of its workers the kernel picks; the scenario
+	 * redials until they are on different workers, so that the failover moves the broadcast from
+	 * one worker to the other (its rings handed over) rather than between two routes of one worker.
+	 */
+	async function diamondFailover(inbound: boolean): Promise<void> {
+		const tag = inbound ? "din" : "dia";
+		const base = inbound ? 310 : 300;
 		const [A, B, C, D] = await nodes([
-			{ name: "dia-A", cluster: () => ({ id: 301 }) },
-			{ name: "dia-B", cluster: (p) => ({ id: 302, connect: [peerUrl(p[0])] }) },
-			{ name: "dia-C", cluster: (p) => ({ id: 303, connect: [peerUrl(p[1]), peerUrl(p[3])] }) },
-			{ name: "dia-D", cluster: (p) => ({ id: 304, connect: [peerUrl(p[0])] }) },
+			{ name: `${tag}-A`, cluster: () => ({ id: base + 1 }) },
+			{
+				name: `${tag}-B`,
+				cluster: (p) => ({ id: base + 2, connect: inbound ? [peerUrl(p[0]), peerUrl(p[2])] : [peerUrl(p[0])] }),
+			},
+			{ name: `${tag}-C`, cluster: (p) => ({ id: base + 3, connect: inbound ? [] : [peerUrl(p[1]), peerUrl(p[3])] }) },
+			{
+				name: `${tag}-D`,
+				cluster: (p) => ({ id: base + 4, connect: inbound ? [peerUrl(p[0]), peerUrl(p[2])] : [peerUrl(p[0])] }),
+			},
 		]);
 		const relays = [A, B, C, D];
+		const path = `anon/${tag}`;
 		const problems: string[] = [];
 		let pub: Publisher | undefined;
 		let viewers: Viewer[] = [];
-		try {
-			await Promise.all(relays.map((n) => n.start()));
-			await linksUp(B, [A.url]);
-			await linksUp(D, [A.url]);
-			await linksUp(C, [B.url, D.url]);
-			pub = await Publisher.open(A, "dia", ["video"], SHAPE);
-			pub.start(GROUP_MS);
-			await announcedEverywhere(relays, "dia");
-			// C learns the broadcast over both links (both are C's dials, on its worker 0).
-			const both = await until(
-				paced(async () => (await routeViews(C, "anon/dia")).flatMap((v) => v.routes).length >= 2, 250),
-				5000,
-				"dia-C to hold routes through both B and D",
+		/** The worker of C holding the route through each of B and D (C's local routes end with their ids). */
+		const placement = async (): Promise<{ viaB: number[]; viaD: number[] }> => {
+			const views = await routeViews(C, path);
+			const holds = (id: number) => views.filter((v) => v.routes.some((r) => r.at(-1) === id)).map((v) => v.worker);
+			return { viaB: holds(base + 2), viaD: holds(base + 4) };
+		};
+		const bothRoutes = () =>
+			until(
+				paced(async () => {
+					const p = await placement();
+					return p.viaB.length > 0 && p.viaD.length > 0;
+				}, 250),
+				8000,
+				`${C.name} to hold routes through both B and D`,
 			).then(
 				() => true,
 				() => false,
 			);
+		try {
+			await Promise.all(relays.map((n) => n.start()));
+			if (inbound) {
+				await linksUp(B, [A.url, C.url]);
+				await linksUp(D, [A.url, C.url]);
+			} else {
+				await linksUp(B, [A.url]);
+				await linksUp(D, [A.url]);
+				await linksUp(C, [B.url, D.url]);
+			}
+			pub = await Publisher.open(A, tag, ["video"], SHAPE);
+			pub.start(GROUP_MS);
+			await announcedEverywhere(relays, tag);
+			// C learns the broadcast over both links (outbound: both are C's dials, on its worker 0).
+			let both = await bothRoutes();
+			if (inbound) {
+				// Until the kernel put B's and D's links on different workers of C: D redials from a new port.
+				let where = await placement();
+				for (let i = 0; both && where.viaB[0] === where.viaD[0] && i < 10; i++) {
+					await D.kill();
+					await D.start();
+					await linksUp(D, [A.url, C.url]);
+					both = await bothRoutes();
+					where = await placement();
+				}
+				trace("inbound diamond: C's routes via B on", where.viaB, "via D on", where.viaD);
+				if (both && where.viaB[0] === where.viaD[0])
+					problems.push(
+						`${C.name}: B's and D's links stayed on one worker through 10 redials: ${JSON.stringify(where)}`,
+					);
+			}
 			if (!both)
 				problems.push(
-					`dia-C does not hold a route through each of B and D; routes:\n    ${await dump(relays, "anon/dia")}`,
+					`${C.name} does not hold a route through each of B and D; routes:\n    ${await dump(relays, path)}`,
 				);
 			const settled = await settledRoutes(
 				[
 					[A, []],
-					[B, [301]],
-					[D, [301]],
+					[B, [base + 1]],
+					[D, [base + 1]],
 					[C, undefined],
 				],
-				"anon/dia",
+				path,
 			);
 			problems.push(...settled);
 			viewers = await openViewers(
-				[1, 2, 3].map((i) => ({ name: `C/video#${i}`, node: C, track: "video", index: 0 })),
-				"dia",
+				[1, 2, 3, 4].map((i) => ({ name: `C/video#${i}`, node: C, track: "video", index: 0 })),
+				tag,
 			);
 			const from = await receiving(pub, viewers);
 			while (pub.next < from + 10) await sleep(GROUP_MS);
 
 			// The route in use, as the worker holding it (the broadcast's owner) says.
-			const cViews = await routeViews(C, "anon/dia");
+			const cViews = await routeViews(C, path);
 			const owner = cViews.find((v) => v.worker === v.owner) ?? cViews[0];
 			const via = owner.hops?.at(-1);
 			assert.ok(
-				via === 302 || via === 304,
-				`dia-C's route in use comes through B (302) or D (304): ${fmtViews("dia-C", cViews)}`,
+				via === base + 2 || via === base + 4,
+				`${C.name}'s route in use comes through B (${base + 2}) or D (${base + 4}): ${fmtViews(C.name, cViews)}`,
 			);
-			const [victim, other] = via === 302 ? [B, D] : [D, B];
-			const otherId = via === 302 ? 304 : 302;
+			const [victim, other] = via === base + 2 ? [B, D] : [D, B];
+			const otherId = via === base + 2 ? base + 4 : base + 2;
 			const changesBefore = workerSum(await C.metrics(), "moq_fanout_route_changes_total");
-			const before = await dump(relays, "anon/dia");
+			const before = await dump(relays, path);
 
 			await victim.kill();
 			const tKill = performance.now();
@@ -583,7 +630,7 @@ describe("cluster of relay processes", { timeout: 170_000 }, () => {
 			);
 			if (!resumed) {
 				problems.push(
-					`after SIGKILL of ${victim.name} (C's route in use), C's viewers got nothing for ${bound + 3000} ms: ${viewers.map((v) => `${v.name} newest ${v.newest} (${v.ended?.how ?? "subscription open"})`).join(", ")}; publisher at ${pub.next}\n  routes before the kill:\n    ${before}\n  after:\n    ${await dump([A, C, other], "anon/dia")}`,
+					`after SIGKILL of ${victim.name} (C's route in use), C's viewers got nothing for ${bound + 3000} ms: ${viewers.map((v) => `${v.name} newest ${v.newest} (${v.ended?.how ?? "subscription open"})`).join(", ")}; publisher at ${pub.next}\n  routes before the kill:\n    ${before}\n  after:\n    ${await dump([A, C, other], path)}`,
 				);
 			} else {
 				const gaps = viewers.map((v) => {
@@ -603,8 +650,8 @@ describe("cluster of relay processes", { timeout: 170_000 }, () => {
 				if (gaps.some((g) => g.resumeMs > bound))
 					problems.push(`resumed later than peer_idle + linger + one group (${bound} ms): ${JSON.stringify(gaps)}`);
 				for (const v of viewers) if (v.ended) problems.push(`${v.name}: its subscription ended (${v.ended.how})`);
-				const now = await routeViews(C, "anon/dia");
-				problems.push(...routeProblems("dia-C", now, [301, otherId]).map((p) => `after the failover: ${p}`));
+				const now = await routeViews(C, path);
+				problems.push(...routeProblems(C.name, now, [base + 1, otherId]).map((p) => `after the failover: ${p}`));
 				// Worker figures reach /metrics once a second.
 				let changesAfter = changesBefore;
 				await until(
@@ -615,7 +662,7 @@ describe("cluster of relay processes", { timeout: 170_000 }, () => {
 					"route_changes_total to go up",
 				).catch(() =>
 					problems.push(
-						`moq_fanout_route_changes_total on dia-C did not go up: ${changesBefore} → ${changesAfter} (2.5 s after the viewers resumed; C's owner worker counts ${now.find((v) => v.worker === v.owner)?.splices} splices)`,
+						`moq_fanout_route_changes_total on ${C.name} did not go up: ${changesBefore} → ${changesAfter} (2.5 s after the viewers resumed; C's owner worker counts ${now.find((v) => v.worker === v.owner)?.splices} splices)`,
 					),
 				);
 			}
@@ -625,19 +672,25 @@ describe("cluster of relay processes", { timeout: 170_000 }, () => {
 			const tRestart = performance.now();
 			await victim.start();
 			const tUp = performance.now();
-			await linksUp(C, [victim.url], 10_000).catch((err: Error) =>
-				problems.push(`restarted ${victim.name} not relinked from dia-C within 10 s of its start: ${err.message}`),
+			// Outbound, C redials the victim (its backoff has grown meanwhile); inbound, the victim dials C at start.
+			const [dialler, dialled] = inbound ? [victim, C] : [C, victim];
+			await linksUp(dialler, [dialled.url], 10_000).catch((err: Error) =>
+				problems.push(`restarted ${victim.name} not relinked with ${C.name} within 10 s of its start: ${err.message}`),
 			);
 			const relinkMs = `${Math.round(performance.now() - tUp)} ms after it was up (${Math.round(tUp - tRestart)} ms to start, ${Math.round(tUp - tKill)} ms after the kill)`;
 			// Its hop id comes with its SETUP, just after the link is up (worker 0 holds the link).
 			let peer: PeerInfo | undefined;
+			const dialledId = inbound ? base + 3 : via;
 			await until(
-				paced(async () => (peer = (await C.workerViews()).get(0)!.peers.find((p) => p.url === victim.url))?.id === via),
+				paced(
+					async () =>
+						(peer = (await dialler.workerViews()).get(0)!.peers.find((p) => p.url === dialled.url))?.id === dialledId,
+				),
 				2000,
 				"the relinked peer's id",
 			).catch(() =>
 				problems.push(
-					`dia-C's /cluster shows the relinked ${victim.name} with id ${peer?.id}, not ${via}: ${JSON.stringify(peer)}`,
+					`${dialler.name}'s /cluster shows the relinked ${dialled.name} with id ${peer?.id}, not ${dialledId}: ${JSON.stringify(peer)}`,
 				),
 			);
 			trace("failover: relinked", relinkMs, peer);
@@ -654,12 +707,20 @@ describe("cluster of relay processes", { timeout: 170_000 }, () => {
 				);
 				for (const v of viewers)
 					if (v.duplicates.length) problems.push(`${v.name}: groups received twice: ${v.duplicates.join(",")}`);
-				trace("failover: after relink", await dump([C], "anon/dia"));
+				trace("failover: after relink", await dump([C], path));
 			}
-			verdict("diamond failover", problems, relays);
+			verdict(`diamond failover (${inbound ? "links dialled in to C" : "C dials"})`, problems, relays);
 		} finally {
 			await teardown(relays, [pub, ...viewers]);
 		}
+	}
+
+	it("failover in a diamond: killing the relay in use moves C's viewers to the other route on the same subscription", async () => {
+		await diamondFailover(false);
+	});
+
+	it("failover across workers: C's two links on different workers, the rings handed over, the same subscriptions", async () => {
+		await diamondFailover(true);
 	});
 
 	it("1-2-4 tree: each link carries the broadcast once, whatever the viewers below", async () => {

@@ -1,5 +1,6 @@
 import type { CacheBudget } from "../cache/budget.ts";
-import type { RingWriter } from "../cache/ring-writer.ts";
+import { ringReleased } from "../cache/reclaim.ts";
+import { RingWriter, type RingWriterHandover } from "../cache/ring-writer.ts";
 import type { RelayConfig } from "../config/types.ts";
 import { DROPPED } from "../errors/codes.ts";
 import type { Logger } from "../log/logger.ts";
@@ -8,7 +9,7 @@ import type { Path } from "../path/index.ts";
 import { AnnounceRegistry } from "./announcements.ts";
 import { RemoteTrack, type RemoteTrackLink } from "./remote-track.ts";
 import { hopsEqual, routeHash } from "./route-order.ts";
-import { RelayTrack, type TrackConsumer } from "./track.ts";
+import { aggregateOf, RelayTrack, type TrackConsumer } from "./track.ts";
 import type { SubscriptionParams, TrackInfo, UpstreamPublisher } from "./types.ts";
 
 /** Announce owner ids at or above this name another worker (REMOTE_OWNER + index); below are local sessions. */
@@ -31,6 +32,26 @@ export interface RelayLink extends RemoteTrackLink {
 	ringActivity(ring: RingWriter): void;
 	/** TRACK_INFO of a broadcast whose publisher is on `worker`. */
 	fetchTrackInfo(worker: number, path: Path, track: string): Promise<TrackInfo>;
+	/**
+	 * This worker's route to `path` died abruptly and it lingers: the shard owner may move the
+	 * broadcast to another worker's route now (see `publishRemote`'s hand-over).
+	 */
+	localRouteLost(path: Path): void;
+	/** Hands a track's ring to worker `to`, which now holds the route (`Relay.adoptRing` there). */
+	handOver(
+		to: number,
+		path: Path,
+		track: string,
+		sab: SharedArrayBuffer,
+		h: RingWriterHandover,
+		readers: RingReaderOf[],
+	): void;
+}
+
+/** A worker reading a handed-over ring, with the aggregate of its viewers' parameters. */
+export interface RingReaderOf {
+	w: number;
+	params: SubscriptionParams;
 }
 
 /**
@@ -70,8 +91,8 @@ export class RelayBroadcast {
 	fromPeer = false;
 	/** Its only route was a peer that vanished: kept this long for a route to come back. */
 	lingering: ReturnType<typeof setTimeout> | null = null;
-	/** The worker holding the publisher's session. */
-	readonly worker: number;
+	/** The worker holding the publisher's session (it changes when a cluster route moves workers). */
+	worker: number;
 	readonly tracks = new Map<string, RelayTrack | RemoteTrack>();
 	/** TRACK_INFO per track name, asked of the publisher once. */
 	readonly info = new Map<string, Promise<TrackInfo>>();
@@ -222,12 +243,143 @@ export class Relay {
 		return routes[0];
 	}
 
-	/** The shard owner chose this worker's route for `path` (again): make the best local one the upstream. */
-	activateLocal(path: Path): void {
+	/**
+	 * The shard owner chose this worker's route for `path` (again): make the best local one the
+	 * upstream. `from`: the route moved here from that worker, which hands its rings over
+	 * (`adoptRing`): the replica becomes the local broadcast in place, its remote tracks waiting.
+	 */
+	activateLocal(path: Path, from?: number): void {
 		const best = this.#routes.get(path)?.[0];
 		const b = this.broadcasts.get(path);
 		if (!best || (b && b.publisher !== null)) return;
+		if (b && from !== undefined && b.worker === from) {
+			b.publisher = best.publisher;
+			b.worker = this.worker;
+			b.hops = best.hops;
+			b.fromPeer = best.peer;
+			b.splices++;
+			this.routeChanges++;
+			b.info.clear();
+			this.announces.update({ path, hops: best.hops, owner: best.publisher.id, peer: best.peer });
+			return;
+		}
 		this.#install(path, best.hops, best.publisher, this.worker, best.publisher.id, best.peer);
+	}
+
+	/**
+	 * This worker's lingering broadcast moves to `worker`, which holds another route to it: each
+	 * track's ring goes there with the workers reading it (`adoptRing` continues writing it), and
+	 * the viewers here read on from the same ring as a remote track. Tracks nobody reads just close.
+	 */
+	#handOverTo(b: RelayBroadcast, worker: number, hops: readonly number[], peer: boolean): void {
+		const link = this.link;
+		if (!link) return;
+		if (b.lingering) clearTimeout(b.lingering);
+		b.lingering = null;
+		if (b.ending) clearTimeout(b.ending);
+		b.ending = null;
+		const nb = new RelayBroadcast(b.path, null, worker);
+		nb.hops = [...hops];
+		nb.fromPeer = peer;
+		nb.splices = b.splices + 1;
+		this.routeChanges++;
+		for (const [name, t] of b.tracks) {
+			if (!(t instanceof RelayTrack) || t.closed) continue;
+			if (t.ended || t.consumers.size === 0) {
+				t.close();
+				continue;
+			}
+			const readers: RingReaderOf[] = [];
+			const local: TrackConsumer[] = [];
+			for (const c of t.consumers) if (!(c instanceof RemoteReader)) local.push(c);
+			const prefix = `\u0000${b.path}\u0000${name}`;
+			for (const [key, r] of this.#remoteReaders) {
+				if (!key.endsWith(prefix)) continue;
+				const w = Number(key.slice(0, key.length - prefix.length));
+				if (key !== `${w}${prefix}`) continue;
+				readers.push({ w, params: r.params });
+				this.#remoteReaders.delete(key);
+			}
+			if (local.length > 0) readers.push({ w: this.worker, params: aggregateOf(local) });
+			const h = t.handOver(DROPPED);
+			link.handOver(worker, b.path, name, t.ring.buffer, h, readers);
+			if (local.length === 0) continue;
+			const rt = new RemoteTrack(b.path, name, worker, link, (gone) => {
+				if (nb.tracks.get(name) === gone) nb.tracks.delete(name);
+				this.remoteTracks.delete(gone);
+				this.figures.tracks = this.#countTracks();
+			});
+			nb.tracks.set(name, rt);
+			this.remoteTracks.add(rt);
+			t.forwardTo(rt);
+			rt.continueFrom(t.ring.buffer, local);
+		}
+		b.tracks.clear();
+		this.broadcasts.set(b.path, nb);
+		this.figures.tracks = this.#countTracks();
+		this.announces.update({ path: b.path, hops, owner: REMOTE_OWNER + worker, peer });
+		// A live route of ours stays an offer with the owner (as it is); with none, we have nothing to offer.
+		if (!this.#routes.has(b.path)) link.localUnpublished(b.path, false);
+	}
+
+	/**
+	 * Worker `from` handed us a track's ring (our route took over its broadcast): continue writing
+	 * it from our route's upstream subscription. The viewers here that read it as a remote track,
+	 * and the workers reading it (`readers`), are now this track's consumers. If the broadcast is no
+	 * longer ours to write (it moved again, or ended meanwhile), the ring is ended with DROPPED so
+	 * that its readers stop.
+	 */
+	adoptRing(path: Path, name: string, sab: SharedArrayBuffer, h: RingWriterHandover, readers: RingReaderOf[]): void {
+		const b = this.broadcasts.get(path);
+		const writer = RingWriter.adopt(sab, h);
+		const bytes = this.config.cache.trackBytes;
+		const existing = b?.tracks.get(name);
+		if (!b || b.publisher === null || b.ending || b.lingering || (existing instanceof RelayTrack && !existing.closed)) {
+			writer.abortTrack(DROPPED);
+			this.link?.ringActivity(writer);
+			this.budget?.release(bytes);
+			ringReleased(sab);
+			return;
+		}
+		const t = new RelayTrack(
+			path,
+			name,
+			b.publisher,
+			bytes,
+			this.config.limits.maxFrameBytes,
+			this.budget,
+			(gone) => {
+				if (b.tracks.get(name) === gone) b.tracks.delete(name);
+				this.figures.tracks = this.#countTracks();
+			},
+			writer,
+		);
+		t.splices = 1;
+		const link = this.link;
+		if (link) t.onRingActivity = (ring) => link.ringActivity(ring);
+		if (existing instanceof RemoteTrack) {
+			existing.handTo(t);
+			this.remoteTracks.delete(existing);
+		}
+		for (const r of readers) {
+			if (r.w === this.worker) continue;
+			const key = `${r.w}\u0000${path}\u0000${name}`;
+			const reader = new RemoteReader(r.params);
+			probe("serve", reader);
+			this.#remoteReaders.set(key, reader);
+			t.remoteReaders++;
+			t.consumers.add(reader);
+		}
+		b.tracks.set(name, t);
+		this.figures.tracks = this.#countTracks();
+		if (t.consumers.size === 0) {
+			t.close();
+			b.tracks.delete(name);
+			return;
+		}
+		t.aggregate = aggregateOf(t.consumers);
+		b.publisher.subscribeUpstream(t);
+		t.notify();
 	}
 
 	/** Routes offered by local sessions for `path`, best first (the /cluster page). */
@@ -272,6 +424,9 @@ export class Relay {
 					b.lingering = null;
 					if (this.broadcasts.get(path) === b && !this.#routes.has(path)) this.#withdrawLocal(b, false);
 				}, linger);
+				// Another worker may hold a route to it (a peer that dialled in there): the shard owner
+				// moves the broadcast to it now, and this worker hands its rings over (publishRemote).
+				this.link?.localRouteLost(path);
 				return;
 			}
 			this.#withdrawLocal(b, false);
@@ -302,9 +457,27 @@ export class Relay {
 		this.link?.localUnpublished(b.path, clean);
 	}
 
-	/** Another worker holds the publisher of `path` (replicated announcement). */
-	publishRemote(path: Path, hops: readonly number[], worker: number, peer = false): void {
+	/**
+	 * Another worker holds the publisher of `path` (replicated announcement). `from`: the route
+	 * moved there from that worker, which lingered after losing its own: if that is this worker, it
+	 * hands its rings over; elsewhere the replica follows in place. Either way the viewers keep
+	 * their subscriptions and read on from the same rings (a splice across workers).
+	 */
+	publishRemote(path: Path, hops: readonly number[], worker: number, peer = false, from?: number): void {
 		const existing = this.broadcasts.get(path);
+		if (existing && from !== undefined && existing.worker === from) {
+			if (existing.publisher !== null) {
+				if (from === this.worker) this.#handOverTo(existing, worker, hops, peer);
+				return;
+			}
+			existing.worker = worker;
+			existing.hops = [...hops];
+			existing.fromPeer = peer;
+			existing.splices++;
+			this.routeChanges++;
+			this.announces.update({ path, hops, owner: REMOTE_OWNER + worker, peer });
+			return;
+		}
 		if (existing && existing.publisher === null && existing.worker === worker) {
 			// The same worker's route with another hop chain (it spliced): the replica follows.
 			if (!hopsEqual(existing.hops, hops) || existing.fromPeer !== peer) {

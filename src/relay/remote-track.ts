@@ -29,6 +29,8 @@ export class RemoteTrack implements TrackHost {
 	readonly #link: RemoteTrackLink;
 	readonly #onEmpty: (t: RemoteTrack) => void;
 	#aggregate: SubscriptionParams | null = null;
+	/** Adopted by this worker (the route moved here): the local track now holding the viewers. */
+	#forward: TrackHost | null = null;
 
 	constructor(
 		path: Path,
@@ -50,6 +52,10 @@ export class RemoteTrack implements TrackHost {
 	}
 
 	addConsumer(c: TrackConsumer): void {
+		if (this.#forward) {
+			this.#forward.addConsumer(c);
+			return;
+		}
 		const first = this.consumers.size === 0;
 		this.consumers.add(c);
 		if (this.buffer) c.attach(this.buffer);
@@ -60,6 +66,10 @@ export class RemoteTrack implements TrackHost {
 	}
 
 	removeConsumer(c: TrackConsumer): void {
+		if (this.#forward) {
+			this.#forward.removeConsumer(c);
+			return;
+		}
 		if (!this.consumers.delete(c)) return;
 		if (this.consumers.size > 0) {
 			this.consumerUpdated();
@@ -71,6 +81,10 @@ export class RemoteTrack implements TrackHost {
 	}
 
 	consumerUpdated(): void {
+		if (this.#forward) {
+			this.#forward.consumerUpdated();
+			return;
+		}
 		const next = aggregateOf(this.consumers);
 		const a = this.#aggregate;
 		if (a && a.priority === next.priority && a.ordered === next.ordered && a.maxLatencyMs === next.maxLatencyMs) return;
@@ -93,6 +107,33 @@ export class RemoteTrack implements TrackHost {
 		this.#watcher.watch(this.#link.self);
 		for (const c of this.consumers) c.attach(buffer);
 		this.deliver();
+	}
+
+	/**
+	 * This worker handed the ring over (its route moved to another worker's session): the viewers it
+	 * served locally read on, already attached to this very buffer, now written by that worker.
+	 */
+	continueFrom(buffer: SharedArrayBuffer, consumers: Iterable<TrackConsumer>): void {
+		this.buffer = buffer;
+		this.#watcher = new RingReader(buffer);
+		this.#watcher.watch(this.#link.self);
+		for (const c of consumers) this.consumers.add(c);
+		this.#aggregate = aggregateOf(this.consumers);
+		this.deliver();
+	}
+
+	/**
+	 * The route moved to this worker, which now writes the ring (`track`): the local viewers become
+	 * its consumers (still attached to the same buffer), and this track stops reading as a remote one.
+	 */
+	handTo(track: TrackHost & { readonly consumers: Set<TrackConsumer> }): void {
+		for (const c of this.consumers) track.consumers.add(c);
+		this.consumers.clear();
+		this.#forward = track;
+		if (this.#closed) return;
+		this.#closed = true;
+		this.#watcher?.unwatch(this.#link.self);
+		this.#watcher = null;
 	}
 
 	/** Doorbell: the writer appended records this turn. */

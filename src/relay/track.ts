@@ -1,6 +1,6 @@
 import type { CacheBudget } from "../cache/budget.ts";
 import { ringReleased } from "../cache/reclaim.ts";
-import { RingWriter } from "../cache/ring-writer.ts";
+import { RingWriter, type RingWriterHandover } from "../cache/ring-writer.ts";
 import { DROPPED } from "../errors/codes.ts";
 import { probe } from "../metrics/collection.ts";
 import type { Path } from "../path/index.ts";
@@ -84,6 +84,8 @@ export class RelayTrack implements TrackHandle, TrackHost {
 	aggregate: SubscriptionParams = { priority: 0, ordered: true, maxLatencyMs: 0, startGroup: null, endGroup: null };
 	#queued = false;
 	#closed = false;
+	/** Handed over: the host that now holds this track's viewers. */
+	#forward: TrackHost | null = null;
 	#ended = false;
 	readonly #budget: CacheBudget | null;
 	readonly #ringBytes: number;
@@ -105,6 +107,7 @@ export class RelayTrack implements TrackHandle, TrackHost {
 		maxFrameBytes: number,
 		budget: CacheBudget | null,
 		onEmpty: (t: RelayTrack) => void,
+		adopted?: RingWriter,
 	) {
 		this.broadcastPath = broadcastPath;
 		this.name = name;
@@ -112,8 +115,28 @@ export class RelayTrack implements TrackHandle, TrackHost {
 		this.#budget = budget;
 		this.#ringBytes = ringBytes;
 		this.#onEmpty = onEmpty;
-		this.ring = RingWriter.create({ bytes: ringBytes, maxFrameBytes });
+		this.ring = adopted ?? RingWriter.create({ bytes: ringBytes, maxFrameBytes });
 		probe("track", this);
+	}
+
+	/**
+	 * The cluster route moved to a session on another worker, which goes on writing this ring
+	 * (`RingWriter.adopt`): open groups are aborted, the upstream subscription stops, and the ring's
+	 * budget reservation goes with it. The viewers here stay subscribed through `forwardTo`.
+	 */
+	handOver(code: number): RingWriterHandover {
+		const h = this.ring.handOver(code > 0 && code <= 0x7fffffff ? code : DROPPED);
+		if (!this.#closed && !this.#ended && this.consumers.size > 0) this.publisher.unsubscribeUpstream(this);
+		this.#closed = true;
+		this.notify();
+		this.onEnded = null;
+		return h;
+	}
+
+	/** After a hand-over: this track's viewers are now the consumers of `host` (a remote track on the same ring). */
+	forwardTo(host: TrackHost): void {
+		this.#forward = host;
+		this.consumers.clear();
 	}
 
 	get closed(): boolean {
@@ -140,6 +163,10 @@ export class RelayTrack implements TrackHandle, TrackHost {
 	}
 
 	addConsumer(c: TrackConsumer): void {
+		if (this.#forward) {
+			this.#forward.addConsumer(c);
+			return;
+		}
 		const first = this.consumers.size === 0;
 		this.consumers.add(c);
 		c.attach(this.ring.buffer);
@@ -150,6 +177,10 @@ export class RelayTrack implements TrackHandle, TrackHost {
 	}
 
 	removeConsumer(c: TrackConsumer): void {
+		if (this.#forward) {
+			this.#forward.removeConsumer(c);
+			return;
+		}
 		if (!this.consumers.delete(c)) return;
 		if (this.consumers.size === 0) {
 			if (!this.#closed) this.publisher.unsubscribeUpstream(this);
@@ -160,6 +191,10 @@ export class RelayTrack implements TrackHandle, TrackHost {
 
 	/** A viewer changed its parameters (SUBSCRIBE_UPDATE). */
 	consumerUpdated(): void {
+		if (this.#forward) {
+			this.#forward.consumerUpdated();
+			return;
+		}
 		this.#reaggregate();
 	}
 
@@ -223,6 +258,7 @@ export class RelayTrack implements TrackHandle, TrackHost {
 
 	/** Frees the ring's budget. Viewers still reading see the records already written (end/abort). */
 	close(): void {
+		// Handed over: the ring and its reservation are the adopting worker's.
 		if (this.#closed) return;
 		this.#closed = true;
 		this.#budget?.release(this.#ringBytes);

@@ -5,9 +5,11 @@
  * worker checks them once, with `isRelayMessage`, where they arrive (src/worker/entry.ts).
  * Control plane only: structured clone; no media frame ever crosses a port.
  */
+import type { RingWriterHandover } from "../cache/ring-writer.ts";
 import type { PeerStatus } from "../cluster/links.ts";
 import type { RelayConfig } from "../config/types.ts";
 import type { Path } from "../path/index.ts";
+import type { RingReaderOf } from "../relay/relay.ts";
 import type { SubscriptionParams, TrackInfo } from "../relay/types.ts";
 import type { GcProbeMessage } from "./gc-probe.ts";
 import type { StatusMessage } from "./status.ts";
@@ -47,7 +49,19 @@ export type ShardMessage =
 	| { type: "pub"; path: Path; hops: number[]; w: number; peer: boolean }
 	/** `clean`: the publisher unannounced it (its tracks have ended); otherwise it was lost abruptly. */
 	| { type: "unpub"; path: Path; w: number; clean: boolean }
-	| { type: "ann"; path: Path; hops: number[]; w: number; peer: boolean }
+	/** The worker's route died abruptly and it lingers: the owner may move the broadcast to another worker's route. */
+	| { type: "lost"; path: Path; w: number }
+	/** `from`: the route moved from that (lingering) worker, which hands its rings over to `w`. */
+	| { type: "ann"; path: Path; hops: number[]; w: number; peer: boolean; from?: number }
+	/** A track's ring handed over to the worker now holding the route, with the workers reading it. */
+	| {
+			type: "adopt";
+			path: Path;
+			track: string;
+			sab: SharedArrayBuffer;
+			handover: RingWriterHandover;
+			readers: RingReaderOf[];
+	  }
 	| { type: "end"; path: Path; w: number; clean: boolean }
 	| { type: "want"; path: Path; track: string; w: number; params: SubscriptionParams; fwd?: boolean }
 	| { type: "update"; path: Path; track: string; w: number; params: SubscriptionParams }
@@ -72,6 +86,8 @@ const TAGS: { readonly [T in RelayMessage["type"]]: true } = {
 	pub: true,
 	unpub: true,
 	ann: true,
+	lost: true,
+	adopt: true,
 	end: true,
 	want: true,
 	update: true,

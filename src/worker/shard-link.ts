@@ -1,9 +1,9 @@
 import type { Doorbell } from "../cache/doorbell.ts";
-import type { RingWriter } from "../cache/ring-writer.ts";
+import type { RingWriter, RingWriterHandover } from "../cache/ring-writer.ts";
 import { NOT_FOUND } from "../errors/codes.ts";
 import type { Logger } from "../log/logger.ts";
 import type { Path } from "../path/index.ts";
-import type { Relay, RelayLink } from "../relay/relay.ts";
+import type { Relay, RelayLink, RingReaderOf } from "../relay/relay.ts";
 import { RemoteTrack } from "../relay/remote-track.ts";
 import { hopsEqual, routeHash } from "../relay/route-order.ts";
 import type { SubscriptionParams, TrackInfo } from "../relay/types.ts";
@@ -123,6 +123,21 @@ export class ShardLink implements RelayLink {
 		this.#send(this.ownerOf(path), { type: "pub", path, hops: [...hops], w: this.self, peer });
 	}
 
+	localRouteLost(path: Path): void {
+		this.#send(this.ownerOf(path), { type: "lost", path, w: this.self });
+	}
+
+	handOver(
+		to: number,
+		path: Path,
+		track: string,
+		sab: SharedArrayBuffer,
+		handover: RingWriterHandover,
+		readers: RingReaderOf[],
+	): void {
+		this.#send(to, { type: "adopt", path, track, sab, handover, readers });
+	}
+
 	localUnpublished(path: Path, clean: boolean): void {
 		this.#localPaths.delete(path);
 		this.#send(this.ownerOf(path), { type: "unpub", path, w: this.self, clean });
@@ -168,7 +183,8 @@ export class ShardLink implements RelayLink {
 				if (!offers) this.#offers.set(m.path, (offers = new Map()));
 				offers.delete(m.w);
 				offers.set(m.w, { hops: m.hops, peer: m.peer });
-				this.#choose(m.path, m.w);
+				// A better offer takes over from the worker in use, which hands its rings over.
+				this.#choose(m.path, m.w, this.#owned.get(m.path)?.w);
 				return;
 			}
 			case "unpub": {
@@ -177,18 +193,30 @@ export class ShardLink implements RelayLink {
 				if (offers?.size === 0) this.#offers.delete(m.path);
 				const cur = this.#owned.get(m.path);
 				if (!cur || cur.w !== m.w) return;
-				if (offers && offers.size > 0) {
-					this.#choose(m.path, -1);
-					return;
-				}
+				if (offers && offers.size > 0 && this.#choose(m.path, -1)) return;
 				this.#owned.delete(m.path);
 				this.#forgetInterest(m.path);
 				this.#sendAll({ type: "end", path: m.path, w: m.w, clean: m.clean });
 				return;
 			}
+			case "lost": {
+				// Owner: the worker in use lost its route and lingers. Another worker's offer whose hops are
+				// all known takes over now, its rings handed over (a splice across workers); with none the
+				// broadcast lingers where it is.
+				const offers = this.#offers.get(m.path);
+				offers?.delete(m.w);
+				if (offers?.size === 0) this.#offers.delete(m.path);
+				const cur = this.#owned.get(m.path);
+				if (!cur || cur.w !== m.w || !offers || offers.size === 0) return;
+				this.#choose(m.path, -1, m.w);
+				return;
+			}
+			case "adopt":
+				relay.adoptRing(m.path, m.track, m.sab, m.handover, m.readers);
+				return;
 			case "ann":
-				if (m.w !== this.self) relay.publishRemote(m.path, m.hops, m.w, m.peer);
-				else relay.activateLocal(m.path);
+				if (m.w !== this.self) relay.publishRemote(m.path, m.hops, m.w, m.peer, m.from);
+				else relay.activateLocal(m.path, m.from);
 				return;
 			case "end":
 				if (m.w !== this.self) relay.unpublishRemote(m.path, m.w, m.clean);
@@ -277,11 +305,17 @@ export class ShardLink implements RelayLink {
 	 * Owner: the best offer of `path` (fewest hops, then moq-relay's hash; `newest` wins a tie) becomes
 	 * the one in use, announced to every worker when it changes.
 	 */
-	#choose(path: Path, newest: number): void {
+	#choose(path: Path, newest: number, from?: number): boolean {
 		const offers = this.#offers.get(path);
-		if (!offers || offers.size === 0) return;
+		if (!offers || offers.size === 0) return false;
+		const cur = this.#owned.get(path);
+		// Failing over (the route in use is gone): only onto a route whose hops are all known. An
+		// unknown (0) id came over a lite-02/03 link, where a loop cannot be seen, and may be this very
+		// broadcast coming back around (the ghosts of moq-relay's issues #1148 and #2718).
+		const failover = newest < 0;
 		let best: { w: number; hops: number[]; hash: bigint; peer: boolean } | null = null;
 		for (const [w, { hops, peer }] of offers) {
+			if (failover && hops.includes(0)) continue;
 			const hash = routeHash(path, hops);
 			if (
 				best === null ||
@@ -290,16 +324,17 @@ export class ShardLink implements RelayLink {
 			)
 				best = { w, hops, hash, peer };
 		}
-		if (!best) return;
-		const cur = this.#owned.get(path);
+		if (!best) return false;
 		if (cur && cur.w === best.w && hopsEqual(cur.hops, best.hops) && best.w !== newest) {
 			// A worse offer changed nothing; its worker may have installed it while it had no replica
 			// yet: tell it the route in use.
 			if (newest >= 0) this.#send(newest, { type: "ann", path, hops: best.hops, w: best.w, peer: best.peer });
-			return;
+			return true;
 		}
 		this.#owned.set(path, { w: best.w, hops: best.hops, peer: best.peer });
-		this.#sendAll({ type: "ann", path, hops: best.hops, w: best.w, peer: best.peer });
+		const moved = from !== undefined && from !== best.w ? { from } : {};
+		this.#sendAll({ type: "ann", path, hops: best.hops, w: best.w, peer: best.peer, ...moved });
+		return true;
 	}
 
 	/**
@@ -317,11 +352,8 @@ export class ShardLink implements RelayLink {
 		}
 		for (const [path, pub] of [...this.#owned]) {
 			if (pub.w !== index) continue;
-			if (this.#offers.has(path)) {
-				// Another worker reaches it too (a cluster route): that one takes over.
-				this.#choose(path, -1);
-				continue;
-			}
+			// Another worker reaches it too (a cluster route, all hops known): that one takes over.
+			if (this.#offers.has(path) && this.#choose(path, -1)) continue;
 			this.#owned.delete(path);
 			this.#forgetInterest(path);
 			this.#sendAll({ type: "end", path, w: index, clean: false });
