@@ -315,6 +315,8 @@ export class Relay {
 			rt.continueFrom(t.ring.buffer, local);
 		}
 		b.tracks.clear();
+		// Readers of tracks that had ended or closed (those handed over were moved above).
+		this.#forgetRemoteReaders(b.path);
 		this.broadcasts.set(b.path, nb);
 		this.figures.tracks = this.#countTracks();
 		this.announces.update({ path: b.path, hops, owner: REMOTE_OWNER + worker, peer });
