@@ -1,7 +1,7 @@
 /**
  * `npm run bench:micro`: the benny micro-benchmarks of hot functions — wire codecs, the cache ring,
- * path hashing, and (when present) raw QUIC egress — then one summary table.
- * `--quick` shortens every case; `--only codec,cache,hash,quic` picks suites.
+ * path hashing, and (when present) raw QUIC egress, UDP egress paths (dgram / sendmmsg / GSO) — then
+ * one summary table. `--quick` shortens every case; `--only codec,cache,hash,quic,udp` picks suites.
  */
 import { existsSync } from "node:fs";
 import { join } from "node:path";
@@ -46,6 +46,21 @@ if (want("quic") && existsSync(join(import.meta.dirname, "micro", "quic.ts"))) {
 		name: `egress, ${result.options.connections} connections, server CPU per packet`,
 		value: `${c.min.toFixed(1)} / ${c.median.toFixed(1)} / ${c.max.toFixed(1)} µs (min/med/max)`,
 	});
+}
+
+if (want("udp")) {
+	// UDP egress paths side by side: dgram.send vs the native addon's sendmmsg and GSO (docs/quic-performance.md).
+	const udp = await import("./micro/udp.ts");
+	const result = await udp.benchUdpEgress(quick ? { runs: 5, packets: 8192 } : {});
+	for (const m of result.modes) {
+		const c = m.usPerPacket;
+		rows.push({
+			suite: "udp",
+			name: `${m.name}, sender CPU per packet`,
+			value: `${c.min.toFixed(2)} / ${c.median.toFixed(2)} / ${c.max.toFixed(2)} µs (min/med/max, ${result.options.runs} runs)`,
+		});
+	}
+	if (result.unavailable) rows.push({ suite: "udp", name: "native addon", value: result.unavailable });
 }
 
 console.log("\nSummary");

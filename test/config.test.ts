@@ -55,6 +55,7 @@ describe("config: defaults", () => {
 					maxHandshakes: 1024,
 					maxHandshakesPerIp: 32,
 					maxConnections: 10_000,
+					gso: true,
 				},
 				drainTimeoutMs: 30_000,
 			},
@@ -125,8 +126,20 @@ capacity = "2GiB"
 duration = "10s"
 `,
 		);
-		const root = { url: "https://root.example:4443/", key: "https://root.example:4443/", jwt: null, cost: null };
-		const leaf = { url: "https://leaf.example:4443/", key: "https://leaf.example:4443/", jwt: null, cost: null };
+		const root = {
+			url: "https://root.example:4443/",
+			key: "https://root.example:4443/",
+			jwt: null,
+			cost: null,
+			version: null,
+		};
+		const leaf = {
+			url: "https://leaf.example:4443/",
+			key: "https://leaf.example:4443/",
+			jwt: null,
+			cost: null,
+			version: null,
+		};
 		assert.deepEqual(config, {
 			source: join(dir, "moq-relay.toml"),
 			server: {
@@ -137,6 +150,7 @@ duration = "10s"
 					maxHandshakes: 1024,
 					maxHandshakesPerIp: 32,
 					maxConnections: 10_000,
+					gso: true,
 				},
 				drainTimeoutMs: 30_000,
 			},

@@ -22,12 +22,12 @@ import type { Logger } from "../log/logger.ts";
 import type { DialTarget, MoqSession } from "../moq/lite/session.ts";
 import { normalizePath, type Path, ROOT, stripPrefix } from "../path/index.ts";
 import { connectQuic } from "../quic/client.ts";
-import { connectWebTransport } from "../webtransport/client.ts";
 import type { AnnounceWatcher } from "../relay/announcements.ts";
 import type { Relay } from "../relay/relay.ts";
 import type { RelayTrack } from "../relay/track.ts";
 import type { TrackHandle, TrackInfo, UpstreamPublisher } from "../relay/types.ts";
 import type { TransportSession } from "../transport/types.ts";
+import { connectWebTransport } from "../webtransport/client.ts";
 
 /**
  * The ALPN a link offers over raw QUIC: moq-lite-05 only. It is the one version whose SETUP carries

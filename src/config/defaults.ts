@@ -49,6 +49,8 @@ export const DEFAULT_QUIC = {
 	maxHandshakes: 1024,
 	maxHandshakesPerIp: 32,
 	maxConnections: 10_000,
+	/** Batched egress (GSO + sendmmsg) through the native addon when it is built; false: dgram.send. */
+	gso: true,
 } as const;
 
 /** SIGTERM/SIGINT: existing sessions are served this long (ms) after new ones are refused. */

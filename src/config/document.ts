@@ -71,6 +71,7 @@ export function readDocument(root: Record<string, unknown>, source: string, base
 				quic.read("max_handshakes_per_ip", integer(1, MAX_COUNT)),
 			);
 			put(quic, "max_connections", "quicMaxConnections", quic.read("max_connections", integer(1, MAX_COUNT)));
+			put(quic, "gso", "quicGso", quic.read("gso", boolean));
 			quic.finish();
 		}
 		server.unsupported("backend", "moq-fanout always uses quiche");

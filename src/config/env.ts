@@ -143,6 +143,7 @@ export const ENV_VARS: readonly EnvVar[] = [
 		"10000",
 		int(1, MAX_COUNT),
 	),
+	v("MOQ_SERVER_QUIC_GSO", "server.quic.gso", "quicGso", false, "true", bool),
 	v("MOQ_SERVER_TLS_CERT", "server.tls.cert", "tlsCert", true, "/etc/moq/cert.pem", list(path)),
 	v("MOQ_SERVER_TLS_KEY", "server.tls.key", "tlsKey", true, "/etc/moq/key.pem", list(path)),
 	v(

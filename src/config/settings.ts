@@ -57,6 +57,7 @@ export interface Settings {
 	quicMaxHandshakes?: number;
 	quicMaxHandshakesPerIp?: number;
 	quicMaxConnections?: number;
+	quicGso?: boolean;
 	drainTimeoutMs?: number;
 	/** 0 = one per available core. */
 	workers?: number;

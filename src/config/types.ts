@@ -28,6 +28,11 @@ export interface RelayConfig {
 			maxHandshakesPerIp: number;
 			/** QUIC connections (handshaking or established) per worker. */
 			maxConnections: number;
+			/**
+			 * Batched UDP egress (GSO super-packets, sendmmsg) through the native addon, when it was
+			 * built at install; false sends each packet with dgram.send. [server.quic] gso, default true.
+			 */
+			gso: boolean;
 		};
 		/**
 		 * SIGTERM/SIGINT: how long existing sessions keep being served after new ones are refused

@@ -251,6 +251,34 @@ export const WORKER_FAMILIES: readonly Family[] = [
 		series: [{ field: "quicHandshakes" }],
 	},
 	{
+		name: "quic_sent_packets_by_path_total",
+		type: "counter",
+		help: "QUIC packets sent, by egress path: in GSO super-packets, alone in a sendmmsg batch, or with dgram.send.",
+		series: [
+			{ field: "quicPacketsGso", labels: 'path="gso"' },
+			{ field: "quicPacketsBatched", labels: 'path="sendmmsg"' },
+			{ field: "quicPacketsDgram", labels: 'path="dgram"' },
+		],
+	},
+	{
+		name: "quic_send_syscalls_total",
+		type: "counter",
+		help: "Send syscalls for QUIC packets (sendmmsg calls, one per dgram.send).",
+		series: [{ field: "quicSendSyscalls" }],
+	},
+	{
+		name: "quic_gso_fallbacks_total",
+		type: "counter",
+		help: "Sockets on which GSO was turned off (the kernel refused UDP_SEGMENT) or the native egress addon given up.",
+		series: [{ field: "quicGsoFallbacks" }],
+	},
+	{
+		name: "quic_send_stalls_total",
+		type: "counter",
+		help: "Egress batches cut short by a full socket send buffer (the rest queued in dgram).",
+		series: [{ field: "quicSendStalls" }],
+	},
+	{
 		name: "tcp_connections",
 		type: "gauge",
 		help: "Open TCP connections (HTTP and WebSocket).",

@@ -109,6 +109,13 @@ export const FIELDS = [
 	{ name: "latencyBucket11", kind: "counter", total: "sum" },
 	{ name: "latencyBucketInf", kind: "counter", total: "sum" },
 	{ name: "latencySumMicros", kind: "counter", total: "sum" },
+	// QUIC egress by path (quic/sender.ts): GSO super-packets, the addon's single packets, dgram.send.
+	{ name: "quicPacketsGso", kind: "counter", total: "sum" },
+	{ name: "quicPacketsBatched", kind: "counter", total: "sum" },
+	{ name: "quicPacketsDgram", kind: "counter", total: "sum" },
+	{ name: "quicSendSyscalls", kind: "counter", total: "sum" },
+	{ name: "quicGsoFallbacks", kind: "counter", total: "sum" },
+	{ name: "quicSendStalls", kind: "counter", total: "sum" },
 ] as const satisfies readonly { name: string; kind: FieldKind; total: FieldTotal }[];
 
 export type FieldName = (typeof FIELDS)[number]["name"];

@@ -14,6 +14,7 @@ import { type Driver, driver } from "./driver.ts";
 import { CRYPTO_BAD_CERTIFICATE } from "./errors.ts";
 import { loadQuiche, type QuicheConfig, type QuicheHostPort } from "./native.ts";
 import { PacketSender } from "./sender.ts";
+import { loadUdpNative } from "./udp-native.ts";
 
 export interface ConnectQuicOptions {
 	host: string;
@@ -53,7 +54,8 @@ export class QuicClientEndpoint implements ConnectionOwner {
 	constructor(socket: dgram.Socket, ownsSocket: boolean) {
 		this.socket = socket;
 		this.ownsSocket = ownsSocket;
-		this.sender = new PacketSender(socket, this.stats);
+		// Batched GSO/sendmmsg egress when the native addon loads (MOQ_FANOUT_NATIVE_UDP=0 turns it off).
+		this.sender = new PacketSender(socket, this.stats, loadUdpNative());
 		this.driver = driver();
 		socket.on("message", this.onMessage);
 		socket.on("error", () => {
@@ -85,6 +87,8 @@ export class QuicClientEndpoint implements ConnectionOwner {
 		if (settle !== undefined) settle(false, "connection closed during the handshake");
 		if (this.connections.size === 0) {
 			if (this.ownsSocket) {
+				// The last packets (a CONNECTION_CLOSE) may still sit in the batch.
+				this.sender.flushBatch();
 				try {
 					this.socket.close();
 				} catch {

@@ -4,7 +4,11 @@
  *   and all dirty ones flush together in one `setImmediate` (so a turn's received packets are
  *   answered together and their ACKs coalesce);
  * - one timer for all connections: a single `setTimeout` armed at the earliest deadline, and a scan
- *   of the connections when it fires (a `setTimeout` per connection, re-armed at every flush, costs far more).
+ *   of the connections when it fires (a `setTimeout` per connection, re-armed at every flush, costs far more);
+ * - one egress batch per socket per turn: after the connections flushed, every sender holding
+ *   packets sends them (sender.ts: GSO/sendmmsg through the native addon), so the packets of a turn
+ *   leave in that turn, whoever wrote them (a connection's flush, or the server answering an
+ *   Initial with a Retry from its message handler).
  */
 
 export interface Driven {
@@ -20,6 +24,14 @@ export interface Driven {
 	fault(err: unknown): void;
 }
 
+/** A socket's egress batch (sender.ts PacketSender). */
+export interface BatchedSender {
+	/** Set by the sender when it asks for the end-of-turn flush, cleared by `flushBatch`. */
+	queuedForFlush: boolean;
+	/** Sends what the batch holds; never throws. */
+	flushBatch(): void;
+}
+
 /** Nodes timers have 1 ms resolution; deadlines this close are handled in the same scan. */
 const TIMER_SLACK_MS = 0.5;
 
@@ -27,6 +39,9 @@ export class Driver {
 	private readonly connections = new Set<Driven>();
 	private dirtyList: Driven[] = [];
 	private spareList: Driven[] = [];
+	private senders: BatchedSender[] = [];
+	/** True while flushAll runs: senders queued meanwhile are flushed at its end, in this turn. */
+	private flushing = false;
 	private immediate: NodeJS.Immediate | null = null;
 	private timer: NodeJS.Timeout | null = null;
 	private timerAt = Number.POSITIVE_INFINITY;
@@ -51,6 +66,12 @@ export class Driver {
 		if (this.immediate === null) this.immediate = setImmediate(this.flushAll);
 	}
 
+	/** Send `sender`'s batch at the end of this turn's flush, after every connection wrote its packets. */
+	flushAtEndOfTurn(sender: BatchedSender): void {
+		this.senders.push(sender);
+		if (this.immediate === null && !this.flushing) this.immediate = setImmediate(this.flushAll);
+	}
+
 	/** Make sure the timer fires no later than `deadline`. */
 	arm(deadline: number): void {
 		if (deadline >= this.timerAt) return;
@@ -69,6 +90,7 @@ export class Driver {
 		// Connections re-marked during the flush (e.g. more to send than one flush allows) go to the next turn.
 		this.dirtyList = this.spareList;
 		const now = performance.now();
+		this.flushing = true;
 		for (let i = 0; i < list.length; i++) {
 			const conn = list[i];
 			conn.dirty = false;
@@ -80,8 +102,12 @@ export class Driver {
 			}
 			this.arm(conn.deadline);
 		}
+		this.flushing = false;
 		list.length = 0;
 		this.spareList = list;
+		const senders = this.senders;
+		for (let i = 0; i < senders.length; i++) senders[i].flushBatch();
+		senders.length = 0;
 	};
 
 	private readonly scan = (): void => {

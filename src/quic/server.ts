@@ -30,6 +30,7 @@ import { loadQuiche, type Quiche, type QuicheConfig, type QuicheHostPort } from 
 import { handshakeDropped } from "./reclaim.ts";
 import { RetryTokens } from "./retry.ts";
 import { PacketSender } from "./sender.ts";
+import { loadUdpNative, type UdpNative, udpNativeUnavailable } from "./udp-native.ts";
 
 export interface QuicServerOptions {
 	/** Bind address; "::" is dual-stack. Default "::". */
@@ -112,14 +113,20 @@ export class QuicServer implements ConnectionOwner {
 	/** Set by `drain()`: new handshakes are refused; existing connections go on. */
 	private draining = false;
 
-	private constructor(socket: dgram.Socket, options: QuicServerOptions, config: QuicheConfig, limits: QuicLimits) {
+	private constructor(
+		socket: dgram.Socket,
+		options: QuicServerOptions,
+		config: QuicheConfig,
+		limits: QuicLimits,
+		udp: UdpNative | null,
+	) {
 		this.socket = socket;
 		this.options = options;
 		this.config = config;
 		this.limits = limits;
 		this.quiche = loadQuiche();
 		this.workerIndex = options.workerIndex ?? 0;
-		this.sender = new PacketSender(socket, this.stats);
+		this.sender = new PacketSender(socket, this.stats, udp);
 		this.driver = driver();
 		this.retryTokens = new RetryTokens(options.retryKey);
 		const quic = options.quic ?? {};
@@ -155,7 +162,8 @@ export class QuicServer implements ConnectionOwner {
 					cb?.();
 				},
 			} as unknown as dgram.Socket;
-			const server = new QuicServer(virtual, options, config, limits);
+			// No socket here: the owning worker sends (its own sender batches).
+			const server = new QuicServer(virtual, options, config, limits, null);
 			server.localHost = { host, port: options.port };
 			options.log?.info(`quic attached to the shared socket (worker ${server.workerIndex})`);
 			return server;
@@ -168,7 +176,14 @@ export class QuicServer implements ConnectionOwner {
 			// Dual-stack on "::" so browsers dialing ::1 for "localhost" reach us too.
 			ipv6Only: false,
 		});
-		const server = new QuicServer(socket, options, config, limits);
+		// [server.quic] gso: batched GSO/sendmmsg egress through the native addon, else dgram.send.
+		const gso = options.quic?.gso ?? true;
+		const udp = gso ? loadUdpNative() : null;
+		if (gso && udp === null && workerIndex === 0) {
+			// Once per relay (worker 0): every worker loads the same file.
+			options.log?.warn("quic: native UDP egress unavailable, sending with dgram", { reason: udpNativeUnavailable() });
+		}
+		const server = new QuicServer(socket, options, config, limits, udp);
 		await new Promise<void>((resolve, reject) => {
 			socket.once("error", reject);
 			socket.bind(options.port, host, () => {
@@ -187,7 +202,9 @@ export class QuicServer implements ConnectionOwner {
 		} catch {
 			// capped by net.core.*mem_max; not fatal
 		}
-		options.log?.info(`quic listening on ${address.address}:${address.port} (worker ${server.workerIndex})`);
+		options.log?.info(`quic listening on ${address.address}:${address.port} (worker ${server.workerIndex})`, {
+			egress: server.sender.batching ? "gso" : "dgram",
+		});
 		return server;
 	}
 
@@ -242,6 +259,7 @@ export class QuicServer implements ConnectionOwner {
 			this.release(conn);
 		}
 		this.connections.clear();
+		this.sender.flushBatch();
 		await new Promise<void>((resolve) => this.socket.close(() => resolve()));
 	}
 

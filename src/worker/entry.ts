@@ -266,6 +266,12 @@ const publish = () => {
 	for (const reason of REFUSAL_REASONS) count(Field[REFUSAL_FIELDS[reason]], refusals.byReason[reason]);
 	count(Field.sessionFaults, refusals.faults);
 	count(Field.quicRetries, quicStats.retries);
+	count(Field.quicPacketsGso, quicStats.packetsOutGso);
+	count(Field.quicPacketsBatched, quicStats.packetsOutBatched);
+	count(Field.quicPacketsDgram, quicStats.packetsOutDgram);
+	count(Field.quicSendSyscalls, quicStats.sendSyscalls);
+	count(Field.quicGsoFallbacks, quicStats.gsoFallbacks);
+	count(Field.quicSendStalls, quicStats.sendStalls);
 	slots[Field.quicHandshakes] = quicStats.handshakes;
 	slots[Field.tcpConnections] = node.tcpConnections();
 	// Every worker holds a replica of every broadcast; the one holding its publisher counts it here.
