@@ -273,11 +273,11 @@ export function asciiChart(samples: SoakSample[], key: SeriesKey, width = 64, he
 	return `${spec.label} (${spec.unit}${limit !== undefined ? `; ··· ${MAX_RSS_RATIO}× after round 1` : ""})\n${out.join("\n")}`;
 }
 
-function esc(s: string): string {
+export function esc(s: string): string {
 	return s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
 }
 
-function niceStep(span: number, target: number): number {
+export function niceStep(span: number, target: number): number {
 	const raw = span / Math.max(1, target);
 	const e = 10 ** Math.floor(Math.log10(raw));
 	for (const m of [1, 2, 5, 10]) if (m * e >= raw) return m * e;

@@ -251,7 +251,14 @@ export class Relay {
 	activateLocal(path: Path, from?: number): void {
 		const best = this.#routes.get(path)?.[0];
 		const b = this.broadcasts.get(path);
-		if (!best || (b && b.publisher !== null)) return;
+		if (!best) {
+			// Our route went away while the owner chose it (our unpublish crossed its announcement): a
+			// replica of the worker it moved from must not stay behind, and the owner must choose again.
+			if (b && b.publisher === null) this.#uninstall(b, REMOTE_OWNER + b.worker, false);
+			this.link?.localUnpublished(path, false);
+			return;
+		}
+		if (b && b.publisher !== null) return;
 		if (b && from !== undefined && b.worker === from) {
 			b.publisher = best.publisher;
 			b.worker = this.worker;
@@ -492,11 +499,14 @@ export class Relay {
 		this.#install(path, hops, null, worker, REMOTE_OWNER + worker, peer);
 	}
 
-	/** `clean`: the publisher's worker ended its tracks (TRACK_END is in each ring) before telling us. */
-	unpublishRemote(path: Path, worker: number, clean = false): void {
+	/**
+	 * `clean`: the publisher's worker ended its tracks (TRACK_END is in each ring) before telling us.
+	 * `any`: the path's owner says it ended (its word is final, whichever worker our replica names).
+	 */
+	unpublishRemote(path: Path, worker: number, clean = false, any = false): void {
 		const b = this.broadcasts.get(path);
-		if (!b || b.publisher !== null || b.worker !== worker) return;
-		this.#uninstall(b, REMOTE_OWNER + worker, clean);
+		if (!b || b.publisher !== null || (b.worker !== worker && !any)) return;
+		this.#uninstall(b, REMOTE_OWNER + b.worker, clean);
 	}
 
 	/** A worker died: everything it published is gone. */

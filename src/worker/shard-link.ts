@@ -219,7 +219,8 @@ export class ShardLink implements RelayLink {
 				else relay.activateLocal(m.path, m.from);
 				return;
 			case "end":
-				if (m.w !== this.self) relay.unpublishRemote(m.path, m.w, m.clean);
+				// The owner's word: no worker holds the path now. A replica left from an earlier move goes too.
+				relay.unpublishRemote(m.path, m.w, m.clean, true);
 				return;
 			case "want": {
 				if (!m.fwd) {

@@ -207,6 +207,15 @@ export class LiteSubscriber implements UpstreamPublisher {
 				if (hops.includes(relay.hopId) || hops.length > MAX_HOPS) {
 					// Our own broadcast coming back (a loop), or a chain past moq-relay's 32: dropped, counted.
 					countRefusal("announce_route", undefined, { session: host.id, path: rel });
+					// A restart (lite-05's duplicate Active, or a re-announce) of a path this peer offered
+					// before: its route now runs through us, so the route it offered is gone. Kept, it would
+					// be a ghost: after the source ends, two relays that each fail over onto the other's
+					// old route keep the broadcast alive between them.
+					if (mine.delete(abs)) {
+						this.#published.delete(abs);
+						this.#finishBroadcast(abs);
+						host.log.info("broadcast route withdrawn: the peer's route runs through us", { path: abs });
+					}
 					return;
 				}
 				if (!this.#published.has(abs) && this.#published.size >= relay.config.limits.maxBroadcastsPerSession) {
@@ -328,6 +337,8 @@ export class LiteSubscriber implements UpstreamPublisher {
 				sub.closed = true;
 				relayTrack.abortTrack(code || Code.DROPPED);
 			}
+			// Our half too: the publisher counts the subscription until both directions are closed.
+			s.finish();
 			this.#forgetUpstream(sub);
 		};
 	}
