@@ -1,16 +1,24 @@
 /**
- * `npm run bench`: fan-out latency and capacity of the relay. Starts the relay as a separate process
- * pinned to k cores with k workers (or targets `--url`), publishes a synthetic live track, and
- * sweeps subscriber counts with load generator processes; prints the capacity table per core count
- * and writes JSON + an SVG latency chart to `--out`. See docs/benchmarks.md.
+ * `npm run bench`: what the relay costs per packet, against a baseline measured in the same run, and
+ * how many subscribers it carries. Each run, on one core (the load on the others):
+ * 1. the bare baseline: bench/pump.ts, a minimal quiche server pushing stream data to
+ *    `--pump-connections` clients, with dgram egress, then with the GSO addon when it is built;
+ * 2. the relay (a separate process, `taskset` to core 0) with 1 worker, then 2 workers on that same
+ *    core, at a fixed load of `--trial-subscribers`: CPU per egress packet, its ratio to the bare
+ *    pump of the same run, and 2 workers ÷ 1 worker (the multi-worker machinery's cost);
+ * then 3. the capacity sweep per core count (subscribers stepped up until p99 passes the target or a
+ * group is lost). Progress lines while running, the tables at the end, and JSON + SVG charts in
+ * `--out`. See docs/benchmarks.md.
  */
 
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
+import { loadUdpNative, udpNativeUnavailable } from "../src/quic/udp-native.ts";
 import { HELP, parseArgs } from "./lib/args.ts";
 import { benchConsole } from "./lib/console.ts";
-import { capacityTable, document } from "./lib/report.ts";
-import { latencyChart } from "./lib/svg.ts";
+import { type PumpRun, pumpLine, runPump, stopPumps } from "./lib/pump-trial.ts";
+import { capacityTable, costTable, document } from "./lib/report.ts";
+import { costChart, latencyChart } from "./lib/svg.ts";
 import { runSweep, type SweepResult, stopAll } from "./lib/sweep.ts";
 
 async function main(): Promise<number> {
@@ -29,42 +37,90 @@ async function main(): Promise<number> {
 	const { say, progress } = benchConsole(opts.silent);
 	const started = performance.now();
 	say(
-		`moq-fanout bench: ${opts.bitrate} Mbit/s, ${opts.fps} fps, ${opts.groupMs} ms groups, target p99 ${opts.targetP99Ms} ms, ` +
-			`cores ${opts.cores.join(",")}, steps ${opts.steps.join(",")}, ${opts.runs} run(s), ${opts.generators} generator processes` +
+		`moq-fanout bench: ${opts.bitrate} Mbit/s, ${opts.fps} fps, ${opts.groupMs} ms groups, keyframe weight ${opts.keyframeWeight}, ` +
+			`target p99 ${opts.targetP99Ms} ms, ${opts.runs} run(s), phases ${opts.phases.join(",")}, ` +
+			`${opts.generators} load processes × ${opts.sockets} sockets` +
 			(opts.url ? `, relay ${opts.url}` : ""),
 	);
+	const pumps: PumpRun[] = [];
+	const relays: SweepResult[] = [];
+	let gsoSkipped: string | null = null;
+	const pumpPhase = opts.phases.includes("pump");
+	const workersPhase = opts.phases.includes("workers");
+	if (pumpPhase && loadUdpNative() === null) gsoSkipped = udpNativeUnavailable();
+	if (pumpPhase || workersPhase) {
+		say(
+			`CPU per egress packet on core 0 (load on the other cores): ` +
+				[
+					pumpPhase ? `bare pump → ${opts.pumpConnections} connections (dgram${gsoSkipped ? "" : ", GSO"})` : "",
+					workersPhase ? `relay with 1 and 2 workers, ${opts.trialSubscribers} subscribers` : "",
+				]
+					.filter(Boolean)
+					.join("; "),
+		);
+		if (gsoSkipped) say(`  GSO pump skipped: ${gsoSkipped}`);
+	}
+	for (let run = 1; run <= opts.runs && (pumpPhase || workersPhase); run++) {
+		// Interleaved (pump, relay 1 worker, relay 2 workers, then the next run) so that a slow spell
+		// of a shared machine weighs on all of them, and each ratio is taken within one run.
+		if (pumpPhase) {
+			for (const egress of gsoSkipped ? (["dgram"] as const) : (["dgram", "gso"] as const)) {
+				const p = await runPump(opts, egress, run, progress);
+				progress(pumpLine(p, opts.runs), true);
+				pumps.push(p);
+			}
+		}
+		if (workersPhase) {
+			for (const workers of [1, 2]) {
+				const r = await runSweep(opts, 1, run, progress, { workers, steps: [opts.trialSubscribers] });
+				if (r.error) console.error(`  relay run failed: ${r.error}`);
+				relays.push(r);
+			}
+		}
+	}
 	const sweeps: SweepResult[] = [];
-	for (let run = 1; run <= opts.runs; run++) {
+	for (let run = 1; run <= opts.runs && opts.phases.includes("sweep"); run++) {
 		for (const cores of opts.cores) {
-			say(`run ${run}/${opts.runs}, ${cores} core(s):`);
+			say(`capacity sweep, run ${run}/${opts.runs}, ${cores} core(s):`);
 			const sweep = await runSweep(opts, cores, run, progress);
 			if (sweep.error) console.error(`  sweep failed: ${sweep.error}`);
 			else say(`  → capacity ${sweep.capacity} subscribers (stopped by ${sweep.stoppedBy})`);
 			sweeps.push(sweep);
 		}
 	}
-	const doc = document(opts, sweeps);
+	const doc = document(opts, sweeps, pumps, relays, gsoSkipped);
 	const out = resolve(opts.out);
 	mkdirSync(out, { recursive: true });
 	const stamp = doc.date.replace(/[:.]/g, "-");
 	const json = `${JSON.stringify(doc, null, "\t")}\n`;
 	const svg = latencyChart(doc);
+	const costSvg = costChart(doc);
 	for (const name of [`bench-${stamp}`, "latest"]) {
 		writeFileSync(join(out, `${name}.json`), json);
 		writeFileSync(join(out, `${name}.svg`), svg);
+		writeFileSync(join(out, `${name}-cost.svg`), costSvg);
 	}
 	say("");
-	say(capacityTable(doc));
-	say("");
+	if (pumpPhase || workersPhase) {
+		say(costTable(doc));
+		say("");
+	}
+	if (opts.phases.includes("sweep")) {
+		say(capacityTable(doc));
+		say("");
+	}
 	say(
-		`wrote ${join(out, `bench-${stamp}.json`)} and .svg (also latest.json / latest.svg) in ${((performance.now() - started) / 1000).toFixed(0)} s`,
+		`wrote ${join(out, `bench-${stamp}.json`)}, .svg (latency) and -cost.svg (per-packet cost); also latest.json / latest.svg / latest-cost.svg; ` +
+			`in ${((performance.now() - started) / 1000).toFixed(0)} s`,
 	);
-	return sweeps.some((s) => s.error) ? 1 : 0;
+	const failed = sweeps.some((s) => s.error) || relays.some((r) => r.error) || pumps.some((p) => p.error);
+	return failed ? 1 : 0;
 }
 
 // Children (relay, publisher, generators) are ours: take them down with us on Ctrl-C.
 for (const signal of ["SIGINT", "SIGTERM"] as const) {
 	process.on(signal, () => {
+		stopPumps();
 		stopAll().finally(() => process.exit(130));
 	});
 }

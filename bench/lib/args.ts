@@ -5,8 +5,18 @@
 
 import { availableParallelism } from "node:os";
 
+/**
+ * What `npm run bench` measures, in this order within each run:
+ * pump: the bare quiche + UDP push pump (dgram, and GSO when the native addon is built): the baseline;
+ * workers: the relay with 1 worker, then 2 workers, both pinned to one core, at a fixed load;
+ * sweep: the capacity sweep (p99 target, no group lost) per core count.
+ */
+export const PHASES = ["pump", "workers", "sweep"] as const;
+export type Phase = (typeof PHASES)[number];
+
 export interface BenchOptions {
 	quick: boolean;
+	phases: Phase[];
 	/** External relay (`https://host:port/path`): no local relay process, CPU from /metrics only. */
 	url: string | null;
 	/** Mbit/s per subscriber (the track's bitrate). */
@@ -17,8 +27,12 @@ export interface BenchOptions {
 	keyframeWeight: number;
 	targetP99Ms: number;
 	maxSubscribers: number;
-	/** Core counts to emulate (relay pinned to cores 0..k-1 with k workers). */
+	/** Core counts of the capacity sweep (relay pinned to cores 0..k-1 with k workers). */
 	cores: number[];
+	/** Client connections the bare pump pushes to. */
+	pumpConnections: number;
+	/** Subscribers of the relay runs that measure CPU per packet (1 worker, 2 workers on one core). */
+	trialSubscribers: number;
 	runs: number;
 	out: string;
 	/** Subscriber counts to sweep (ascending). */
@@ -34,7 +48,11 @@ export interface BenchOptions {
 }
 
 const HELP = `npm run bench [-- options]
-  --quick                 short sweep (< 2 min on 2 cores): 1 run, short windows
+  Each run measures, on one core: the bare quiche + UDP push pump (dgram, then GSO when
+  native/build/udp.node exists), the relay with 1 worker and with 2 workers at a fixed load (CPU per
+  egress packet, and its ratios: relay ÷ bare, 2 workers ÷ 1), then the capacity sweep.
+  --quick                 smoke run (about 2 min on 2 cores): 1 run, short windows, fewer subscribers
+  --phases a,b            what to run: pump, workers, sweep (default all three)
   --url URL               bench an existing relay (https://host:port/path); default: start one locally
   --bitrate MBPS          track bitrate per subscriber (default 2.5)
   --fps N                 frames per second (default 30)
@@ -43,10 +61,12 @@ const HELP = `npm run bench [-- options]
   --target-p99-ms MS      latency target for the capacity table (default 100)
   --max-subscribers N     stop the sweep there (default 3200; quick 400)
   --steps a,b,c           subscriber counts (default 10,25,50,100,200,400,800,...)
-  --cores 1,2             core counts to emulate (default: 1 and every power of 2 up to the machine's cores)
-  --runs N                repeat the sweep (default 3; quick 1)
-  --warmup-ms MS          settle time per step (default 2000; quick 1000)
-  --window-ms MS          measurement window per step (default 8000; quick 2500)
+  --cores 1,2             core counts of the capacity sweep (default 1)
+  --pump-connections N    connections the bare pump pushes to (default 20)
+  --trial-subscribers N   subscribers of the 1-worker / 2-worker relay runs (default 100; quick 40)
+  --runs N                repeat every measurement (default 3; quick 1); min / median / max over runs
+  --warmup-ms MS          settle time per step and per run (default 2000; quick 1000)
+  --window-ms MS          measurement window per step and per run (default 5000; quick 2500)
   --generators N          load generator processes (default: max(2, free cores), at most 8)
   --sockets N             UDP sockets per generator (default 8)
   --out DIR               results directory (default bench/results)`;
@@ -93,6 +113,9 @@ export function parseArgs(argv: string[]): BenchOptions | "help" {
 		"--max-subscribers",
 		"--steps",
 		"--cores",
+		"--phases",
+		"--pump-connections",
+		"--trial-subscribers",
 		"--runs",
 		"--warmup-ms",
 		"--window-ms",
@@ -110,15 +133,29 @@ export function parseArgs(argv: string[]): BenchOptions | "help" {
 		return n;
 	};
 	const cpus = availableParallelism();
-	const defaultCores = [1];
-	for (let k = 2; k <= cpus; k *= 2) defaultCores.push(k);
-	const cores = flags.has("--cores") ? list(flags.get("--cores")!, "--cores") : defaultCores;
+	const cores = flags.has("--cores") ? list(flags.get("--cores")!, "--cores") : [1];
+	const url = flags.get("--url") ?? null;
+	// An external relay: only the sweep applies (the pump and the pinned relay runs need this machine's relay).
+	let phases: Phase[] = url === null ? [...PHASES] : ["sweep"];
+	if (flags.has("--phases")) {
+		const named = flags
+			.get("--phases")!
+			.split(",")
+			.map((p) => p.trim());
+		const unknown = named.filter((p) => !(PHASES as readonly string[]).includes(p));
+		if (unknown.length > 0 || named.length === 0)
+			throw new Error(`--phases: expected some of ${PHASES.join(",")}, got "${flags.get("--phases")}"`);
+		phases = PHASES.filter((p) => named.includes(p));
+		if (url !== null && phases.some((p) => p !== "sweep"))
+			throw new Error("--phases: with --url only the sweep runs (pump and workers measure a relay started here)");
+	}
 	const maxSubscribers = num("--max-subscribers", quick ? 400 : 3200);
 	const steps = flags.has("--steps") ? list(flags.get("--steps")!, "--steps") : defaultSteps(maxSubscribers);
 	const maxCores = Math.max(...cores);
 	return {
 		quick,
-		url: flags.get("--url") ?? null,
+		phases,
+		url,
 		bitrate: num("--bitrate", 2.5),
 		fps: num("--fps", 30),
 		groupMs: num("--group-ms", quick ? 1000 : 2000),
@@ -126,11 +163,13 @@ export function parseArgs(argv: string[]): BenchOptions | "help" {
 		targetP99Ms: num("--target-p99-ms", 100),
 		maxSubscribers,
 		cores,
+		pumpConnections: Math.round(num("--pump-connections", 20)),
+		trialSubscribers: Math.round(num("--trial-subscribers", quick ? 40 : 100)),
 		runs: Math.round(num("--runs", quick ? 1 : 3)),
 		out: flags.get("--out") ?? "bench/results",
 		steps: steps.filter((n) => n <= maxSubscribers).sort((a, b) => a - b),
 		warmupMs: num("--warmup-ms", quick ? 1000 : 2000),
-		windowMs: num("--window-ms", quick ? 2500 : 8000),
+		windowMs: num("--window-ms", quick ? 2500 : 5000),
 		generators: Math.round(num("--generators", Math.min(8, Math.max(2, cpus - maxCores)))),
 		sockets: Math.round(num("--sockets", 8)),
 		silent: bools.has("--silent"),

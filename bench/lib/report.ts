@@ -1,12 +1,13 @@
 /**
- * Results: the summary over runs (min / median / max of the headline numbers per core count), the
- * capacity table as text, and the JSON document.
+ * Results: the summary over runs (min / median / max of the headline numbers: the per-packet costs
+ * and their ratios, and the capacity per core count), the tables as text, and the JSON document.
  * @module
  */
 
 import { cpus } from "node:os";
 import type { BenchOptions } from "./args.ts";
-import { BARE_US_PER_PACKET, type StepResult, type SweepResult } from "./sweep.ts";
+import type { PumpRun } from "./pump-trial.ts";
+import type { StepResult, SweepResult } from "./sweep.ts";
 
 export interface Spread {
 	min: number;
@@ -24,13 +25,54 @@ export interface CoreSummary {
 	/** At each run's capacity step. */
 	p99AtCapacityMs: Spread | null;
 	mbpsAtCapacity: Spread | null;
-	/** Relay CPU per egress packet (µs) over every valid step, and its ratio to the bare quiche+UDP figure. */
+	/** Relay CPU per egress packet (µs) over every valid step, and its ratio to the bare pump's (dgram, median). */
 	usPerPacket: Spread | null;
 	ratioToBare: Spread | null;
-	/** Worker threads only (closest to the per-thread BARE_US_PER_PACKET baseline). */
+	/** Worker threads only (from /metrics). */
 	workerUsPerPacket: Spread | null;
 	/** Median latency percentiles per subscriber count over runs (the chart's data). */
 	curve: { subscribers: number; p50: number; p90: number; p99: number; p999: number; runs: number }[];
+}
+
+/** The per-packet costs on one core, min / median / max over runs; ratios are taken run by run. */
+export interface BaselineSummary {
+	/** CPU µs per egress packet of the bare quiche push pump, dgram and GSO egress. */
+	bareDgramUs: Spread | null;
+	bareGsoUs: Spread | null;
+	/** Relay CPU µs per egress packet, 1 worker, and 2 workers on the same core. */
+	relayOneWorkerUs: Spread | null;
+	relayTwoWorkersUs: Spread | null;
+	/** Relay (1 worker) ÷ the bare pump of the same run. */
+	relayToBareDgram: Spread | null;
+	relayToBareGso: Spread | null;
+	/** 2 workers ÷ 1 worker on one core, same run: the cost of the multi-worker machinery. */
+	twoWorkersToOne: Spread | null;
+	/** Runs each spread is over. */
+	runs: { bareDgram: number; bareGso: number; relayOneWorker: number; relayTwoWorkers: number };
+	/** The GSO pump ÷ the dgram pump, same run. */
+	gsoToDgram: Spread | null;
+	/** The load each was measured at (median over runs): egress packets per second, and CPU in cores. */
+	load: {
+		bareDgram: Load | null;
+		bareGso: Load | null;
+		relayOneWorker: Load | null;
+		relayTwoWorkers: Load | null;
+	};
+}
+
+export interface Load {
+	packetsPerSec: number;
+	cpuCores: number;
+}
+
+export interface BaselineResults {
+	/** Every pump run (dgram and GSO). */
+	pumps: PumpRun[];
+	/** Why the GSO pump did not run (null when it did, or the pump phase was not asked for). */
+	gsoSkipped: string | null;
+	/** The fixed-load relay runs on one core: one step each, `workers` 1 or 2. */
+	relays: SweepResult[];
+	summary: BaselineSummary;
 }
 
 export interface BenchDocument {
@@ -38,7 +80,9 @@ export interface BenchDocument {
 	date: string;
 	machine: { cpus: number; model: string; node: string };
 	options: BenchOptions;
-	bare: { usPerPacket: number; source: string };
+	/** The bare pump's (dgram) µs per packet that `ratioToBare` divides by: measured in this run (median), null when not run. */
+	bare: { usPerPacket: number | null; source: string };
+	baseline: BaselineResults;
 	summary: CoreSummary[];
 	sweeps: SweepResult[];
 }
@@ -91,21 +135,133 @@ export function summarize(sweeps: SweepResult[], coreCounts: number[]): CoreSumm
 	});
 }
 
-export function document(opts: BenchOptions, sweeps: SweepResult[]): BenchDocument {
+/** A relay run's CPU per packet, when its step measured the relay (the load was not the limit). */
+function relayUs(r: SweepResult | undefined): number | null {
+	const step = r?.steps[0];
+	return r && r.error === null && step?.valid && step.usPerPacket !== null ? step.usPerPacket : null;
+}
+
+function pumpUs(p: PumpRun | undefined): number | null {
+	return p && p.error === null && p.usPerPacket !== null ? p.usPerPacket : null;
+}
+
+/** Run-by-run ratios a[run] ÷ b[run], over the runs where both were measured. */
+function ratios(runs: number, a: (run: number) => number | null, b: (run: number) => number | null): Spread | null {
+	const out: number[] = [];
+	for (let run = 1; run <= runs; run++) {
+		const x = a(run);
+		const y = b(run);
+		if (x !== null && y !== null && y > 0) out.push(Math.round((x / y) * 1000) / 1000);
+	}
+	return spread(out);
+}
+
+export function summarizeBaseline(runs: number, pumps: PumpRun[], relays: SweepResult[]): BaselineSummary {
+	const pump = (egress: PumpRun["egress"], run: number) =>
+		pumpUs(pumps.find((p) => p.egress === egress && p.run === run));
+	const relay = (workers: number, run: number) => relayUs(relays.find((r) => r.workers === workers && r.run === run));
+	const all = (f: (run: number) => number | null) =>
+		Array.from({ length: runs }, (_, i) => f(i + 1)).filter((x): x is number => x !== null);
+	const bareDgram = all((r) => pump("dgram", r));
+	const bareGso = all((r) => pump("gso", r));
+	const one = all((r) => relay(1, r));
+	const two = all((r) => relay(2, r));
+	return {
+		bareDgramUs: spread(bareDgram),
+		bareGsoUs: spread(bareGso),
+		relayOneWorkerUs: spread(one),
+		relayTwoWorkersUs: spread(two),
+		relayToBareDgram: ratios(
+			runs,
+			(r) => relay(1, r),
+			(r) => pump("dgram", r),
+		),
+		relayToBareGso: ratios(
+			runs,
+			(r) => relay(1, r),
+			(r) => pump("gso", r),
+		),
+		twoWorkersToOne: ratios(
+			runs,
+			(r) => relay(2, r),
+			(r) => relay(1, r),
+		),
+		runs: {
+			bareDgram: bareDgram.length,
+			bareGso: bareGso.length,
+			relayOneWorker: one.length,
+			relayTwoWorkers: two.length,
+		},
+		gsoToDgram: ratios(
+			runs,
+			(r) => pump("gso", r),
+			(r) => pump("dgram", r),
+		),
+		load: {
+			bareDgram: load(pumps.filter((p) => p.egress === "dgram" && pumpUs(p) !== null).map(pumpLoad)),
+			bareGso: load(pumps.filter((p) => p.egress === "gso" && pumpUs(p) !== null).map(pumpLoad)),
+			relayOneWorker: load(relays.filter((r) => r.workers === 1 && relayUs(r) !== null).map(relayLoad)),
+			relayTwoWorkers: load(relays.filter((r) => r.workers === 2 && relayUs(r) !== null).map(relayLoad)),
+		},
+	};
+}
+
+function pumpLoad(p: PumpRun): Load {
+	return { packetsPerSec: p.packetsPerSec, cpuCores: p.cpuCores ?? 0 };
+}
+
+function relayLoad(r: SweepResult): Load {
+	const s = r.steps[0];
+	return { packetsPerSec: Math.round(((s.packetsOut ?? 0) * 1000) / s.windowMs), cpuCores: s.relayCpuCores ?? 0 };
+}
+
+function load(xs: Load[]): Load | null {
+	const pps = spread(xs.map((x) => x.packetsPerSec));
+	const cpu = spread(xs.map((x) => x.cpuCores));
+	return pps && cpu ? { packetsPerSec: pps.median, cpuCores: cpu.median } : null;
+}
+
+/**
+ * The JSON document. The sweep steps' `ratioToBare` is filled in here, against the bare dgram
+ * pump's median of this bench (the sweep's steps are not paired with pump runs).
+ */
+export function document(
+	opts: BenchOptions,
+	sweeps: SweepResult[],
+	pumps: PumpRun[] = [],
+	relays: SweepResult[] = [],
+	gsoSkipped: string | null = null,
+): BenchDocument {
 	const c = cpus();
+	const baseline = summarizeBaseline(opts.runs, pumps, relays);
+	const bare = baseline.bareDgramUs?.median ?? null;
+	for (const sweep of [...sweeps, ...relays])
+		for (const step of sweep.steps)
+			step.ratioToBare =
+				bare !== null && step.usPerPacket !== null ? Math.round((step.usPerPacket / bare) * 100) / 100 : null;
 	return {
 		version: 1,
 		date: new Date().toISOString(),
 		machine: { cpus: c.length, model: c[0]?.model ?? "unknown", node: process.version },
 		options: opts,
 		bare: {
-			usPerPacket: BARE_US_PER_PACKET,
-			source: "baseline: Node dgram + quiche, 20-conn fan-out (median)",
+			usPerPacket: bare,
+			source:
+				bare === null
+					? "not measured (the pump phase did not run)"
+					: `measured in this bench: bare quiche + dgram push pump (bench/pump.ts), ${opts.pumpConnections} connections, one core, median of ${baseline.runs.bareDgram} run(s)`,
 		},
+		baseline: { pumps, gsoSkipped, relays, summary: baseline },
 		summary: summarize(sweeps, opts.cores),
 		sweeps,
 	};
 }
+
+/** Machine busy share above which a run's figures are flagged (every core nearly always busy). */
+const BUSY_MACHINE = 0.9;
+
+const loadText = (l: Load | null) =>
+	l === null ? "n/a" : `${(l.packetsPerSec / 1000).toFixed(1)} kpps, ${Math.round(l.cpuCores * 100)}% of a core`;
 
 const fmt = (s: Spread | null, digits = 0) =>
 	s === null
@@ -114,14 +270,52 @@ const fmt = (s: Spread | null, digits = 0) =>
 			? s.median.toFixed(digits)
 			: `${s.min.toFixed(digits)} / ${s.median.toFixed(digits)} / ${s.max.toFixed(digits)}`;
 
+/** The per-packet cost table (one core), as printed. */
+export function costTable(doc: BenchDocument): string {
+	const o = doc.options;
+	const b = doc.baseline.summary;
+	const over = (n: number) => (n > 1 ? ` (${n} runs)` : n === 1 ? " (1 run)" : "");
+	const lines = [
+		`CPU per egress packet on one core — min / median / max over runs; ratios run by run (same run's numbers)`,
+		"",
+		"| measurement | µs CPU / egress packet | ratio | load (median) |",
+		"|---|---|---|---|",
+		`| bare quiche + dgram push pump, ${o.pumpConnections} connections | ${fmt(b.bareDgramUs, 2)}${over(b.runs.bareDgram)} | baseline | ${loadText(b.load.bareDgram)} |`,
+		`| bare quiche + GSO push pump, ${o.pumpConnections} connections | ${doc.baseline.gsoSkipped ? `skipped: ${doc.baseline.gsoSkipped}` : `${fmt(b.bareGsoUs, 2)}${over(b.runs.bareGso)}`} | ${b.gsoToDgram ? `${fmt(b.gsoToDgram, 2)} × bare dgram` : ""} | ${loadText(b.load.bareGso)} |`,
+		`| relay, 1 worker, ${o.trialSubscribers} subscribers × ${o.bitrate} Mbit/s | ${fmt(b.relayOneWorkerUs, 2)}${over(b.runs.relayOneWorker)} | ${fmt(b.relayToBareDgram, 2)} × bare dgram${b.relayToBareGso ? `; ${fmt(b.relayToBareGso, 2)} × bare GSO` : ""} | ${loadText(b.load.relayOneWorker)} |`,
+		`| relay, 2 workers on the same core, same load | ${fmt(b.relayTwoWorkersUs, 2)}${over(b.runs.relayTwoWorkers)} | ${fmt(b.twoWorkersToOne, 3)} × 1 worker | ${loadText(b.load.relayTwoWorkers)} |`,
+		"",
+		"µs / egress packet: the process's CPU (all threads, /proc/<pid>/stat) ÷ its egress packets in the window (the pump's own count;",
+		"for the relay, the datagrams the load generators received). n/a: not measured, or every run was limited by the load.",
+	];
+	// A saturated machine (other tenants, or the load itself) makes every figure wait for a CPU: say so.
+	const busy = [
+		...doc.baseline.pumps
+			.filter((p) => (p.machineBusy ?? 0) >= BUSY_MACHINE)
+			.map((p) => `run ${p.run} ${p.egress} pump ${Math.round((p.machineBusy ?? 0) * 100)}%`),
+		...doc.baseline.relays
+			.filter((r) => (r.steps[0]?.machineBusy ?? 0) >= BUSY_MACHINE)
+			.map(
+				(r) =>
+					`run ${r.run} relay ${r.workers} worker${r.workers > 1 ? "s" : ""} ${Math.round((r.steps[0].machineBusy ?? 0) * 100)}%`,
+			),
+	];
+	if (busy.length > 0)
+		lines.push(
+			`WARNING: the machine was ≥ ${BUSY_MACHINE * 100}% busy during ${busy.join(", ")}: those runs competed for CPU; measure on a quiet machine.`,
+		);
+	return lines.join("\n");
+}
+
 /** The capacity table per VM size, as printed. */
 export function capacityTable(doc: BenchDocument): string {
 	const o = doc.options;
+	const bare = doc.bare.usPerPacket === null ? "not measured" : `${doc.bare.usPerPacket.toFixed(1)} µs, measured`;
 	const lines = [
-		`Capacity at ${o.bitrate} Mbit/s per subscriber, p99 ≤ ${o.targetP99Ms} ms, no group loss` +
+		`Capacity at ${o.bitrate} Mbit/s per subscriber, keyframe weight ${o.keyframeWeight}, p99 ≤ ${o.targetP99Ms} ms, no group loss` +
 			(o.runs > 1 ? ` — min / median / max over ${o.runs} runs` : ""),
 		"",
-		"| cores | max subscribers | p99 at max (ms) | delivered at max (Mbit/s) | relay µs / egress packet | × bare quiche+UDP (20.5 µs) | worker threads µs / packet |",
+		`| cores | max subscribers | p99 at max (ms) | delivered at max (Mbit/s) | relay µs / egress packet | × bare quiche+dgram (${bare}) | worker threads µs / packet |`,
 		"|---|---|---|---|---|---|---|",
 	];
 	for (const s of doc.summary) {

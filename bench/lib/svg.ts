@@ -100,3 +100,91 @@ export function latencyChart(doc: BenchDocument): string {
 	out.push("</svg>");
 	return `${out.join("\n")}\n`;
 }
+
+/**
+ * The per-packet cost chart: CPU µs per egress packet on one core, one bar per measurement (the
+ * median, with a min–max whisker over runs): the bare pump (dgram, GSO) and the relay (1 worker,
+ * 2 workers on the same core), labelled with the ratios of the summary.
+ */
+export function costChart(doc: BenchDocument): string {
+	const b = doc.baseline.summary;
+	const o = doc.options;
+	const ratio = (s: { median: number } | null, of: string) => (s ? ` (${s.median.toFixed(2)} × ${of})` : "");
+	const rows = [
+		{ label: "bare quiche + dgram pump", s: b.bareDgramUs, note: "", color: "#7f7f7f" },
+		{
+			label: "bare quiche + GSO pump",
+			s: b.bareGsoUs,
+			note: doc.baseline.gsoSkipped ? "skipped (no native addon)" : ratio(b.gsoToDgram, "bare dgram"),
+			color: "#bcbd22",
+		},
+		{
+			label: "relay, 1 worker",
+			s: b.relayOneWorkerUs,
+			note: ratio(b.relayToBareDgram, "bare dgram"),
+			color: "#1f77b4",
+		},
+		{
+			label: "relay, 2 workers, 1 core",
+			s: b.relayTwoWorkersUs,
+			note: ratio(b.twoWorkersToOne, "1 worker"),
+			color: "#d62728",
+		},
+	];
+	const width = 760;
+	const left = 190;
+	// Room for the value and ratio printed after the longest bar.
+	const right = 210;
+	const top = 48;
+	const rowH = 44;
+	const height = top + rows.length * rowH + 44;
+	const max = Math.max(1, ...rows.map((r) => r.s?.max ?? 0)) * 1.1;
+	const pw = width - left - right;
+	const x = (v: number) => left + (v / max) * pw;
+	const out: string[] = [];
+	out.push(
+		`<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="sans-serif" font-size="12">`,
+	);
+	out.push(`<rect width="${width}" height="${height}" fill="white"/>`);
+	out.push(
+		`<text x="${left}" y="22" font-size="14" font-weight="bold">${esc(`CPU per egress packet on one core (µs), min–median–max over ${o.runs} run(s)`)}</text>`,
+	);
+	for (const t of niceTicks(max)) {
+		out.push(
+			`<line x1="${x(t).toFixed(1)}" y1="${top - 6}" x2="${x(t).toFixed(1)}" y2="${top + rows.length * rowH}" stroke="#eee"/>`,
+		);
+		out.push(`<text x="${x(t).toFixed(1)}" y="${top + rows.length * rowH + 16}" text-anchor="middle">${t}</text>`);
+	}
+	rows.forEach((r, i) => {
+		const y = top + i * rowH;
+		out.push(`<text x="${left - 8}" y="${y + 20}" text-anchor="end">${esc(r.label)}</text>`);
+		if (r.s === null) {
+			out.push(`<text x="${left + 4}" y="${y + 20}" fill="#888">${esc(r.note || "not measured")}</text>`);
+			return;
+		}
+		out.push(
+			`<rect class="bar" data-row="${i}" x="${left}" y="${y + 8}" width="${(x(r.s.median) - left).toFixed(1)}" height="18" fill="${r.color}"/>`,
+		);
+		out.push(
+			`<line x1="${x(r.s.min).toFixed(1)}" y1="${y + 17}" x2="${x(r.s.max).toFixed(1)}" y2="${y + 17}" stroke="#222" stroke-width="1.5"/>`,
+		);
+		for (const v of [r.s.min, r.s.max])
+			out.push(`<line x1="${x(v).toFixed(1)}" y1="${y + 11}" x2="${x(v).toFixed(1)}" y2="${y + 23}" stroke="#222"/>`);
+		out.push(
+			`<text x="${(x(r.s.max) + 6).toFixed(1)}" y="${y + 21}">${esc(`${r.s.median.toFixed(1)}${r.note}`)}</text>`,
+		);
+	});
+	out.push(
+		`<text x="${left + pw / 2}" y="${height - 8}" text-anchor="middle">µs of CPU per egress packet (process CPU from /proc)</text>`,
+	);
+	out.push("</svg>");
+	return `${out.join("\n")}\n`;
+}
+
+function niceTicks(max: number): number[] {
+	const step = 10 ** Math.floor(Math.log10(max / 2));
+	const unit = max / step > 10 ? step * 5 : max / step > 5 ? step * 2 : step;
+	const ticks: number[] = [];
+	for (let t = 0; t <= max; t += unit) ticks.push(Math.round(t * 1000) / 1000);
+	return ticks;
+}

@@ -15,8 +15,6 @@ import { machineCpuSample, processCpuSeconds, processRss, udpDrops } from "./pro
 import type { FromGenerator, FromPublisher, GeneratorReport, ToGenerator, ToPublisher } from "./protocol.ts";
 import { type RelayProcess, startRelay } from "./relay-process.ts";
 
-/** Baseline measured once: bare quiche + Node dgram, 20-connection fan-out, server µs per egress packet (median). */
-export const BARE_US_PER_PACKET = 20.5;
 /** A generator process above this share of a core is the bottleneck, not the relay. */
 export const GENERATOR_SATURATED = 0.9;
 
@@ -53,7 +51,7 @@ export interface StepResult {
 	usPerPacket: number | null;
 	/** Worker threads' CPU (from /metrics, sampled once a second) per egress packet, µs. */
 	workerUsPerPacket: number | null;
-	/** usPerPacket / BARE_US_PER_PACKET. */
+	/** usPerPacket ÷ the bare pump's µs per packet measured in the same bench (median over runs); null without it. */
 	ratioToBare: number | null;
 	/** Per worker: CPU cores busy, egress packets/s, sessions. */
 	workers: { worker: number; cpuCores: number | null; packetsPerSec: number | null; sessions: number | null }[];
@@ -75,6 +73,8 @@ export interface StepResult {
 export interface SweepResult {
 	run: number;
 	cores: number;
+	/** Relay worker threads (the sweep: one per core; the worker runs: 1 or 2 on one core). */
+	workers: number;
 	steps: StepResult[];
 	/** Largest passing subscriber count (0 when the first step failed). */
 	capacity: number;
@@ -103,12 +103,23 @@ function workerCpu(samples: Sample[] | null): Map<number, number> {
 	return samples ? perWorker(samples, "moq_fanout_worker_cpu_seconds_total") : new Map();
 }
 
+/** A fixed-load relay run instead of a sweep: these workers, these subscriber counts. */
+export interface SweepOverride {
+	workers: number;
+	steps: number[];
+}
+
 export async function runSweep(
 	opts: BenchOptions,
 	cores: number,
 	run: number,
 	progress: Progress,
+	override: SweepOverride | null = null,
 ): Promise<SweepResult> {
+	const workers = override?.workers ?? cores;
+	const label = override
+		? `run ${run}/${opts.runs} · relay, ${cores} core, ${workers} worker${workers > 1 ? "s" : " "}`
+		: `${cores} core(s)`;
 	const cpus = availableParallelism();
 	const relayCores = cpuList(0, Math.min(cores, cpus));
 	// Load on the cores the relay does not use; on a machine without spare cores, share them (the
@@ -123,7 +134,7 @@ export async function runSweep(
 	let relay: RelayProcess | null = null;
 	let target: RelayTarget;
 	if (opts.url === null) {
-		relay = await startRelay(relayCores);
+		relay = await startRelay(relayCores, { workers });
 		target = { host: "127.0.0.1", port: relay.port, path: "/bench", fingerprint: relay.fingerprint };
 	} else {
 		target = await resolveTarget(opts.url);
@@ -133,7 +144,7 @@ export async function runSweep(
 		{ length: opts.generators },
 		() => new Child<ToGenerator, FromGenerator>("generator-child.ts", spare),
 	);
-	const result: SweepResult = { run, cores, steps: [], capacity: 0, stoppedBy: "max", error: null };
+	const result: SweepResult = { run, cores, workers, steps: [], capacity: 0, stoppedBy: "max", error: null };
 	const kill = async () => {
 		for (const g of generators) g.kill();
 		publisher.kill();
@@ -146,7 +157,7 @@ export async function runSweep(
 			generators.map((g) => g.request({ type: "init", target, sockets: opts.sockets, groupMs: opts.groupMs }, "ready")),
 		);
 		const counts = generators.map(() => 0);
-		for (const n of opts.steps) {
+		for (const n of override?.steps ?? opts.steps) {
 			// Spread the new subscribers evenly over the generators.
 			const add = generators.map(() => 0);
 			for (let i = counts.reduce((a, b) => a + b, 0); i < n; i++) {
@@ -154,22 +165,32 @@ export async function runSweep(
 				add[g]++;
 				counts[g]++;
 			}
-			progress(`  ${cores} core(s) · ${String(n).padStart(5)} subscribers · connecting`, false);
+			progress(`  ${label} · ${String(n).padStart(5)} subscribers · connecting`, false);
 			const added = await Promise.all(
 				generators.map((g, i) => (add[i] > 0 ? g.request({ type: "add", count: add[i] }, "added") : null)),
 			);
 			const failedToAdd = added.reduce((a, r) => a + (r?.failed ?? 0), 0);
 			const addError = added.find((r) => r?.error)?.error;
-			progress(`  ${cores} core(s) · ${String(n).padStart(5)} subscribers · settling`, false);
+			progress(`  ${label} · ${String(n).padStart(5)} subscribers · settling`, false);
 			await sleep(opts.warmupMs);
-			const step = await measure(opts, n, relay, target, generators, cores, cpus > cores ? spare.length : 0, progress);
+			const step = await measure(
+				opts,
+				n,
+				relay,
+				target,
+				generators,
+				label,
+				cores,
+				cpus > cores ? spare.length : 0,
+				progress,
+			);
 			if (failedToAdd > 0) {
 				step.valid = false;
 				step.invalidReason = `${failedToAdd} subscribers failed to connect${addError ? ` (${addError})` : ""}`;
 				step.pass = false;
 			}
 			result.steps.push(step);
-			progress(stepLine(cores, step), true);
+			progress(override ? trialLine(label, step) : stepLine(label, step), true);
 			if (!step.valid) {
 				result.stoppedBy = "generator";
 				break;
@@ -199,6 +220,7 @@ async function measure(
 	relay: RelayProcess | null,
 	target: RelayTarget,
 	generators: Child<ToGenerator, FromGenerator>[],
+	label: string,
 	cores: number,
 	/** Cores reserved for the load (0: it shares the relay's cores). */
 	loadCores: number,
@@ -214,7 +236,7 @@ async function measure(
 	for (let i = 0; performance.now() - t0 < opts.windowMs; i++) {
 		const left = Math.ceil((opts.windowMs - (performance.now() - t0)) / 1000);
 		progress(
-			`  ${cores} core(s) · ${String(subscribers).padStart(5)} subscribers · measuring ${spinner[i % spinner.length]} ${left}s`,
+			`  ${label} · ${String(subscribers).padStart(5)} subscribers · measuring ${spinner[i % spinner.length]} ${left}s`,
 			false,
 		);
 		await sleep(Math.min(250, Math.max(0, opts.windowMs - (performance.now() - t0))));
@@ -318,7 +340,7 @@ async function measure(
 		packetsOutMetrics,
 		usPerPacket: usPerPacket === null ? null : round(usPerPacket, 2),
 		workerUsPerPacket: workerUsPerPacket === null ? null : round(workerUsPerPacket, 2),
-		ratioToBare: usPerPacket === null ? null : round(usPerPacket / BARE_US_PER_PACKET, 2),
+		ratioToBare: null,
 		workers,
 		rssBytes,
 		udpDrops: drops0 && drops1 ? { relay: drops1.relay - drops0.relay, other: drops1.other - drops0.other } : null,
@@ -342,7 +364,25 @@ function round(x: number, digits: number): number {
 	return Math.round(x * f) / f;
 }
 
-export function stepLine(cores: number, s: StepResult): string {
+/** A fixed-load relay run: what it measured, without the sweep's pass / fail verdict. */
+export function trialLine(label: string, s: StepResult): string {
+	const cpu = s.relayCpuCores === null ? "n/a" : `${Math.round(s.relayCpuCores * 100)}%`;
+	const us = s.usPerPacket === null ? "n/a" : s.usPerPacket.toFixed(2);
+	const pps = s.workers.map((w) => w.packetsPerSec ?? 0);
+	const total = pps.reduce((a, b) => a + b, 0);
+	const balance =
+		s.workers.length > 1 && total > 0 ? ` · workers ${pps.map((p) => Math.round((p * 100) / total)).join("/")}%` : "";
+	const gen = s.generatorCpu.map((c) => `${Math.round(c * 100)}`).join("/");
+	const verdict = s.valid ? "" : ` · INVALID (${s.invalidReason})`;
+	return (
+		`  ${label} · ${String(s.connected).padStart(4)} subs · ${(s.packetsOut === null ? 0 : s.packetsOut / (s.windowMs / 1000) / 1000).toFixed(1).padStart(6)} kpps · ` +
+		`${s.deliveredMbps.toFixed(0).padStart(5)} Mbit/s · relay ${cpu} of a core · ${us} µs/pkt${balance} · ` +
+		`p99 ${s.latencyMs.p99.toFixed(1)} ms · lost ${s.groupsLost} · gen ${gen}% · ` +
+		`machine ${s.machineBusy === null ? "n/a" : `${Math.round(s.machineBusy * 100)}%`} busy${verdict}`
+	);
+}
+
+export function stepLine(label: string, s: StepResult): string {
 	const l = s.latencyMs;
 	const cpu = s.relayCpuPerCore === null ? "  n/a" : `${String(Math.round(s.relayCpuPerCore * 100)).padStart(4)}%`;
 	const us = s.usPerPacket === null ? "   n/a" : `${s.usPerPacket.toFixed(1).padStart(6)}`;
@@ -354,7 +394,7 @@ export function stepLine(cores: number, s: StepResult): string {
 		s.workers.length > 1 && total > 0 ? ` · workers ${pps.map((p) => Math.round((p * 100) / total)).join("/")}%` : "";
 	const verdict = !s.valid ? `INVALID (${s.invalidReason})` : s.pass ? "ok" : `FAIL (${s.failReason})`;
 	return (
-		`  ${cores} core(s) · ${String(s.subscribers).padStart(5)} subs · ${s.deliveredMbps.toFixed(1).padStart(7)} Mbit/s · ` +
+		`  ${label} · ${String(s.subscribers).padStart(5)} subs · ${s.deliveredMbps.toFixed(1).padStart(7)} Mbit/s · ` +
 		`p50 ${l.p50.toFixed(1)} p90 ${l.p90.toFixed(1)} p99 ${l.p99.toFixed(1)} p99.9 ${l.p999.toFixed(1)} max ${l.max.toFixed(1)} ms · ` +
 		`lost ${s.groupsLost} · relay ${cpu}/core ${us} µs/pkt${balance}${drops} · gen ${gen}% · ${verdict}`
 	);

@@ -1,6 +1,6 @@
 /**
- * Micro-bench: server CPU per egress QUIC packet of our driver (compare 20.5 µs, BARE_US_PER_PACKET
- * in bench/lib/sweep.ts, for a hand-written 20-connection fan-out over the same binding).
+ * Micro-bench: server CPU per egress QUIC packet of our driver. Its bare counterpart (a hand-written
+ * 20-connection push over the same binding, bench/pump.ts) is measured by `npm run bench -- --phases pump`.
  *
  * The server runs in a worker thread (its own addon copy) and streams to N client connections
  * that share one socket in the main thread. CPU is the server thread's `process.threadCpuUsage()`
@@ -174,6 +174,6 @@ if (!isMainThread) {
 	const c = result.cpuPerPacketUs;
 	console.log(
 		`quic egress, ${result.options.connections} connections: CPU per packet min/median/max = ` +
-			`${c.min.toFixed(2)} / ${c.median.toFixed(2)} / ${c.max.toFixed(2)} µs (bare quiche baseline: 20.5 µs)`,
+			`${c.min.toFixed(2)} / ${c.median.toFixed(2)} / ${c.max.toFixed(2)} µs (bare quiche baseline: npm run bench -- --phases pump)`,
 	);
 }

@@ -15,6 +15,13 @@
  *                time the relay received the frame: the low 32 bits of metrics/clock.ts
  *                `monotonicMicros()` (0 = not recorded), for the fan-out latency histogram
  *   FRAME_DATA   +16 payload (length bytes), padded to 8
+ *   FRAME_DATA   a frame's first chunk is *headed*: the length word also holds, in bits 20–24, the
+ *   (headed)     byte count of the frame's moq-lite-05 wire header (varint zigzag(tsDelta), then
+ *                varint size; tsDelta from the group's previous frame, the first from 0) and in bits
+ *                25–28 that of the size varint alone (the 02–04 header, its tail). The header lies
+ *                right-aligned in +16..+32 and the payload follows at +32, so a reader sends header
+ *                and payload as one contiguous view: one transport write per frame, with no copy
+ *                beyond the one into the ring.
  *   GROUP_END    -                                      (16 bytes)
  *   GROUP_ABORT  code in the length word                (16 bytes)
  *   TRACK_END    sequence word = final group, exclusive (16 bytes)
@@ -52,7 +59,8 @@ export const CacheAbort = {
 } as const;
 
 export const MAGIC = 0x4d6f5172; // "MoQr"
-export const VERSION = 1;
+/** 2: headed FRAME_DATA records (a frame's wire header stored before its first chunk). */
+export const VERSION = 2;
 
 /** Int32 slots of the control header. */
 export const Ctl = {
@@ -96,6 +104,12 @@ export const GroupState = {
 export const HEADER_BYTES = 16;
 export const GROUP_OPEN_BYTES = 24;
 export const FRAME_BEGIN_BYTES = 32;
+/** Room before a headed FRAME_DATA's payload for the frame's wire header (two varints of up to 8 bytes). */
+export const FRAME_HEAD_BYTES = 16;
+/** FRAME_DATA length word: payload bytes in the low bits, header byte counts above (see the format above). */
+export const DATA_LENGTH_MASK = 0xfffff;
+export const HEAD_SHIFT = 20;
+export const SIZE_HEAD_SHIFT = 25;
 
 export const MIN_RING_BYTES = 4096;
 export const MAX_RING_BYTES = 1 << 30;

@@ -3,11 +3,14 @@ import {
 	align8,
 	CacheError,
 	Ctl,
+	DATA_LENGTH_MASK,
 	dataOffset,
 	Entry,
 	FRAME_BEGIN_BYTES,
+	FRAME_HEAD_BYTES,
 	GROUP_OPEN_BYTES,
 	GroupState,
+	HEAD_SHIFT,
 	HEADER_BYTES,
 	INTEREST_WORDS,
 	indexOffset,
@@ -15,6 +18,7 @@ import {
 	MAX_WORKERS,
 	pairValue,
 	Rec,
+	SIZE_HEAD_SHIFT,
 	SKIP,
 	TWO32,
 	VERSION,
@@ -81,6 +85,15 @@ export class RingReader {
 	code = 0;
 	dataOffset = 0;
 	dataLength = 0;
+	/**
+	 * FRAME_DATA that starts a frame: the byte count of the frame's moq-lite-05 wire header, varint
+	 * zigzag(tsDelta) then varint size, stored right before the payload: bytes[dataOffset -
+	 * frameHeaderBytes, dataOffset + dataLength) is the whole frame as 05 puts it on a stream (its
+	 * first chunk). 0 for a frame's later chunks.
+	 */
+	frameHeaderBytes = 0;
+	/** The same for the 02–04 header (the size varint alone: the tail of the 05 header). */
+	sizeHeaderBytes = 0;
 	/** Times this reader was lapped. */
 	laps = 0;
 	/**
@@ -136,6 +149,11 @@ export class RingReader {
 	/** Absolute position of the next record this reader will look at. */
 	get position(): number {
 		return this.pos;
+	}
+
+	/** Absolute position of the current record (the one the last next() or continues() returned). */
+	get recordPosition(): number {
+		return this.recordStart;
 	}
 
 	/** Absolute position the writer has published (bytes appended so far). */
@@ -291,6 +309,55 @@ export class RingReader {
 		return this.reserveNow() <= this.recordStart + this.capacity;
 	}
 
+	/** As stillValid(), for every record from absolute position `position` (a recordPosition) on. */
+	validSince(position: number): boolean {
+		return this.reserveNow() <= position + this.capacity;
+	}
+
+	/**
+	 * After a FRAME_DATA: when the record right after it is already published and is the next chunk
+	 * of the same frame (a FRAME_DATA of the same group that is not headed: no FRAME_BEGIN came in
+	 * between), steps onto it, with its fields set as next() sets them, and returns true. Otherwise
+	 * returns false and leaves the reader where it is (past a SKIP pad at most), for next(), which
+	 * also reports a lap this finds. Lets a consumer send the chunks of a frame that arrived in
+	 * several network packets as one write.
+	 */
+	continues(): boolean {
+		if (this.kind !== Rec.FRAME_DATA || this.lapped) return false;
+		const capacity = this.capacity;
+		for (;;) {
+			if (this.pos >= this.head) {
+				this.head = this.headNow();
+				if (this.pos >= this.head) return false;
+			}
+			const off = this.off;
+			const w = off >> 2;
+			const kind = this.i32[w];
+			if (kind === SKIP) {
+				if (this.reserveNow() > this.pos + capacity) return false;
+				this.pos += capacity - off;
+				this.off = 0;
+				continue;
+			}
+			if (kind !== Rec.FRAME_DATA || off + HEADER_BYTES > capacity) return false;
+			const word = this.i32[w + 1];
+			const seq = this.f64[(off >> 3) + 1];
+			// Seqlock re-check before anything read is used (see the class comment).
+			if (this.reserveNow() > this.pos + capacity) return false;
+			if (seq !== this.seq || word >>> HEAD_SHIFT !== 0) return false;
+			const recBytes = HEADER_BYTES + align8(word);
+			if (off + recBytes > capacity) throw new CacheError(`corrupt ring: record kind ${kind} at position ${this.pos}`);
+			this.recordStart = this.pos;
+			this.pos += recBytes;
+			this.off = off + recBytes === capacity ? 0 : off + recBytes;
+			this.dataOffset = off + HEADER_BYTES;
+			this.dataLength = word;
+			this.frameHeaderBytes = 0;
+			this.sizeHeaderBytes = 0;
+			return true;
+		}
+	}
+
 	/** The next record for this reader: a Rec kind, Rec.NONE when caught up, Rec.LAPPED when lapped. */
 	next(): number {
 		if (this.lapped) return Rec.LAPPED;
@@ -326,10 +393,15 @@ export class RingReader {
 						}
 						break;
 					case Rec.FRAME_DATA: {
-						const len = this.i32[w + 1];
-						this.dataOffset = off + HEADER_BYTES;
+						const word = this.i32[w + 1];
+						const len = word & DATA_LENGTH_MASK;
+						const head = (word >>> HEAD_SHIFT) & 0x1f;
+						const payloadAt = head > 0 ? HEADER_BYTES + FRAME_HEAD_BYTES : HEADER_BYTES;
+						this.dataOffset = off + payloadAt;
 						this.dataLength = len;
-						recBytes = len >= 0 ? HEADER_BYTES + align8(len) : 0;
+						this.frameHeaderBytes = head;
+						this.sizeHeaderBytes = (word >>> SIZE_HEAD_SHIFT) & 0xf;
+						recBytes = word >= 0 && head <= FRAME_HEAD_BYTES ? payloadAt + align8(len) : 0;
 						break;
 					}
 					case Rec.GROUP_END:

@@ -1,3 +1,4 @@
+import { varintSize, writeVarint } from "../coding/varint.ts";
 import { probe } from "../metrics/collection.ts";
 import type { CacheBudget } from "./budget.ts";
 import {
@@ -9,8 +10,10 @@ import {
 	dataOffset,
 	Entry,
 	FRAME_BEGIN_BYTES,
+	FRAME_HEAD_BYTES,
 	GROUP_OPEN_BYTES,
 	GroupState,
+	HEAD_SHIFT,
 	HEADER_BYTES,
 	highWord,
 	INTEREST_WORDS,
@@ -19,7 +22,9 @@ import {
 	MAX_GROUPS_LIMIT,
 	MAX_RING_BYTES,
 	MIN_RING_BYTES,
+	pairValue,
 	Rec,
+	SIZE_HEAD_SHIFT,
 	SKIP,
 	storePair,
 	totalBytes,
@@ -40,6 +45,22 @@ export type RingWriterOptions = {
 };
 
 const DROPPED_MEMORY = 64;
+
+/**
+ * What a ring's writer knows beyond the ring itself, for another thread to go on writing it (a
+ * cluster route moved to a session on another worker: the viewers keep reading the same ring).
+ * Everything else (head, reserve, the group index, the latest group, the track state) is in the
+ * buffer.
+ */
+export interface RingWriterHandover {
+	maxFrameBytes: number;
+	/** Group sequences the cache refused or evicted lately (a retry of one is quietly refused). */
+	dropped: number[];
+	records: number;
+	groupsOpened: number;
+	groupsEvicted: number;
+	truncations: number;
+}
 
 /**
  * A ring's memory, zeroed, from the operating system's pages rather than malloc. A plain
@@ -102,6 +123,13 @@ export class RingWriter {
 	private readonly maxRecordPayload: number;
 	private readonly slotOpen: Uint8Array;
 	private readonly frameLeft: Float64Array;
+	/** Per slot: the current frame's size and zigzag(tsDelta), for its headed first FRAME_DATA. */
+	private readonly frameSize: Float64Array;
+	private readonly frameDelta: Float64Array;
+	/** Per slot: 1 until the current frame's first chunk (which carries the wire header) is written. */
+	private readonly headPending: Uint8Array;
+	/** Per slot: timestamp of the group's previous frame (0 before the first), the base of tsDelta. */
+	private readonly prevTimestamp: Float64Array;
 	private readonly dropped: Float64Array;
 	private droppedNext = 0;
 	private head = 0;
@@ -112,6 +140,8 @@ export class RingWriter {
 	private latestSlot = -1;
 	private lastSlot = -1;
 	private ended = false;
+	/** Handed over to another thread (see handOver): every write is refused. */
+	private retired = false;
 	private budget: CacheBudget | undefined;
 	private readonly reservedBytes: number;
 
@@ -148,8 +178,67 @@ export class RingWriter {
 		}
 		const writer = new RingWriter(allocateRing(total), capacity, maxGroups, maxFrameBytes, opts.budget, total);
 		probe("ring", writer.buffer);
+		writer.initHeader();
 		if (start > 0) writer.startAt(start);
 		return writer;
+	}
+
+	/**
+	 * Goes on writing a ring another thread wrote until `handOver` (no budget: the reservation is
+	 * the caller's). The write position, reserve and latest group are read back from the buffer.
+	 */
+	static adopt(buffer: SharedArrayBuffer, h: RingWriterHandover): RingWriter {
+		const ctl = new Int32Array(buffer, 0, Ctl.INTEREST + INTEREST_WORDS);
+		if (Atomics.load(ctl, Ctl.MAGIC) !== MAGIC || ctl[Ctl.VERSION] !== VERSION) {
+			throw new CacheError("adopt: not a ring of this version");
+		}
+		const capacity = ctl[Ctl.CAPACITY];
+		const maxGroups = ctl[Ctl.MAX_GROUPS];
+		const w = new RingWriter(buffer, capacity, maxGroups, h.maxFrameBytes, undefined, buffer.byteLength);
+		w.head = pairValue(Atomics.load(ctl, Ctl.HEAD_HI), Atomics.load(ctl, Ctl.HEAD_LO));
+		w.reserve = pairValue(Atomics.load(ctl, Ctl.RESERVE_HI), Atomics.load(ctl, Ctl.RESERVE_LO));
+		w.off = w.head % capacity;
+		w.headHi = highWord(w.head);
+		w.reserveHi = highWord(w.reserve);
+		w.latestSlot = Atomics.load(ctl, Ctl.LATEST_SLOT);
+		w.ended = Atomics.load(ctl, Ctl.TRACK_STATE) !== 0;
+		for (let i = 0; i < h.dropped.length && i < DROPPED_MEMORY; i++) w.remember(h.dropped[i]);
+		w.records = h.records;
+		w.groupsOpened = h.groupsOpened;
+		w.groupsEvicted = h.groupsEvicted;
+		w.truncations = h.truncations;
+		return w;
+	}
+
+	/**
+	 * Stops writing this ring so that another thread can adopt it: groups still open are aborted
+	 * with `code` (their uploads died with the route), and every later write is refused (returns
+	 * false), since the old route's sessions may still call in while they close.
+	 */
+	handOver(code: number): RingWriterHandover {
+		checkCode(code, "handOver");
+		if (!this.ended && !this.retired) {
+			for (let s = 0; s < this.maxGroups; s++) if (this.slotOpen[s]) this.closeGroup(s, Rec.GROUP_ABORT, code);
+		}
+		this.retired = true;
+		const dropped: number[] = [];
+		for (let i = 0; i < DROPPED_MEMORY; i++) {
+			const seq = this.dropped[(this.droppedNext + i) % DROPPED_MEMORY];
+			if (seq >= 0) dropped.push(seq);
+		}
+		return {
+			maxFrameBytes: this.maxFrameBytes,
+			dropped,
+			records: this.records,
+			groupsOpened: this.groupsOpened,
+			groupsEvicted: this.groupsEvicted,
+			truncations: this.truncations,
+		};
+	}
+
+	/** Handed over to another thread: this object writes nothing more. */
+	get handedOver(): boolean {
+		return this.retired;
 	}
 
 	private constructor(
@@ -178,9 +267,17 @@ export class RingWriter {
 		this.maxRecordPayload = Math.max(256, Math.min(65536, capacity >> 3));
 		this.slotOpen = new Uint8Array(maxGroups);
 		this.frameLeft = new Float64Array(maxGroups);
+		this.frameSize = new Float64Array(maxGroups);
+		this.frameDelta = new Float64Array(maxGroups);
+		this.headPending = new Uint8Array(maxGroups);
+		this.prevTimestamp = new Float64Array(maxGroups);
 		this.dropped = new Float64Array(DROPPED_MEMORY).fill(-1);
-		this.ctl[Ctl.CAPACITY] = capacity;
-		this.ctl[Ctl.MAX_GROUPS] = maxGroups;
+	}
+
+	/** A new ring's control header (an adopted ring already has one). */
+	private initHeader(): void {
+		this.ctl[Ctl.CAPACITY] = this.capacity;
+		this.ctl[Ctl.MAX_GROUPS] = this.maxGroups;
 		this.ctl[Ctl.LATEST_SLOT] = -1;
 		this.ctl[Ctl.VERSION] = VERSION;
 		Atomics.store(this.ctl, Ctl.MAGIC, MAGIC);
@@ -203,6 +300,7 @@ export class RingWriter {
 
 	/** Opens group `seq`. False when the cache refuses it (older than what the ring can keep). */
 	openGroup(seq: number, timestampMs: number): boolean {
+		if (this.retired) return false;
 		checkSeq(seq, "openGroup");
 		checkTimestamp(timestampMs, "openGroup");
 		this.checkLive("openGroup");
@@ -235,6 +333,8 @@ export class RingWriter {
 		this.indexEnd();
 		this.slotOpen[slot] = 1;
 		this.frameLeft[slot] = 0;
+		this.headPending[slot] = 0;
+		this.prevTimestamp[slot] = 0;
 		this.lastSlot = slot;
 		this.groupsOpened++;
 		return true;
@@ -255,6 +355,13 @@ export class RingWriter {
 			throw new CacheError(`frameBegin: a ${size} byte frame exceeds this ring's frame limit of ${this.maxFrameBytes}`);
 		}
 		checkTimestamp(timestampMs, "frameBegin");
+		// The wire header's tsDelta is a varint: an integer, and zigzag-encoded below 2^53.
+		const delta = zigzag(timestampMs - this.prevTimestamp[slot]);
+		if (!Number.isSafeInteger(delta) || !Number.isInteger(timestampMs)) {
+			throw new CacheError(
+				`frameBegin: timestamp ${timestampMs} ms is not an integer within 2^52 ms of the group's previous frame`,
+			);
+		}
 		const off = this.prepare(slot, FRAME_BEGIN_BYTES, false);
 		if (off < 0) return this.evict(slot);
 		const w = off >> 2;
@@ -267,10 +374,17 @@ export class RingWriter {
 		this.f64[d + 3] = timestampMs;
 		this.commit(FRAME_BEGIN_BYTES);
 		this.frameLeft[slot] = size;
+		this.frameSize[slot] = size;
+		this.frameDelta[slot] = delta;
+		this.prevTimestamp[slot] = timestampMs;
+		this.headPending[slot] = size > 0 ? 1 : 0;
 		return true;
 	}
 
-	/** Appends one network chunk of the current frame (copied once; split if very large). */
+	/**
+	 * Appends one network chunk of the current frame (copied once; split if very large). The frame's
+	 * first record is headed: its wire header goes right before the payload (see layout.ts).
+	 */
 	frameData(seq: number, chunk: Uint8Array): boolean {
 		const slot = this.openSlot(seq, "frameData");
 		if (slot < 0) return false;
@@ -283,14 +397,26 @@ export class RingWriter {
 		let done = 0;
 		while (done < len) {
 			const n = Math.min(len - done, this.maxRecordPayload);
-			const recBytes = HEADER_BYTES + align8(n);
+			const headed = this.headPending[slot] === 1;
+			const payloadAt = headed ? HEADER_BYTES + FRAME_HEAD_BYTES : HEADER_BYTES;
+			const recBytes = payloadAt + align8(n);
 			const off = this.prepare(slot, recBytes, false);
 			if (off < 0) return this.evict(slot);
 			const w = off >> 2;
 			this.i32[w] = Rec.FRAME_DATA;
-			this.i32[w + 1] = n;
+			let lengthWord = n;
+			if (headed) {
+				const delta = this.frameDelta[slot];
+				const size = this.frameSize[slot];
+				const sizeBytes = varintSize(size);
+				const headBytes = varintSize(delta) + sizeBytes;
+				writeVarint(this.bytes, writeVarint(this.bytes, off + payloadAt - headBytes, delta), size);
+				lengthWord |= (headBytes << HEAD_SHIFT) | (sizeBytes << SIZE_HEAD_SHIFT);
+				this.headPending[slot] = 0;
+			}
+			this.i32[w + 1] = lengthWord;
 			this.f64[(off >> 3) + 1] = seq;
-			this.bytes.set(n === len ? chunk : chunk.subarray(done, done + n), off + HEADER_BYTES);
+			this.bytes.set(n === len ? chunk : chunk.subarray(done, done + n), off + payloadAt);
 			this.commit(recBytes);
 			done += n;
 			this.frameLeft[slot] -= n;
@@ -320,6 +446,7 @@ export class RingWriter {
 
 	/** The track ended cleanly before group `finalExclusive`; still-open groups are aborted. */
 	endTrack(finalExclusive: number): void {
+		if (this.retired) return;
 		checkSeq(finalExclusive, "endTrack");
 		this.checkLive("endTrack");
 		for (let s = 0; s < this.maxGroups; s++) {
@@ -330,6 +457,7 @@ export class RingWriter {
 
 	/** The track failed; readers stop at this record and forward `code`. */
 	abortTrack(code: number): void {
+		if (this.retired) return;
 		checkCode(code, "abortTrack");
 		this.checkLive("abortTrack");
 		this.indexBegin();
@@ -427,6 +555,7 @@ export class RingWriter {
 	private openSlot(seq: number, what: string): number {
 		const last = this.lastSlot;
 		if (last >= 0 && this.slotOpen[last] === 1 && this.index[last * 4 + Entry.SEQ] === seq) return last;
+		if (this.retired) return -1;
 		checkSeq(seq, what);
 		this.checkLive(what);
 		const slot = this.findSlot(seq);
@@ -558,6 +687,11 @@ export class RingWriter {
 	private indexEnd(): void {
 		Atomics.add(this.ctl, Ctl.INDEX_SEQ, 1);
 	}
+}
+
+/** Signed → unsigned as moq-lite-05 encodes a timestamp delta: n ≥ 0 → 2n, n < 0 → −2n−1 (arithmetic: values exceed 32 bits). */
+function zigzag(n: number): number {
+	return n >= 0 ? n * 2 : -n * 2 - 1;
 }
 
 function checkTimestamp(ms: number, what: string): void {

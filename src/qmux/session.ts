@@ -18,7 +18,7 @@ import { QuicError, type QuicErrorCode } from "../errors/codes.ts";
 import { type Logger, type LogLine, silentLogger } from "../log/logger.ts";
 import { reportFault } from "../transport/guard.ts";
 import { refuse } from "../transport/refusals.ts";
-import type { TransportSession, TransportStream } from "../transport/types.ts";
+import { copyBytes, type TransportSession, type TransportStream } from "../transport/types.ts";
 import { QmuxError } from "./error.ts";
 import {
 	DEFAULT_MAX_RECORD_SIZE,
@@ -247,7 +247,7 @@ export class WsSession implements TransportSession, StreamOwner, KeepAliveTarget
 				const hs = streamHeaderSize(this.#qmux, s.id, s.sendOffset, len);
 				const buf = Buffer.allocUnsafe(hs + len);
 				writeStreamHeader(buf, 0, this.#qmux, s.id, s.sendOffset, len, false);
-				buf.set(off === 0 && len === n ? data : data.subarray(off, off + len), hs);
+				copyBytes(data, off, off + len, buf, hs);
 				this.#ws.send(buf);
 				s.sendOffset += len;
 				this.#sent += len;
@@ -259,7 +259,7 @@ export class WsSession implements TransportSession, StreamOwner, KeepAliveTarget
 		while (off < n) {
 			const len = Math.min(n - off, MAX_STREAM_PAYLOAD);
 			const piece = Buffer.allocUnsafe(STREAM_HEADROOM + len);
-			piece.set(data.subarray(off, off + len), STREAM_HEADROOM);
+			copyBytes(data, off, off + len, piece, STREAM_HEADROOM);
 			s.push(piece);
 			s.queued += len;
 			off += len;

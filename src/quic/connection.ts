@@ -16,7 +16,7 @@ import type { TransportSession } from "../transport/types.ts";
 import type { Driver } from "./driver.ts";
 import { streamResetCode, streamStoppedCode } from "./errors.ts";
 import type { QuicheConnection, QuicheHostPort, QuicheRecvInfo } from "./native.ts";
-import type { PacketSender } from "./sender.ts";
+import { type PacketSender, UdpDestination } from "./sender.ts";
 import { QuicStream, SendState, type StreamOwner } from "./stream.ts";
 
 /** Counters an endpoint keeps for all its connections (plain numbers, read by metrics). */
@@ -28,6 +28,16 @@ export interface EndpointStats {
 	packetsOut: number;
 	bytesOut: number;
 	sendErrors: number;
+	/** Egress by path (sender.ts SenderStats): GSO super-packets, the addon's single packets, dgram. */
+	packetsOutGso: number;
+	packetsOutBatched: number;
+	packetsOutDgram: number;
+	/** Send syscalls (sendmmsg calls and dgram sends). */
+	sendSyscalls: number;
+	/** Sockets on which GSO was turned off or the native addon given up. */
+	gsoFallbacks: number;
+	/** Batches cut short by a full socket send buffer. */
+	sendStalls: number;
 	/** Datagrams that were not QUIC, or malformed beyond routing. */
 	garbage: number;
 	/** Initials shorter than 1200 bytes. */
@@ -57,6 +67,12 @@ export function newEndpointStats(): EndpointStats {
 		packetsOut: 0,
 		bytesOut: 0,
 		sendErrors: 0,
+		packetsOutGso: 0,
+		packetsOutBatched: 0,
+		packetsOutDgram: 0,
+		sendSyscalls: 0,
+		gsoFallbacks: 0,
+		sendStalls: 0,
 		garbage: 0,
 		truncatedInitials: 0,
 		versionNegotiations: 0,
@@ -161,6 +177,8 @@ export class QuicConnection implements TransportSession, StreamOwner {
 	private handshakeIdleAt: number;
 	private remoteHost: string;
 	private remotePort: number;
+	/** Where sendPackets sends: the peer's current address, with its sockaddr cached by the sender. */
+	private destination: UdpDestination | null = null;
 	private readonly recvInfo: QuicheRecvInfo;
 	private isEstablished = false;
 	/** quiche is done with it; the owner forgot it. */
@@ -224,12 +242,19 @@ export class QuicConnection implements TransportSession, StreamOwner {
 	 * Round-trip time and bytes of the connection (a cluster link's /cluster entry and metrics).
 	 * Costs native calls: for pages and metrics scrapes, never per packet.
 	 */
-	linkStats(): { rttMs: number; bytesIn: number; bytesOut: number } | null {
+	linkStats(): { rttMs: number; bytesIn: number; bytesOut: number; openStreams: number } | null {
 		if (this.closed) return null;
 		const stats = this.native.stats();
 		const paths = this.native.pathStats();
 		const path = paths.find((p) => p.active) ?? paths[0];
-		return { rttMs: path ? path.rtt : Number.NaN, bytesIn: stats.recvBytes, bytesOut: stats.sentBytes };
+		return {
+			rttMs: path ? path.rtt : Number.NaN,
+			bytesIn: stats.recvBytes,
+			bytesOut: stats.sentBytes,
+			// Streams not yet finished in both directions: on a long-lived link, a count that grows with
+			// the broadcasts relayed is a stream some side never closes (each holds state in quiche).
+			openStreams: this.streams.size,
+		};
 	}
 
 	get remote(): string {
@@ -416,6 +441,11 @@ export class QuicConnection implements TransportSession, StreamOwner {
 	private sendPackets(max: number): number {
 		const sender = this.owner.sender;
 		const native = this.native;
+		let destination = this.destination;
+		if (destination === null || destination.port !== this.remotePort || destination.host !== this.remoteHost) {
+			// First send, or the peer's address changed (receive() follows NAT rebinding).
+			destination = this.destination = new UdpDestination(this.remoteHost, this.remotePort);
+		}
 		let count = 0;
 		while (count < max) {
 			const buf = sender.acquire();
@@ -430,7 +460,7 @@ export class QuicConnection implements TransportSession, StreamOwner {
 				sender.release(buf);
 				break;
 			}
-			sender.send(buf, result[0], this.remotePort, this.remoteHost);
+			sender.sendTo(buf, result[0], destination);
 			count++;
 		}
 		return count;

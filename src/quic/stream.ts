@@ -3,7 +3,7 @@
  * copies) as far as flow control allows; the rest is copied into a per-stream queue and pushed by
  * the connection when capacity returns (after ACKs / MAX_STREAM_DATA arrive).
  */
-import type { TransportStream } from "../transport/types.ts";
+import { copyBytes, type TransportStream } from "../transport/types.ts";
 
 /**
  * The connection side of a stream (implemented by QuicConnection; kept as an interface so that
@@ -88,7 +88,7 @@ export class QuicStream implements TransportStream {
 		}
 		// The caller may reuse `data` after we return: keep a copy of what quiche did not take.
 		const copy = Buffer.allocUnsafe(data.length - offset);
-		copy.set(offset === 0 ? data : data.subarray(offset));
+		copyBytes(data, offset, data.length, copy, 0);
 		this.queue.push(copy);
 		this.queued += data.length - offset;
 		if (this.queued > DRAIN_HIGH) this.aboveHigh = true;

@@ -13,6 +13,28 @@
 
 export type TransportKind = "websocket" | "quic" | "webtransport";
 
+const bufferCopy = Buffer.prototype.copy;
+
+/**
+ * Copies `source[start, end)` into `target` at `at`: how a transport copies what write() hands it.
+ * Buffer.prototype.copy is a memcpy, except that Node passes a copy of a *whole* source to
+ * TypedArray.prototype.set, and that copies shared memory (the relay's track rings: write() is
+ * given views of them) element by element: 2.7 µs for 4 KB against 0.25 µs (Node 24). A whole
+ * source therefore goes in two parts, each a memcpy.
+ */
+export function copyBytes(source: Uint8Array, start: number, end: number, target: Uint8Array, at: number): void {
+	if (end - start < 2) {
+		if (end > start) target[at] = source[start];
+		return;
+	}
+	if (start === 0 && end === source.length) {
+		bufferCopy.call(source, target, at, 0, 1);
+		bufferCopy.call(source, target, at + 1, 1, end);
+		return;
+	}
+	bufferCopy.call(source, target, at, start, end);
+}
+
 export interface TransportStream {
 	/** Transport-level stream id (QUIC numbering: bit 0 = server-initiated, bit 1 = unidirectional). */
 	readonly id: number;
@@ -31,7 +53,11 @@ export interface TransportStream {
 	/** Our queued bytes dropped below the low-water mark after having been above it. */
 	onDrain: (() => void) | null;
 
-	/** Queues bytes on our send side. No-op after finish()/reset(). */
+	/**
+	 * Queues bytes on our send side. No-op after finish()/reset(). One call is one write underneath
+	 * (one quiche streamSend; one qmux STREAM frame and WebSocket message up to 16352 bytes, qmux's
+	 * payload ceiling), so a caller passes a media frame, header and payload, in one call.
+	 */
 	write(data: Uint8Array): void;
 	/** FIN after the queued bytes. */
 	finish(): void;

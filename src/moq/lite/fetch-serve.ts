@@ -5,6 +5,7 @@ import { probe } from "../../metrics/collection.ts";
 import type { TrackConsumer, TrackHost } from "../../relay/track.ts";
 import type { SubscriptionParams } from "../../relay/types.ts";
 import type { TransportStream } from "../../transport/types.ts";
+import { writeFrameChunks } from "./track-serve.ts";
 import { writeFrameHeader } from "./wire/group.ts";
 
 const scratch = new Uint8Array(32);
@@ -104,16 +105,20 @@ export class FetchServe implements TrackConsumer {
 					this.#found = true;
 					break;
 				case RECORD.FRAME_BEGIN: {
-					if (this.#framing === "payload") break;
-					const end = writeFrameHeader(scratch, 0, r.size, r.timestamp - this.#prevTs, 5);
+					// A frame's header goes out with its first chunk (stored there in the ring, see
+					// cache/layout.ts); an empty frame has no chunk, so its header goes alone.
+					const delta = r.timestamp - this.#prevTs;
 					this.#prevTs = r.timestamp;
+					if (this.#framing === "payload" || r.size > 0) break;
+					const end = writeFrameHeader(scratch, 0, 0, delta, 5);
 					this.#stream.write(scratch.subarray(0, end));
 					break;
 				}
-				case RECORD.FRAME_DATA:
-					this.#stream.write(r.bytes.subarray(r.dataOffset, r.dataOffset + r.dataLength));
-					if (!r.stillValid()) return this.#end(LAGGED);
+				case RECORD.FRAME_DATA: {
+					const from = this.#framing === "lite" ? r.dataOffset - r.frameHeaderBytes : r.dataOffset;
+					if (writeFrameChunks(r, this.#stream, from) < 0) return this.#end(LAGGED);
 					break;
+				}
 				case RECORD.GROUP_END:
 					return this.#end(0);
 				case RECORD.GROUP_ABORT:

@@ -1,0 +1,209 @@
+/**
+ * `npm run bench`'s baseline in the same run: the bare quiche push pump (dgram, and GSO when the
+ * native addon is built) and the relay with 1 and 2 workers on one core. The summary's arithmetic
+ * (run-by-run ratios, runs the load limited left out), the options, and a tiny end-to-end run of
+ * the pump and worker phases with real processes. No timing assertions (the machine may be busy).
+ */
+import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { after, test } from "node:test";
+import { promisify } from "node:util";
+import { parseArgs } from "../bench/lib/args.ts";
+import type { PumpRun } from "../bench/lib/pump-trial.ts";
+import { type BenchDocument, costTable, document, summarizeBaseline } from "../bench/lib/report.ts";
+import { costChart } from "../bench/lib/svg.ts";
+import type { StepResult, SweepResult } from "../bench/lib/sweep.ts";
+
+const REPO = resolve(import.meta.dirname, "..");
+const NODE = join(REPO, "node_modules", ".bin", "node");
+const out = mkdtempSync(join(tmpdir(), "moq-bench-baseline-"));
+after(() => rmSync(out, { recursive: true, force: true }));
+
+function pump(egress: "dgram" | "gso", run: number, usPerPacket: number | null, error: string | null = null): PumpRun {
+	return {
+		egress,
+		run,
+		connections: 20,
+		receiving: 20,
+		windowS: 5,
+		packetsOut: 100_000,
+		packetsIn: 100_000,
+		packetsPerSec: 20_000,
+		deliveredMbps: 200,
+		cpuCores: usPerPacket === null ? null : 0.5,
+		usPerPacket,
+		syscallsPerPacket: 1,
+		gsoShare: null,
+		clientCpu: [0.3],
+		lost: 0,
+		cwnd: 100_000,
+		rtt: 1,
+		machineBusy: 0.5,
+		limitedBy: "neither",
+		error,
+	};
+}
+
+function relay(workers: number, run: number, usPerPacket: number | null, valid = true): SweepResult {
+	const step = {
+		subscribers: 100,
+		connected: 100,
+		windowMs: 5000,
+		packetsOut: 50_000,
+		relayCpuCores: 0.4,
+		usPerPacket,
+		valid,
+		ratioToBare: null,
+		latencyMs: { p50: 5, p90: 9, p99: 20, p999: 30, max: 40 },
+		machineBusy: workers === 2 && run === 2 ? 0.95 : 0.5,
+	} as unknown as StepResult;
+	return { run, cores: 1, workers, steps: [step], capacity: 0, stoppedBy: "max", error: null };
+}
+
+test("bench options: phases, the sweep on one core by default, trial sizes", () => {
+	const d = parseArgs([]);
+	assert.ok(d !== "help");
+	assert.deepEqual(d.phases, ["pump", "workers", "sweep"]);
+	assert.deepEqual(d.cores, [1]);
+	assert.equal(d.runs, 3);
+	assert.equal(d.pumpConnections, 20);
+	assert.equal(d.trialSubscribers, 100);
+	const q = parseArgs(["--quick"]);
+	assert.ok(q !== "help");
+	assert.equal(q.trialSubscribers, 40);
+	const some = parseArgs(["--phases", "sweep,pump", "--pump-connections", "8", "--trial-subscribers=30"]);
+	assert.ok(some !== "help");
+	assert.deepEqual(some.phases, ["pump", "sweep"], "in the bench's order");
+	assert.equal(some.pumpConnections, 8);
+	assert.equal(some.trialSubscribers, 30);
+	assert.throws(() => parseArgs(["--phases", "pump,bogus"]), /--phases/);
+	// An external relay: only the sweep can run.
+	const remote = parseArgs(["--url", "https://relay:4443/bench"]);
+	assert.ok(remote !== "help");
+	assert.deepEqual(remote.phases, ["sweep"]);
+	assert.throws(() => parseArgs(["--url", "https://relay:4443/bench", "--phases", "workers"]), /only the sweep/);
+});
+
+test("the baseline summary: min / median / max over runs, ratios taken run by run", () => {
+	const pumps = [
+		pump("dgram", 1, 20),
+		pump("gso", 1, 10),
+		pump("dgram", 2, 25),
+		pump("gso", 2, 12.5),
+		pump("dgram", 3, null, "the pump sent nothing"),
+		pump("gso", 3, 11),
+	];
+	const relays = [
+		relay(1, 1, 40),
+		relay(2, 1, 44),
+		relay(1, 2, 45),
+		relay(2, 2, 54),
+		relay(1, 3, 50),
+		// The load limited this run: no CPU-per-packet figure from it.
+		relay(2, 3, 70, false),
+	];
+	const s = summarizeBaseline(3, pumps, relays);
+	assert.deepEqual(s.bareDgramUs, { min: 20, median: 22.5, max: 25 });
+	assert.deepEqual(s.bareGsoUs, { min: 10, median: 11, max: 12.5 });
+	assert.deepEqual(s.relayOneWorkerUs, { min: 40, median: 45, max: 50 });
+	assert.deepEqual(s.relayTwoWorkersUs, { min: 44, median: 49, max: 54 });
+	// Run 1: 40/20 = 2, run 2: 45/25 = 1.8; run 3 has no dgram pump.
+	assert.deepEqual(s.relayToBareDgram, { min: 1.8, median: 1.9, max: 2 });
+	assert.deepEqual(s.relayToBareGso, { min: 3.6, median: 4, max: 4.545 });
+	// Run 1: 44/40 = 1.1, run 2: 54/45 = 1.2; run 3's 2-worker run was load-bound.
+	assert.deepEqual(s.twoWorkersToOne, { min: 1.1, median: 1.15, max: 1.2 });
+	assert.deepEqual(s.gsoToDgram, { min: 0.5, median: 0.5, max: 0.5 });
+	assert.deepEqual(s.runs, { bareDgram: 2, bareGso: 3, relayOneWorker: 3, relayTwoWorkers: 2 });
+
+	// The document divides the sweep's per-packet costs by the measured dgram pump (median).
+	const opts = parseArgs(["--runs", "3"]);
+	assert.ok(opts !== "help");
+	const sweep = relay(1, 1, 45);
+	const doc = document(opts, [sweep], pumps, relays, null);
+	assert.equal(doc.bare.usPerPacket, 22.5);
+	assert.equal(sweep.steps[0].ratioToBare, 2);
+	assert.match(doc.bare.source, /measured in this bench/);
+	const table = costTable(doc);
+	assert.match(
+		table,
+		/\| bare quiche \+ dgram push pump, 20 connections \| 20\.00 \/ 22\.50 \/ 25\.00 \(2 runs\) \| baseline/,
+	);
+	assert.match(
+		table,
+		/\| relay, 2 workers on the same core, same load \| 44\.00 \/ 49\.00 \/ 54\.00 \(2 runs\) \| 1\.100 \/ 1\.150 \/ 1\.200 × 1 worker/,
+	);
+	assert.match(table, /WARNING: the machine was ≥ 90% busy during run 2 relay 2 workers 95%/);
+	const svg = costChart(doc);
+	assert.match(svg, /^<svg [^>]*xmlns="http:\/\/www.w3.org\/2000\/svg"/);
+	assert.equal((svg.match(/class="bar"/g) ?? []).length, 4);
+
+	// Without the pump phase there is nothing to divide by.
+	const none = document(opts, [relay(1, 1, 45)], [], [], null);
+	assert.equal(none.bare.usPerPacket, null);
+	assert.equal(none.sweeps[0].steps[0].ratioToBare, null);
+});
+
+test("a tiny bench of the pump and worker phases writes a consistent JSON and cost chart", {
+	timeout: 150_000,
+}, async () => {
+	const args = [
+		join(REPO, "bench", "run.ts"),
+		"--phases",
+		"pump,workers",
+		"--runs",
+		"1",
+		"--pump-connections",
+		"2",
+		"--trial-subscribers",
+		"2",
+		"--bitrate",
+		"0.5",
+		"--group-ms",
+		"500",
+		"--warmup-ms",
+		"300",
+		"--window-ms",
+		"1000",
+		"--generators",
+		"1",
+		"--sockets",
+		"2",
+		"--out",
+		out,
+	];
+	const { stdout } = await promisify(execFile)(NODE, args, { cwd: REPO, timeout: 140_000 });
+	assert.match(stdout, /\| measurement \| µs CPU \/ egress packet \| ratio \|/);
+	assert.doesNotMatch(stdout, /\| cores \| max subscribers/, "no sweep was asked for");
+
+	const doc = JSON.parse(readFileSync(join(out, "latest.json"), "utf8")) as BenchDocument;
+	assert.equal(doc.sweeps.length, 0);
+	const { pumps, relays, gsoSkipped, summary } = doc.baseline;
+	assert.deepEqual(
+		pumps.map((p) => p.egress),
+		gsoSkipped === null ? ["dgram", "gso"] : ["dgram"],
+	);
+	for (const p of pumps) {
+		assert.equal(p.error, null);
+		assert.ok(p.packetsOut > 0 && p.packetsIn > 0, "the pump sent and the clients received");
+		assert.ok(p.usPerPacket !== null && p.usPerPacket > 0);
+		assert.equal(p.receiving, 2);
+	}
+	assert.deepEqual(
+		relays.map((r) => r.workers),
+		[1, 2],
+	);
+	for (const r of relays) {
+		assert.equal(r.error, null);
+		assert.equal(r.cores, 1);
+		assert.equal(r.steps.length, 1);
+		assert.equal(r.steps[0].connected, 2);
+		assert.ok((r.steps[0].packetsOut ?? 0) > 0);
+	}
+	assert.ok(summary.bareDgramUs !== null);
+	assert.equal(doc.bare.usPerPacket, summary.bareDgramUs.median);
+	const svg = readFileSync(join(out, "latest-cost.svg"), "utf8");
+	assert.match(svg, /<\/svg>\n$/);
+});
