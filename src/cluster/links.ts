@@ -48,6 +48,7 @@ interface LinkStats {
 	rttMs: number;
 	bytesIn: number;
 	bytesOut: number;
+	openStreams: number;
 }
 
 export type PeerState = "connecting" | "connected" | "backoff" | "stopped";
@@ -73,6 +74,8 @@ export interface PeerStatus {
 	lastError: string | null;
 	bytesIn: number;
 	bytesOut: number;
+	/** Streams of the link's QUIC connection not finished both ways, or null when not connected. */
+	openStreams: number | null;
 }
 
 export interface ClusterLinksOptions {
@@ -201,6 +204,7 @@ class PeerLink {
 			lastError: this.lastError,
 			bytesIn: this.#bytesTotalIn + this.#bytesIn,
 			bytesOut: this.#bytesTotalOut + this.#bytesOut,
+			openStreams: stats ? stats.openStreams : null,
 		};
 	}
 }
