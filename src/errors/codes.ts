@@ -185,3 +185,65 @@ export function streamCodeFrom(carrier: Carrier, wire: number): number | null {
 export function sessionCodeOn(carrier: Carrier, code: number): number {
 	return carrier === "webtransport" ? clampU32(code) : code;
 }
+
+// ---------------------------------------------------------------------------------------------
+// IETF moq-transport (drafts 14–16; docs/ietf.md). Values from each draft's IANA registries; the
+// three drafts agree on every code listed here.
+
+/** Session termination codes: the CONNECTION_CLOSE / CLOSE_WEBTRANSPORT_SESSION code of an IETF session. */
+export const IetfClose = {
+	NO_ERROR: 0x0,
+	INTERNAL_ERROR: 0x1,
+	UNAUTHORIZED: 0x2,
+	PROTOCOL_VIOLATION: 0x3,
+	/** A request ID of the wrong parity, or not above the last one on the control stream. */
+	INVALID_REQUEST_ID: 0x4,
+	DUPLICATE_TRACK_ALIAS: 0x5,
+	KEY_VALUE_FORMATTING_ERROR: 0x6,
+	/** A request ID at or above the MAX_REQUEST_ID we granted. */
+	TOO_MANY_REQUESTS: 0x7,
+	/** The SETUP PATH parameter where the transport has a URL (WebTransport, WebSocket). */
+	INVALID_PATH: 0x8,
+	MALFORMED_PATH: 0x9,
+	GOAWAY_TIMEOUT: 0x10,
+	CONTROL_MESSAGE_TIMEOUT: 0x11,
+	DATA_STREAM_TIMEOUT: 0x12,
+	/** Draft-14 SETUP: the client offered no version this relay speaks. */
+	VERSION_NEGOTIATION_FAILED: 0x15,
+} as const;
+
+/**
+ * Request refusals: draft-14's per-message *_ERROR registries (SUBSCRIBE_ERROR, PUBLISH_NAMESPACE_ERROR,
+ * FETCH_ERROR, PUBLISH_ERROR, TRACK_STATUS_ERROR, SUBSCRIBE_NAMESPACE_ERROR) and the one REQUEST_ERROR
+ * registry of drafts 15/16. 0x0–0x3 mean the same in all of them.
+ */
+export const IetfRequestError = {
+	INTERNAL_ERROR: 0x0,
+	UNAUTHORIZED: 0x1,
+	TIMEOUT: 0x2,
+	NOT_SUPPORTED: 0x3,
+	/** Draft-14 SUBSCRIBE_ERROR / FETCH_ERROR TRACK_DOES_NOT_EXIST. */
+	TRACK_DOES_NOT_EXIST_14: 0x4,
+	/** Drafts 15/16 REQUEST_ERROR DOES_NOT_EXIST. */
+	DOES_NOT_EXIST: 0x10,
+	INVALID_RANGE: 0x11,
+} as const;
+
+/** PUBLISH_DONE status codes. */
+export const IetfPublishDone = {
+	INTERNAL_ERROR: 0x0,
+	UNAUTHORIZED: 0x1,
+	TRACK_ENDED: 0x2,
+	SUBSCRIPTION_ENDED: 0x3,
+	GOING_AWAY: 0x4,
+	EXPIRED: 0x5,
+	TOO_FAR_BEHIND: 0x6,
+} as const;
+
+/** Data stream RESET_STREAM codes (and what the relay sends as STOP_SENDING on an IETF data stream). */
+export const IetfStreamReset = {
+	INTERNAL_ERROR: 0x0,
+	CANCELLED: 0x1,
+	DELIVERY_TIMEOUT: 0x2,
+	SESSION_CLOSED: 0x3,
+} as const;

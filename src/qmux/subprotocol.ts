@@ -6,8 +6,16 @@
  */
 import type { Framing } from "./frames.ts";
 
-/** App protocols in server preference order. */
-export const APP_PROTOCOLS: readonly string[] = ["moq-lite-05", "moq-lite-04", "moq-lite-03", "moql"];
+/** App protocols in server preference order: moq-lite, then IETF moq-transport (src/moq/ietf/version.ts). */
+export const APP_PROTOCOLS: readonly string[] = [
+	"moq-lite-05",
+	"moq-lite-04",
+	"moq-lite-03",
+	"moql",
+	"moqt-16",
+	"moqt-15",
+	"moq-00",
+];
 
 /**
  * qmux drafts in server preference order. qmux-01 first: it is what the reference Rust relay

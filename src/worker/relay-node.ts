@@ -12,6 +12,9 @@ import {
 	startInternalServer,
 } from "../http/server.ts";
 import type { Logger } from "../log/logger.ts";
+import { CompatDispatch, type RelaySession } from "../moq/ietf/compat.ts";
+import { IetfSession } from "../moq/ietf/session.ts";
+import { IETF_ALPNS, isIetfProtocol } from "../moq/ietf/version.ts";
 import { type DialTarget, MoqSession } from "../moq/lite/session.ts";
 import { SUPPORTED_ALPNS } from "../moq/lite/wire/version.ts";
 import { QuicServer } from "../quic/server.ts";
@@ -99,7 +102,8 @@ export interface RelayNode {
 	close(): Promise<void>;
 }
 
-const WT_PROTOCOLS = [...SUPPORTED_ALPNS];
+/** moq-lite first (preferred), then IETF moq-transport (src/moq/ietf). */
+const WT_PROTOCOLS = [...SUPPORTED_ALPNS, ...IETF_ALPNS];
 
 /** The relay-wide limits of a config, as Admission enforces them. */
 export function admissionLimits(config: RelayConfig): AdmissionLimits {
@@ -126,7 +130,7 @@ export async function startRelayNode(opts: RelayNodeOptions): Promise<RelayNode>
 	const relay = new Relay(config, log, budget, opts.worker ?? 0, opts.hopId);
 	opts.setup?.(relay);
 	const admission = opts.admission ?? new Admission(admissionLimits(config));
-	const sessions = new Set<MoqSession>();
+	const sessions = new Set<RelaySession>();
 	const byKind: SessionCounts = { quic: 0, webtransport: 0, websocket: 0 };
 	/** HTTP/3 connections (WebTransport), to send them GOAWAY when draining. */
 	const h3 = new Set<H3Connection>();
@@ -196,7 +200,15 @@ export async function startRelayNode(opts: RelayNodeOptions): Promise<RelayNode>
 			pre !== undefined && pre.path === path && pre.jwt === jwt
 				? Promise.resolve(pre.grant)
 				: auth.authorize(path, jwt);
-		const session = new MoqSession(t, { relay, log, authorize });
+		// The dialect: IETF moq-transport by its protocol name, moq-lite by its own, and for "moql" or
+		// none the 0x20 CLIENT_SETUP's version list decides (src/moq/ietf/compat.ts).
+		const lite = () => new MoqSession(t, { relay, log, authorize });
+		const ietf = () => new IetfSession(t, { relay, log, authorize });
+		const session: RelaySession = isIetfProtocol(t.protocol)
+			? ietf()
+			: t.protocol === "moql" || t.protocol === ""
+				? new CompatDispatch(t, { lite, ietf, log })
+				: lite();
 		sessions.add(session);
 		byKind[t.kind]++;
 		session.start();
@@ -241,7 +253,7 @@ export async function startRelayNode(opts: RelayNodeOptions): Promise<RelayNode>
 			reusePort: opts.reusePort ?? false,
 			cert: opts.tls.cert,
 			key: opts.tls.key,
-			alpns: [...SUPPORTED_ALPNS, "h3"],
+			alpns: [...SUPPORTED_ALPNS, ...IETF_ALPNS, "h3"],
 			workerIndex: opts.worker ?? 0,
 			onForeignPacket: opts.onForeignPacket,
 			spreadInitials: opts.spreadInitials,

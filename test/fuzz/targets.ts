@@ -58,6 +58,7 @@ import { decodeFieldSection, encodeFieldSection, type Field, writePrefixInt } fr
 import { parseProtocolItem, parseProtocolList, serializeSfStringList } from "../../src/webtransport/sfv.ts";
 import { cases } from "../support/moq-wire-cases.ts";
 import { invariant, type Outcome, Rng, type Target } from "./engine.ts";
+import { ietfTargets } from "./ietf-targets.ts";
 import { FUZZ_KEYS } from "./keys.ts";
 
 const utf8 = new TextEncoder();
@@ -869,6 +870,7 @@ export function allTargets(): Target[] {
 		moqLiteTarget(4),
 		moqLiteTarget(5),
 		groupStreamTarget(),
+		...ietfTargets(),
 		streamTypeTarget(),
 		setupPathTarget(),
 		qmuxTarget(),
