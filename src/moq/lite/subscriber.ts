@@ -335,7 +335,11 @@ export class LiteSubscriber implements UpstreamPublisher {
 			sub.ending = null;
 			if (!sub.closed) {
 				sub.closed = true;
-				relayTrack.abortTrack(code || Code.DROPPED);
+				// After a splice, the route moved to may not have the broadcast any more: it ended there
+				// cleanly while the end propagated (a clean end reaches each relay over every route).
+				// That is the broadcast's end, not a failure: the viewers see a clean end, not NOT_FOUND.
+				if (code === Code.NOT_FOUND && relayTrack.splices > 0) relayTrack.endAfterLatest();
+				else relayTrack.abortTrack(code || Code.DROPPED);
 			}
 			// Our half too: the publisher counts the subscription until both directions are closed.
 			s.finish();
