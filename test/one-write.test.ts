@@ -12,7 +12,7 @@ import { WebSocket as WsSocket } from "ws";
 import { Rec, RingReader, RingWriter } from "../src/cache/index.ts";
 import { MoqClient } from "../src/client/index.ts";
 import { Reader } from "../src/coding/reader.ts";
-import { writeFrameChunks } from "../src/moq/lite/track-serve.ts";
+import { writeFrameChunks } from "../src/moq/frame-chunks.ts";
 import { FRAME_HEADER_MAX, writeFrameHeader } from "../src/moq/lite/wire/group.ts";
 import { decodeFrame, Frame, FrameType, usesRecords } from "../src/qmux/frames.ts";
 import { parseSubprotocol } from "../src/qmux/subprotocol.ts";

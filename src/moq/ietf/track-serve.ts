@@ -18,6 +18,7 @@ import { recordFanout } from "../../metrics/latency.ts";
 import type { TrackConsumer, TrackHost } from "../../relay/track.ts";
 import type { SubscriptionParams } from "../../relay/types.ts";
 import type { TransportSession, TransportStream } from "../../transport/types.ts";
+import { writeFrameChunks } from "../frame-chunks.ts";
 import { OBJECT_HEADER_MAX, SUBGROUP_HEADER_MAX, writeObjectHeader, writeSubgroupHeader } from "./wire/object.ts";
 
 /** How long after the last group streams a cleanly ended subscription gets its PUBLISH_DONE. */
@@ -25,50 +26,6 @@ const PUBLISH_DONE_DELAY_MS = 200;
 
 /** Scratch for stream and object headers: transports copy what they are given (transport/types.ts). */
 const scratch = new Uint8Array(Math.max(OBJECT_HEADER_MAX, SUBGROUP_HEADER_MAX) + 8);
-
-/** Where the chunks of one frame are gathered into one write (grows to GATHER_MAX). */
-let gather = new Uint8Array(128 * 1024);
-const GATHER_MAX = 1024 * 1024;
-
-/**
- * Writes the payload of the FRAME_DATA record `r` is on, with the chunks of the same frame already
- * behind it in the ring, as one write where they fit. Returns the bytes written, or -1 when the ring
- * overwrote them meanwhile (the caller treats it as lapped).
- */
-function writePayload(r: RingReader, stream: TransportStream): number {
-	let start = r.recordPosition;
-	const from = r.dataOffset;
-	const end = from + r.dataLength;
-	if (!r.continues()) {
-		if (!r.validSince(start)) return -1;
-		stream.write(r.bytes.subarray(from, end));
-		return r.validSince(start) ? end - from : -1;
-	}
-	let n = end - from;
-	gather.set(r.bytes.subarray(from, end), 0);
-	let written = 0;
-	do {
-		const len = r.dataLength;
-		if (n + len > gather.length) {
-			if (n + len <= GATHER_MAX) {
-				const grown = new Uint8Array(Math.min(GATHER_MAX, Math.max(gather.length * 2, n + len)));
-				grown.set(gather.subarray(0, n));
-				gather = grown;
-			} else {
-				if (!r.validSince(start)) return -1;
-				stream.write(gather.subarray(0, n));
-				written += n;
-				n = 0;
-				start = r.recordPosition;
-			}
-		}
-		gather.set(r.bytes.subarray(r.dataOffset, r.dataOffset + len), n);
-		n += len;
-	} while (r.continues());
-	if (!r.validSince(start)) return -1;
-	stream.write(gather.subarray(0, n));
-	return written + n;
-}
 
 interface GroupOut {
 	readonly seq: number;
@@ -192,7 +149,7 @@ export class IetfTrackServe implements TrackConsumer {
 						this.#lapped();
 						continue;
 					}
-					const written = writePayload(r, g.stream);
+					const written = writeFrameChunks(r, g.stream, r.dataOffset);
 					if (written < 0) {
 						this.#lapped();
 						continue;

@@ -5,7 +5,7 @@ import { probe } from "../../metrics/collection.ts";
 import type { TrackConsumer, TrackHost } from "../../relay/track.ts";
 import type { SubscriptionParams } from "../../relay/types.ts";
 import type { TransportStream } from "../../transport/types.ts";
-import { writeFrameChunks } from "./track-serve.ts";
+import { writeFrameChunks } from "../frame-chunks.ts";
 import { writeFrameHeader } from "./wire/group.ts";
 
 const scratch = new Uint8Array(32);
