@@ -25,6 +25,10 @@
  * Per-fd state (whether GSO works) lives in the per-environment instance data: the addon is loaded
  * in several worker threads, each with its own environment, so there are no mutable globals.
  *
+ * It also carries two process-memory calls for the relay's housekeeping (see "process memory"
+ * below): the allocator's figures (mallinfo2) and malloc_trim, which hands the free pages that
+ * glibc's per-thread arenas keep back to the kernel.
+ *
  * Build: node native/build.mjs (the package's install script).
  */
 #define _GNU_SOURCE
@@ -33,6 +37,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <malloc.h>
 #include <net/if.h>
 #include <netinet/in.h>
 #include <netinet/udp.h>
@@ -52,7 +57,7 @@
 #endif
 
 /* Bumped whenever the JS-facing contract changes; the loader refuses a stale build. */
-#define ABI_VERSION 1
+#define ABI_VERSION 2
 /* sendmmsg sends at most UIO_MAXIOV (1024) messages per call; a batch never needs more. */
 #define MAX_BATCH_PACKETS 1024
 /* The kernel's UDP_MAX_SEGMENTS was 64 before Linux 6.9 (128 since): 64 works everywhere. */
@@ -575,6 +580,74 @@ static napi_value SetNoChecksumForTesting(napi_env env, napi_callback_info info)
 	return undefined;
 }
 
+/* ---- process memory -------------------------------------------------------------------------- */
+
+/*
+ * Why: quiche (Rust, through its napi binding) and Node allocate with glibc malloc from every worker
+ * thread, and each thread gets its own arena. Memory freed inside an arena stays mapped (counted in
+ * RSS) until the arena's top chunk is free, which on a relay with long-lived connections it rarely
+ * is: RSS then climbs by the churn's high-water marks while the bytes in use stay flat.
+ * malloc_trim(0) walks every arena and returns whole free pages (madvise MADV_DONTNEED).
+ * mallinfo2 (glibc 2.33+) reports the bytes in use and the free bytes malloc keeps.
+ */
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 33))
+#define HAVE_MALLINFO2 1
+#endif
+
+enum { MEM_ARENA = 0, MEM_MMAPPED = 1, MEM_IN_USE = 2, MEM_FREE = 3, MEM_RELEASABLE = 4, MEM_SLOTS = 5 };
+
+/*
+ * mallocInfo(out: Float64Array(5)) -> true, with out = [arena bytes (sbrk/arena heaps), mmapped
+ * bytes, bytes in use, free bytes held, releasable top bytes]; false where the C library has no
+ * mallinfo2 (out untouched). Process-wide: every thread's arena is counted.
+ */
+static napi_value MallocInfo(napi_env env, napi_callback_info info) {
+	size_t argc = 1;
+	napi_value args[1];
+	NAPI_CALL(env, napi_get_cb_info(env, info, &argc, args, NULL, NULL));
+	if (argc < 1) return throw_type(env, "mallocInfo(out)");
+	napi_typedarray_type type;
+	size_t length;
+	void *data;
+	napi_value buffer;
+	size_t offset;
+	bool is_typedarray = false;
+	NAPI_CALL(env, napi_is_typedarray(env, args[0], &is_typedarray));
+	if (!is_typedarray) return throw_type(env, "mallocInfo: out must be a Float64Array");
+	NAPI_CALL(env, napi_get_typedarray_info(env, args[0], &type, &length, &data, &buffer, &offset));
+	if (type != napi_float64_array || length < MEM_SLOTS) {
+		return throw_range(env, "mallocInfo: out must be a Float64Array of at least 5 elements");
+	}
+	bool ok = false;
+#ifdef HAVE_MALLINFO2
+	struct mallinfo2 m = mallinfo2();
+	double *out = data;
+	out[MEM_ARENA] = (double)m.arena;
+	out[MEM_MMAPPED] = (double)m.hblkhd;
+	out[MEM_IN_USE] = (double)m.uordblks + (double)m.hblkhd;
+	out[MEM_FREE] = (double)m.fordblks;
+	out[MEM_RELEASABLE] = (double)m.keepcost;
+	ok = true;
+#else
+	(void)data;
+#endif
+	napi_value result;
+	NAPI_CALL(env, napi_get_boolean(env, ok, &result));
+	return result;
+}
+
+/* mallocTrim() -> true when memory was returned to the kernel; false when none was, or no glibc. */
+static napi_value MallocTrim(napi_env env, napi_callback_info info) {
+	(void)info;
+	bool released = false;
+#ifdef __GLIBC__
+	released = malloc_trim(0) != 0;
+#endif
+	napi_value result;
+	NAPI_CALL(env, napi_get_boolean(env, released, &result));
+	return result;
+}
+
 /* ---- module ---------------------------------------------------------------------------------- */
 
 static void free_instance(napi_env env, void *data, void *hint) {
@@ -608,6 +681,8 @@ NAPI_MODULE_INIT() {
 	    {"forgetSocket", NULL, ForgetSocket, NULL, NULL, NULL, napi_enumerable, NULL},
 	    {"gsoEnabled", NULL, GsoEnabled, NULL, NULL, NULL, napi_enumerable, NULL},
 	    {"setNoChecksumForTesting", NULL, SetNoChecksumForTesting, NULL, NULL, NULL, napi_enumerable, NULL},
+	    {"mallocInfo", NULL, MallocInfo, NULL, NULL, NULL, napi_enumerable, NULL},
+	    {"mallocTrim", NULL, MallocTrim, NULL, NULL, NULL, napi_enumerable, NULL},
 	};
 	NAPI_CALL(env, napi_define_properties(env, exports, sizeof functions / sizeof functions[0], functions));
 	napi_value constants;

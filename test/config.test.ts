@@ -79,7 +79,7 @@ describe("config: defaults", () => {
 				httpHeaderTimeoutMs: 10_000,
 				idleTimeoutMs: 60_000,
 			},
-			workers: { count: availableParallelism(), reusePort: true },
+			workers: { count: availableParallelism(), reusePort: true, mallocTrimMs: 30_000 },
 			cluster: null,
 			client: { tls: { disableVerify: false, root: [] } },
 		});
@@ -178,7 +178,7 @@ duration = "10s"
 				httpHeaderTimeoutMs: 10_000,
 				idleTimeoutMs: 60_000,
 			},
-			workers: { count: availableParallelism(), reusePort: true },
+			workers: { count: availableParallelism(), reusePort: true, mallocTrimMs: 30_000 },
 			cluster: {
 				dial: [root, leaf],
 				connect: [root, leaf],

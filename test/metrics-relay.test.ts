@@ -75,6 +75,10 @@ describe("/metrics of the relay process", { timeout: 120_000 }, () => {
 		assert.equal(types.get(RELAY_LATENCY), "histogram");
 		assert.equal(sampleValue(samples, "moq_fanout_workers", {}), WORKERS);
 		assert.ok(sampleValue(samples, "moq_fanout_process_resident_memory_bytes", {}) > 0);
+		// The C allocator's figures (native addon + glibc, both on every machine this runs on).
+		assert.ok(sampleValue(samples, "moq_fanout_native_heap_in_use_bytes", {}) > 0);
+		assert.ok(sampleValue(samples, "moq_fanout_native_heap_free_bytes", {}) >= 0);
+		assert.equal(types.get("moq_fanout_malloc_trims_total"), "counter");
 		for (let w = 0; w < WORKERS; w++) {
 			const worker = String(w);
 			assert.ok(sampleValue(samples, "moq_fanout_worker_cpu_seconds_total", { worker, mode: "user" }) > 0);
@@ -87,7 +91,7 @@ describe("/metrics of the relay process", { timeout: 120_000 }, () => {
 		}
 		// Relay-wide families carry no worker label; per-worker ones only worker="N" series.
 		for (const s of samples) {
-			const relayWide = /^moq_fanout_(relay_|process_|workers$|build_info$)/.test(s.family);
+			const relayWide = /^moq_fanout_(relay_|process_|native_heap_|workers$|build_info$)/.test(s.family);
 			assert.equal("worker" in s.labels, !relayWide, `${s.name}${JSON.stringify(s.labels)}`);
 		}
 	});

@@ -19,6 +19,7 @@ import dgram from "node:dgram";
 import { closeSync, existsSync, openSync, statSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { after, before, describe, test } from "node:test";
+import { createCountersBuffer, Field, WorkerCounters } from "../src/pool/counters.ts";
 import {
 	BATCH_PACKETS,
 	PACKET_BUFFER_SIZE,
@@ -26,7 +27,15 @@ import {
 	type SenderStats,
 	UdpDestination,
 } from "../src/quic/sender.ts";
-import { loadUdpNativeFrom, OutSlot, StopReason, type UdpNative, udpNativePath } from "../src/quic/udp-native.ts";
+import {
+	loadUdpNativeFrom,
+	MallocSlot,
+	OutSlot,
+	StopReason,
+	type UdpNative,
+	udpNativePath,
+} from "../src/quic/udp-native.ts";
+import { trimNativeHeap } from "../src/worker/native-heap.ts";
 import { until } from "./support/wait.ts";
 
 const REPO = resolve(import.meta.dirname, "..");
@@ -403,6 +412,29 @@ describe("native UDP egress addon", { skip: SKIP, timeout: 120_000 }, () => {
 		assert.equal(out[OutSlot.stop], StopReason.socketError);
 		// An empty batch is fine.
 		assert.equal(udp.sendBatch(fd, batch.packets, 100, batch.meta, 0, batch.addresses, 1, out), 0);
+	});
+
+	test("reads the C allocator's figures and trims its arenas ([workers] malloc_trim)", () => {
+		const figures = new Float64Array(MallocSlot.count).fill(-1);
+		// Debian 12's glibc is 2.36: mallinfo2 is there. (Under ASan the allocator is ASan's, whose
+		// figures glibc does not see: they may read 0, but are written.)
+		assert.equal(udp.mallocInfo(figures), true);
+		for (const v of figures) assert.ok(Number.isFinite(v) && v >= 0, `figures ${[...figures]}`);
+		if (ADDON_UNDER_TEST === undefined) assert.ok(figures[MallocSlot.inUse] > 0, "bytes in use");
+		assert.throws(() => udp.mallocInfo(new Float32Array(MallocSlot.count) as never), /Float64Array/);
+		assert.throws(() => udp.mallocInfo(new Float64Array(2)), /at least 5/);
+		assert.throws(() => (udp.mallocInfo as (...a: unknown[]) => unknown)(), /mallocInfo\(out\)/);
+		assert.equal(typeof udp.mallocTrim(), "boolean");
+
+		// The relay's trim step counts each trim and what it gave back.
+		const counters = new WorkerCounters(createCountersBuffer(1), 0);
+		const released = trimNativeHeap(udp, counters, 0);
+		assert.ok(released >= 0);
+		assert.equal(counters.get(Field.mallocTrims), 1);
+		assert.equal(counters.get(Field.mallocTrimmedBytes), released);
+		// Too little free memory to bother: skipped, not counted.
+		assert.equal(trimNativeHeap(udp, counters, Number.MAX_SAFE_INTEGER), 0);
+		assert.equal(counters.get(Field.mallocTrims), 1);
 	});
 });
 

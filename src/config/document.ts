@@ -223,6 +223,7 @@ export function readDocument(root: Record<string, unknown>, source: string, base
 	if (workers) {
 		put(workers, "count", "workers", workers.read("count", integer(0, MAX_WORKERS)));
 		put(workers, "reuse_port", "reusePort", workers.read("reuse_port", boolean));
+		put(workers, "malloc_trim", "mallocTrimMs", workers.read("malloc_trim", parseDuration));
 		workers.finish();
 	}
 

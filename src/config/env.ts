@@ -230,6 +230,7 @@ export const ENV_VARS: readonly EnvVar[] = [
 	v("MOQ_LIMITS_IDLE_TIMEOUT", "limits.idle_timeout", "idleTimeoutMs", false, "30s", positiveDuration),
 	v("MOQ_WORKERS_COUNT", "workers.count", "workers", false, "4", int(0, MAX_WORKERS)),
 	v("MOQ_WORKERS_REUSE_PORT", "workers.reuse_port", "reusePort", false, "true", bool),
+	v("MOQ_WORKERS_MALLOC_TRIM", "workers.malloc_trim", "mallocTrimMs", false, "30s", duration),
 	v(
 		"MOQ_CLUSTER_CONNECT",
 		"cluster.connect",

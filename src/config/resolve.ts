@@ -15,6 +15,7 @@ import {
 	DEFAULT_CLUSTER,
 	DEFAULT_DRAIN_TIMEOUT_MS,
 	DEFAULT_LIMITS,
+	DEFAULT_MALLOC_TRIM_MS,
 	DEFAULT_QUIC,
 } from "./defaults.ts";
 import { ENV_SOURCE } from "./env.ts";
@@ -158,6 +159,7 @@ export function resolveConfig(settings: SourcedSettings, source: string): RelayC
 		workers: {
 			count: workers === 0 ? availableParallelism() : workers,
 			reusePort: values.reusePort ?? reusePortSupported(),
+			mallocTrimMs: values.mallocTrimMs ?? DEFAULT_MALLOC_TRIM_MS,
 		},
 		cluster,
 		client: { tls: { disableVerify: values.clientTlsDisableVerify ?? false, root: clientTlsRoot } },

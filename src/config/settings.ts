@@ -63,6 +63,8 @@ export interface Settings {
 	workers?: number;
 	/** false: one receiving socket that hands packets to workers (the fallback where SO_REUSEPORT is missing). */
 	reusePort?: boolean;
+	/** `[workers] malloc_trim`, ms; 0 = never. */
+	mallocTrimMs?: number;
 	/** `[cluster] connect` and the seed era's `root`, joined (duplicates removed). */
 	clusterConnect?: ClusterPeer[];
 	/** `[cluster] nodes`: every member of the cluster, this relay included. */

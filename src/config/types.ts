@@ -112,6 +112,11 @@ export interface RelayConfig {
 		 * the one UDP socket and hands packets to the other workers by connection ID (the fallback).
 		 */
 		reusePort: boolean;
+		/**
+		 * How often (ms) the relay hands the C allocator's free pages back to the kernel (malloc_trim);
+		 * 0 = never. Needs the native addon and glibc. [workers] malloc_trim, default 30 s.
+		 */
+		mallocTrimMs: number;
 	};
 	/**
 	 * `[cluster]`: relay-to-relay links. null when no cluster key is set anywhere (file, environment,

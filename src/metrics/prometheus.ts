@@ -56,6 +56,11 @@ export interface ProcessInfo {
 	/** CPU time of the whole process (every thread), in seconds. */
 	cpuUserSeconds?: number;
 	cpuSystemSeconds?: number;
+	/**
+	 * The C allocator's process-wide figures (worker/native-heap.ts): bytes in use, and free bytes it
+	 * keeps mapped. Absent without the native addon or glibc.
+	 */
+	nativeHeap?: { inUse: number; free: number } | null;
 	/** The relay's version, for `moq_fanout_build_info`. */
 	version?: string;
 }
@@ -207,6 +212,18 @@ export const WORKER_FAMILIES: readonly Family[] = [
 		type: "gauge",
 		help: "V8 heap used by the worker thread.",
 		series: [{ field: "heapUsedBytes" }],
+	},
+	{
+		name: "malloc_trims_total",
+		type: "counter",
+		help: "Times the relay handed the C allocator's free pages back to the kernel ([workers] malloc_trim).",
+		series: [{ field: "mallocTrims" }],
+	},
+	{
+		name: "malloc_trimmed_bytes_total",
+		type: "counter",
+		help: "Resident memory those trims gave back to the kernel.",
+		series: [{ field: "mallocTrimmedBytes" }],
 	},
 	{
 		name: "worker_restarts_total",
@@ -391,6 +408,17 @@ export function renderMetrics(figures: readonly WorkerFigures[], proc: ProcessIn
 	out.push(`${PREFIX}process_heap_used_bytes ${formatValue(proc.heapUsedBytes)}`);
 	header(out, "process_heap_total_bytes", "gauge", "V8 heap reserved by the thread serving /metrics.");
 	out.push(`${PREFIX}process_heap_total_bytes ${formatValue(proc.heapTotalBytes)}`);
+	if (proc.nativeHeap) {
+		header(out, "native_heap_in_use_bytes", "gauge", "Bytes the relay process holds from the C allocator (malloc).");
+		out.push(`${PREFIX}native_heap_in_use_bytes ${formatValue(proc.nativeHeap.inUse)}`);
+		header(
+			out,
+			"native_heap_free_bytes",
+			"gauge",
+			"Free bytes the C allocator keeps mapped (resident until trimmed, see [workers] malloc_trim).",
+		);
+		out.push(`${PREFIX}native_heap_free_bytes ${formatValue(proc.nativeHeap.free)}`);
+	}
 	header(out, "process_uptime_seconds", "gauge", "Seconds since the relay process started.");
 	out.push(`${PREFIX}process_uptime_seconds ${formatValue(proc.uptimeSeconds)}`);
 	header(out, "build_info", "gauge", "Always 1; labels carry the relay and Node.js versions.");

@@ -116,6 +116,9 @@ export const FIELDS = [
 	{ name: "quicSendSyscalls", kind: "counter", total: "sum" },
 	{ name: "quicGsoFallbacks", kind: "counter", total: "sum" },
 	{ name: "quicSendStalls", kind: "counter", total: "sum" },
+	// The C allocator's periodic trim (worker/native-heap.ts): trims run, RSS bytes given back.
+	{ name: "mallocTrims", kind: "counter", total: "sum" },
+	{ name: "mallocTrimmedBytes", kind: "counter", total: "sum" },
 ] as const satisfies readonly { name: string; kind: FieldKind; total: FieldTotal }[];
 
 export type FieldName = (typeof FIELDS)[number]["name"];

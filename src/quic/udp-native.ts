@@ -14,7 +14,7 @@ import { createRequire } from "node:module";
 import { join } from "node:path";
 
 /** Bumped with native/udp.c's ABI_VERSION: a build older than the sources is not used. */
-export const UDP_NATIVE_ABI_VERSION = 1;
+export const UDP_NATIVE_ABI_VERSION = 2;
 
 /** Slots of the `out` array that `sendBatch` fills (native/udp.c OUT_*). */
 export const OutSlot = {
@@ -26,6 +26,21 @@ export const OutSlot = {
 	stop: 5,
 	errno: 6,
 	count: 7,
+} as const;
+
+/** Slots of the array `mallocInfo` fills (native/udp.c MEM_*), bytes. */
+export const MallocSlot = {
+	/** Arena heap bytes (the main arena's sbrk heap and the threads' arena heaps). */
+	arena: 0,
+	/** Bytes in blocks malloc mmapped on their own (large allocations). */
+	mmapped: 1,
+	/** Bytes in use by the program (allocated and not freed, mmapped blocks included). */
+	inUse: 2,
+	/** Free bytes malloc holds in its arenas (RSS the program no longer uses, until trimmed). */
+	free: 3,
+	/** Free bytes at the top of the main arena, which trimming returns first. */
+	releasable: 4,
+	count: 5,
 } as const;
 
 /** Why a batch stopped early (out[OutSlot.stop]). */
@@ -68,6 +83,13 @@ export interface UdpNative {
 	gsoEnabled(fd: number): boolean | null;
 	/** Tests only: SO_NO_CHECK, which makes the kernel refuse UDP_SEGMENT with EINVAL. */
 	setNoChecksumForTesting(fd: number, on: boolean): void;
+	/**
+	 * The C allocator's process-wide figures into `out` (MallocSlot); false where the C library has
+	 * no mallinfo2 (not glibc, or glibc before 2.33).
+	 */
+	mallocInfo(out: Float64Array): boolean;
+	/** malloc_trim(0): hands free pages of every malloc arena back to the kernel; true if any were. */
+	mallocTrim(): boolean;
 	readonly constants: UdpNativeConstants;
 }
 

@@ -21,6 +21,7 @@ import { reportFault } from "../transport/guard.ts";
 import { REFUSAL_REASONS, refusalCounts } from "../transport/refusals.ts";
 import { GcProbeCollector } from "./gc-probe.ts";
 import { drainUri, isRelayMessage, type PacketMessage } from "./messages.ts";
+import { nativeHeapFigures, startNativeHeapTrim } from "./native-heap.ts";
 import { admissionLimits, type RelayNode, startRelayNode } from "./relay-node.ts";
 import { ShardLink } from "./shard-link.ts";
 import { StatusCollector } from "./status.ts";
@@ -102,7 +103,9 @@ const node = await startRelayNode({
 			family: rinfo.family,
 		} satisfies PacketMessage);
 	},
-	metrics: () => renderMetrics(ctx.figures(), sampleProcessInfo(init.version)) + clusterMetrics(),
+	metrics: () =>
+		renderMetrics(ctx.figures(), { ...sampleProcessInfo(init.version), nativeHeap: nativeHeapFigures() }) +
+		clusterMetrics(),
 	cluster: () => clusterPage(),
 	status: () => status!.collect(),
 	gcProbe: GC_PROBE
@@ -116,6 +119,9 @@ const node = await startRelayNode({
 	},
 });
 live = node;
+
+// The allocator's arenas are process-wide: one worker trims them for the process.
+if (ctx.index === 0) startNativeHeapTrim(init.config.workers.mallocTrimMs, ctx.counters);
 
 // The cluster links are dialled by worker 0 alone: one session per peer per relay, whatever the
 // worker count (docs/architecture.md). Their state reaches the other workers once a second for /cluster.
