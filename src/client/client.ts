@@ -6,6 +6,7 @@
  * @module
  */
 
+import { ownedCopy } from "../coding/bytes.ts";
 import { NeedMoreError } from "../coding/errors.ts";
 import { Reader } from "../coding/reader.ts";
 import { Writer } from "../coding/writer.ts";
@@ -230,7 +231,7 @@ export class MoqClient {
 					s.stop(PROTOCOL_VIOLATION);
 					return;
 				}
-				stash = data.slice();
+				stash = ownedCopy(data);
 				return;
 			}
 			stash = null;

@@ -7,6 +7,7 @@
  * @module
  */
 
+import { ownedCopy } from "../coding/bytes.ts";
 import type { Reader } from "../coding/reader.ts";
 import { Writer } from "../coding/writer.ts";
 import { CANCEL, NOT_FOUND } from "../errors/codes.ts";
@@ -84,7 +85,7 @@ export class GroupWriter {
 		const ts = Math.max(0, Math.round(timestamp));
 		const delta = ts - this.#prevTs;
 		this.#prevTs = ts;
-		this.frames.push(payload.slice());
+		this.frames.push(ownedCopy(payload));
 		this.timestamps.push(ts);
 		this.#track.sendFrame(this, payload, delta);
 	}

@@ -6,6 +6,7 @@
  * HTTP/3 / QPACK code.
  */
 
+import { ownedCopy } from "../coding/bytes.ts";
 import { DecodeError } from "../coding/errors.ts";
 import { varintSize } from "../coding/varint.ts";
 import { Writer } from "../coding/writer.ts";
@@ -410,7 +411,7 @@ class StreamSniffer {
 		}
 		try {
 			// The handler that takes the stream re-points its callbacks; until then they stay ours.
-			this.pending = this.conn.classify(this.stream, bytes) ? null : bytes.slice();
+			this.pending = this.conn.classify(this.stream, bytes) ? null : ownedCopy(bytes);
 		} catch (err) {
 			this.conn.fail(err);
 		}

@@ -7,6 +7,7 @@
  * and counted against the connection's buffering limit, then replayed right after `onStream`.
  */
 
+import { ownedCopy } from "../coding/bytes.ts";
 import { streamCodeFrom, streamCodeOn } from "../errors/codes.ts";
 import type { TransportStream } from "../transport/types.ts";
 
@@ -80,7 +81,7 @@ export class WtStream implements TransportStream {
 			this.onData?.(chunk);
 			return;
 		}
-		held.push(chunk.slice());
+		held.push(ownedCopy(chunk));
 		this.heldBytes += chunk.length;
 		this.owner.held(this, chunk.length);
 	}

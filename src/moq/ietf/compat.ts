@@ -13,6 +13,7 @@
  * @module
  */
 
+import { ownedCopy } from "../../coding/bytes.ts";
 import { NEED_MORE } from "../../coding/errors.ts";
 import { Reader } from "../../coding/reader.ts";
 import { PROTOCOL_VIOLATION, TIMEOUT } from "../../errors/codes.ts";
@@ -128,7 +129,7 @@ export class CompatDispatch implements RelaySession {
 				this.close(PROTOCOL_VIOLATION, "too much data before SETUP");
 				return;
 			}
-			h.chunks.push(chunk.slice());
+			h.chunks.push(ownedCopy(chunk));
 			if (isSetup) this.#decide();
 		};
 		s.onFin = () => {

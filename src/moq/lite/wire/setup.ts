@@ -10,6 +10,7 @@
  * @module
  */
 
+import { ownedCopy } from "../../../coding/bytes.ts";
 import { DecodeError } from "../../../coding/errors.ts";
 import type { Reader } from "../../../coding/reader.ts";
 import type { Writer } from "../../../coding/writer.ts";
@@ -102,7 +103,7 @@ function readParams(r: Reader): SetupParams {
 			params.set(id, r.varint());
 		} else {
 			// Copied: the reader's buffer is only valid during the call (transport ownership rules).
-			params.set(id, r.bytes(r.varint()).slice());
+			params.set(id, ownedCopy(r.bytes(r.varint())));
 		}
 	}
 	return params;
