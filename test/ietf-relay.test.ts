@@ -26,8 +26,8 @@ import { metricSum, type RelayProcess, startRelayProcess } from "./support/proce
 import "./support/quiet.ts";
 import { sleep, until } from "./support/wait.ts";
 
-const PUBLISHERS: Dialect[] = ["lite-02", "lite-05", "d14", "d15", "d16"];
-const VIEWERS: Dialect[] = ["lite-02", "lite-05", "d14", "d14/moq-00", "d15", "d16"];
+const PUBLISHERS: Dialect[] = ["lite-02", "lite-05", "d14", "d15", "d16", "d17", "d18", "d19", "d20"];
+const VIEWERS: Dialect[] = ["lite-02", "lite-05", "d14", "d14/moq-00", "d15", "d16", "d17", "d18", "d19", "d20"];
 /** Groups written once every viewer is in, and their frames' sizes (0: an empty frame). */
 const GROUPS = 4;
 const SIZES = [900, 0, 70_000, 17];

@@ -1,7 +1,8 @@
 /**
- * IETF moq-transport sessions, drafts 14–16, against the relay in process, with a raw client (our
+ * IETF moq-transport sessions, drafts 14–20, against the relay in process, with a raw client (our
  * codec on the wire, so every message and close code is visible): over raw QUIC (ALPN `moq-00`,
- * `moqt-15`, `moqt-16`, the path in SETUP's PATH parameter) and over WebTransport.
+ * `moqt-15` … `moqt-20`, the path in SETUP's PATH parameter) and over WebTransport. On 17+ the
+ * client opens a SETUP stream and a stream per request (test/support/ietf.ts `RawIetf.request`).
  *
  * - The six cases of the moq interop runner (docs/tests/TEST-CASES.md there): setup only; announce
  *   only; publish-namespace done; subscribe error; announce then subscribe (objects delivered
@@ -12,25 +13,38 @@
  *   unknown message and stream types, short messages, request IDs of the wrong parity, repeated or
  *   past MAX_REQUEST_ID, oversized tuples and fields, a second SETUP, the control stream closing, a
  *   draft-14 SETUP without draft-14, SETUP PATH over WebTransport; and a token that does not cover
- *   the path closes it with UNAUTHORIZED before anything is served.
+ *   the path closes it with UNAUTHORIZED before anything is served. On 17+: a request ID in use, a
+ *   message the draft removed, a request stream opened with a reply, a second SETUP stream, the
+ *   SETUP stream's FIN, a subgroup stream without FIRST_OBJECT (18+, refused alone), the 7-byte
+ *   varint on 17, SUBSCRIBE_TRACKS (18+, refused alone).
  */
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
+import { Writer } from "../src/coding/writer.ts";
 import { IetfClose, IetfPublishDone, IetfRequestError } from "../src/errors/codes.ts";
-import { type IetfDraft, versionCode } from "../src/moq/ietf/version.ts";
+import {
+	hasFirstObjectBit,
+	hasRenumberedSubscribeNamespace,
+	hasRequestStreams,
+	hasRequiredRequestIdDelta,
+	IETF_DRAFTS,
+	type IetfDraft,
+	versionCode,
+} from "../src/moq/ietf/version.ts";
 import { decodeControl, FilterType, type IetfMessage, Msg, SetupParam } from "../src/moq/ietf/wire/message.ts";
 import { writeObjectHeader, writeSubgroupHeader } from "../src/moq/ietf/wire/object.ts";
+import { LoWriter } from "../src/moq/ietf/wire/varint.ts";
 import { MessageBuffer } from "../src/moq/message-buffer.ts";
 import { connectQuic } from "../src/quic/client.ts";
 import { refusalCounts } from "../src/transport/refusals.ts";
 import type { TransportStream } from "../src/transport/types.ts";
 import { connectWebTransport } from "../src/webtransport/client.ts";
-import { RawIetf } from "./support/ietf.ts";
+import { IETF_DRAFT_ALPN, RawIetf } from "./support/ietf.ts";
 import { startTestRelay, type TestRelay } from "./support/relay.ts";
 import { until } from "./support/wait.ts";
 
-const ALPN: Record<IetfDraft, string> = { 14: "moq-00", 15: "moqt-15", 16: "moqt-16" };
-const DRAFTS: IetfDraft[] = [14, 15, 16];
+const ALPN = IETF_DRAFT_ALPN as Record<IetfDraft, string>;
+const DRAFTS: readonly IetfDraft[] = IETF_DRAFTS;
 const utf8 = new TextEncoder();
 
 let relay: TestRelay;
@@ -69,16 +83,45 @@ async function dial(d: IetfDraft, opts: DialOptions = {}): Promise<RawIetf> {
 	if (path !== null) params.set(SetupParam.PATH, utf8.encode(path));
 	raw.setup(params, opts.versions ?? [versionCode(d)]);
 	if (opts.ready !== false) {
-		const setup = await raw.expect("server_setup");
-		if (d === 14) assert.equal(setup.version, 0xff00000e);
-		assert.equal(typeof setup.params.get(SetupParam.MAX_REQUEST_ID), "number");
+		if (hasRequestStreams(d)) {
+			// 17+: the relay's SETUP on its own stream: no MAX_REQUEST_ID (the draft removed it).
+			const setup = await raw.expect("setup");
+			assert.equal(setup.params.has(SetupParam.MAX_REQUEST_ID), false);
+			assert.ok(setup.params.get(SetupParam.IMPLEMENTATION) instanceof Uint8Array);
+		} else {
+			const setup = await raw.expect("server_setup");
+			if (d === 14) assert.equal(setup.version, 0xff00000e);
+			assert.equal(typeof setup.params.get(SetupParam.MAX_REQUEST_ID), "number");
+		}
 	}
 	return raw;
 }
 
-/** Raw bytes of one control message: type, u16 length, body. */
-function framed(type: number, body: number[]): number[] {
-	return [type, body.length >> 8, body.length & 0xff, ...body];
+/** Raw bytes of one control message: type, u16 length, body (the type in draft `d`'s varint form). */
+function framed(type: number, body: number[], d: IetfDraft = 14): number[] {
+	const w = hasRequestStreams(d) ? new LoWriter(8) : new Writer(8);
+	w.varint(type);
+	return [...w.finish(), body.length >> 8, body.length & 0xff, ...body];
+}
+
+/** A varint's bytes in draft `d`'s form. */
+function vint(v: number, d: IetfDraft): number[] {
+	const w = hasRequestStreams(d) ? new LoWriter(9) : new Writer(9);
+	return [...w.varint(v).finish()];
+}
+
+/** A request ID in a request's body (17 adds the Required Request ID Delta). */
+function reqId(id: number, d: IetfDraft): number[] {
+	return hasRequiredRequestIdDelta(d) ? [...vint(id, d), 0] : vint(id, d);
+}
+
+/** Sends a bad message: on 14–16 on the control stream, on 17+ as a request stream of its own. */
+function sendBad(c: RawIetf, bytes: number[]): TransportStream {
+	if (!hasRequestStreams(c.d)) {
+		c.sendRaw(bytes);
+		return c.control;
+	}
+	return c.rawRequest(bytes);
 }
 
 function tuple(...fields: string[]): number[] {
@@ -87,16 +130,28 @@ function tuple(...fields: string[]): number[] {
 	return out;
 }
 
-/** Announces `ns` from a raw publisher and waits for its OK. */
-async function announce(p: RawIetf, requestId: number, ns: string[]): Promise<void> {
-	p.send({ kind: "publish_namespace", requestId, namespace: ns, params: new Map() });
+/** Announces `ns` from a raw publisher and waits for its OK; returns the request's stream (17+) or the control stream. */
+async function announce(p: RawIetf, requestId: number, ns: string[]): Promise<TransportStream> {
+	const st = p.request({ kind: "publish_namespace", requestId, namespace: ns, params: new Map() });
 	const ok = await p.expect("request_ok");
-	assert.equal(ok.requestId, requestId);
+	if (!hasRequestStreams(p.d)) assert.equal(ok.requestId, requestId);
+	else assert.equal(p.streamOf(ok), st, "REQUEST_OK on the request's own stream");
 	assert.equal(ok.type, Msg.REQUEST_OK);
+	return st;
 }
 
-function subscribe(s: RawIetf, requestId: number, ns: string[], track: string): void {
-	s.send({
+/** Withdraws a namespace: PUBLISH_NAMESPACE_DONE (14–16), or the end of its stream (17+). */
+function withdraw(p: RawIetf, requestId: number, ns: string[], st: TransportStream): void {
+	if (hasRequestStreams(p.d)) return st.finish();
+	p.send({
+		kind: "publish_namespace_done",
+		requestId: p.d >= 16 ? requestId : null,
+		namespace: p.d >= 16 ? null : ns,
+	});
+}
+
+function subscribe(s: RawIetf, requestId: number, ns: string[], track: string): TransportStream {
+	return s.request({
 		kind: "subscribe",
 		requestId,
 		namespace: ns,
@@ -120,11 +175,12 @@ function sendGroup(
 	const s = p.t.openUni();
 	if (!s) throw new Error("no uni credit");
 	const buf = new Uint8Array(64);
-	if (opts.type === undefined) s.write(buf.slice(0, writeSubgroupHeader(buf, 0, alias, group, 0, true)));
+	const d = p.d;
+	if (opts.type === undefined) s.write(buf.slice(0, writeSubgroupHeader(buf, 0, alias, group, 0, true, d)));
 	else s.write(Uint8Array.from([opts.type, alias, group, opts.subgroup ?? 0, 0]));
 	const ext = opts.type === undefined || (opts.type & 1) === 1;
 	for (const [i, payload] of payloads.entries()) {
-		s.write(buf.slice(0, writeObjectHeader(buf, 0, opts.deltas?.[i] ?? 0, ext, 1000 + i, payload.length)));
+		s.write(buf.slice(0, writeObjectHeader(buf, 0, opts.deltas?.[i] ?? 0, ext, 1000 + i, payload.length, d)));
 		if (payload.length) s.write(payload);
 	}
 	// Left open, a refused stream still sees the relay's STOP_SENDING (a finished one may not).
@@ -146,6 +202,10 @@ function protocolRefusals(): number {
 }
 
 for (const d of DRAFTS) {
+	const streams = hasRequestStreams(d);
+	/** A relay reply's request ID as the draft carries it (17+: none on the wire, decoded as 0). */
+	const replyId = (id: number) => (streams ? 0 : id);
+
 	describe(`draft-${d}: the interop runner's six cases (raw QUIC, ${ALPN[d]})`, () => {
 		it("setup-only", async () => {
 			const before = await settledSessions();
@@ -158,26 +218,28 @@ for (const d of DRAFTS) {
 
 		it("announce-only, then publish-namespace-done", async () => {
 			const p = await dial(d);
-			await announce(p, 0, ["moq-test", `interop${d}`]);
+			const ns = ["moq-test", `interop${d}`];
+			const st = await announce(p, 0, ns);
 			const abs = `anon/moq-test/interop${d}`;
 			await until(() => relay.node.relay.announces.get(abs as never) !== undefined, 5000, "announced");
-			p.send({
-				kind: "publish_namespace_done",
-				requestId: d >= 16 ? 0 : null,
-				namespace: d >= 16 ? null : ["moq-test", `interop${d}`],
-			});
+			withdraw(p, 0, ns, st);
 			await until(() => relay.node.relay.announces.get(abs as never) === undefined, 5000, "withdrawn");
+			if (streams) await until(() => p.ends.get(st) === "fin", 5000, "the relay ends its side too");
 			p.close();
 		});
 
 		it("subscribe-error", async () => {
 			const s = await dial(d);
-			subscribe(s, 0, ["nonexistent", "namespace"], "test-track");
+			const st = subscribe(s, 0, ["nonexistent", "namespace"], "test-track");
 			const err = await s.expect("request_error");
-			assert.equal(err.requestId, 0);
+			assert.equal(err.requestId, replyId(0));
 			assert.equal(err.type, Msg.REQUEST_ERROR);
 			assert.equal(err.code, d === 14 ? IetfRequestError.TRACK_DOES_NOT_EXIST_14 : IetfRequestError.DOES_NOT_EXIST);
 			assert.match(err.reason, /no such broadcast/);
+			if (streams) {
+				assert.equal(s.streamOf(err), st, "on the request's own stream");
+				await until(() => s.ends.get(st) === "fin", 5000, "which the relay then ends");
+			}
 			s.close();
 		});
 
@@ -186,26 +248,33 @@ for (const d of DRAFTS) {
 			const p = await dial(d);
 			await announce(p, 0, ns);
 			const s = await dial(d);
-			subscribe(s, 0, ns, "test-track");
+			const st = subscribe(s, 0, ns, "test-track");
 			const ok = await s.expect("subscribe_ok");
-			assert.equal(ok.requestId, 0);
+			assert.equal(ok.requestId, replyId(0));
 			assert.equal(ok.alias, 0, "the track alias is the request ID");
-			// The relay subscribes upstream, with its own (odd) request ID and the "latest" filter.
+			// The relay subscribes upstream, with its own (odd) request ID and the "latest" filter
+			// (20: one group back, the start of the latest group).
 			const up = await p.expect("subscribe");
 			assert.equal(up.requestId % 2, 1);
 			assert.deepEqual(up.namespace, ns);
 			assert.equal(up.track, "test-track");
-			assert.equal(up.filter.type, FilterType.LARGEST_OBJECT);
-			p.send({
-				kind: "subscribe_ok",
-				requestId: up.requestId,
-				alias: 77,
-				expires: 0,
-				groupOrder: 2,
-				largest: null,
-				params: new Map(),
-				extensions: new Map(),
-			});
+			if (d >= 20) assert.deepEqual([up.filter.type, up.filter.groups], [FilterType.RELATIVE, 1]);
+			else assert.equal(up.filter.type, FilterType.LARGEST_OBJECT);
+			const upStream = p.streamOf(up);
+			if (streams) assert.notEqual(upStream, p.control, "on a stream of its own");
+			p.send(
+				{
+					kind: "subscribe_ok",
+					requestId: up.requestId,
+					alias: 77,
+					expires: 0,
+					groupOrder: 2,
+					largest: null,
+					params: new Map(),
+					extensions: new Map(),
+				},
+				upStream,
+			);
 			const payloads = [utf8.encode("moq"), new Uint8Array(0), new Uint8Array(3000).map((_, i) => i * 7)];
 			sendGroup(p, 77, 0, payloads);
 			await until(() => s.groups.length === 1 && s.groups[0].end === "fin", 5000, "group delivered");
@@ -213,6 +282,8 @@ for (const d of DRAFTS) {
 			assert.equal(g.header?.alias, 0);
 			assert.equal(g.header?.group, 0);
 			assert.equal(g.header?.subgroup, 0);
+			assert.equal(g.header?.firstObject, true);
+			if (hasFirstObjectBit(d)) assert.equal(g.header?.type, 0x59, "FIRST_OBJECT set");
 			assert.deepEqual(
 				g.objects.map((o) => o.id),
 				[0, 1, 2],
@@ -222,11 +293,16 @@ for (const d of DRAFTS) {
 				payloads,
 			);
 			// The publisher ends the track: the viewer gets PUBLISH_DONE, TRACK_ENDED, one stream.
-			p.send({ kind: "publish_done", requestId: up.requestId, status: 2, streamCount: 1, reason: "done" });
+			p.send({ kind: "publish_done", requestId: up.requestId, status: 2, streamCount: 1, reason: "done" }, upStream);
+			if (streams) upStream.finish();
 			const done = await s.expect("publish_done");
-			assert.equal(done.requestId, 0);
+			assert.equal(done.requestId, replyId(0));
 			assert.equal(done.status, IetfPublishDone.TRACK_ENDED);
 			assert.equal(done.streamCount, 1);
+			if (streams) {
+				assert.equal(s.streamOf(done), st);
+				await until(() => s.ends.get(st) === "fin", 5000, "PUBLISH_DONE ends the subscription's stream");
+			}
 			p.close();
 			s.close();
 		});
@@ -238,12 +314,19 @@ for (const d of DRAFTS) {
 			await s.expect("request_error");
 			const p = await dial(d);
 			await announce(p, 0, ns);
-			subscribe(s, 2, ns, "test-track");
-			assert.equal((await s.expect("subscribe_ok")).requestId, 2);
+			const st = subscribe(s, 2, ns, "test-track");
+			assert.equal((await s.expect("subscribe_ok")).requestId, replyId(2));
 			// The last viewer leaving ends the upstream subscription.
 			const up = await p.expect("subscribe");
-			s.send({ kind: "unsubscribe", requestId: 2 });
-			assert.equal((await p.expect("unsubscribe")).requestId, up.requestId);
+			if (streams) {
+				// 17+: UNSUBSCRIBE is the end of the request's stream, both ways.
+				st.finish();
+				await until(() => p.ends.get(p.streamOf(up)) === "fin", 5000, "upstream SUBSCRIBE stream ended");
+				await until(() => s.ends.get(st) === "fin", 5000, "the viewer's stream ended by the relay too");
+			} else {
+				s.send({ kind: "unsubscribe", requestId: 2 });
+				assert.equal((await p.expect("unsubscribe")).requestId, up.requestId);
+			}
 			p.close();
 			s.close();
 		});
@@ -255,7 +338,12 @@ for (const d of DRAFTS) {
 			const nsBuf = new MessageBuffer(1 << 16);
 			const nsMessages: IetfMessage[] = [];
 			const request: IetfMessage = { kind: "subscribe_namespace", requestId: 0, prefix, options: 1, params: new Map() };
-			if (d >= 16) {
+			if (streams) {
+				// 17+: a request stream like any other; its replies come on it.
+				ns = v.request(request);
+				const ok = await v.expect("request_ok");
+				assert.equal(v.streamOf(ok), ns);
+			} else if (d >= 16) {
 				// Draft 16: the request opens its own stream, and is answered there.
 				ns = v.t.openBidi()!;
 				ns.onData = (chunk) => {
@@ -272,9 +360,11 @@ for (const d of DRAFTS) {
 				assert.equal(ok.type, d === 14 ? Msg.SUBSCRIBE_NAMESPACE_OK : Msg.REQUEST_OK);
 			}
 			const p = await dial(d);
-			await announce(p, 0, [...prefix, "cam"]);
+			const st = await announce(p, 0, [...prefix, "cam"]);
 			let advertId = -1;
-			if (ns) {
+			if (streams) {
+				assert.deepEqual(await v.expect("namespace"), { kind: "namespace", suffix: ["cam"] });
+			} else if (ns) {
 				await until(() => nsMessages.length >= 2, 5000, "NAMESPACE");
 				assert.deepEqual(nsMessages[1], { kind: "namespace", suffix: ["cam"] });
 			} else {
@@ -284,12 +374,10 @@ for (const d of DRAFTS) {
 				advertId = pn.requestId;
 				v.send({ kind: "request_ok", type: Msg.REQUEST_OK, requestId: pn.requestId, params: new Map() });
 			}
-			p.send({
-				kind: "publish_namespace_done",
-				requestId: d >= 16 ? 0 : null,
-				namespace: d >= 16 ? null : [...prefix, "cam"],
-			});
-			if (ns) {
+			withdraw(p, 0, [...prefix, "cam"], st);
+			if (streams) {
+				assert.deepEqual(await v.expect("namespace_done"), { kind: "namespace_done", suffix: ["cam"] });
+			} else if (ns) {
 				await until(() => nsMessages.length >= 3, 5000, "NAMESPACE_DONE");
 				assert.deepEqual(nsMessages[2], { kind: "namespace_done", suffix: ["cam"] });
 			} else {
@@ -305,7 +393,19 @@ for (const d of DRAFTS) {
 	describe(`draft-${d}: what the model cannot express is refused alone`, () => {
 		it("PUBLISH, FETCH and TRACK_STATUS get the draft's refusal; the session goes on", async () => {
 			const c = await dial(d);
-			c.send({
+			const refused = async (id: number, type14: number, st: TransportStream) => {
+				const err = await c.expect("request_error");
+				assert.deepEqual(
+					[err.requestId, err.type, err.code],
+					[replyId(id), d === 14 ? type14 : Msg.REQUEST_ERROR, IetfRequestError.NOT_SUPPORTED],
+				);
+				if (streams) {
+					assert.equal(c.streamOf(err), st);
+					await until(() => c.ends.get(st) === "fin", 5000, "the refused request's stream ended");
+				}
+				return err;
+			};
+			let st = c.request({
 				kind: "publish",
 				requestId: 0,
 				namespace: ["x"],
@@ -317,9 +417,8 @@ for (const d of DRAFTS) {
 				params: new Map(),
 				extensions: new Map(),
 			});
-			let err = await c.expect("request_error");
-			assert.deepEqual([err.requestId, err.type, err.code], [0, d === 14 ? Msg.PUBLISH_ERROR : Msg.REQUEST_ERROR, 3]);
-			c.send({
+			await refused(0, Msg.PUBLISH_ERROR, st);
+			st = c.request({
 				kind: "fetch",
 				requestId: 2,
 				fetchType: 1,
@@ -333,17 +432,17 @@ for (const d of DRAFTS) {
 				joiningStart: 0,
 				params: new Map(),
 			});
-			err = await c.expect("request_error");
-			assert.deepEqual([err.requestId, err.type, err.code], [2, d === 14 ? Msg.FETCH_ERROR : Msg.REQUEST_ERROR, 3]);
-			c.send({ kind: "track_status", requestId: 4, namespace: ["x"], track: "t", params: new Map() });
-			err = await c.expect("request_error");
-			assert.deepEqual(
-				[err.requestId, err.type, err.code],
-				[4, d === 14 ? Msg.TRACK_STATUS_ERROR : Msg.REQUEST_ERROR, 3],
-			);
+			await refused(2, Msg.FETCH_ERROR, st);
+			st = c.request({ kind: "track_status", requestId: 4, namespace: ["x"], track: "t", params: new Map() });
+			await refused(4, Msg.TRACK_STATUS_ERROR, st);
+			if (hasRenumberedSubscribeNamespace(d)) {
+				st = c.request({ kind: "subscribe_tracks", requestId: 8 });
+				const err = await refused(8, Msg.REQUEST_ERROR, st);
+				assert.match(err.reason, /SUBSCRIBE_TRACKS is not supported/);
+			}
 			// Still open: the next request is answered.
 			subscribe(c, 6, ["none"], "t");
-			assert.equal((await c.expect("request_error")).requestId, 6);
+			assert.equal((await c.expect("request_error")).requestId, replyId(6));
 			assert.equal(c.isClosed, false);
 			c.close();
 		});
@@ -356,22 +455,33 @@ for (const d of DRAFTS) {
 			subscribe(s, 0, ns, "v");
 			await s.expect("subscribe_ok");
 			const up = await p.expect("subscribe");
-			p.send({
-				kind: "subscribe_ok",
-				requestId: up.requestId,
-				alias: 5,
-				expires: 0,
-				groupOrder: 2,
-				largest: null,
-				params: new Map(),
-				extensions: new Map(),
-			});
+			p.send(
+				{
+					kind: "subscribe_ok",
+					requestId: up.requestId,
+					alias: 5,
+					expires: 0,
+					groupOrder: 2,
+					largest: null,
+					params: new Map(),
+					extensions: new Map(),
+				},
+				p.streamOf(up),
+			);
 			const stopped: number[] = [];
-			const sub1 = sendGroup(p, 5, 0, [utf8.encode("a")], { type: 0x1d, subgroup: 1, fin: false });
+			const first = hasFirstObjectBit(d) ? 0x40 : 0;
+			const sub1 = sendGroup(p, 5, 0, [utf8.encode("a")], { type: 0x1d | first, subgroup: 1, fin: false });
 			sub1.onStop = (code) => stopped.push(code);
 			const gap = sendGroup(p, 5, 1, [utf8.encode("a"), utf8.encode("b")], { deltas: [0, 1], fin: false });
 			gap.onStop = (code) => stopped.push(code);
-			await until(() => stopped.length === 2, 5000, "both streams stopped");
+			let want = 2;
+			if (hasFirstObjectBit(d)) {
+				// 18+: a stream that does not start at the group's first object.
+				const head = sendGroup(p, 5, 3, [utf8.encode("a")], { type: 0x19, fin: false });
+				head.onStop = (code) => stopped.push(code);
+				want = 3;
+			}
+			await until(() => stopped.length === want, 5000, "every such stream stopped");
 			sendGroup(p, 5, 2, [utf8.encode("ok")]);
 			await until(() => s.groups.some((g) => g.header?.group === 2 && g.end === "fin"), 5000, "group 2 delivered");
 			const g2 = s.groups.find((g) => g.header?.group === 2)!;
@@ -392,45 +502,75 @@ for (const d of DRAFTS) {
 		});
 		after(() => bystander.close());
 
+		const ns33 = tuple(...Array.from({ length: 33 }, () => "x"));
 		const cases: [string, number, (c: RawIetf) => void][] = [
-			["an unknown message type", IetfClose.PROTOCOL_VIOLATION, (c) => c.sendRaw(framed(0x3e, []))],
+			["an unknown message type", IetfClose.PROTOCOL_VIOLATION, (c) => sendBad(c, framed(0x3e, [], d))],
 			[
 				"a message shorter than its fields",
 				IetfClose.PROTOCOL_VIOLATION,
-				(c) => c.sendRaw(framed(Msg.SUBSCRIBE, [0, 1, 1])),
+				(c) => sendBad(c, framed(Msg.SUBSCRIBE, [0, 1, 1], d)),
 			],
 			[
 				"a message longer than its fields",
 				IetfClose.PROTOCOL_VIOLATION,
-				(c) => c.sendRaw(framed(Msg.UNSUBSCRIBE, [0, 0])),
+				(c) =>
+					sendBad(
+						c,
+						streams
+							? framed(Msg.PUBLISH_NAMESPACE, [...reqId(0, d), ...tuple("a"), 0, 0], d)
+							: framed(Msg.UNSUBSCRIBE, [0, 0]),
+					),
 			],
 			[
-				"a truncated message, then the control stream's FIN",
+				streams ? "a truncated request, then its stream's FIN" : "a truncated message, then the control stream's FIN",
 				IetfClose.PROTOCOL_VIOLATION,
 				(c) => {
-					c.sendRaw(framed(Msg.SUBSCRIBE, [0, 1, 1]).slice(0, 4));
-					c.control.finish();
+					const st = sendBad(c, framed(Msg.SUBSCRIBE, [0, 1, 1], d).slice(0, 4));
+					st.finish();
 				},
 			],
 			["an odd (server's) request ID", IetfClose.INVALID_REQUEST_ID, (c) => subscribe(c, 1, ["a"], "t")],
-			[
-				"a request ID that does not increase",
-				IetfClose.INVALID_REQUEST_ID,
-				(c) => {
-					subscribe(c, 4, ["a"], "t");
-					subscribe(c, 2, ["a"], "t");
-				},
-			],
-			["a request ID past MAX_REQUEST_ID", IetfClose.TOO_MANY_REQUESTS, (c) => subscribe(c, 1 << 20, ["a"], "t")],
+			streams
+				? [
+						"a request ID already in use by an open request",
+						IetfClose.INVALID_REQUEST_ID,
+						(c) => {
+							subscribe(c, 4, ["a"], "t");
+							subscribe(c, 4, ["a"], "t");
+						},
+					]
+				: [
+						"a request ID that does not increase",
+						IetfClose.INVALID_REQUEST_ID,
+						(c) => {
+							subscribe(c, 4, ["a"], "t");
+							subscribe(c, 2, ["a"], "t");
+						},
+					],
+			streams
+				? [
+						"MAX_REQUEST_ID, which the draft removed",
+						IetfClose.PROTOCOL_VIOLATION,
+						(c) => sendBad(c, framed(Msg.MAX_REQUEST_ID, [10], d)),
+					]
+				: ["a request ID past MAX_REQUEST_ID", IetfClose.TOO_MANY_REQUESTS, (c) => subscribe(c, 1 << 20, ["a"], "t")],
 			[
 				"a namespace tuple of 33 fields",
 				IetfClose.PROTOCOL_VIOLATION,
-				(c) => c.sendRaw(framed(Msg.PUBLISH_NAMESPACE, [0, ...tuple(...Array.from({ length: 33 }, () => "x")), 0])),
+				(c) => sendBad(c, framed(Msg.PUBLISH_NAMESPACE, [...reqId(0, d), ...ns33, 0], d)),
 			],
 			[
 				"a track name of 5000 bytes",
 				IetfClose.PROTOCOL_VIOLATION,
-				(c) => c.sendRaw(framed(Msg.SUBSCRIBE, [0, ...tuple("a"), 0x53, 0x88, ...new Uint8Array(5000).fill(0x61)])),
+				(c) =>
+					sendBad(
+						c,
+						framed(
+							Msg.SUBSCRIBE,
+							[...reqId(0, d), ...tuple("a"), ...vint(5000, d), ...new Uint8Array(5000).fill(0x61)],
+							d,
+						),
+					),
 			],
 			[
 				"a data stream of an unknown type",
@@ -441,13 +581,47 @@ for (const d of DRAFTS) {
 					s.finish();
 				},
 			],
+			streams
+				? [
+						"a second SETUP stream",
+						IetfClose.PROTOCOL_VIOLATION,
+						(c) => {
+							const u = c.t.openUni()!;
+							c.send({ kind: "setup", params: new Map() }, u);
+						},
+					]
+				: [
+						"a second CLIENT_SETUP",
+						IetfClose.PROTOCOL_VIOLATION,
+						(c) => c.send({ kind: "client_setup", versions: [versionCode(d)], params: new Map() }),
+					],
 			[
-				"a second CLIENT_SETUP",
+				streams ? "the SETUP stream's FIN" : "the control stream's FIN",
 				IetfClose.PROTOCOL_VIOLATION,
-				(c) => c.send({ kind: "client_setup", versions: [versionCode(d)], params: new Map() }),
+				(c) => c.control.finish(),
 			],
-			["the control stream's FIN", IetfClose.PROTOCOL_VIOLATION, (c) => c.control.finish()],
 		];
+		if (streams) {
+			cases.push(
+				[
+					"a request stream that opens with a reply",
+					IetfClose.PROTOCOL_VIOLATION,
+					(c) => c.request({ kind: "request_ok", type: Msg.REQUEST_OK, requestId: 0, params: new Map() }),
+				],
+				[
+					"a message of the draft before (CLIENT_SETUP, 0x20) on a request stream",
+					IetfClose.PROTOCOL_VIOLATION,
+					(c) => sendBad(c, framed(Msg.CLIENT_SETUP, [0], d)),
+				],
+			);
+		}
+		if (d === 17) {
+			cases.push([
+				"the 7-byte varint form (1111110x), which draft-17 reserves",
+				IetfClose.PROTOCOL_VIOLATION,
+				(c) => sendBad(c, framed(Msg.SUBSCRIBE, [0xfc, 0, 0, 0, 0, 0, 2, 0, ...tuple("a"), 1, 0x74, 0], d)),
+			]);
+		}
 		for (const [what, code, act] of cases) {
 			it(what, async () => {
 				const refusals = protocolRefusals();
@@ -482,7 +656,7 @@ for (const d of DRAFTS) {
 		it("over WebTransport, the same session works end to end", async () => {
 			const c = await dial(d, { webtransport: true });
 			subscribe(c, 0, ["nothing"], "t");
-			assert.equal((await c.expect("request_error")).requestId, 0);
+			assert.equal((await c.expect("request_error")).requestId, replyId(0));
 			c.close();
 		});
 	});
@@ -503,13 +677,18 @@ describe("GOAWAY when the relay drains", () => {
 				});
 				const c = new RawIetf(quic, d);
 				c.setup(new Map<number, number | Uint8Array>([[SetupParam.PATH, utf8.encode("/anon")]]));
-				await c.expect("server_setup");
+				await c.expect(hasRequestStreams(d) ? "setup" : "server_setup");
 				clients.push(c);
 			}
 			const sent = own.node.drain("https://next.example/");
 			assert.equal(sent.goaway, DRAFTS.length);
 			for (const c of clients)
-				assert.deepEqual(await c.expect("goaway"), { kind: "goaway", uri: "https://next.example/" });
+				assert.deepEqual(
+					await c.expect("goaway"),
+					hasRequestStreams(c.d)
+						? { kind: "goaway", uri: "https://next.example/", timeout: 0 }
+						: { kind: "goaway", uri: "https://next.example/" },
+				);
 			for (const c of clients) c.close();
 		} finally {
 			await own.close();

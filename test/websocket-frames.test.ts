@@ -415,7 +415,7 @@ describe("subprotocol selection", () => {
 	test("bare forms when no app protocol fits; null when nothing does", () => {
 		assert.equal(selectSubprotocol(["qmux-00", "webtransport"]), "qmux-00"); // @moq/lite 0.2.2
 		assert.equal(selectSubprotocol(["webtransport"]), "webtransport");
-		assert.equal(selectSubprotocol(["qmux-01.moqt-17", "chat"]), null);
+		assert.equal(selectSubprotocol(["qmux-01.moqt-99", "chat"]), null);
 	});
 
 	test("parsing a selected value", () => {

@@ -38,7 +38,8 @@ export function browserSkipReason(): string | null {
 	return missing && `${missing}; browser tests skipped`;
 }
 
-export type PageLibrary = "net" | "lite";
+/** Which page bundle: `page-net.ts`, `page-lite.ts` (both `PageApi`), or `page-ietf.ts` (`IetfPageApi`). */
+export type PageLibrary = "net" | "lite" | "ietf";
 
 const bundles = new Map<PageLibrary, Promise<string>>();
 
@@ -61,10 +62,15 @@ export function pageBundle(library: PageLibrary): Promise<string> {
 	return bundle;
 }
 
+const LIBRARIES: readonly PageLibrary[] = ["net", "lite", "ietf"];
+
 const PAGE_HTML = `<!doctype html><meta charset="utf-8"><title>moq-fanout browser test</title>
 <script src="/net.js"></script>`;
 
-/** Serves the test page at `/` and the bundles at `/net.js` and `/lite.js` on loopback. */
+/**
+ * Serves the test page at `/` and the bundles at `/net.js` and `/lite.js` on loopback (and any
+ * library's page at `/LIBRARY.html` with its bundle at `/LIBRARY.js`).
+ */
 export interface PageServer {
 	origin: string;
 	close(): Promise<void>;
@@ -73,7 +79,7 @@ export interface PageServer {
 export async function startPageServer(): Promise<PageServer> {
 	const server = http.createServer((req, res) => {
 		const path = new URL(req.url ?? "/", "http://x").pathname;
-		const library = path === "/net.js" ? "net" : path === "/lite.js" ? "lite" : null;
+		const library = LIBRARIES.find((l) => path === `/${l}.js`) ?? null;
 		if (library !== null) {
 			pageBundle(library).then(
 				(js) => {
@@ -87,9 +93,10 @@ export async function startPageServer(): Promise<PageServer> {
 			);
 			return;
 		}
-		if (path === "/" || path === "/lite.html") {
+		const html = path === "/" ? "net" : LIBRARIES.find((l) => path === `/${l}.html`);
+		if (html !== undefined) {
 			res.writeHead(200, { "content-type": "text/html" });
-			res.end(path === "/" ? PAGE_HTML : PAGE_HTML.replace("/net.js", "/lite.js"));
+			res.end(PAGE_HTML.replace("/net.js", `/${html}.js`));
 			return;
 		}
 		res.writeHead(404).end();
@@ -111,19 +118,22 @@ export interface TestBrowser {
 	context: BrowserContext;
 	/** Console lines of every page, prefixed with the page's label. */
 	console: string[];
-	/** Opens a page with `library` loaded; resolves once `window.moqPage` exists. */
-	open(label: string, library: PageLibrary): Promise<TestPage>;
+	/**
+	 * Opens a page with `library` loaded; resolves once `window.moqPage` exists. `Api` is what the
+	 * page's `window.moqPage` is (`PageApi` for "net" and "lite").
+	 */
+	open<Api extends object = PageApi>(label: string, library: PageLibrary): Promise<TestPage<Api>>;
 	close(): Promise<void>;
 }
 
-export interface TestPage {
+export interface TestPage<Api extends object = PageApi> {
 	page: Page;
 	label: string;
 	/** Calls `window.moqPage[method](...args)` in the page and returns its (serializable) result. */
-	call<K extends keyof PageApi>(
+	call<K extends keyof Api>(
 		method: K,
-		...args: PageApi[K] extends (...a: infer A) => unknown ? A : never
-	): Promise<PageApi[K] extends (...a: never[]) => infer R ? Awaited<R> : never>;
+		...args: Api[K] extends (...a: infer A) => unknown ? A : never
+	): Promise<Api[K] extends (...a: never[]) => infer R ? Awaited<R> : never>;
 }
 
 /** Chromium flags verified to run these pages headless; no WebTransport-specific flag is needed. */
@@ -148,11 +158,11 @@ export async function launchBrowser(pages: PageServer): Promise<TestBrowser> {
 	return {
 		context,
 		console: lines,
-		async open(label, library) {
+		async open<Api extends object = PageApi>(label: string, library: PageLibrary): Promise<TestPage<Api>> {
 			const page = await context.newPage();
 			page.on("console", (m) => lines.push(`[${label}] ${m.type()}: ${m.text()}`));
 			page.on("pageerror", (e) => lines.push(`[${label}] pageerror: ${e.message}`));
-			await page.goto(`${pages.origin}/${library === "net" ? "" : "lite.html"}`);
+			await page.goto(`${pages.origin}/${library === "net" ? "" : `${library}.html`}`);
 			await page.waitForFunction(() => window.moqPage !== undefined, undefined, { timeout: 10_000 });
 			const call = ((method: string, ...args: unknown[]) =>
 				page.evaluate(
@@ -161,7 +171,7 @@ export async function launchBrowser(pages: PageServer): Promise<TestBrowser> {
 						return api[m as string](...(a as unknown[]));
 					},
 					[method, args] as const,
-				)) as TestPage["call"];
+				)) as TestPage<Api>["call"];
 			return { page, label, call };
 		},
 		async close() {

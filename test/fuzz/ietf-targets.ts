@@ -1,6 +1,7 @@
 /**
  * Fuzz targets for the IETF moq-transport decoders (src/moq/ietf/wire), registered with the others
- * in targets.ts: one control-message target per draft (every message kind the relay encodes is in
+ * in targets.ts: one control-message target per draft (14–20; 17+ with leading-ones varints, SETUP
+ * 0x2F00, typed parameters, 20's LOCATION_FILTER) (every message kind the relay encodes is in
  * its corpus; a decoded message must re-encode to bytes that decode and re-encode to the same
  * bytes), one for subgroup streams (type, header and objects pushed in arbitrary chunks, as the
  * data plane receives them), and the 0x20 CLIENT_SETUP dispatcher of `moql` sessions.
@@ -10,12 +11,20 @@ import { Reader } from "../../src/coding/reader.ts";
 import { Writer } from "../../src/coding/writer.ts";
 import { silentLogger } from "../../src/log/logger.ts";
 import { CompatDispatch, compatDialect, type RelaySession } from "../../src/moq/ietf/compat.ts";
-import { type IetfDraft, versionCode } from "../../src/moq/ietf/version.ts";
+import {
+	hasFieldFilters,
+	hasRenumberedSubscribeNamespace,
+	hasRequestStreams,
+	IETF_DRAFTS,
+	type IetfDraft,
+	versionCode,
+} from "../../src/moq/ietf/version.ts";
 import {
 	decodeControl,
 	encodeControl,
 	FilterType,
 	type IetfMessage,
+	inDraft,
 	Msg,
 	SetupParam,
 } from "../../src/moq/ietf/wire/message.ts";
@@ -29,7 +38,20 @@ import {
 import type { TransportSession, TransportStream } from "../../src/transport/types.ts";
 import { invariant, Rng, type Target } from "./engine.ts";
 
-const DRAFTS: IetfDraft[] = [14, 15, 16];
+const DRAFTS: readonly IetfDraft[] = IETF_DRAFTS;
+
+/** Message kinds drafts 17+ removed (a request ends with its stream; SETUP is one message). */
+const GONE_IN_17 = new Set([
+	"client_setup",
+	"server_setup",
+	"unsubscribe",
+	"publish_namespace_done",
+	"publish_namespace_cancel",
+	"max_request_id",
+	"requests_blocked",
+	"fetch_cancel",
+	"unsubscribe_namespace",
+]);
 
 function isDecodeError(err: unknown): boolean {
 	return err instanceof DecodeError && Number.isInteger(err.code);
@@ -136,7 +158,29 @@ function corpusMessages(d: IetfDraft): IetfMessage[] {
 			retryInterval: 0,
 			reason: "",
 		});
-	return ms;
+	if (!hasRequestStreams(d)) return ms;
+	// 17+: SETUP instead of CLIENT_SETUP / SERVER_SETUP; replies without request IDs; GOAWAY's timeout.
+	const modern = ms.filter((m) => !GONE_IN_17.has(m.kind));
+	modern.push(
+		{ kind: "setup", params: new Map([[SetupParam.IMPLEMENTATION, new TextEncoder().encode("moq-fanout")]]) },
+		{ kind: "namespace", suffix: ["a", "b"] },
+		{ kind: "namespace_done", suffix: ["a"] },
+		{ kind: "goaway", uri: "https://relay.example/next", timeout: 500 },
+	);
+	if (hasRenumberedSubscribeNamespace(d)) modern.push({ kind: "subscribe_tracks", requestId: 18 });
+	if (hasFieldFilters(d))
+		modern.push({
+			kind: "subscribe",
+			requestId: 20,
+			namespace: ["a"],
+			track: "t",
+			priority: 1,
+			groupOrder: 0,
+			forward: true,
+			filter: { type: FilterType.RELATIVE, start: null, endGroup: null, groups: 1 },
+			params: new Map(),
+		});
+	return modern;
 }
 
 function controlTarget(d: IetfDraft): Target {
@@ -181,13 +225,13 @@ function subgroupTarget(): Target {
 	const buf = new Uint8Array(64);
 	for (const [i, d] of DRAFTS.entries()) {
 		const parts: number[] = [i];
-		parts.push(...buf.subarray(0, writeSubgroupHeader(buf, 0, 7, 42, 0, true)));
+		parts.push(...buf.subarray(0, writeSubgroupHeader(buf, 0, 700, 70000, 0, true, d)));
 		for (const [size, ts] of [
 			[3, 1000],
-			[0, 1001],
+			[0, 100001],
 			[70, 1002],
 		]) {
-			parts.push(...buf.subarray(0, writeObjectHeader(buf, 0, 0, true, ts, size)));
+			parts.push(...buf.subarray(0, writeObjectHeader(buf, 0, 0, true, ts, size, d)));
 			parts.push(...new Uint8Array(size).fill(0x61));
 		}
 		corpus.push(Uint8Array.from(parts));
@@ -205,9 +249,9 @@ function subgroupTarget(): Target {
 			if (input.length < 2) return "more";
 			const d = DRAFTS[input[0] % DRAFTS.length];
 			const r = new Reader(input, 1);
-			const type = r.varint();
+			const type = inDraft(d, (x) => x.varint())(r);
 			if (!isSubgroupType(type, d)) return "rejected";
-			const header = decodeSubgroupHeader(r, type);
+			const header = inDraft(d, (x) => decodeSubgroupHeader(x, type, d))(r);
 			const p = new ObjectParser(d, header.extensions, 1024);
 			let open = -1;
 			let got = 0;

@@ -2,9 +2,10 @@
  * The official @moq/net 0.3.4 client forced onto one dialect, over WebSocket (qmux) in Node, for the
  * IETF tests (test/ietf-*.test.ts). Not a test file.
  *
- * - moq-lite-05/-03 and IETF drafts 15/16: `new Session(url, { protocols: [alpn], versions: { [alpn]:
+ * - moq-lite-05/-03 and IETF drafts 15–20: `new Session(url, { protocols: [alpn], versions: { [alpn]:
  *   null }, requireProtocol: true })` from @moq/qmux, passed as `transport` (connect() then picks the
- *   dialect by the negotiated name).
+ *   dialect by the negotiated name). Drafts 18 and 20 are pinned to `qmux-01`, as @moq/net's own
+ *   WebSocket connect pins them (connection/connect.js); 17+ run @moq/net's uni-stream SETUP.
  * - moq-lite-02: the same with `moql`: @moq/net then offers [lite-02, lite-01, draft-14] in its
  *   CLIENT_SETUP and the relay keeps choosing lite-02.
  * - Draft 14: @moq/net never offers it alone (it only reaches draft-14 when a server picks it from
@@ -57,7 +58,32 @@ export const DRAFT_14 = 0xff00000e;
 export const DRAFT_15 = 0xff00000f;
 export const DRAFT_16 = 0xff000010;
 
-export type Dialect = "lite-02" | "lite-03" | "lite-05" | "d14" | "d14/moq-00" | "d15" | "d16";
+export type Dialect =
+	| "lite-02"
+	| "lite-03"
+	| "lite-05"
+	| "d14"
+	| "d14/moq-00"
+	| "d15"
+	| "d16"
+	| "d17"
+	| "d18"
+	| "d19"
+	| "d20";
+
+/** Every IETF draft dialect @moq/net can be forced onto here (draft 14 over `moql`), oldest first. */
+export const IETF_DIALECTS: readonly Dialect[] = ["d14", "d15", "d16", "d17", "d18", "d19", "d20"];
+
+/** The IETF drafts the relay speaks, and each one's application protocol name. */
+export const IETF_DRAFT_ALPN: Readonly<Record<number, string>> = {
+	14: "moq-00",
+	15: "moqt-15",
+	16: "moqt-16",
+	17: "moqt-17",
+	18: "moqt-18",
+	19: "moqt-19",
+	20: "moqt-20",
+};
 
 /** What `conn.version` reads for each dialect. */
 export const VERSION_NAME: Record<Dialect, string> = {
@@ -68,12 +94,23 @@ export const VERSION_NAME: Record<Dialect, string> = {
 	"d14/moq-00": "moq-transport-14",
 	d15: "moq-transport-15",
 	d16: "moq-transport-16",
+	d17: "moq-transport-17",
+	d18: "moq-transport-18",
+	d19: "moq-transport-19",
+	d20: "moq-transport-20",
 };
+
+/** The qmux draft @moq/net pins an application protocol to over WebSocket (null: any). */
+const QMUX_PIN: Record<string, string | null> = { "moqt-18": "qmux-01", "moqt-20": "qmux-01" };
 
 /** A qmux session (WebSocket) pinned to one application protocol. */
 export async function qmux(url: URL, protocol: string): Promise<Session> {
 	// `versions` pins the qmux draft per protocol (null: any); @moq/qmux's typings predate it.
-	const t = new Session(url, { protocols: [protocol], versions: { [protocol]: null }, requireProtocol: true } as never);
+	const t = new Session(url, {
+		protocols: [protocol],
+		versions: { [protocol]: QMUX_PIN[protocol] ?? null },
+		requireProtocol: true,
+	} as never);
 	await t.ready;
 	return t;
 }
@@ -94,7 +131,13 @@ export async function connectDialect(url: URL, dialect: Dialect): Promise<NetCon
 		case "d15":
 			return (await Net.Connection.connect(url, { transport: await qmux(url, "moqt-15") })) as unknown as NetConnection;
 		case "d16":
-			return (await Net.Connection.connect(url, { transport: await qmux(url, "moqt-16") })) as unknown as NetConnection;
+		case "d17":
+		case "d18":
+		case "d19":
+		case "d20":
+			return (await Net.Connection.connect(url, {
+				transport: await qmux(url, `moqt-${dialect.slice(1)}`),
+			})) as unknown as NetConnection;
 		case "d14":
 			return connectDraft14(url, "moql");
 		case "d14/moq-00":
@@ -179,12 +222,16 @@ export { Ietf as NetIetf };
 import { NEED_MORE } from "../../src/coding/errors.ts";
 import { Reader } from "../../src/coding/reader.ts";
 import { Writer } from "../../src/coding/writer.ts";
-import { type IetfDraft, versionCode } from "../../src/moq/ietf/version.ts";
+import { hasRequestStreams, type IetfDraft, versionCode } from "../../src/moq/ietf/version.ts";
 import {
+	decodeAfterType,
 	decodeControl,
 	encodeControl,
 	type IetfMessage,
+	inDraft,
+	Msg,
 	type Params,
+	readVarint,
 	SetupParam,
 } from "../../src/moq/ietf/wire/message.ts";
 import { decodeSubgroupHeader, ObjectParser, type SubgroupHeader } from "../../src/moq/ietf/wire/object.ts";
@@ -199,11 +246,21 @@ export interface RawGroup {
 	end: string | null;
 }
 
+/**
+ * A raw IETF client. On drafts 14–16 `control` is the bidirectional control stream; on 17+ it is our
+ * SETUP stream (unidirectional), the relay's SETUP arrives on one of its own, and `request()` opens a
+ * stream per request. Every message received (on any stream) is queued for `next()`; `streamOf`
+ * says which stream it came on (a request stream the relay opened, such as its upstream SUBSCRIBE,
+ * is answered with `send(m, streamOf(m))`).
+ */
 export class RawIetf {
 	readonly t: TransportSession;
 	readonly d: IetfDraft;
 	control!: TransportStream;
 	readonly groups: RawGroup[] = [];
+	/** 17+: how each request stream ended from the relay's side ("fin", "reset <code>"), by stream. */
+	readonly ends = new Map<TransportStream, string>();
+	readonly #from = new WeakMap<IetfMessage, TransportStream>();
 	/** Bidi streams the relay opened (none expected on 14–16). */
 	readonly #buf = new MessageBuffer(1 << 20);
 	readonly #queue: IetfMessage[] = [];
@@ -225,50 +282,158 @@ export class RawIetf {
 		});
 		t.onStream = (s) => {
 			if (s.bidi) {
-				s.reset(0);
+				if (!hasRequestStreams(d)) {
+					s.reset(0);
+					return;
+				}
+				this.#follow(s);
 				return;
 			}
-			const g: RawGroup = { header: null, objects: [], end: null };
-			this.groups.push(g);
-			const buf = new MessageBuffer(1 << 20);
-			let parser: ObjectParser | null = null;
-			s.onData = (chunk) => {
-				if (parser) return parser.push(chunk);
-				buf.push(chunk);
-				const h = buf.tryDecode((r) => {
-					const type = r.varint();
-					return decodeSubgroupHeader(r, type);
-				});
-				if (!h) return;
-				g.header = h;
-				parser = new ObjectParser(d, h.extensions, 1 << 24);
-				let cur: number[] = [];
-				parser.onObject = (id) => {
-					cur = [];
-					g.objects.push({ id, payload: new Uint8Array(0) });
-				};
-				parser.onData = (view) => cur.push(...view);
-				parser.onEnd = () => {
-					g.objects[g.objects.length - 1].payload = Uint8Array.from(cur);
-				};
-				const rest = buf.rest();
-				if (rest.length) parser.push(rest.slice());
-			};
-			s.onFin = () => {
-				g.end = "fin";
-			};
-			s.onReset = (code) => {
-				g.end = `reset ${code}`;
-			};
+			this.#uni(s);
 		};
+	}
+
+	/** A unidirectional stream from the relay: a subgroup stream, or (17+) its SETUP stream. */
+	#uni(s: TransportStream): void {
+		const d = this.d;
+		const buf = new MessageBuffer(1 << 20);
+		let type: number | null = null;
+		let setup = false;
+		let g: RawGroup | null = null;
+		let parser: ObjectParser | null = null;
+		s.onData = (chunk) => {
+			if (parser) return parser.push(chunk);
+			buf.push(chunk);
+			if (setup) return this.#drain(buf, s);
+			if (type === null) {
+				const t = buf.tryDecode((r) => readVarint(r, d));
+				if (t === undefined) return;
+				type = t;
+				if (hasRequestStreams(d) && t === Msg.SETUP) {
+					setup = true;
+					const m = buf.tryDecode((r) => decodeAfterType(r, Msg.SETUP, d));
+					if (m) this.#push(m, s);
+					return this.#drain(buf, s);
+				}
+				g = { header: null, objects: [], end: null };
+				this.groups.push(g);
+			}
+			const grp = g!;
+			const t = type;
+			const h = buf.tryDecode(inDraft(d, (r) => decodeSubgroupHeader(r, t, d)));
+			if (!h) return;
+			grp.header = h;
+			const p = new ObjectParser(d, h.extensions, 1 << 24);
+			parser = p;
+			let cur: number[] = [];
+			p.onObject = (id) => {
+				cur = [];
+				grp.objects.push({ id, payload: new Uint8Array(0) });
+			};
+			p.onData = (view) => cur.push(...view);
+			p.onEnd = () => {
+				grp.objects[grp.objects.length - 1].payload = Uint8Array.from(cur);
+			};
+			const rest = buf.rest();
+			if (rest.length) p.push(rest.slice());
+		};
+		s.onFin = () => {
+			if (g) g.end = "fin";
+			else if (setup) this.controlEnd = "fin";
+		};
+		s.onReset = (code) => {
+			if (g) g.end = `reset ${code}`;
+			else if (setup) this.controlEnd = `reset ${code}`;
+		};
+	}
+
+	/** Decodes every whole message `buf` holds, queued as from `s`. */
+	#drain(buf: MessageBuffer, s: TransportStream): void {
+		for (;;) {
+			let m: IetfMessage | undefined;
+			try {
+				m = buf.tryDecode((r) => decodeControl(r, this.d));
+			} catch (err) {
+				this.ends.set(s, `undecodable: ${(err as Error).message}`);
+				return;
+			}
+			if (m === undefined) break;
+			this.#push(m, s);
+		}
+	}
+
+	#push(m: IetfMessage, s: TransportStream): void {
+		this.#from.set(m, s);
+		this.#queue.push(m);
+		this.#wake?.();
+	}
+
+	/** Reads a bidirectional stream's messages into the queue (17+ request streams). */
+	#follow(s: TransportStream): void {
+		const buf = new MessageBuffer(1 << 20);
+		s.onData = (chunk) => {
+			buf.push(chunk);
+			this.#drain(buf, s);
+		};
+		s.onFin = () => {
+			this.ends.set(s, "fin");
+			this.#wake?.();
+		};
+		s.onReset = (code) => {
+			this.ends.set(s, `reset ${code}`);
+			this.#wake?.();
+		};
+	}
+
+	/** The stream a received message came on. */
+	streamOf(m: IetfMessage): TransportStream {
+		const s = this.#from.get(m);
+		if (!s) throw new Error("not a received message");
+		return s;
+	}
+
+	/**
+	 * Sends a request: on 14–16 on the control stream; on 17+ on a new stream of its own (returned),
+	 * whose replies are queued.
+	 */
+	request(m: IetfMessage): TransportStream {
+		if (!hasRequestStreams(this.d)) {
+			this.send(m);
+			return this.control;
+		}
+		const s = this.t.openBidi();
+		if (!s) throw new Error("no stream credit for a request");
+		this.#follow(s);
+		this.send(m, s);
+		return s;
+	}
+
+	/** 17+: a new request stream with `bytes` on it (raw, for bad input). */
+	rawRequest(bytes: Uint8Array | number[]): TransportStream {
+		const s = this.t.openBidi();
+		if (!s) throw new Error("no stream credit for a request");
+		this.#follow(s);
+		this.sendRaw(bytes, s);
+		return s;
 	}
 
 	get isClosed(): boolean {
 		return this.#closedInfo !== null;
 	}
 
-	/** Opens the control stream and sends CLIENT_SETUP (draft-14 offers `versions`). */
+	/**
+	 * Opens the control stream and sends CLIENT_SETUP (draft-14 offers `versions`); on 17+ opens our
+	 * SETUP stream and sends SETUP (the relay's arrives as a `setup` message).
+	 */
 	setup(params: Params = new Map([[SetupParam.MAX_REQUEST_ID, 1000]]), versions = [versionCode(this.d)]): void {
+		if (hasRequestStreams(this.d)) {
+			const u = this.t.openUni();
+			if (!u) throw new Error("no stream credit for the SETUP stream");
+			this.control = u;
+			params.delete(SetupParam.MAX_REQUEST_ID);
+			this.send({ kind: "setup", params });
+			return;
+		}
 		const s = this.t.openBidi();
 		if (!s) throw new Error("no stream credit for the control stream");
 		this.control = s;
@@ -283,7 +448,7 @@ export class RawIetf {
 					return;
 				}
 				if (m === undefined) break;
-				this.#queue.push(m);
+				this.#push(m, s);
 			}
 			this.#wake?.();
 		};

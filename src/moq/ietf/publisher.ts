@@ -1,9 +1,13 @@
 /**
  * The publisher side of an IETF session: toward a viewer the relay is the publisher. It answers
  * SUBSCRIBE from the track rings (track-serve.ts), UNSUBSCRIBE, and SUBSCRIBE_NAMESPACE from the
- * relay's announcements: on draft 16 with NAMESPACE / NAMESPACE_DONE on the request's own stream,
+ * relay's announcements: on draft 16+ with NAMESPACE / NAMESPACE_DONE on the request's own stream,
  * on 14/15 (which predate those) with PUBLISH_NAMESPACE requests of its own, withdrawn with
  * PUBLISH_NAMESPACE_DONE. Every namespace is relative to the session root from the grant.
+ *
+ * One logic for both framings (host.ts): replies go where the request came from (`Reply`): the
+ * control stream on 14–16, the request's own stream on 17+, where PUBLISH_DONE also ends the
+ * stream and the viewer ending it is the UNSUBSCRIBE.
  * @module
  */
 
@@ -12,7 +16,7 @@ import { joinPath, type Path, PathError, stripPrefix } from "../../path/index.ts
 import type { AnnounceEntry, AnnounceWatcher } from "../../relay/announcements.ts";
 import { refuse as countRefusal } from "../../transport/refusals.ts";
 import type { TransportStream } from "../../transport/types.ts";
-import type { IetfHost } from "./host.ts";
+import type { IetfHost, Reply } from "./host.ts";
 import { IetfTrackServe } from "./track-serve.ts";
 import { FilterType, type IetfMessage, Msg, MsgParam, pathToTuple, tupleToPath } from "./wire/message.ts";
 
@@ -24,7 +28,7 @@ interface NamespaceWatch {
 	readonly requestId: number;
 	/** Viewer-relative prefix. */
 	readonly prefix: Path;
-	/** Draft 16: the request's own stream; 14/15: null (the control stream and PUBLISH_NAMESPACE). */
+	/** Draft 16+: the request's own stream; 14/15: null (the control stream and PUBLISH_NAMESPACE). */
 	readonly stream: TransportStream | null;
 	/** Viewer-relative paths announced through this watch. */
 	readonly sent: Set<Path>;
@@ -43,6 +47,8 @@ interface Advert {
 export class IetfPublisher {
 	readonly #host: IetfHost;
 	readonly #serves = new Map<number, IetfTrackServe>();
+	/** 17+: each subscription's own stream (its SUBSCRIBE_OK and PUBLISH_DONE go there). */
+	readonly #replies = new Map<number, TransportStream>();
 	readonly #watches = new Map<number, NamespaceWatch>();
 	readonly #adverts = new Map<Path, Advert>();
 	readonly #advertIds = new Map<number, Path>();
@@ -62,6 +68,7 @@ export class IetfPublisher {
 		for (const serve of this.#serves.values()) serve.close();
 		relay.figures.subscriptions -= this.#serves.size;
 		this.#serves.clear();
+		this.#replies.clear();
 		for (const w of this.#watches.values()) relay.announces.unwatch(w.watcher);
 		this.#watches.clear();
 	}
@@ -69,17 +76,20 @@ export class IetfPublisher {
 	// ---------------------------------------------------------------------------------------------
 	// SUBSCRIBE
 
-	onSubscribe(m: Subscribe): void {
+	/** `reply`: the request's own stream (17+), or null (the control stream). */
+	onSubscribe(m: Subscribe, reply: Reply = null): void {
 		const host = this.#host;
 		const relay = host.relay;
 		const grant = host.grant;
 		const refuse = (code: number, reason: string) => {
 			host.log.debug("subscribe refused", { requestId: m.requestId, code, reason });
-			host.refuse(Msg.REQUEST_ERROR, m.requestId, code, reason);
+			host.refuse(Msg.REQUEST_ERROR, m.requestId, code, reason, reply);
 		};
 		const rel = this.#path(m.namespace, (reason) => refuse(host.doesNotExist, reason));
 		if (rel === null) return;
 		if (!m.forward) return refuse(IetfRequestError.NOT_SUPPORTED, "forward=0 (a paused subscription) is not supported");
+		if (m.params.has(MsgParam.FILL_PARAMETERS))
+			return refuse(IetfRequestError.NOT_SUPPORTED, "FILL_PARAMETERS (a backfill) is not supported by this relay");
 		if (this.#serves.size >= relay.config.limits.maxSubscriptions) {
 			countRefusal("subscriptions", host.log.warn, { session: host.id });
 			return refuse(IetfRequestError.INTERNAL_ERROR, "too many subscriptions on this session");
@@ -99,9 +109,17 @@ export class IetfPublisher {
 			startGroup: null,
 			endGroup: null,
 		};
-		const serve = new IetfTrackServe(m.requestId, track, host.transport, params, relay.figures, this.#onServeDone);
+		const serve = new IetfTrackServe(
+			m.requestId,
+			track,
+			host.transport,
+			params,
+			relay.figures,
+			this.#onServeDone,
+			host.draft,
+		);
 		serve.onFault = host.onFault;
-		host.send({
+		host.reply(reply, {
 			kind: "subscribe_ok",
 			requestId: m.requestId,
 			// The track alias is the request ID (moq-relay's choice): unique on the session by construction.
@@ -113,6 +131,7 @@ export class IetfPublisher {
 			extensions: new Map(),
 		});
 		this.#serves.set(m.requestId, serve);
+		if (reply) this.#replies.set(m.requestId, reply);
 		relay.figures.subscriptions++;
 		track.addConsumer(serve);
 		serve.drain();
@@ -122,9 +141,13 @@ export class IetfPublisher {
 	readonly #onServeDone = (serve: IetfTrackServe, status: number, streamCount: number, reason: string): void => {
 		if (this.#serves.get(serve.requestId) !== serve) return;
 		this.#serves.delete(serve.requestId);
+		const reply = this.#replies.get(serve.requestId) ?? null;
+		this.#replies.delete(serve.requestId);
 		this.#host.relay.figures.subscriptions--;
 		if (this.#host.closed) return;
-		this.#host.send({ kind: "publish_done", requestId: serve.requestId, status, streamCount, reason });
+		this.#host.reply(reply, { kind: "publish_done", requestId: serve.requestId, status, streamCount, reason });
+		// 17+: PUBLISH_DONE is the subscription's last word on its stream.
+		reply?.finish();
 	};
 
 	onUnsubscribe(requestId: number): void {
@@ -132,6 +155,7 @@ export class IetfPublisher {
 		// Unknown: already ended on our side (PUBLISH_DONE crossed the UNSUBSCRIBE), or refused.
 		if (!serve) return;
 		this.#serves.delete(requestId);
+		this.#replies.delete(requestId);
 		this.#host.relay.figures.subscriptions--;
 		serve.close();
 	}
@@ -144,15 +168,14 @@ export class IetfPublisher {
 	// ---------------------------------------------------------------------------------------------
 	// SUBSCRIBE_NAMESPACE
 
-	/** `stream`: the request's own stream (draft 16), or null on the control stream (14/15). */
-	onSubscribeNamespace(m: SubscribeNamespace, stream: TransportStream | null): void {
+	/** `stream`: the request's own stream (draft 16+), or null on the control stream (14/15). */
+	onSubscribeNamespace(m: SubscribeNamespace, stream: Reply): void {
 		const host = this.#host;
 		const relay = host.relay;
 		const grant = host.grant;
 		const refuse = (code: number, reason: string) => {
 			host.log.debug("subscribe_namespace refused", { requestId: m.requestId, code, reason });
-			host.refuse(Msg.SUBSCRIBE_NAMESPACE_ERROR, m.requestId, code, reason, stream ?? undefined);
-			stream?.finish();
+			host.refuse(Msg.SUBSCRIBE_NAMESPACE_ERROR, m.requestId, code, reason, stream);
 		};
 		const prefix = this.#path(m.prefix, (reason) => refuse(host.doesNotExist, reason));
 		if (prefix === null) return;
@@ -166,8 +189,7 @@ export class IetfPublisher {
 			requestId: m.requestId,
 			params: new Map(),
 		};
-		if (stream) host.sendOn(stream, ok);
-		else host.send(ok);
+		host.reply(stream, ok);
 		// A prefix outside the token's scope is answered with nothing to announce (as moq-relay and
 		// the lite sessions do), not an error that would look fatal to the client.
 		const absPrefix = joinPath(grant.root, prefix);

@@ -1,12 +1,17 @@
 /**
- * One IETF moq-transport session (drafts 14–16) with one client: its lifecycle (draft, SETUP,
- * authorisation, expiry, close), the session guard, the control stream (one bidirectional stream,
- * every message type+u16-length framed) and its demultiplexing by message and request ID, request
- * ID flow control (MAX_REQUEST_ID both ways), and the dispatch of the other streams: subgroup
- * streams from a publishing client, and (draft 16) SUBSCRIBE_NAMESPACE streams. Once ready it hands
+ * One IETF moq-transport session (drafts 14–20) with one client: its lifecycle (draft, SETUP,
+ * authorisation, expiry, close), the session guard, and the two framings of requests:
+ * - drafts 14–16: the control stream (one bidirectional stream, every message type+u16-length
+ *   framed), demultiplexed by message and request ID, with request ID flow control (MAX_REQUEST_ID
+ *   both ways); draft 16 adds SUBSCRIBE_NAMESPACE streams;
+ * - drafts 17+: SETUP (0x2F00) on a unidirectional stream each side opens (ours then carries only
+ *   GOAWAY), and every request a bidirectional stream of its own, answered on it and ended by it
+ *   (the relay's own upstream SUBSCRIBEs too); every varint leading-ones.
+ * Subgroup streams from a publishing client are dispatched the same way on both. Once ready it hands
  * the work to its two sides, as the moq-lite session does: toward viewers the relay is the
- * publisher (publisher.ts), toward a publishing client the subscriber (subscriber.ts). Both meet
- * every other dialect in the same relay core and track rings.
+ * publisher (publisher.ts), toward a publishing client the subscriber (subscriber.ts); they hold the
+ * request logic once, whichever framing carried the request. Both meet every other dialect in the
+ * same relay core and track rings.
  *
  * Nothing but SETUP is read before the session is authorised: `?jwt=` in the URL (WebTransport,
  * WebSocket; checked by the listener before the session exists) or the SETUP PATH parameter (raw
@@ -28,20 +33,25 @@ import { reportFault } from "../../transport/guard.ts";
 import { refuse as countRefusal } from "../../transport/refusals.ts";
 import type { TransportSession, TransportStream } from "../../transport/types.ts";
 import { type ControlLimits, ControlReader } from "../control-reader.ts";
-import type { IetfHost } from "./host.ts";
+import type { IetfHost, Reply, RequestEvents } from "./host.ts";
 import { IetfPublisher } from "./publisher.ts";
 import { IetfSubscriber } from "./subscriber.ts";
 import {
 	DRAFT_14,
+	doesNotExistCode,
 	draftFromAlpn,
 	draftName,
 	hasNamespaceStream,
+	hasRequestFlowControl,
+	hasRequestStreams,
 	hasSetupVersions,
+	hasUnifiedSetup,
 	type IetfDraft,
 	versionCode,
 } from "./version.ts";
 import {
 	asIetf,
+	decodeAfterType,
 	decodeControl,
 	encodeControl,
 	IetfDecodeError,
@@ -49,6 +59,7 @@ import {
 	type IetfMessage,
 	Msg,
 	type Params,
+	readVarint,
 	SetupParam,
 } from "./wire/message.ts";
 import { isSubgroupType } from "./wire/object.ts";
@@ -125,6 +136,10 @@ export class IetfSession implements IetfHost {
 	#pending: (() => void)[] = [];
 	#publisher: IetfPublisher | null = null;
 	#subscriber: IetfSubscriber | null = null;
+	/** 17+: the client's SETUP stream (unidirectional; after SETUP only GOAWAY may follow). */
+	#setupStream: TransportStream | null = null;
+	/** 17+: client request IDs whose streams are open (an ID may not be reused while its request lives). */
+	readonly #liveRequests = new Set<number>();
 	/** Client request IDs must stay below this (our MAX_REQUEST_ID). */
 	#maxClientRequest = REQUEST_WINDOW;
 	#lastControlRequest = -1;
@@ -186,7 +201,12 @@ export class IetfSession implements IetfHost {
 	}
 
 	get doesNotExist(): number {
-		return this.draft === 14 ? IetfRequestError.TRACK_DOES_NOT_EXIST_14 : IetfRequestError.DOES_NOT_EXIST;
+		return doesNotExistCode(this.draft);
+	}
+
+	/** 17+: every request is a stream of its own. */
+	get requestStreams(): boolean {
+		return hasRequestStreams(this.draft);
 	}
 
 	start(): void {
@@ -203,10 +223,10 @@ export class IetfSession implements IetfHost {
 		if (t.kind !== "quic") this.#authorize(t.path, tokenFromQuery(t.query));
 	}
 
-	/** The relay is draining: GOAWAY on the control stream (with `uri`, or "" for none). */
+	/** The relay is draining: GOAWAY on the control stream (17+: our SETUP stream), with `uri` ("" for none). */
 	goaway(uri: string): boolean {
 		if (this.#closed || !this.#ready) return false;
-		this.send({ kind: "goaway", uri });
+		this.send({ kind: "goaway", uri, timeout: 0 });
 		return true;
 	}
 
@@ -265,10 +285,35 @@ export class IetfSession implements IetfHost {
 		s.write(w.view());
 	}
 
-	refuse(type14: number, requestId: number, code: number, reason: string, stream?: TransportStream): void {
-		const m: IetfMessage = { kind: "request_error", type: type14, requestId, code, retryInterval: 0, reason };
-		if (stream) this.sendOn(stream, m);
+	reply(to: Reply, m: IetfMessage): void {
+		if (to) this.sendOn(to, m);
 		else this.send(m);
+	}
+
+	refuse(type14: number, requestId: number, code: number, reason: string, to: Reply = null): void {
+		const m: IetfMessage = { kind: "request_error", type: type14, requestId, code, retryInterval: 0, reason };
+		if (!to) return this.send(m);
+		this.sendOn(to, m);
+		to.finish();
+	}
+
+	openRequest(m: IetfMessage, events: RequestEvents): TransportStream | null {
+		if (this.#closed) return null;
+		const s = this.transport.openBidi();
+		if (!s) return null;
+		this.sendOn(s, m);
+		const reader = this.reader(s);
+		reader.follow(() => {
+			while (!this.#closed) {
+				const reply = reader.next((r) => decodeControl(r, this.draft, this.limits));
+				if (reply === undefined) return;
+				events.onReply(reply);
+			}
+		});
+		s.onFin = () => events.onEnd("fin");
+		s.onReset = () => events.onEnd("reset");
+		s.onStop = () => {};
+		return s;
 	}
 
 	// ---------------------------------------------------------------------------------------------
@@ -278,6 +323,15 @@ export class IetfSession implements IetfHost {
 		if (id % 2 !== 0) {
 			this.violation(IetfClose.INVALID_REQUEST_ID, `request ID ${id} is odd: a client's are even`);
 			return false;
+		}
+		if (!hasRequestFlowControl(this.draft)) {
+			// 17+: no MAX_REQUEST_ID; an ID names one live request (its stream) at a time.
+			if (this.#liveRequests.has(id)) {
+				this.violation(IetfClose.INVALID_REQUEST_ID, `request ID ${id} is already in use`);
+				return false;
+			}
+			this.#liveRequests.add(id);
+			return true;
 		}
 		if (id >= this.#maxClientRequest) {
 			this.violation(
@@ -307,6 +361,10 @@ export class IetfSession implements IetfHost {
 
 	allocRequestId(): number | null {
 		const id = this.#nextRequest;
+		if (!hasRequestFlowControl(this.draft)) {
+			this.#nextRequest += 2;
+			return id;
+		}
 		if (id >= this.#peerMaxRequest) {
 			if (this.#blockedAt !== this.#peerMaxRequest) {
 				this.#blockedAt = this.#peerMaxRequest;
@@ -348,6 +406,7 @@ export class IetfSession implements IetfHost {
 	}
 
 	#onClientSetup(m: IetfMessage): void {
+		if (m.kind === "setup" && hasUnifiedSetup(this.draft)) return this.#onSetupParams(m.params);
 		if (m.kind !== "client_setup") {
 			this.violation(IetfClose.PROTOCOL_VIOLATION, "the control stream must begin with CLIENT_SETUP");
 			return;
@@ -363,10 +422,15 @@ export class IetfSession implements IetfHost {
 			}
 			this.#draft = 14;
 		}
+		this.#onSetupParams(m.params);
+	}
+
+	/** The client's SETUP parameters (14–16) or options (17+): request IDs granted, and on raw QUIC the path. */
+	#onSetupParams(params: Params): void {
 		this.#setupSeen = true;
-		const peerMax = m.params.get(SetupParam.MAX_REQUEST_ID);
-		if (typeof peerMax === "number") this.#peerMaxRequest = peerMax;
-		const path = m.params.get(SetupParam.PATH);
+		const peerMax = params.get(SetupParam.MAX_REQUEST_ID);
+		if (typeof peerMax === "number" && hasRequestFlowControl(this.draft)) this.#peerMaxRequest = peerMax;
+		const path = params.get(SetupParam.PATH);
 		if (path instanceof Uint8Array) {
 			if (this.transport.kind !== "quic") {
 				this.violation(IetfClose.INVALID_PATH, "SETUP PATH over a transport with a URL");
@@ -392,19 +456,36 @@ export class IetfSession implements IetfHost {
 	}
 
 	#maybeReady(): void {
-		if (this.#ready || this.#closed || !this.#grant || !this.#setupSeen || this.#control === null) return;
+		if (this.#ready || this.#closed || !this.#grant || !this.#setupSeen) return;
+		const streams = hasRequestStreams(this.draft);
+		if (!streams && this.#control === null) return;
 		if (!this.#grant.allowsRole(0)) {
 			this.close(IetfClose.UNAUTHORIZED, "the token grants neither publishing nor subscribing");
 			return;
 		}
+		if (streams) {
+			// 17+: our SETUP on a unidirectional stream of ours, which then carries only GOAWAY.
+			const s = this.transport.openUni();
+			if (!s) {
+				this.close(IetfClose.INTERNAL_ERROR, "no stream credit for SETUP");
+				return;
+			}
+			this.#control = s;
+			s.onStop = () => {};
+		}
 		this.#ready = true;
 		if (this.#setupTimer) clearTimeout(this.#setupTimer);
 		this.#setupTimer = null;
-		const params: Params = new Map<number, number | Uint8Array>([
-			[SetupParam.MAX_REQUEST_ID, this.#maxClientRequest],
-			[SetupParam.IMPLEMENTATION, IMPLEMENTATION],
-		]);
-		this.send({ kind: "server_setup", version: versionCode(this.draft), params });
+		if (streams) {
+			// No MAX_REQUEST_ID (gone in 17) and no SOLICIT: a publishing client announces unasked.
+			this.send({ kind: "setup", params: new Map([[SetupParam.IMPLEMENTATION, IMPLEMENTATION]]) });
+		} else {
+			const params: Params = new Map<number, number | Uint8Array>([
+				[SetupParam.MAX_REQUEST_ID, this.#maxClientRequest],
+				[SetupParam.IMPLEMENTATION, IMPLEMENTATION],
+			]);
+			this.send({ kind: "server_setup", version: versionCode(this.draft), params });
+		}
 		this.#publisher = new IetfPublisher(this);
 		this.#subscriber = new IetfSubscriber(this);
 		this.log.debug("session ready", { draft: this.draft, root: this.#grant.root });
@@ -421,6 +502,10 @@ export class IetfSession implements IetfHost {
 		if (this.#closed) {
 			if (s.bidi) s.reset(IetfStreamReset.SESSION_CLOSED);
 			s.stop(IetfStreamReset.SESSION_CLOSED);
+			return;
+		}
+		if (hasRequestStreams(this.draft)) {
+			this.#onStream17(s);
 			return;
 		}
 		if (s.bidi && this.#control === null) {
@@ -497,6 +582,210 @@ export class IetfSession implements IetfHost {
 	}
 
 	// ---------------------------------------------------------------------------------------------
+	// Drafts 17+: SETUP streams and a stream per request
+
+	#onStream17(s: TransportStream): void {
+		const reader = this.reader(s);
+		if (s.bidi) {
+			const route = () => this.#onRequestStream(s, reader);
+			if (this.#ready) route();
+			else {
+				reader.follow(() => {});
+				this.#pending.push(route);
+			}
+			return;
+		}
+		let type: number | undefined;
+		reader.follow(() => {
+			if (type !== undefined) return;
+			type = reader.next((r) => readVarint(r, this.draft));
+			if (type === undefined) return;
+			const t = type;
+			// The client's SETUP is read at once: the session is not ready without it.
+			if (t === Msg.SETUP) return this.#onSetupStream(s, reader);
+			if (this.#ready) this.#routeUni(s, reader, t);
+			else {
+				reader.follow(() => {});
+				this.#pending.push(() => this.#routeUni(s, reader, t));
+			}
+		});
+		s.onFin = () => {
+			if (type === undefined)
+				this.violation(IetfClose.PROTOCOL_VIOLATION, "a unidirectional stream ended before its type");
+		};
+		s.onReset = () => {};
+	}
+
+	/** The client's SETUP stream: SETUP, then nothing but GOAWAY; its end is the session's. */
+	#onSetupStream(s: TransportStream, reader: ControlReader): void {
+		if (this.#setupStream !== null) {
+			this.violation(IetfClose.PROTOCOL_VIOLATION, "a second SETUP stream");
+			return;
+		}
+		this.#setupStream = s;
+		s.onFin = () => this.violation(IetfClose.PROTOCOL_VIOLATION, "SETUP stream closed");
+		s.onReset = () => this.violation(IetfClose.PROTOCOL_VIOLATION, "SETUP stream reset");
+		reader.follow(() => {
+			while (!this.#closed) {
+				if (!this.#setupSeen) {
+					const m = reader.next((r) => decodeAfterType(r, Msg.SETUP, this.draft, this.limits));
+					if (m === undefined) return;
+					this.#onClientSetup(m);
+					continue;
+				}
+				const m = reader.next((r) => decodeControl(r, this.draft, this.limits));
+				if (m === undefined) return;
+				if (m.kind === "goaway") this.log.info("peer sent GOAWAY", { uri: m.uri });
+				else this.violation(IetfClose.PROTOCOL_VIOLATION, `${describe(m)} on the SETUP stream`);
+			}
+		});
+	}
+
+	/** A request stream: its first message is the request; what may follow depends on it. */
+	#onRequestStream(s: TransportStream, reader: ControlReader): void {
+		if (this.#closed) return;
+		let first: IetfMessage | null = null;
+		s.onFin = () => {
+			if (first === null) this.violation(IetfClose.PROTOCOL_VIOLATION, "a request stream ended before its request");
+		};
+		s.onReset = () => {};
+		reader.follow(() => {
+			while (!this.#closed && !reader.failed) {
+				const m = reader.next((r) => decodeControl(r, this.draft, this.limits));
+				if (m === undefined) return;
+				if (first === null) {
+					first = m;
+					this.#onFirstRequest(m, s);
+				} else this.#onFollowUp(first, m);
+			}
+		});
+	}
+
+	#onFirstRequest(m: IetfMessage, s: TransportStream): void {
+		switch (m.kind) {
+			case "subscribe":
+			case "subscribe_namespace":
+			case "publish_namespace":
+			case "track_status":
+			case "fetch":
+			case "publish":
+			case "subscribe_tracks":
+				break;
+			default:
+				this.violation(IetfClose.PROTOCOL_VIOLATION, `a request stream opened with ${describe(m)}`);
+				return;
+		}
+		const id = m.requestId;
+		if (!this.acceptRequestId(id, false)) return;
+		const pub = this.#publisher!;
+		const sub = this.#subscriber!;
+		// The stream's end is the request's: UNSUBSCRIBE, PUBLISH_NAMESPACE_DONE and the like are gone.
+		if (m.kind === "subscribe") {
+			s.onFin = () => {
+				pub.onUnsubscribe(id);
+				s.finish();
+			};
+			s.onReset = () => {
+				pub.onUnsubscribe(id);
+				s.reset(IetfStreamReset.CANCELLED);
+			};
+			s.onStop = () => {
+				pub.onUnsubscribe(id);
+				s.reset(IetfStreamReset.CANCELLED);
+			};
+		} else if (m.kind === "publish_namespace") {
+			s.onFin = () => {
+				sub.onPublishNamespaceDone(id, null);
+				s.finish();
+			};
+			s.onReset = () => sub.onPublishNamespaceDone(id, null);
+			s.onStop = () => {};
+		} else {
+			s.onFin = () => {};
+			s.onReset = () => {};
+			s.onStop = () => {};
+		}
+		this.#onRequest(m, s);
+		// However the request handled them, the stream's end frees its ID.
+		const fin = s.onFin;
+		const reset = s.onReset;
+		s.onFin = () => {
+			this.#liveRequests.delete(id);
+			fin?.();
+		};
+		s.onReset = (code) => {
+			this.#liveRequests.delete(id);
+			reset?.(code);
+		};
+	}
+
+	/** A message after the request on its stream. */
+	#onFollowUp(first: IetfMessage, m: IetfMessage): void {
+		if (first.kind === "subscribe" && m.kind === "subscribe_update") {
+			this.#publisher!.onSubscribeUpdate(first.requestId);
+			return;
+		}
+		// An advertisement is updated by repeating it on its stream: nothing here to update.
+		if (first.kind === "publish_namespace" && m.kind === "publish_namespace" && m.requestId === first.requestId) return;
+		this.violation(IetfClose.PROTOCOL_VIOLATION, `${describe(m)} after ${first.kind} on its request stream`);
+	}
+
+	/** A request, whichever framing carried it (`reply`: its own stream, or null: the control stream). */
+	#onRequest(m: IetfMessage, reply: Reply): void {
+		const pub = this.#publisher!;
+		const sub = this.#subscriber!;
+		switch (m.kind) {
+			case "subscribe":
+				pub.onSubscribe(m, reply);
+				return;
+			case "subscribe_namespace":
+				pub.onSubscribeNamespace(m, reply);
+				return;
+			case "publish_namespace":
+				sub.onPublishNamespace(m, reply);
+				return;
+			case "track_status":
+				this.refuse(
+					Msg.TRACK_STATUS_ERROR,
+					m.requestId,
+					IetfRequestError.NOT_SUPPORTED,
+					"TRACK_STATUS is not supported by this relay",
+					reply,
+				);
+				return;
+			case "fetch":
+				this.refuse(
+					Msg.FETCH_ERROR,
+					m.requestId,
+					IetfRequestError.NOT_SUPPORTED,
+					"FETCH is not supported by this relay",
+					reply,
+				);
+				return;
+			case "publish":
+				this.refuse(
+					Msg.PUBLISH_ERROR,
+					m.requestId,
+					IetfRequestError.NOT_SUPPORTED,
+					"PUBLISH is not supported by this relay: announce the namespace with PUBLISH_NAMESPACE",
+					reply,
+				);
+				return;
+			case "subscribe_tracks":
+				this.refuse(
+					Msg.REQUEST_ERROR,
+					m.requestId,
+					IetfRequestError.NOT_SUPPORTED,
+					"SUBSCRIBE_TRACKS is not supported by this relay: it has no PUBLISH to forward; use SUBSCRIBE_NAMESPACE",
+					reply,
+				);
+				return;
+			default:
+				this.violation(IetfClose.PROTOCOL_VIOLATION, `${describe(m)} is not a request`);
+		}
+	}
+
+	// ---------------------------------------------------------------------------------------------
 	// The control stream
 
 	#onControlStream(s: TransportStream): void {
@@ -527,7 +816,11 @@ export class IetfSession implements IetfHost {
 		const sub = this.#subscriber!;
 		switch (m.kind) {
 			case "subscribe":
-				if (this.acceptRequestId(m.requestId, true)) pub.onSubscribe(m);
+			case "publish_namespace":
+			case "track_status":
+			case "fetch":
+			case "publish":
+				if (this.acceptRequestId(m.requestId, true)) this.#onRequest(m, null);
 				return;
 			case "unsubscribe":
 				pub.onUnsubscribe(m.requestId);
@@ -543,13 +836,10 @@ export class IetfSession implements IetfHost {
 					);
 					return;
 				}
-				if (this.acceptRequestId(m.requestId, true)) pub.onSubscribeNamespace(m, null);
+				if (this.acceptRequestId(m.requestId, true)) this.#onRequest(m, null);
 				return;
 			case "unsubscribe_namespace":
 				pub.onUnsubscribeNamespace(m.requestId, m.prefix);
-				return;
-			case "publish_namespace":
-				if (this.acceptRequestId(m.requestId, true)) sub.onPublishNamespace(m);
 				return;
 			case "publish_namespace_done":
 				sub.onPublishNamespaceDone(m.requestId, m.namespace);
@@ -557,34 +847,7 @@ export class IetfSession implements IetfHost {
 			case "publish_namespace_cancel":
 				pub.onAdvertCancel(m.requestId, m.namespace);
 				return;
-			case "track_status":
-				if (this.acceptRequestId(m.requestId, true))
-					this.refuse(
-						Msg.TRACK_STATUS_ERROR,
-						m.requestId,
-						IetfRequestError.NOT_SUPPORTED,
-						"TRACK_STATUS is not supported by this relay",
-					);
-				return;
-			case "fetch":
-				if (this.acceptRequestId(m.requestId, true))
-					this.refuse(
-						Msg.FETCH_ERROR,
-						m.requestId,
-						IetfRequestError.NOT_SUPPORTED,
-						"FETCH is not supported by this relay",
-					);
-				return;
 			case "fetch_cancel":
-				return;
-			case "publish":
-				if (this.acceptRequestId(m.requestId, true))
-					this.refuse(
-						Msg.PUBLISH_ERROR,
-						m.requestId,
-						IetfRequestError.NOT_SUPPORTED,
-						"PUBLISH is not supported by this relay: announce the namespace with PUBLISH_NAMESPACE",
-					);
 				return;
 			case "subscribe_ok":
 				sub.onSubscribeOk(m.requestId, m.alias);
@@ -614,10 +877,7 @@ export class IetfSession implements IetfHost {
 				this.log.info("peer sent GOAWAY", { uri: m.uri });
 				return;
 			default:
-				this.violation(
-					IetfClose.PROTOCOL_VIOLATION,
-					`unexpected ${m.kind === "unexpected" ? `message 0x${m.type.toString(16)}` : m.kind} on the control stream`,
-				);
+				this.violation(IetfClose.PROTOCOL_VIOLATION, `unexpected ${describe(m)} on the control stream`);
 		}
 	}
 
@@ -634,4 +894,9 @@ export class IetfSession implements IetfHost {
 		this.#subscriber?.close(graceful);
 		this.log.info("session closed", { code, reason, version: this.version });
 	}
+}
+
+/** A message for a log line: its kind, or an unexpected one's type. */
+function describe(m: IetfMessage): string {
+	return m.kind === "unexpected" ? `message 0x${m.type.toString(16)}` : m.kind;
 }

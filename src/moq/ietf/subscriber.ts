@@ -5,9 +5,15 @@
  * (request ID ours, odd; "latest" filter), whose subgroup streams are written into the track's ring
  * (group-ingest.ts), one group per stream, subgroup 0. PUBLISH_DONE ends the track once the groups
  * it counted are in; PUBLISH_NAMESPACE_DONE ends the broadcast cleanly.
+ *
+ * One logic for both framings (host.ts): on 14–16 requests and replies share the control stream; on
+ * 17+ a PUBLISH_NAMESPACE is answered on its own stream, whose end is its PUBLISH_NAMESPACE_DONE,
+ * and each upstream SUBSCRIBE opens a stream of ours that carries its SUBSCRIBE_OK / REQUEST_ERROR
+ * and PUBLISH_DONE; ending it is the UNSUBSCRIBE.
  * @module
  */
 
+import { ownedCopy } from "../../coding/bytes.ts";
 import { CANCEL, DROPPED, IetfClose, IetfRequestError, IetfStreamReset, NOT_FOUND } from "../../errors/codes.ts";
 import { isInternalPath, joinPath, type Path, PathError, pathSegments, stripPrefix } from "../../path/index.ts";
 import type { RelayTrack } from "../../relay/track.ts";
@@ -17,13 +23,15 @@ import { refuse as countRefusal } from "../../transport/refusals.ts";
 import type { TransportStream } from "../../transport/types.ts";
 import type { ControlReader } from "../control-reader.ts";
 import { IetfGroupIngest, type IngestHost } from "./group-ingest.ts";
-import type { IetfHost } from "./host.ts";
-import { namespaceDoneById } from "./version.ts";
+import type { IetfHost, Reply } from "./host.ts";
+import { hasFieldFilters, namespaceDoneById } from "./version.ts";
 import {
 	asIetf,
+	type Filter,
 	FilterType,
 	type IetfDecodeError,
 	type IetfMessage,
+	inDraft,
 	Msg,
 	pathToTuple,
 	tupleToPath,
@@ -48,6 +56,8 @@ interface UpstreamSub {
 	/** The publisher is done: its grace timer while the last groups come in. */
 	ending: ReturnType<typeof setTimeout> | null;
 	settled: boolean;
+	/** 17+: the request's own stream (null on 14–16, where it shares the control stream). */
+	stream: TransportStream | null;
 }
 
 /** A subgroup stream that arrived before the SUBSCRIBE_OK naming its alias. */
@@ -110,13 +120,14 @@ export class IetfSubscriber implements UpstreamPublisher {
 	// ---------------------------------------------------------------------------------------------
 	// PUBLISH_NAMESPACE from the client
 
-	onPublishNamespace(m: PublishNamespace): void {
+	/** `reply`: the request's own stream (17+; its end is the PUBLISH_NAMESPACE_DONE), or null (the control stream). */
+	onPublishNamespace(m: PublishNamespace, reply: Reply = null): void {
 		const host = this.#host;
 		const relay = host.relay;
 		const grant = host.grant;
 		const refuse = (code: number, reason: string) => {
 			host.log.info("publish_namespace refused", { requestId: m.requestId, code, reason });
-			host.refuse(Msg.PUBLISH_NAMESPACE_ERROR, m.requestId, code, reason);
+			host.refuse(Msg.PUBLISH_NAMESPACE_ERROR, m.requestId, code, reason, reply);
 		};
 		let rel: Path;
 		try {
@@ -145,12 +156,12 @@ export class IetfSubscriber implements UpstreamPublisher {
 		this.#published.set(abs, m.requestId);
 		this.#publishedIds.set(m.requestId, abs);
 		// PUBLISH_NAMESPACE_OK (14) / REQUEST_OK (15+) before anything can subscribe upstream.
-		host.send({ kind: "request_ok", type: Msg.REQUEST_OK, requestId: m.requestId, params: new Map() });
+		host.reply(reply, { kind: "request_ok", type: Msg.REQUEST_OK, requestId: m.requestId, params: new Map() });
 		relay.publish(abs, [], this, grant.peer);
 		host.log.info("broadcast announced", { path: abs });
 	}
 
-	/** PUBLISH_NAMESPACE_DONE: by request ID (16) or namespace (14/15). The broadcast ends cleanly. */
+	/** PUBLISH_NAMESPACE_DONE: by request ID (16; 17+: its stream ended) or namespace (14/15). The broadcast ends cleanly. */
 	onPublishNamespaceDone(requestId: number | null, namespace: string[] | null): void {
 		const host = this.#host;
 		let abs: Path | undefined;
@@ -193,7 +204,12 @@ export class IetfSubscriber implements UpstreamPublisher {
 		}
 		const rel = stripPrefix(track.broadcastPath, host.grant.root) ?? track.broadcastPath;
 		const priority = Math.max(0, Math.min(255, Math.round(track.aggregate.priority)));
-		host.send({
+		// The join point is the start of the latest group (moq-lite's): before 20 the LargestObject
+		// filter (served from the latest group by @moq/net and moq-relay), on 20 "one group back".
+		const filter: Filter = hasFieldFilters(host.draft)
+			? { type: FilterType.RELATIVE, start: null, endGroup: null, groups: 1 }
+			: { type: FilterType.LARGEST_OBJECT, start: null, endGroup: null };
+		const m: IetfMessage = {
 			kind: "subscribe",
 			requestId: id,
 			namespace: pathToTuple(rel),
@@ -201,9 +217,9 @@ export class IetfSubscriber implements UpstreamPublisher {
 			priority: 255 - priority,
 			groupOrder: 2,
 			forward: true,
-			filter: { type: FilterType.LARGEST_OBJECT, start: null, endGroup: null },
+			filter,
 			params: new Map(),
-		});
+		};
 		const sub: UpstreamSub = {
 			id,
 			track: relayTrack,
@@ -215,9 +231,49 @@ export class IetfSubscriber implements UpstreamPublisher {
 			latestGroup: -1,
 			ending: null,
 			settled: false,
+			stream: null,
 		};
+		if (host.requestStreams) {
+			const stream = host.openRequest(m, {
+				onReply: (reply) => this.#onUpstreamReply(sub, reply),
+				onEnd: (how) => this.#onUpstreamEnd(sub, how),
+			});
+			if (!stream) {
+				host.log.info("upstream subscribe not sent: no stream credit", { track: track.name });
+				relayTrack.abortTrack(DROPPED);
+				return;
+			}
+			sub.stream = stream;
+		} else host.send(m);
 		this.#upstream.set(id, sub);
 		this.#byTrack.set(track, sub);
+	}
+
+	/** 17+: a reply on one of our SUBSCRIBE streams. */
+	#onUpstreamReply(sub: UpstreamSub, m: IetfMessage): void {
+		switch (m.kind) {
+			case "subscribe_ok":
+				return this.onSubscribeOk(sub.id, m.alias);
+			case "request_error":
+				return this.onSubscribeError(sub.id, m.code, m.reason);
+			case "publish_done":
+				return this.onPublishDone(sub.id, m.status, m.streamCount, m.reason);
+			case "subscribe_update":
+				return;
+			default:
+				this.#host.violation(
+					IetfClose.PROTOCOL_VIOLATION,
+					`${m.kind === "unexpected" ? `message 0x${m.type.toString(16)}` : m.kind} on a SUBSCRIBE stream`,
+				);
+		}
+	}
+
+	/** 17+: the publisher ended one of our SUBSCRIBE streams (after PUBLISH_DONE, or instead of it). */
+	#onUpstreamEnd(sub: UpstreamSub, how: "fin" | "reset"): void {
+		sub.stream?.finish();
+		if (sub.closed || this.#upstream.get(sub.id) !== sub) return;
+		if (sub.alias === null) return this.onSubscribeError(sub.id, 0, `the SUBSCRIBE stream ended (${how})`);
+		this.#finishUpstream(sub);
 	}
 
 	updateUpstream(_track: TrackHandle): void {
@@ -229,7 +285,9 @@ export class IetfSubscriber implements UpstreamPublisher {
 		if (!sub) return;
 		sub.closed = true;
 		this.#forget(sub);
-		if (!this.#host.closed) this.#host.send({ kind: "unsubscribe", requestId: sub.id });
+		// 17+: ending our side of the request's stream is the UNSUBSCRIBE.
+		if (sub.stream) sub.stream.finish();
+		else if (!this.#host.closed) this.#host.send({ kind: "unsubscribe", requestId: sub.id });
 		if (sub.alias !== null) this.#dropParked(sub.alias);
 		else if (!this.#awaitingAlias()) this.#dropParked(null);
 	}
@@ -337,11 +395,11 @@ export class IetfSubscriber implements UpstreamPublisher {
 		};
 		reader.follow(() => {
 			if (started) return;
-			const header = reader.next(asIetf((r) => decodeSubgroupHeader(r, type)));
+			const header = reader.next(asIetf(inDraft(host.draft, (r) => decodeSubgroupHeader(r, type, host.draft))));
 			if (header === undefined) return;
 			started = true;
 			const rest = reader.buf.rest();
-			const first = rest.length ? [rest.slice()] : [];
+			const first = rest.length ? [ownedCopy(rest)] : [];
 			this.#onHeader(s, header, first);
 		});
 	}
@@ -350,6 +408,11 @@ export class IetfSubscriber implements UpstreamPublisher {
 		const host = this.#host;
 		if (header.subgroup !== null && header.subgroup !== 0) {
 			host.log.debug("subgroup refused", { alias: header.alias, group: header.group, subgroup: header.subgroup });
+			return this.#stopStream(s);
+		}
+		// 18+: a stream without FIRST_OBJECT starts partway through its group, which the model cannot hold.
+		if (!header.firstObject) {
+			host.log.debug("subgroup refused: no FIRST_OBJECT", { alias: header.alias, group: header.group });
 			return this.#stopStream(s);
 		}
 		const sub = this.#byAlias.get(header.alias);
@@ -372,7 +435,7 @@ export class IetfSubscriber implements UpstreamPublisher {
 				this.#stopStream(s);
 				return;
 			}
-			p.chunks.push(chunk.slice());
+			p.chunks.push(ownedCopy(chunk));
 		};
 		s.onFin = () => p.chunks.push(FIN);
 		s.onReset = () => {

@@ -19,6 +19,7 @@ import type { TrackConsumer, TrackHost } from "../../relay/track.ts";
 import type { SubscriptionParams } from "../../relay/types.ts";
 import type { TransportSession, TransportStream } from "../../transport/types.ts";
 import { writeFrameChunks } from "../frame-chunks.ts";
+import type { IetfDraft } from "./version.ts";
 import { OBJECT_HEADER_MAX, SUBGROUP_HEADER_MAX, writeObjectHeader, writeSubgroupHeader } from "./wire/object.ts";
 
 /** How long after the last group streams a cleanly ended subscription gets its PUBLISH_DONE. */
@@ -51,6 +52,8 @@ export class IetfTrackServe implements TrackConsumer {
 	readonly #transport: TransportSession;
 	readonly #counters: ServeCounters;
 	readonly #onDone: ServeDone;
+	/** The session's draft: the varint form of headers and objects, and 18+'s FIRST_OBJECT bit. */
+	readonly #draft: IetfDraft;
 	#reader: RingReader | null = null;
 	readonly #groups = new Map<number, GroupOut>();
 	/** Subgroup streams opened (PUBLISH_DONE's stream count). */
@@ -69,7 +72,9 @@ export class IetfTrackServe implements TrackConsumer {
 		params: SubscriptionParams,
 		counters: ServeCounters,
 		onDone: ServeDone,
+		draft: IetfDraft = 16,
 	) {
+		this.#draft = draft;
 		this.requestId = requestId;
 		this.#track = track;
 		this.#transport = transport;
@@ -136,7 +141,7 @@ export class IetfTrackServe implements TrackConsumer {
 					const g = this.#groups.get(r.seq);
 					if (!g) continue;
 					// Every object of a served group follows the previous one: ID delta 0 (the first is 0).
-					const end = writeObjectHeader(scratch, 0, 0, true, r.timestamp, r.size);
+					const end = writeObjectHeader(scratch, 0, 0, true, r.timestamp, r.size, this.#draft);
 					g.stream.write(scratch.subarray(0, end));
 					this.#counters.bytesOut += end;
 					recordFanout(r.received);
@@ -225,7 +230,7 @@ export class IetfTrackServe implements TrackConsumer {
 			return true;
 		}
 		stream.setPriority(this.#order(seq));
-		const end = writeSubgroupHeader(scratch, 0, this.requestId, seq, 0, true);
+		const end = writeSubgroupHeader(scratch, 0, this.requestId, seq, 0, true, this.#draft);
 		stream.write(scratch.subarray(0, end));
 		this.#streams++;
 		this.#counters.bytesOut += end;

@@ -1,7 +1,11 @@
 /**
- * IETF moq-transport control messages, drafts 14–16: `type (varint), length (u16), body`, the body
+ * IETF moq-transport control messages, drafts 14–20: `type (varint), length (u16), body`, the body
  * consumed exactly. One decoder for every message a relay can receive (`decodeControl`) and one
  * encoder for every message (`encodeControl`), each switched on the draft where the layout differs.
+ * On drafts 14–16 they travel on the control stream; from 17 on, each on its request's own stream
+ * (SETUP on a unidirectional one), every varint in the leading-ones form (./varint.ts), replies
+ * without a request ID, message parameters as typed values, and SETUP options and Track Properties
+ * to the end of the message.
  *
  * Decoders are synchronous over a `Reader`, like the moq-lite ones (src/moq/lite/wire/message.ts):
  * - `NEED_MORE` while the message is not entirely buffered (a body is never started before all of
@@ -19,22 +23,39 @@
 
 import { DecodeError, NEED_MORE } from "../../../coding/errors.ts";
 import { Reader } from "../../../coding/reader.ts";
-import type { Writer } from "../../../coding/writer.ts";
+import { Writer } from "../../../coding/writer.ts";
 import { IetfClose } from "../../../errors/codes.ts";
 import { MAX_PATH_SEGMENTS, normalizePath, type Path, PathError } from "../../../path/index.ts";
 import {
 	hasDeltaTypes,
+	hasFieldFilters,
+	hasGoawayRequestId,
+	hasGoawayTimeout,
+	hasInlineFetchFields,
+	hasInlinePublishFields,
 	hasInlineSubscribeFields,
 	hasInlineSubscribeOkFields,
+	hasLeadingOnesVarints,
 	hasNamespaceStream,
+	hasPerRequestReplies,
+	hasPublishBlocked,
+	hasRenumberedSubscribeNamespace,
+	hasRequestFlowControl,
+	hasRequestIdInReplies,
 	hasRequestOk,
+	hasRequestStreams,
+	hasRequiredRequestIdDelta,
 	hasRetryInterval,
 	hasSetupVersions,
+	hasSevenByteVarint,
 	hasSubscribeOptions,
 	hasTrackExtensions,
+	hasTypedParams,
+	hasUnifiedSetup,
 	type IetfDraft,
 	namespaceDoneById,
 } from "../version.ts";
+import { LoReader, LoWriter } from "./varint.ts";
 
 /** Bytes that can never decode; `code` is an IETF session close code (IetfClose). */
 export class IetfDecodeError extends DecodeError {
@@ -106,6 +127,14 @@ export const Msg = {
 	PUBLISH_ERROR: 0x1f,
 	CLIENT_SETUP: 0x20,
 	SERVER_SETUP: 0x21,
+	/** 17 only: PUBLISH_BLOCKED (on a SUBSCRIBE_NAMESPACE stream; = 14's TRACK_STATUS_ERROR). */
+	PUBLISH_BLOCKED: 0x0f,
+	/** 18+: SUBSCRIBE_NAMESPACE (14–17: 0x11). */
+	SUBSCRIBE_NAMESPACE_18: 0x50,
+	/** 18+: SUBSCRIBE_TRACKS. */
+	SUBSCRIBE_TRACKS: 0x51,
+	/** 17+: SETUP, both ways, as the type of a unidirectional stream. */
+	SETUP: 0x2f00,
 } as const;
 
 /** SETUP parameters. */
@@ -122,18 +151,54 @@ export const SetupParam = {
 export const MsgParam = {
 	DELIVERY_TIMEOUT: 0x02,
 	AUTHORIZATION_TOKEN: 0x03,
+	MAX_CACHE_DURATION: 0x04,
+	SUBGROUP_DELIVERY_TIMEOUT: 0x06,
+	EXPIRES: 0x08,
+	LARGEST_OBJECT: 0x09,
+	PUBLISHER_PRIORITY: 0x0e,
 	FORWARD: 0x10,
 	SUBSCRIBER_PRIORITY: 0x20,
 	SUBSCRIPTION_FILTER: 0x21,
 	GROUP_ORDER: 0x22,
+	/** 20+: a backfill request beside the subscription. */
+	FILL_PARAMETERS: 0x23,
+	/** 20+: whether the subscriber wants Track Properties. */
+	INCLUDE_PROPERTIES: 0x35,
+	/** The MoQ Cluster extension's advertisement path and cost (accepted, never sent). */
+	HOP_PATH: 0x40b57,
+	ROUTE_COST: 0x40b58,
 } as const;
 
-/** SUBSCRIBE filter types (the draft-14 inline field, the 15/16 SUBSCRIPTION_FILTER parameter's tag). */
+/**
+ * 17+: how each even message parameter's value is laid out (an odd type is always length-prefixed
+ * bytes). An even type not here cannot be skipped: it refuses the message.
+ */
+const EVEN_PARAM_KIND = new Map<number, "varint" | "u8" | "bool">([
+	[MsgParam.DELIVERY_TIMEOUT, "varint"],
+	[MsgParam.MAX_CACHE_DURATION, "varint"],
+	[MsgParam.SUBGROUP_DELIVERY_TIMEOUT, "varint"],
+	[MsgParam.EXPIRES, "varint"],
+	[MsgParam.PUBLISHER_PRIORITY, "u8"],
+	[MsgParam.FORWARD, "bool"],
+	[MsgParam.SUBSCRIBER_PRIORITY, "u8"],
+	[MsgParam.GROUP_ORDER, "u8"],
+	[MsgParam.ROUTE_COST, "varint"],
+]);
+
+/**
+ * SUBSCRIBE filter types: the draft-14 inline field, the 15–19 SUBSCRIPTION_FILTER parameter's tag.
+ * Draft 20's LOCATION_FILTER has no tag: its field count maps onto these, plus UNFILTERED (no field)
+ * and RELATIVE (one field: `groups` back from the largest group), which have no tag before 20.
+ */
 export const FilterType = {
 	NEXT_GROUP_START: 0x1,
 	LARGEST_OBJECT: 0x2,
 	ABSOLUTE_START: 0x3,
 	ABSOLUTE_RANGE: 0x4,
+	/** 20+ only: no filter (the empty LOCATION_FILTER). */
+	UNFILTERED: 0x100,
+	/** 20+ only: `groups` groups back from the largest (0: the next group). */
+	RELATIVE: 0x101,
 } as const;
 
 /** Key-value parameters: an even type carries a varint, an odd one bytes. */
@@ -150,12 +215,18 @@ export interface Filter {
 	start: Location | null;
 	/** ABSOLUTE_RANGE: the end group (inclusive). */
 	endGroup: number | null;
+	/** 20+ RELATIVE: how many groups back. */
+	groups?: number;
+	/** 20+ ABSOLUTE_RANGE: the end object (inclusive), when the range ends inside its group. */
+	endObject?: number;
 }
 
 /** Every control message, decoded. Namespaces are tuples of fields; see `tupleToPath`. */
 export type IetfMessage =
 	| { kind: "client_setup"; versions: number[]; params: Params }
 	| { kind: "server_setup"; version: number; params: Params }
+	/** 17+: SETUP (0x2F00), both ways, on a unidirectional stream. */
+	| { kind: "setup"; params: Params }
 	| {
 			kind: "subscribe";
 			requestId: number;
@@ -180,7 +251,13 @@ export type IetfMessage =
 			/** 16: Track Extensions after the parameters. */
 			extensions: Params;
 	  }
-	| { kind: "subscribe_update"; requestId: number; subscriptionId: number; params: Params }
+	| {
+			kind: "subscribe_update";
+			requestId: number;
+			/** 14–16: the subscription it updates; 17+ (REQUEST_UPDATE on the request's stream): = requestId. */
+			subscriptionId: number;
+			params: Params;
+	  }
 	| { kind: "unsubscribe"; requestId: number }
 	| { kind: "publish_done"; requestId: number; status: number; streamCount: number; reason: string }
 	| {
@@ -209,7 +286,12 @@ export type IetfMessage =
 			reason: string;
 	  }
 	| { kind: "track_status"; requestId: number; namespace: string[]; track: string; params: Params }
-	| { kind: "goaway"; uri: string }
+	| {
+			kind: "goaway";
+			uri: string;
+			/** 17+: how long (ms) before the sender closes (0: unspecified). */
+			timeout?: number;
+	  }
 	| { kind: "subscribe_namespace"; requestId: number; prefix: string[]; options: number; params: Params }
 	| {
 			kind: "unsubscribe_namespace";
@@ -250,6 +332,8 @@ export type IetfMessage =
 			params: Params;
 			extensions: Params;
 	  }
+	/** 18+: SUBSCRIBE_TRACKS (0x51). Only its request ID is read: the relay refuses it whole. */
+	| { kind: "subscribe_tracks"; requestId: number }
 	| { kind: "namespace"; suffix: string[] }
 	| { kind: "namespace_done"; suffix: string[] }
 	| {
@@ -388,9 +472,62 @@ export { PathError };
  * first is kept) and, in SETUP, for types it does not define (ignored, as the draft requires).
  */
 export function readParams(r: Reader, d: IetfDraft, setup: boolean): Params {
+	// 17+ SETUP options: delta key-value pairs to the end of the message, no count.
+	if (setup && hasUnifiedSetup(d)) return readKvpsToEnd(r, true);
 	const count = r.varint();
 	if (count > MAX_PARAMS) fail(`${count} parameters exceed ${MAX_PARAMS}`);
+	if (!setup && hasTypedParams(d)) return readTypedParams(r, count);
 	return readKvps(r, d, count, setup);
+}
+
+/** 17+ message parameters: delta types, each even type's value laid out as its definition says. */
+function readTypedParams(r: Reader, count: number): Params {
+	const params: Params = new Map();
+	let type = 0;
+	for (let i = 0; i < count; i++) {
+		type += r.varint();
+		if (!Number.isSafeInteger(type)) fail("parameter type above 2^53");
+		let value: number | Uint8Array;
+		if (type % 2 === 1) value = r.bytes(r.varint()).slice();
+		else {
+			const kind = EVEN_PARAM_KIND.get(type);
+			if (kind === undefined) fail(`unknown message parameter 0x${type.toString(16)}`);
+			value =
+				kind === "varint"
+					? r.varint()
+					: kind === "u8"
+						? r.u8()
+						: readFlag(r, `parameter 0x${type.toString(16)}`)
+							? 1
+							: 0;
+		}
+		if (params.has(type)) {
+			if (type === MsgParam.AUTHORIZATION_TOKEN) continue;
+			fail(`duplicate parameter ${type}`);
+		}
+		params.set(type, value);
+	}
+	return params;
+}
+
+function writeTypedParams(w: Writer, params: Params): void {
+	w.varint(params.size);
+	let prev = 0;
+	for (const [type, value] of [...params].sort((a, b) => a[0] - b[0])) {
+		w.varint(type - prev);
+		prev = type;
+		if (type % 2 === 1) {
+			if (typeof value === "number") throw new RangeError(`parameter ${type} is odd: its value is bytes`);
+			w.varint(value.length);
+			w.bytes(value);
+			continue;
+		}
+		const kind = EVEN_PARAM_KIND.get(type);
+		if (kind === undefined || typeof value !== "number") throw new RangeError(`parameter ${type} has no layout`);
+		if (kind === "varint") w.varint(value);
+		else if (kind === "u8") writeU8(w, value);
+		else w.bool(value === 1);
+	}
 }
 
 function readKvps(r: Reader, d: IetfDraft, count: number, setup: boolean): Params {
@@ -416,16 +553,29 @@ const KNOWN_SETUP = new Set<number>(Object.values(SetupParam));
 
 /** Key-value pairs up to the end of the message (16's Track Extensions): delta types, no count. */
 function readExtensionsToEnd(r: Reader): Params {
+	return readKvpsToEnd(r, false);
+}
+
+/**
+ * Delta-typed key-value pairs up to the end of the message (16's Track Extensions, 17+'s Track
+ * Properties and SETUP options). Extensions may repeat (the first is kept); a repeated SETUP option
+ * is refused unless the draft leaves it undefined (ignored).
+ */
+function readKvpsToEnd(r: Reader, setup: boolean): Params {
 	const params: Params = new Map();
 	let type = 0;
 	let n = 0;
 	while (r.pos < r.end) {
-		if (++n > MAX_PARAMS) fail(`more than ${MAX_PARAMS} track extensions`);
+		if (++n > MAX_PARAMS) fail(`more than ${MAX_PARAMS} ${setup ? "setup options" : "track extensions"}`);
 		type += r.varint();
 		if (!Number.isSafeInteger(type)) fail("extension type above 2^53");
 		const value = type % 2 === 0 ? r.varint() : r.bytes(r.varint()).slice();
-		// Extensions may repeat; the first is what the relay would act on.
-		if (!params.has(type)) params.set(type, value);
+		if (params.has(type)) {
+			if (setup && KNOWN_SETUP.has(type) && type !== SetupParam.AUTHORIZATION_TOKEN)
+				fail(`duplicate setup option ${type}`);
+			continue;
+		}
+		params.set(type, value);
 	}
 	return params;
 }
@@ -455,8 +605,18 @@ function writeKvps(w: Writer, entries: [number, number | Uint8Array][], d: IetfD
 }
 
 export function writeParams(w: Writer, params: Params, d: IetfDraft): void {
+	if (hasTypedParams(d)) return writeTypedParams(w, params);
 	w.varint(params.size);
 	writeKvps(w, ordered(params, d), d);
+}
+
+/** SETUP parameters (14–16: counted) or options (17+: to the end of the message). */
+function writeSetupParams(w: Writer, params: Params, d: IetfDraft): void {
+	if (hasUnifiedSetup(d)) writeKvps(w, ordered(params, d), d);
+	else {
+		w.varint(params.size);
+		writeKvps(w, ordered(params, d), d);
+	}
 }
 
 function readLocation(r: Reader): Location {
@@ -464,8 +624,11 @@ function readLocation(r: Reader): Location {
 	return { group, object: r.varint() };
 }
 
-/** The filter's tagged form: the draft-14 inline fields, or the 15/16 SUBSCRIPTION_FILTER value. */
-function readFilter(r: Reader): Filter {
+/**
+ * The filter's tagged form: the draft-14 inline fields, or the 15–19 SUBSCRIPTION_FILTER value.
+ * `endDelta`: ABSOLUTE_RANGE's end is a delta from the start group (17–19).
+ */
+function readFilter(r: Reader, endDelta = false): Filter {
 	const type = r.varint();
 	switch (type) {
 		case FilterType.NEXT_GROUP_START:
@@ -475,7 +638,8 @@ function readFilter(r: Reader): Filter {
 			return { type, start: readLocation(r), endGroup: null };
 		case FilterType.ABSOLUTE_RANGE: {
 			const start = readLocation(r);
-			const endGroup = r.varint();
+			const endGroup = endDelta ? start.group + r.varint() : r.varint();
+			if (!Number.isSafeInteger(endGroup)) fail("subscribe range end above 2^53");
 			if (endGroup < start.group) fail("subscribe range ends before it starts");
 			return { type, start, endGroup };
 		}
@@ -494,46 +658,113 @@ function writeFilter(w: Writer, f: Filter): void {
 	}
 }
 
-/** The SUBSCRIPTION_FILTER parameter value of a filter. */
-export function filterBytes(f: Filter): Uint8Array {
-	const parts: number[] = [];
-	const push = (v: number) => {
-		// Filter fields are small in practice; encode through a tiny varint writer.
-		if (v < 0x40) parts.push(v);
-		else if (v < 0x4000) parts.push(0x40 | (v >>> 8), v & 0xff);
-		else if (v < 0x40000000) parts.push(0x80 | (v >>> 24), (v >>> 16) & 0xff, (v >>> 8) & 0xff, v & 0xff);
-		else {
-			const hi = Math.floor(v / 0x100000000);
-			const lo = v >>> 0;
-			parts.push(0xc0 | (hi >>> 24), (hi >>> 16) & 0xff, (hi >>> 8) & 0xff, hi & 0xff);
-			parts.push(lo >>> 24, (lo >>> 16) & 0xff, (lo >>> 8) & 0xff, lo & 0xff);
+/**
+ * The SUBSCRIPTION_FILTER (LOCATION_FILTER) parameter value of a filter on draft `d`: its varints
+ * in the draft's form. 15–19: the tag and its locations, where ABSOLUTE_RANGE's end is a delta from
+ * the start group from 17 on (as @moq/net writes it) and the absolute end group before. 20: the
+ * field list (`hasFieldFilters`); a tag-only filter maps onto it (NEXT_GROUP_START: relative 0,
+ * LARGEST_OBJECT: next object).
+ */
+export function filterBytes(f: Filter, d: IetfDraft = 15): Uint8Array {
+	const w = hasLeadingOnesVarints(d) ? new LoWriter(16) : new Writer(16);
+	const start = f.start ?? { group: 0, object: 0 };
+	if (hasFieldFilters(d)) {
+		switch (f.type) {
+			case FilterType.UNFILTERED:
+				break;
+			case FilterType.RELATIVE:
+				w.varint(f.groups ?? 0);
+				break;
+			case FilterType.NEXT_GROUP_START:
+				w.varint(0);
+				break;
+			case FilterType.LARGEST_OBJECT:
+				w.varint(0).varint(0);
+				break;
+			case FilterType.ABSOLUTE_START:
+				w.varint(start.group).varint(start.object);
+				break;
+			case FilterType.ABSOLUTE_RANGE:
+				w.varint(start.group).varint(start.object);
+				w.varint(Math.max(0, (f.endGroup ?? start.group) - start.group));
+				if (f.endObject !== undefined) w.varint(f.endObject);
+				break;
+			default:
+				throw new RangeError(`filter type ${f.type}`);
 		}
-	};
-	push(f.type);
-	if (f.type === FilterType.ABSOLUTE_START || f.type === FilterType.ABSOLUTE_RANGE) {
-		const start = f.start ?? { group: 0, object: 0 };
-		push(start.group);
-		push(start.object);
-		if (f.type === FilterType.ABSOLUTE_RANGE) push(f.endGroup ?? start.group);
+		return w.finish();
 	}
-	return Uint8Array.from(parts);
+	// Tagged (14–19): the 20-only kinds have a tagged spelling where one means the same.
+	if (f.type === FilterType.UNFILTERED)
+		return filterBytes({ type: FilterType.ABSOLUTE_START, start: null, endGroup: null }, d);
+	if (f.type === FilterType.RELATIVE) {
+		if ((f.groups ?? 0) !== 0)
+			throw new RangeError("a relative filter further back than the next group needs draft-20");
+		return filterBytes({ type: FilterType.NEXT_GROUP_START, start: null, endGroup: null }, d);
+	}
+	w.varint(f.type);
+	if (f.type === FilterType.ABSOLUTE_START || f.type === FilterType.ABSOLUTE_RANGE) {
+		w.varint(start.group);
+		w.varint(start.object);
+		if (f.type === FilterType.ABSOLUTE_RANGE) {
+			const end = f.endGroup ?? start.group;
+			w.varint(hasLeadingOnesVarints(d) ? Math.max(0, end - start.group) : end);
+		}
+	}
+	return w.finish();
 }
 
-/** Decodes a SUBSCRIPTION_FILTER parameter value, which must be exactly one filter. */
-function parseFilterBytes(value: Uint8Array): Filter {
-	const r = new Reader(value);
+/** Decodes a SUBSCRIPTION_FILTER parameter value, which must be exactly one filter (in draft `d`'s form). */
+function parseFilterBytes(value: Uint8Array, d: IetfDraft): Filter {
+	const r = hasLeadingOnesVarints(d) ? new LoReader(value, 0, value.length, hasSevenByteVarint(d)) : new Reader(value);
 	let f: Filter;
 	try {
-		f = readFilter(r);
+		if (hasFieldFilters(d)) return readFieldFilter(r);
+		f = readFilter(r, hasLeadingOnesVarints(d));
 	} catch (e) {
 		if (e === NEED_MORE) fail("SUBSCRIPTION_FILTER shorter than its fields");
+		if (e instanceof DecodeError && !(e instanceof IetfDecodeError)) fail(e.message);
 		throw e;
 	}
 	if (r.pos !== r.end) fail("trailing bytes in SUBSCRIPTION_FILTER");
 	return f;
 }
 
+/** Draft 20's LOCATION_FILTER: up to four varints, their count selecting the meaning. */
+function readFieldFilter(r: Reader): Filter {
+	const fields: number[] = [];
+	while (r.pos < r.end) {
+		if (fields.length === 4) fail("more than four fields in LOCATION_FILTER");
+		fields.push(r.varint());
+	}
+	switch (fields.length) {
+		case 0:
+			return { type: FilterType.UNFILTERED, start: null, endGroup: null };
+		case 1:
+			return { type: FilterType.RELATIVE, start: null, endGroup: null, groups: fields[0] };
+		case 2:
+			if (fields[0] === 0 && fields[1] === 0) return { type: FilterType.LARGEST_OBJECT, start: null, endGroup: null };
+			return { type: FilterType.ABSOLUTE_START, start: { group: fields[0], object: fields[1] }, endGroup: null };
+		default: {
+			const endGroup = fields[0] + fields[2];
+			if (!Number.isSafeInteger(endGroup)) fail("LOCATION_FILTER end group above 2^53");
+			const f: Filter = {
+				type: FilterType.ABSOLUTE_RANGE,
+				start: { group: fields[0], object: fields[1] },
+				endGroup,
+			};
+			if (fields.length === 4) f.endObject = fields[3];
+			return f;
+		}
+	}
+}
+
 const DEFAULT_FILTER: Filter = { type: FilterType.LARGEST_OBJECT, start: null, endGroup: null };
+
+/** No SUBSCRIPTION_FILTER: the largest object before 20; no filter at all on 20. */
+function defaultFilter(d: IetfDraft): Filter {
+	return hasFieldFilters(d) ? { type: FilterType.UNFILTERED, start: null, endGroup: null } : DEFAULT_FILTER;
+}
 
 function varParam(params: Params, type: number): number | undefined {
 	const v = params.get(type);
@@ -551,7 +782,48 @@ function varParam(params: Params, type: number): number | undefined {
  * all of its length is there) becomes an IetfDecodeError with PROTOCOL_VIOLATION.
  */
 export function decodeControl(r: Reader, d: IetfDraft, limits?: IetfLimits): IetfMessage {
+	if (!hasLeadingOnesVarints(d)) return decodeFramed(r, d, limits);
+	// 17+: the same framing and bodies, every varint in the leading-ones form.
+	const lo = new LoReader(r.buf, r.pos, r.end, hasSevenByteVarint(d));
+	const m = decodeFramed(lo, d, limits);
+	r.pos = lo.pos;
+	return m;
+}
+
+/**
+ * `decode` reading varints in draft `d`'s form: on 17+ it runs over a LoReader on the same bytes,
+ * and `r` moves as far as it read. For what is read outside control messages (stream types,
+ * subgroup headers).
+ */
+export function inDraft<T>(d: IetfDraft, decode: (r: Reader) => T): (r: Reader) => T {
+	if (!hasLeadingOnesVarints(d)) return decode;
+	return (r) => {
+		const lo = new LoReader(r.buf, r.pos, r.end, hasSevenByteVarint(d));
+		const v = decode(lo);
+		r.pos = lo.pos;
+		return v;
+	};
+}
+
+/** A varint in draft `d`'s form (a stream type, say) at `r`; refusals as IetfDecodeErrors. */
+export function readVarint(r: Reader, d: IetfDraft): number {
+	return inDraft(d, (x) => wrap(() => x.varint()))(r);
+}
+
+/**
+ * The length and body of a message whose type was already read (17+'s SETUP, whose type is the
+ * type of its unidirectional stream).
+ */
+export function decodeAfterType(r: Reader, type: number, d: IetfDraft, limits?: IetfLimits): IetfMessage {
+	return inDraft(d, (x) => decodeSized(x, type, d, limits))(r);
+}
+
+function decodeFramed(r: Reader, d: IetfDraft, limits: IetfLimits | undefined): IetfMessage {
 	const type = wrap(() => r.varint());
+	return decodeSized(r, type, d, limits);
+}
+
+function decodeSized(r: Reader, type: number, d: IetfDraft, limits: IetfLimits | undefined): IetfMessage {
 	if (r.end - r.pos < 2) throw NEED_MORE;
 	const len = r.u16();
 	const max = Math.min(MAX_MESSAGE_BYTES, limits?.maxMessageBytes ?? MAX_MESSAGE_BYTES);
@@ -597,8 +869,18 @@ function wrap<T>(fn: () => T): T {
 }
 
 function decodeBody(r: Reader, type: number, d: IetfDraft, limits: IetfLimits | undefined): IetfMessage {
+	const none = (): never => fail(`message type 0x${type.toString(16)} does not exist in draft-${d}`);
+	/** The request ID, and on 17 the Required Request ID Delta after it (read, not acted on). */
+	const requestId = (): number => {
+		const id = r.varint();
+		if (hasRequiredRequestIdDelta(d)) r.varint();
+		return id;
+	};
+	/** A reply's request ID (14–16); 17+ replies have none (their stream says which request). */
+	const replyId = (): number => (hasRequestIdInReplies(d) ? r.varint() : 0);
 	switch (type) {
 		case Msg.CLIENT_SETUP: {
+			if (hasUnifiedSetup(d)) return none();
 			const versions: number[] = [];
 			if (hasSetupVersions(d)) {
 				const n = r.varint();
@@ -608,64 +890,71 @@ function decodeBody(r: Reader, type: number, d: IetfDraft, limits: IetfLimits | 
 			return { kind: "client_setup", versions, params: readParams(r, d, true) };
 		}
 		case Msg.SERVER_SETUP: {
+			if (hasUnifiedSetup(d)) return none();
 			const version = hasSetupVersions(d) ? r.varint() : 0;
 			return { kind: "server_setup", version, params: readParams(r, d, true) };
 		}
+		case Msg.SETUP:
+			if (!hasUnifiedSetup(d)) return none();
+			return { kind: "setup", params: readParams(r, d, true) };
 		case Msg.SUBSCRIBE:
-			return decodeSubscribe(r, d, limits);
+			return decodeSubscribe(r, d, limits, requestId());
 		case Msg.SUBSCRIBE_OK:
-			return decodeSubscribeOk(r, d);
+			return decodeSubscribeOk(r, d, replyId());
 		case Msg.SUBSCRIBE_UPDATE: {
-			const requestId = r.varint();
-			const subscriptionId = r.varint();
+			const id = requestId();
+			const subscriptionId = hasRequestStreams(d) ? id : r.varint();
 			if (hasInlineSubscribeFields(d)) {
 				readLocation(r);
 				r.varint(); // end group
 				readU8(r); // priority
 				readFlag(r, "forward");
 			}
-			return { kind: "subscribe_update", requestId, subscriptionId, params: readParams(r, d, false) };
+			return { kind: "subscribe_update", requestId: id, subscriptionId, params: readParams(r, d, false) };
 		}
 		case Msg.UNSUBSCRIBE:
+			if (hasRequestStreams(d)) return none();
 			return { kind: "unsubscribe", requestId: r.varint() };
 		case Msg.PUBLISH_DONE: {
-			const requestId = r.varint();
+			const id = replyId();
 			const status = r.varint();
 			const streamCount = r.varint();
-			return { kind: "publish_done", requestId, status, streamCount, reason: readReason(r) };
+			return { kind: "publish_done", requestId: id, status, streamCount, reason: readReason(r) };
 		}
 		case Msg.REQUEST_ERROR:
-			return decodeRequestError(r, d, type);
-		case Msg.REQUEST_OK:
-			// 14: PUBLISH_NAMESPACE_OK (request ID only); 15+: REQUEST_OK (request ID, parameters).
-			return {
-				kind: "request_ok",
-				type,
-				requestId: r.varint(),
-				params: hasRequestOk(d) ? readParams(r, d, false) : new Map(),
-			};
+			return decodeRequestError(r, d, type, replyId());
+		case Msg.REQUEST_OK: {
+			// 14: PUBLISH_NAMESPACE_OK (request ID only); 15+: REQUEST_OK (request ID, parameters); 17+:
+			// parameters, then Track Properties (read, not acted on).
+			const id = replyId();
+			const params = hasRequestOk(d) ? readParams(r, d, false) : new Map();
+			if (hasUnifiedSetup(d)) readExtensionsToEnd(r);
+			return { kind: "request_ok", type, requestId: id, params };
+		}
 		case Msg.PUBLISH_NAMESPACE: {
-			const requestId = r.varint();
+			const id = requestId();
 			const namespace = readTuple(r, limits).fields;
-			return { kind: "publish_namespace", requestId, namespace, params: readParams(r, d, false) };
+			return { kind: "publish_namespace", requestId: id, namespace, params: readParams(r, d, false) };
 		}
 		case Msg.PUBLISH_NAMESPACE_ERROR: // = NAMESPACE
-			if (d === 14) return decodeRequestError(r, d, type);
+			if (hasPerRequestReplies(d)) return decodeRequestError(r, d, type, r.varint());
 			if (hasNamespaceStream(d)) return { kind: "namespace", suffix: readTuple(r, limits).fields };
-			return fail(`message type 0x${type.toString(16)} does not exist in draft-${d}`);
+			return none();
 		case Msg.PUBLISH_NAMESPACE_DONE:
+			if (hasRequestStreams(d)) return none();
 			if (namespaceDoneById(d)) return { kind: "publish_namespace_done", requestId: r.varint(), namespace: null };
 			return { kind: "publish_namespace_done", requestId: null, namespace: readTuple(r, limits).fields };
 		case Msg.PUBLISH_NAMESPACE_CANCEL: {
+			if (hasRequestStreams(d)) return none();
 			const byId = namespaceDoneById(d);
-			const requestId = byId ? r.varint() : null;
+			const id = byId ? r.varint() : null;
 			const namespace = byId ? null : readTuple(r, limits).fields;
 			const code = r.varint();
-			return { kind: "publish_namespace_cancel", requestId, namespace, code, reason: readReason(r) };
+			return { kind: "publish_namespace_cancel", requestId: id, namespace, code, reason: readReason(r) };
 		}
 		case Msg.TRACK_STATUS: {
 			// 14: the SUBSCRIBE layout; 15+: request ID, track, parameters.
-			const requestId = r.varint();
+			const id = requestId();
 			const { namespace, track } = readFullTrackName(r, limits);
 			if (hasInlineSubscribeFields(d)) {
 				readU8(r);
@@ -673,49 +962,74 @@ function decodeBody(r: Reader, type: number, d: IetfDraft, limits: IetfLimits | 
 				readFlag(r, "forward");
 				readFilter(r);
 			}
-			return { kind: "track_status", requestId, namespace, track, params: readParams(r, d, false) };
+			return { kind: "track_status", requestId: id, namespace, track, params: readParams(r, d, false) };
 		}
 		case Msg.TRACK_STATUS_OK: // = NAMESPACE_DONE
 			if (hasNamespaceStream(d)) return { kind: "namespace_done", suffix: readTuple(r, limits).fields };
-			if (d === 14) return skip(r, type);
-			return fail(`message type 0x${type.toString(16)} does not exist in draft-${d}`);
-		case Msg.TRACK_STATUS_ERROR:
-			if (d === 14) return decodeRequestError(r, d, type);
-			return fail(`message type 0x${type.toString(16)} does not exist in draft-${d}`);
-		case Msg.GOAWAY:
-			return { kind: "goaway", uri: readText(r, MAX_URI_BYTES, "GOAWAY URI") };
+			if (hasPerRequestReplies(d)) return skip(r, type);
+			return none();
+		case Msg.TRACK_STATUS_ERROR: // = 17's PUBLISH_BLOCKED
+			if (hasPerRequestReplies(d)) return decodeRequestError(r, d, type, r.varint());
+			// A reply to a SUBSCRIBE_NAMESPACE of ours: the relay never sends one.
+			if (hasPublishBlocked(d)) return skip(r, type);
+			return none();
+		case Msg.GOAWAY: {
+			const uri = readText(r, MAX_URI_BYTES, "GOAWAY URI");
+			if (!hasGoawayTimeout(d)) return { kind: "goaway", uri };
+			const timeout = r.varint();
+			// 18: an optional trailing Request ID, read and dropped.
+			if (hasGoawayRequestId(d) && r.pos < r.end) r.varint();
+			return { kind: "goaway", uri, timeout };
+		}
 		case Msg.SUBSCRIBE_NAMESPACE: {
-			const requestId = r.varint();
+			if (hasRenumberedSubscribeNamespace(d)) return none();
+			const id = requestId();
 			const prefix = readTuple(r, limits).fields;
 			const options = hasSubscribeOptions(d) ? r.varint() : 1;
-			return { kind: "subscribe_namespace", requestId, prefix, options, params: readParams(r, d, false) };
+			return { kind: "subscribe_namespace", requestId: id, prefix, options, params: readParams(r, d, false) };
+		}
+		case Msg.SUBSCRIBE_NAMESPACE_18: {
+			if (!hasRenumberedSubscribeNamespace(d)) return none();
+			const id = r.varint();
+			const prefix = readTuple(r, limits).fields;
+			return { kind: "subscribe_namespace", requestId: id, prefix, options: 1, params: readParams(r, d, false) };
+		}
+		case Msg.SUBSCRIBE_TRACKS: {
+			if (!hasRenumberedSubscribeNamespace(d)) return none();
+			// Refused whole (the relay has no PUBLISH to replicate): its request ID, the rest skipped.
+			const id = r.varint();
+			r.pos = r.end;
+			return { kind: "subscribe_tracks", requestId: id };
 		}
 		case Msg.SUBSCRIBE_NAMESPACE_OK:
-			if (d === 14) return { kind: "request_ok", type, requestId: r.varint(), params: new Map() };
-			return fail(`message type 0x${type.toString(16)} does not exist in draft-${d}`);
+			if (hasPerRequestReplies(d)) return { kind: "request_ok", type, requestId: r.varint(), params: new Map() };
+			return none();
 		case Msg.SUBSCRIBE_NAMESPACE_ERROR:
-			if (d === 14) return decodeRequestError(r, d, type);
-			return fail(`message type 0x${type.toString(16)} does not exist in draft-${d}`);
+			if (hasPerRequestReplies(d)) return decodeRequestError(r, d, type, r.varint());
+			return none();
 		case Msg.UNSUBSCRIBE_NAMESPACE:
-			if (hasNamespaceStream(d)) return fail(`message type 0x14 does not exist in draft-${d}`);
+			if (hasNamespaceStream(d)) return none();
 			return decodeUnsubscribeNamespace(r, limits);
 		case Msg.MAX_REQUEST_ID:
+			if (!hasRequestFlowControl(d)) return none();
 			return { kind: "max_request_id", requestId: r.varint() };
 		case Msg.REQUESTS_BLOCKED:
+			if (!hasRequestFlowControl(d)) return none();
 			return { kind: "requests_blocked", maximum: r.varint() };
 		case Msg.FETCH:
-			return decodeFetch(r, d, limits);
+			return decodeFetch(r, d, limits, requestId());
 		case Msg.FETCH_CANCEL:
+			if (hasRequestStreams(d)) return none();
 			return { kind: "fetch_cancel", requestId: r.varint() };
 		case Msg.FETCH_OK:
 		case Msg.PUBLISH_OK:
 			return skip(r, type);
 		case Msg.FETCH_ERROR:
 		case Msg.PUBLISH_ERROR:
-			if (d === 14) return decodeRequestError(r, d, type);
-			return fail(`message type 0x${type.toString(16)} does not exist in draft-${d}`);
+			if (hasPerRequestReplies(d)) return decodeRequestError(r, d, type, r.varint());
+			return none();
 		case Msg.PUBLISH:
-			return decodePublish(r, d, limits);
+			return decodePublish(r, d, limits, requestId());
 		default:
 			return fail(`unknown control message type 0x${type.toString(16)}`);
 	}
@@ -733,8 +1047,7 @@ function readGroupOrder(r: Reader): number {
 	return v;
 }
 
-function decodeSubscribe(r: Reader, d: IetfDraft, limits: IetfLimits | undefined): IetfMessage {
-	const requestId = r.varint();
+function decodeSubscribe(r: Reader, d: IetfDraft, limits: IetfLimits | undefined, requestId: number): IetfMessage {
 	const { namespace, track } = readFullTrackName(r, limits);
 	if (hasInlineSubscribeFields(d)) {
 		const priority = readU8(r);
@@ -762,7 +1075,13 @@ function decodeSubscribe(r: Reader, d: IetfDraft, limits: IetfLimits | undefined
 	if (forward > 1) fail(`forward ${forward}`);
 	const raw = params.get(MsgParam.SUBSCRIPTION_FILTER);
 	if (typeof raw === "number") fail("SUBSCRIPTION_FILTER is not bytes");
-	const filter = raw === undefined ? DEFAULT_FILTER : parseFilterBytes(raw);
+	const filter = raw === undefined ? defaultFilter(d) : parseFilterBytes(raw, d);
+	const include = params.get(MsgParam.INCLUDE_PROPERTIES);
+	if (include !== undefined) {
+		if (!hasFieldFilters(d)) fail("INCLUDE_PROPERTIES needs draft-20");
+		if (typeof include === "number" || include.length !== 1 || include[0] > 1) fail("INCLUDE_PROPERTIES is not 0 or 1");
+	}
+	if (params.has(MsgParam.FILL_PARAMETERS) && !hasFieldFilters(d)) fail("FILL_PARAMETERS needs draft-20");
 	return {
 		kind: "subscribe",
 		requestId,
@@ -776,8 +1095,7 @@ function decodeSubscribe(r: Reader, d: IetfDraft, limits: IetfLimits | undefined
 	};
 }
 
-function decodeSubscribeOk(r: Reader, d: IetfDraft): IetfMessage {
-	const requestId = r.varint();
+function decodeSubscribeOk(r: Reader, d: IetfDraft, requestId: number): IetfMessage {
 	const alias = r.varint();
 	let expires = 0;
 	let groupOrder = 0;
@@ -793,8 +1111,7 @@ function decodeSubscribeOk(r: Reader, d: IetfDraft): IetfMessage {
 	return { kind: "subscribe_ok", requestId, alias, expires, groupOrder, largest, params, extensions };
 }
 
-function decodeRequestError(r: Reader, d: IetfDraft, type: number): IetfMessage {
-	const requestId = r.varint();
+function decodeRequestError(r: Reader, d: IetfDraft, type: number, requestId: number): IetfMessage {
 	const code = r.varint();
 	const retryInterval = hasRetryInterval(d) ? r.varint() : 0;
 	return { kind: "request_error", type, requestId, code, retryInterval, reason: readReason(r) };
@@ -813,11 +1130,10 @@ function decodeUnsubscribeNamespace(r: Reader, limits: IetfLimits | undefined): 
 	return { kind: "unsubscribe_namespace", requestId: null, prefix: readTuple(r, limits).fields };
 }
 
-function decodeFetch(r: Reader, d: IetfDraft, limits: IetfLimits | undefined): IetfMessage {
-	const requestId = r.varint();
+function decodeFetch(r: Reader, d: IetfDraft, limits: IetfLimits | undefined, requestId: number): IetfMessage {
 	let priority = 128;
 	let groupOrder = 0;
-	if (d === 14) {
+	if (hasInlineFetchFields(d)) {
 		priority = readU8(r);
 		groupOrder = readGroupOrder(r);
 	}
@@ -855,14 +1171,13 @@ function decodeFetch(r: Reader, d: IetfDraft, limits: IetfLimits | undefined): I
 	};
 }
 
-function decodePublish(r: Reader, d: IetfDraft, limits: IetfLimits | undefined): IetfMessage {
-	const requestId = r.varint();
+function decodePublish(r: Reader, d: IetfDraft, limits: IetfLimits | undefined, requestId: number): IetfMessage {
 	const { namespace, track } = readFullTrackName(r, limits);
 	const alias = r.varint();
 	let groupOrder = 0;
 	let largest: Location | null = null;
 	let forward = true;
-	if (d === 14) {
+	if (hasInlinePublishFields(d)) {
 		groupOrder = readGroupOrder(r);
 		if (readFlag(r, "content exists")) largest = readLocation(r);
 		forward = readFlag(r, "forward");
@@ -882,6 +1197,10 @@ export function messageType(m: IetfMessage, d: IetfDraft): number {
 			return Msg.CLIENT_SETUP;
 		case "server_setup":
 			return Msg.SERVER_SETUP;
+		case "setup":
+			return Msg.SETUP;
+		case "subscribe_tracks":
+			return Msg.SUBSCRIBE_TRACKS;
 		case "subscribe":
 			return Msg.SUBSCRIBE;
 		case "subscribe_ok":
@@ -907,7 +1226,7 @@ export function messageType(m: IetfMessage, d: IetfDraft): number {
 		case "goaway":
 			return Msg.GOAWAY;
 		case "subscribe_namespace":
-			return Msg.SUBSCRIBE_NAMESPACE;
+			return hasRenumberedSubscribeNamespace(d) ? Msg.SUBSCRIBE_NAMESPACE_18 : Msg.SUBSCRIBE_NAMESPACE;
 		case "unsubscribe_namespace":
 			return Msg.UNSUBSCRIBE_NAMESPACE;
 		case "max_request_id":
@@ -931,6 +1250,13 @@ export function messageType(m: IetfMessage, d: IetfDraft): number {
 
 /** Writes one control message: type, u16 length, body. Throws RangeError for a body above 65535 bytes. */
 export function encodeControl(w: Writer, m: IetfMessage, d: IetfDraft): void {
+	if (hasLeadingOnesVarints(d) && !(w instanceof LoWriter)) {
+		// 17+: the same layouts, every varint leading-ones: written aside, then copied in.
+		const lo = loScratch.clear();
+		encodeControl(lo, m, d);
+		w.bytes(lo.view());
+		return;
+	}
 	w.varint(messageType(m, d));
 	w.u16(0);
 	const start = w.pos;
@@ -941,21 +1267,41 @@ export function encodeControl(w: Writer, m: IetfMessage, d: IetfDraft): void {
 	w.buf[start - 1] = len & 0xff;
 }
 
+/** Where 17+ messages are written before being copied out (control messages are small). */
+const loScratch = new LoWriter(256);
+
 function encodeBody(w: Writer, m: IetfMessage, d: IetfDraft): void {
+	/** A request's ID, and on 17 its Required Request ID Delta (0: it depends on no other request). */
+	const requestId = (id: number) => {
+		w.varint(id);
+		if (hasRequiredRequestIdDelta(d)) w.varint(0);
+	};
+	/** A reply's request ID: 14–16 only. */
+	const replyId = (id: number) => {
+		if (hasRequestIdInReplies(d)) w.varint(id);
+	};
 	switch (m.kind) {
 		case "client_setup":
 			if (hasSetupVersions(d)) {
 				w.varint(m.versions.length);
 				for (const v of m.versions) w.varint(v);
 			}
-			writeParams(w, m.params, d);
+			writeSetupParams(w, m.params, d);
 			return;
 		case "server_setup":
 			if (hasSetupVersions(d)) w.varint(m.version);
-			writeParams(w, m.params, d);
+			writeSetupParams(w, m.params, d);
+			return;
+		case "setup":
+			writeSetupParams(w, m.params, d);
+			return;
+		case "subscribe_tracks":
+			w.varint(m.requestId);
+			writeTuple(w, []);
+			writeParams(w, new Map(), d);
 			return;
 		case "subscribe": {
-			w.varint(m.requestId);
+			requestId(m.requestId);
 			writeTuple(w, m.namespace);
 			writeText(w, m.track);
 			if (hasInlineSubscribeFields(d)) {
@@ -970,12 +1316,12 @@ function encodeBody(w: Writer, m: IetfMessage, d: IetfDraft): void {
 			params.set(MsgParam.SUBSCRIBER_PRIORITY, m.priority);
 			params.set(MsgParam.GROUP_ORDER, m.groupOrder);
 			params.set(MsgParam.FORWARD, m.forward ? 1 : 0);
-			params.set(MsgParam.SUBSCRIPTION_FILTER, filterBytes(m.filter));
+			params.set(MsgParam.SUBSCRIPTION_FILTER, filterBytes(m.filter, d));
 			writeParams(w, params, d);
 			return;
 		}
 		case "subscribe_ok":
-			w.varint(m.requestId);
+			replyId(m.requestId);
 			w.varint(m.alias);
 			if (hasInlineSubscribeOkFields(d)) {
 				w.varint(m.expires);
@@ -990,8 +1336,8 @@ function encodeBody(w: Writer, m: IetfMessage, d: IetfDraft): void {
 			if (hasTrackExtensions(d)) writeKvps(w, ordered(m.extensions, d), d);
 			return;
 		case "subscribe_update":
-			w.varint(m.requestId);
-			w.varint(m.subscriptionId);
+			requestId(m.requestId);
+			if (!hasRequestStreams(d)) w.varint(m.subscriptionId);
 			if (hasInlineSubscribeFields(d)) {
 				w.varint(0);
 				w.varint(0);
@@ -1005,23 +1351,23 @@ function encodeBody(w: Writer, m: IetfMessage, d: IetfDraft): void {
 			w.varint(m.requestId);
 			return;
 		case "publish_done":
-			w.varint(m.requestId);
+			replyId(m.requestId);
 			w.varint(m.status);
 			w.varint(m.streamCount);
 			writeReason(w, m.reason);
 			return;
 		case "request_error":
-			w.varint(m.requestId);
+			replyId(m.requestId);
 			w.varint(m.code);
 			if (hasRetryInterval(d)) w.varint(m.retryInterval);
 			writeReason(w, m.reason);
 			return;
 		case "request_ok":
-			w.varint(m.requestId);
+			replyId(m.requestId);
 			if (hasRequestOk(d)) writeParams(w, m.params, d);
 			return;
 		case "publish_namespace":
-			w.varint(m.requestId);
+			requestId(m.requestId);
 			writeTuple(w, m.namespace);
 			writeParams(w, m.params, d);
 			return;
@@ -1036,7 +1382,7 @@ function encodeBody(w: Writer, m: IetfMessage, d: IetfDraft): void {
 			writeReason(w, m.reason);
 			return;
 		case "track_status":
-			w.varint(m.requestId);
+			requestId(m.requestId);
 			writeTuple(w, m.namespace);
 			writeText(w, m.track);
 			if (hasInlineSubscribeFields(d)) {
@@ -1049,9 +1395,11 @@ function encodeBody(w: Writer, m: IetfMessage, d: IetfDraft): void {
 			return;
 		case "goaway":
 			writeText(w, m.uri);
+			if (hasGoawayTimeout(d)) w.varint(m.timeout ?? 0);
 			return;
 		case "subscribe_namespace":
-			w.varint(m.requestId);
+			if (hasRenumberedSubscribeNamespace(d)) w.varint(m.requestId);
+			else requestId(m.requestId);
 			writeTuple(w, m.prefix);
 			if (hasSubscribeOptions(d)) w.varint(m.options);
 			writeParams(w, m.params, d);
@@ -1067,8 +1415,8 @@ function encodeBody(w: Writer, m: IetfMessage, d: IetfDraft): void {
 			w.varint(m.maximum);
 			return;
 		case "fetch":
-			w.varint(m.requestId);
-			if (d === 14) {
+			requestId(m.requestId);
+			if (hasInlineFetchFields(d)) {
 				writeU8(w, m.priority);
 				writeU8(w, m.groupOrder);
 			}
@@ -1092,11 +1440,11 @@ function encodeBody(w: Writer, m: IetfMessage, d: IetfDraft): void {
 			w.varint(m.requestId);
 			return;
 		case "publish":
-			w.varint(m.requestId);
+			requestId(m.requestId);
 			writeTuple(w, m.namespace);
 			writeText(w, m.track);
 			w.varint(m.alias);
-			if (d === 14) {
+			if (hasInlinePublishFields(d)) {
 				writeU8(w, m.groupOrder || 2);
 				w.bool(m.largest !== null);
 				if (m.largest) {

@@ -1,6 +1,8 @@
 /**
- * IETF moq-transport data streams, drafts 14–16: one unidirectional stream per subgroup, a
- * SUBGROUP_HEADER then objects, FIN.
+ * IETF moq-transport data streams, drafts 14–20: one unidirectional stream per subgroup, a
+ * SUBGROUP_HEADER then objects, FIN. From draft 17 every varint here is leading-ones (./varint.ts);
+ * from 18 the header type may carry the FIRST_OBJECT bit (0x40): the stream starts at the group's
+ * first object.
  *
  * SUBGROUP_HEADER: `type, track alias, group ID, [subgroup ID], [publisher priority (u8)]`. The type
  * is 0x10–0x1D on every draft, plus 0x30–0x3D (no priority byte) from draft-15; its bits: 0x01
@@ -14,16 +16,28 @@
  * plus delta plus one.
  *
  * The relay writes subgroup 0 of every group with type 0x19 (priority byte, end of group in it,
- * extensions), object IDs 0, 1, 2, … (every delta 0), and each frame's timestamp as the Timestamp
- * property (type 0x10, a varint: the same bytes whether types are absolute (14/15) or delta (16)).
+ * extensions; 0x59 with FIRST_OBJECT on 18+), object IDs 0, 1, 2, … (every delta 0), and each
+ * frame's timestamp as the Timestamp property (type 0x10, a varint: the same bytes whether types are
+ * absolute (14/15) or delta (16+)).
  * @module
  */
 
 import type { Reader } from "../../../coding/reader.ts";
 import { varintSize, writeVarint } from "../../../coding/varint.ts";
 import { IetfClose } from "../../../errors/codes.ts";
-import { hasObjectDoesNotExist, hasPriorityFreeSubgroups, type IetfDraft } from "../version.ts";
+import {
+	hasFirstObjectBit,
+	hasLeadingOnesVarints,
+	hasObjectDoesNotExist,
+	hasPriorityFreeSubgroups,
+	hasSevenByteVarint,
+	type IetfDraft,
+} from "../version.ts";
 import { IetfDecodeError } from "./message.ts";
+import { loSize, writeLo } from "./varint.ts";
+
+/** 18+: the subgroup header type bit saying the stream starts at the group's first object. */
+export const FIRST_OBJECT_BIT = 0x40;
 
 /** The uni stream type of a FETCH reply (never accepted: the relay sends no FETCH). */
 export const FETCH_HEADER = 0x05;
@@ -50,38 +64,63 @@ export interface SubgroupHeader {
 	extensions: boolean;
 	/** The subgroup holds the group's last object. */
 	endOfGroup: boolean;
+	/** 18+: the FIRST_OBJECT bit; true on drafts without it (they make no such claim). */
+	firstObject: boolean;
 }
 
 /** True for a SUBGROUP_HEADER type of draft `d`. */
 export function isSubgroupType(type: number, d: IetfDraft): boolean {
-	let base = type;
-	if (type >= 0x30 && type <= 0x3d) {
+	const raw = hasFirstObjectBit(d) ? type & ~FIRST_OBJECT_BIT : type;
+	let base = raw;
+	if (raw >= 0x30 && raw <= 0x3d) {
 		if (!hasPriorityFreeSubgroups(d)) return false;
-		base = type - 0x20;
+		base = raw - 0x20;
 	}
 	if (base < 0x10 || base > 0x1d) return false;
 	return (base & 0x06) !== 0x06;
 }
 
-/** The header after its type (which the stream dispatcher has read and checked with `isSubgroupType`). */
-export function decodeSubgroupHeader(r: Reader, type: number): SubgroupHeader {
-	const base = type >= 0x30 ? type - 0x20 : type;
+/**
+ * The header after its type (which the stream dispatcher has read, in the draft's varint form, and
+ * checked with `isSubgroupType`). `r` reads varints in the draft's form (a LoReader on 17+).
+ */
+export function decodeSubgroupHeader(r: Reader, type: number, d: IetfDraft = 14): SubgroupHeader {
+	const flagged = hasFirstObjectBit(d);
+	const raw = flagged ? type & ~FIRST_OBJECT_BIT : type;
+	const base = raw >= 0x30 ? raw - 0x20 : raw;
 	const alias = r.varint();
 	const group = r.varint();
 	const subgroup = base & 0x04 ? r.varint() : base & 0x02 ? null : 0;
-	const priority = type >= 0x30 ? null : r.u8();
-	return { type, alias, group, subgroup, priority, extensions: (base & 0x01) !== 0, endOfGroup: (base & 0x08) !== 0 };
+	const priority = raw >= 0x30 ? null : r.u8();
+	return {
+		type,
+		alias,
+		group,
+		subgroup,
+		priority,
+		extensions: (base & 0x01) !== 0,
+		endOfGroup: (base & 0x08) !== 0,
+		firstObject: !flagged || (type & FIRST_OBJECT_BIT) !== 0,
+	};
 }
 
-/** The type the relay writes: priority byte, end of group, with or without extensions. */
-export function subgroupType(extensions: boolean): number {
-	return 0x18 | (extensions ? 0x01 : 0);
+/** The type the relay writes: priority byte, end of group, with or without extensions (18+: FIRST_OBJECT). */
+export function subgroupType(extensions: boolean, d: IetfDraft = 14): number {
+	return 0x18 | (extensions ? 0x01 : 0) | (hasFirstObjectBit(d) ? FIRST_OBJECT_BIT : 0);
 }
 
-/** Room `writeSubgroupHeader` may need. */
-export const SUBGROUP_HEADER_MAX = 1 + 8 + 8 + 1;
+/** Room `writeSubgroupHeader` may need (leading-ones varints run to 9 bytes). */
+export const SUBGROUP_HEADER_MAX = 2 + 9 + 9 + 1;
 
-/** Writes a SUBGROUP_HEADER (type 0x19 / 0x18, subgroup 0) at `buf[pos]`; returns the end. */
+/** A varint in the draft's form at `buf[pos]`; returns the end. */
+function writeDraftVarint(buf: Uint8Array, pos: number, v: number, lo: boolean): number {
+	return lo ? writeLo(buf, pos, v) : writeVarint(buf, pos, v);
+}
+
+/**
+ * Writes a SUBGROUP_HEADER (type 0x19 / 0x18, subgroup 0; 0x59 / 0x58 on 18+, which always start
+ * at object 0) at `buf[pos]`, in draft `d`'s varints; returns the end.
+ */
 export function writeSubgroupHeader(
 	buf: Uint8Array,
 	pos: number,
@@ -89,16 +128,19 @@ export function writeSubgroupHeader(
 	group: number,
 	priority: number,
 	extensions: boolean,
+	d: IetfDraft = 14,
 ): number {
-	buf[pos] = subgroupType(extensions);
-	let p = writeVarint(buf, pos + 1, alias);
-	p = writeVarint(buf, p, group);
+	const lo = hasLeadingOnesVarints(d);
+	// The type is below 0x40 (one byte either way) or, with FIRST_OBJECT, below 0x80 (one leading-ones byte).
+	buf[pos] = subgroupType(extensions, d);
+	let p = writeDraftVarint(buf, pos + 1, alias, lo);
+	p = writeDraftVarint(buf, p, group, lo);
 	buf[p] = priority;
 	return p + 1;
 }
 
 /** Room `writeObjectHeader` may need: delta, extensions length, property type and value, size, status. */
-export const OBJECT_HEADER_MAX = 8 + 1 + 1 + 8 + 8 + 1;
+export const OBJECT_HEADER_MAX = 9 + 1 + 1 + 9 + 9 + 1;
 
 /**
  * Writes one object header at `buf[pos]` and returns the end: ID delta, then (with `extensions`) the
@@ -112,18 +154,21 @@ export function writeObjectHeader(
 	extensions: boolean,
 	timestamp: number,
 	size: number,
+	d: IetfDraft = 14,
 ): number {
-	let p = writeVarint(buf, pos, idDelta);
+	const lo = hasLeadingOnesVarints(d);
+	let p = writeDraftVarint(buf, pos, idDelta, lo);
 	if (extensions) {
 		if (timestamp >= 0 && Number.isSafeInteger(timestamp)) {
-			buf[p] = 1 + varintSize(timestamp);
+			// The length (≤ 10) and the type (0x10) are one byte in both varint forms.
+			buf[p] = 1 + (lo ? loSize(timestamp) : varintSize(timestamp));
 			buf[p + 1] = PROP_TIMESTAMP;
-			p = writeVarint(buf, p + 2, timestamp);
+			p = writeDraftVarint(buf, p + 2, timestamp, lo);
 		} else {
 			buf[p++] = 0;
 		}
 	}
-	p = writeVarint(buf, p, size);
+	p = writeDraftVarint(buf, p, size, lo);
 	if (size === 0) buf[p++] = ObjectStatus.NORMAL;
 	return p;
 }
@@ -157,12 +202,15 @@ export class ObjectParser {
 	readonly #extensions: boolean;
 	readonly #maxObjectBytes: number;
 	readonly #doesNotExist: boolean;
+	/** 17+: leading-ones varints (and whether their 7-byte form is valid). */
+	readonly #lo: boolean;
+	readonly #seven: boolean;
 	#state = ST_ID;
 	/** The ID of the current object; -1 before the first. */
 	#id = -1;
 	#remaining = 0;
 	/** A varint split across chunks. */
-	readonly #stash = new Uint8Array(8);
+	readonly #stash = new Uint8Array(9);
 	#stashLen = 0;
 	#stashNeed = 0;
 	#value = 0;
@@ -175,6 +223,8 @@ export class ObjectParser {
 		this.#extensions = extensions;
 		this.#maxObjectBytes = maxObjectBytes;
 		this.#doesNotExist = hasObjectDoesNotExist(d);
+		this.#lo = hasLeadingOnesVarints(d);
+		this.#seven = hasSevenByteVarint(d);
 	}
 
 	/** Between objects (or after an end-of-group object): a FIN here ends the stream cleanly. */
@@ -285,7 +335,7 @@ export class ObjectParser {
 	 */
 	#varint(chunk: Uint8Array, p: number, end: number): number {
 		if (this.#stashLen === 0) {
-			const need = 1 << (chunk[p] >> 6);
+			const need = this.#lo ? this.#loLength(chunk[p]) : 1 << (chunk[p] >> 6);
 			if (end - p >= need) {
 				this.#value = this.#decode(chunk, p, need);
 				return p + need;
@@ -301,7 +351,30 @@ export class ObjectParser {
 		return p;
 	}
 
+	/** The length of a leading-ones varint from its first byte. */
+	#loLength(first: number): number {
+		if (first < 0x80) return 1;
+		if (first < 0xc0) return 2;
+		if (first < 0xe0) return 3;
+		if (first < 0xf0) return 4;
+		if (first < 0xf8) return 5;
+		if (first < 0xfc) return 6;
+		if (first < 0xfe) {
+			if (!this.#seven) this.#fail("the 7-byte varint form (1111110x) is reserved on draft-17");
+			return 7;
+		}
+		return first === 0xfe ? 8 : 9;
+	}
+
 	#decode(b: Uint8Array, p: number, n: number): number {
+		if (this.#lo) {
+			let v = n >= 8 ? 0 : b[p] & (0xff >> n);
+			for (let i = 1; i < n; i++) {
+				v = v * 256 + b[p + i];
+				if (v > Number.MAX_SAFE_INTEGER) this.#fail("varint above 2^53-1");
+			}
+			return v;
+		}
 		const first = b[p] & 0x3f;
 		if (n === 1) return first;
 		if (n === 2) return (first << 8) | b[p + 1];
