@@ -142,7 +142,15 @@ export class IetfSession implements IetfHost {
 	readonly #liveRequests = new Set<number>();
 	/** Client request IDs must stay below this (our MAX_REQUEST_ID). */
 	#maxClientRequest = REQUEST_WINDOW;
+	/** The highest client request ID seen on the control stream (14–16). */
 	#lastControlRequest = -1;
+	/**
+	 * Even IDs below #lastControlRequest that have not come yet (14–16). The official client takes
+	 * an ID, then awaits before writing its request, so concurrent requests can reach us out of
+	 * order (0, 2, 6, 8, then 4): an ID that fills such a gap is accepted, one used before is not.
+	 * Only gaps within REQUEST_WINDOW of the highest ID are kept: a bounded set.
+	 */
+	readonly #requestGaps = new Set<number>();
 	/** Our request IDs must stay below this (the client's MAX_REQUEST_ID). */
 	#peerMaxRequest = 0;
 	#nextRequest = 1;
@@ -340,16 +348,27 @@ export class IetfSession implements IetfHost {
 			);
 			return false;
 		}
-		if (onControlStream) {
-			if (id <= this.#lastControlRequest) {
-				this.violation(IetfClose.INVALID_REQUEST_ID, `request ID ${id} after ${this.#lastControlRequest}`);
-				return false;
-			}
-			this.#lastControlRequest = id;
-		}
+		if (onControlStream && !this.#takeControlRequestId(id)) return false;
 		// Keep the window open ahead of the client (it blocks at the limit, it never asks twice).
 		if (this.#maxClientRequest - id <= REQUEST_WINDOW / 2) this.#grantMore(id);
 		return true;
+	}
+
+	/** 14–16: `id` is new (past the highest, or one of the gaps below it); false after closing. */
+	#takeControlRequestId(id: number): boolean {
+		const last = this.#lastControlRequest;
+		if (id > last) {
+			const floor = id - REQUEST_WINDOW;
+			for (let gap = Math.max(last + 2, floor); gap < id; gap += 2) this.#requestGaps.add(gap);
+			if (this.#requestGaps.size > 0 && last + 2 < floor) {
+				for (const gap of this.#requestGaps) if (gap < floor) this.#requestGaps.delete(gap);
+			}
+			this.#lastControlRequest = id;
+			return true;
+		}
+		if (this.#requestGaps.delete(id)) return true;
+		this.violation(IetfClose.INVALID_REQUEST_ID, `request ID ${id} was used before (highest so far ${last})`);
+		return false;
 	}
 
 	#grantMore(highest: number): void {
