@@ -534,12 +534,7 @@ export class IetfSession implements IetfHost {
 		const reader = this.reader(s);
 		if (s.bidi) {
 			// Draft 16: a SUBSCRIBE_NAMESPACE on its own stream. Earlier: no other bidi stream exists.
-			const route = () => this.#onNamespaceStream(s, reader);
-			if (this.#ready) route();
-			else {
-				reader.follow(() => {});
-				this.#pending.push(route);
-			}
+			this.#whenReady(reader, () => this.#onNamespaceStream(s, reader));
 			return;
 		}
 		let type: number | undefined;
@@ -548,17 +543,23 @@ export class IetfSession implements IetfHost {
 			type = reader.next(asIetf((r) => r.varint()));
 			if (type === undefined) return;
 			const t = type;
-			if (this.#ready) this.#routeUni(s, reader, t);
-			else {
-				reader.follow(() => {});
-				this.#pending.push(() => this.#routeUni(s, reader, t));
-			}
+			this.#whenReady(reader, () => this.#routeUni(s, reader, t));
 		});
 		s.onFin = () => {
 			if (type === undefined)
 				this.violation(IetfClose.PROTOCOL_VIOLATION, "a unidirectional stream ended before its type");
 		};
 		s.onReset = () => {};
+	}
+
+	/** Runs `route` now when the session is ready, else once SETUP is done (the stream's bytes wait in its reader). */
+	#whenReady(reader: ControlReader, route: () => void): void {
+		if (this.#ready) {
+			route();
+			return;
+		}
+		reader.follow(() => {});
+		this.#pending.push(route);
 	}
 
 	#routeUni(s: TransportStream, reader: ControlReader, type: number): void {
@@ -606,12 +607,7 @@ export class IetfSession implements IetfHost {
 	#onStream17(s: TransportStream): void {
 		const reader = this.reader(s);
 		if (s.bidi) {
-			const route = () => this.#onRequestStream(s, reader);
-			if (this.#ready) route();
-			else {
-				reader.follow(() => {});
-				this.#pending.push(route);
-			}
+			this.#whenReady(reader, () => this.#onRequestStream(s, reader));
 			return;
 		}
 		let type: number | undefined;
@@ -622,11 +618,7 @@ export class IetfSession implements IetfHost {
 			const t = type;
 			// The client's SETUP is read at once: the session is not ready without it.
 			if (t === Msg.SETUP) return this.#onSetupStream(s, reader);
-			if (this.#ready) this.#routeUni(s, reader, t);
-			else {
-				reader.follow(() => {});
-				this.#pending.push(() => this.#routeUni(s, reader, t));
-			}
+			this.#whenReady(reader, () => this.#routeUni(s, reader, t));
 		});
 		s.onFin = () => {
 			if (type === undefined)
