@@ -11,6 +11,8 @@
  *   stay within their bound per broadcast in flight, and no relay lists a broadcast well after its end;
  * - at rest, every count (broadcasts, routes, lingering, replicas, upstream subscriptions,
  *   subscriptions, tracks, sessions) is back to its pre-churn baseline within 20 s, links up;
+ * - at rest, after forced full collections (the GC probe), no worker has a track or ring alive beyond
+ *   what its relay core holds (a link session once kept every group it refused, and so its ring);
  * - no relay exited.
  * RSS is not asserted (45 s is warm-up): the soak measures it (docs/soak.md, "Cluster churn").
  * MOQ_TEST_TRACE=1 prints the soak's summary.
@@ -59,6 +61,8 @@ describe("publisher churn across a 3-relay mesh", { timeout: 120_000 }, () => {
 		assert.deepEqual(r.overBound, [], `counts above their bound during the churn\n${report}`);
 		assert.deepEqual(r.stale, [], `ghost broadcasts\n${report}`);
 		assert.deepEqual(r.leftovers, [], `counts not back to baseline at rest\n${report}`);
+		// Forced full collections in every worker at rest: nothing of an ended broadcast still alive.
+		assert.deepEqual(r.retained, [], `tracks or rings retained at rest\n${report}`);
 		assert.ok(r.restSeconds !== null && r.restSeconds <= 20, `back at rest after ${r.restSeconds} s\n${report}`);
 	});
 });

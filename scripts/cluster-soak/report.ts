@@ -210,6 +210,17 @@ export function verdicts(r: ClusterSoakResult): ClusterVerdict[] {
 				: r.leftovers.map((l) => l.split("\n")[0]).join("; ") || "no reading at rest",
 	});
 	out.push({
+		short: "nothing retained",
+		name: "at rest, no track or ring alive beyond what the relay core holds (GC probe, forced collections)",
+		ok: r.retained !== null && r.retained.length === 0,
+		detail:
+			r.retained === null
+				? "the GC probe did not answer (relays without MOQ_FANOUT_GC_PROBE=1)"
+				: r.retained.length === 0
+					? "every worker of every relay"
+					: r.retained.join("; "),
+	});
+	out.push({
 		short: "counts bounded",
 		name: "counts during the churn bounded by the broadcasts in flight",
 		ok: r.overBound.length === 0,

@@ -7,6 +7,8 @@
  * @module
  */
 
+import type { WorkerProbeReport } from "../../src/worker/gc-probe.ts";
+import type { ClusterNode } from "../../test/support/cluster.ts";
 import { sleep } from "../../test/support/wait.ts";
 import { REST_COUNTS, type RelayReading, type RestCount, SoakCluster } from "./cluster.ts";
 import { ClusterChurn, type ClusterChurnStats, type RoundRecord } from "./driver.ts";
@@ -72,6 +74,12 @@ export interface ClusterSoakResult {
 	rest: (Record<RestCount, number> | null)[];
 	/** What was not back to baseline at rest, per relay, with /cluster excerpts. */
 	leftovers: string[];
+	/**
+	 * At rest, after forced full collections in every worker (the GC probe): tracks and rings still
+	 * alive beyond what the worker's relay core holds, per relay and worker. null: the probe was not
+	 * answered (a relay started without MOQ_FANOUT_GC_PROBE=1).
+	 */
+	retained: string[] | null;
 	/** Counts above their bound during the churn. */
 	overBound: string[];
 	/** Each (relay, broadcast) seen stale, in order of the first sighting. */
@@ -97,7 +105,43 @@ function restCounts(r: Pick<RelayReading, RestCount>): Record<RestCount, number>
 	return Object.fromEntries(REST_COUNTS.map((k) => [k, r[k]])) as Record<RestCount, number>;
 }
 
+/**
+ * The GC probe at rest (src/worker/gc-probe.ts): each worker forces full collections, then counts
+ * the tracks and rings still alive. Anything above what its relay core still lists is held by
+ * something that outlived its broadcast. On a cluster link (a session that never ends) that is
+ * memory the relay never gets back: it found the link sessions keeping every group they had refused.
+ */
+async function retainedAtRest(nodes: ClusterNode[]): Promise<string[] | null> {
+	const out: string[] = [];
+	for (const n of nodes) {
+		let report: { workers: WorkerProbeReport[] };
+		try {
+			const res = await fetch(`${n.base}/debug/gc-probe`, { signal: AbortSignal.timeout(30_000) });
+			if (res.status !== 200) return null;
+			report = (await res.json()) as { workers: WorkerProbeReport[] };
+		} catch {
+			return null;
+		}
+		for (const w of report.workers) {
+			if (!w.answered) {
+				out.push(`${n.name} worker ${w.index}: did not answer the GC probe`);
+				continue;
+			}
+			const held = w.relay.tracks + w.relay.remoteTracks;
+			if (w.live.track > held || w.live.ring > held) {
+				out.push(
+					`${n.name} worker ${w.index}: ${w.live.track} tracks and ${w.live.ring} rings alive after a full collection, its relay core holds ${held} (${JSON.stringify(w.live)})`,
+				);
+			}
+		}
+	}
+	return out;
+}
+
 export async function runClusterSoak(opts: ClusterSoakOptions = {}): Promise<ClusterSoakResult> {
+	// The relays inherit the environment: the GC probe lets the soak check at rest that nothing of
+	// an ended broadcast is still alive (a few registrations per track and session, nothing per frame).
+	process.env.MOQ_FANOUT_GC_PROBE = "1";
 	const o = {
 		relays: opts.relays ?? 3,
 		workers: opts.workers ?? 2,
@@ -322,6 +366,8 @@ export async function runClusterSoak(opts: ClusterSoakOptions = {}): Promise<Clu
 		);
 	}
 
+	const retained = await retainedAtRest(nodes);
+
 	const logs = cluster.logs();
 	const exits = cluster.exits.map((e) => ({ relay: e.relay, code: e.code, t: (e.at - t0) / 1000 }));
 	const exitCodes = await cluster.stop();
@@ -340,6 +386,7 @@ export async function runClusterSoak(opts: ClusterSoakOptions = {}): Promise<Clu
 		baseline,
 		rest: restRow.map((s) => (s ? restCounts(s) : null)),
 		leftovers,
+		retained,
 		overBound,
 		stale: [...stale.values()],
 		sampleErrors,

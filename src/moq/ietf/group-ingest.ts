@@ -102,6 +102,9 @@ export class IetfGroupIngest {
 		track.notify();
 	}
 
+	/** Called once when the group ends, however it ends (finish, abort, a refusal). */
+	onDone: (() => void) | null = null;
+
 	get done(): boolean {
 		return this.#done;
 	}
@@ -141,6 +144,7 @@ export class IetfGroupIngest {
 			// The cache already dropped the group, or the track ended under it.
 		}
 		this.#track.notify();
+		this.onDone?.();
 	}
 
 	/** Ends the group in the cache with a (moq-lite) code: what its lite viewers' streams are reset with. */
@@ -153,6 +157,7 @@ export class IetfGroupIngest {
 			// As in finish().
 		}
 		this.#track.notify();
+		this.onDone?.();
 	}
 
 	/** Something the model cannot express: this group alone is refused; the session goes on. */

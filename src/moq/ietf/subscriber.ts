@@ -464,17 +464,26 @@ export class IetfSubscriber implements UpstreamPublisher {
 		}
 		this.#ingests.add(g);
 		sub.inFlight++;
-		const finish = () => {
-			g.finish();
+		let settled = false;
+		const settle = () => {
+			if (settled) return;
+			settled = true;
 			this.#ingests.delete(g);
 			this.#groupDone(sub);
+		};
+		// Also when the ingest refuses the group itself mid-way: it stops the stream, and a stopped
+		// stream hears no FIN or reset from its transport (on a long-lived session the group, its
+		// track and the track's ring would stay reachable).
+		g.onDone = settle;
+		const finish = () => {
+			g.finish();
+			settle();
 		};
 		s.onData = (chunk) => g.push(chunk);
 		s.onFin = finish;
 		s.onReset = () => {
 			g.abort(CANCEL);
-			this.#ingests.delete(g);
-			this.#groupDone(sub);
+			settle();
 		};
 		for (const c of chunks) {
 			if (c === FIN) return finish();

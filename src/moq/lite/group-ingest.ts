@@ -29,6 +29,8 @@ export class GroupIngest {
 	#done = false;
 	/** The cache dropped the group mid-way (ring pressure): keep parsing, stop writing. */
 	#dropped = false;
+	/** Called once when the group ends, however it ends (finish, abort, a bad frame). */
+	onDone: (() => void) | null = null;
 
 	constructor(
 		track: RelayTrack,
@@ -110,6 +112,7 @@ export class GroupIngest {
 			// The cache already dropped the group, or the track ended under it: nothing to close.
 		}
 		this.#track.notify();
+		this.onDone?.();
 	}
 
 	abort(code: number): void {
@@ -123,5 +126,6 @@ export class GroupIngest {
 			// As in finish(): the group or track is already gone from the cache.
 		}
 		this.#track.notify();
+		this.onDone?.();
 	}
 }

@@ -461,18 +461,30 @@ export class LiteSubscriber implements UpstreamPublisher {
 			const relay = host.relay;
 			const g = new GroupIngest(sub.track, hdr.sequence, s, v, relay.config.limits.maxFrameBytes, relay.figures);
 			ingest = g;
+			// Refused at once (a group repeated after a splice, or the cache's pressure): the ingest
+			// stopped the stream, and a stopped stream hears nothing more from its transport.
+			if (g.done) return;
 			this.#ingests.add(g);
 			sub.inFlight++;
-			s.onData = (chunk) => g.push(chunk);
-			s.onFin = () => {
-				g.finish();
+			let settled = false;
+			const settle = () => {
+				if (settled) return;
+				settled = true;
 				this.#ingests.delete(g);
 				this.#groupDone(sub);
 			};
+			// Also when the ingest ends the group itself (a bad frame: it stops the stream, so no FIN or
+			// reset follows). Without this a long-lived session (a cluster link) kept every such group,
+			// its track and the track's ring.
+			g.onDone = settle;
+			s.onData = (chunk) => g.push(chunk);
+			s.onFin = () => {
+				g.finish();
+				settle();
+			};
 			s.onReset = (code) => {
 				g.abort(code || Code.CANCEL);
-				this.#ingests.delete(g);
-				this.#groupDone(sub);
+				settle();
 			};
 			const rest = reader.buf.rest();
 			if (rest.length) g.push(rest);
