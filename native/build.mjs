@@ -20,6 +20,16 @@ import { fileURLToPath } from "node:url";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const sanitize = process.argv.includes("--sanitize");
+
+// The install also builds the ngtcp2 QUIC engine (native/build-ngtcp2.mjs) when the system has its
+// libraries; it runs whatever became of the UDP addon (every exit path below) and never fails the
+// install. `--udp-only` skips it (the sanitized builds are asked for one at a time).
+if (!sanitize && !process.argv.includes("--udp-only")) {
+	process.once("exit", () => {
+		const extra = process.argv.includes("--verbose") ? ["--verbose"] : [];
+		spawnSync(process.execPath, [join(here, "build-ngtcp2.mjs"), ...extra], { stdio: "inherit", timeout: 240_000 });
+	});
+}
 const output = join(here, "build", sanitize ? "udp-sanitized.node" : "udp.node");
 
 function giveUp(reason) {

@@ -5,7 +5,7 @@
  */
 
 /** The UDP (and TCP, for HTTP/WebSocket) address when `[server] bind` is absent: WebTransport's port. */
-import type { QuicRetryMode } from "./types.ts";
+import type { QuicEngineChoice, QuicRetryMode } from "./types.ts";
 
 export const DEFAULT_BIND = "[::]:443";
 
@@ -51,6 +51,8 @@ export const DEFAULT_QUIC = {
 	maxConnections: 10_000,
 	/** Batched egress (GSO + sendmmsg) through the native addon when it is built; false: dgram.send. */
 	gso: true,
+	/** The QUIC engine: "auto" picks ngtcp2 when its addon was built, else quiche (src/quic/engine.ts). */
+	engine: "auto" as QuicEngineChoice,
 } as const;
 
 /** SIGTERM/SIGINT: existing sessions are served this long (ms) after new ones are refused. */

@@ -21,6 +21,7 @@ import {
 	LOG_FORMATS,
 	LOG_LEVELS,
 	normalizePrefix,
+	QUIC_ENGINES,
 	QUIC_RETRY_MODES,
 	type SettingName,
 	type Settings,
@@ -72,6 +73,7 @@ export function readDocument(root: Record<string, unknown>, source: string, base
 			);
 			put(quic, "max_connections", "quicMaxConnections", quic.read("max_connections", integer(1, MAX_COUNT)));
 			put(quic, "gso", "quicGso", quic.read("gso", boolean));
+			put(quic, "engine", "quicEngine", quic.read("engine", oneOf(QUIC_ENGINES)));
 			quic.finish();
 		}
 		server.unsupported("backend", "moq-fanout always uses quiche");

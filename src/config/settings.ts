@@ -8,10 +8,11 @@
 import { isIP } from "node:net";
 import { parseClusterUrl } from "./cluster-urls.ts";
 import { describeValue } from "./errors.ts";
-import type { ClusterPeer, ClusterTier, ListenAddress, LogLevel, QuicRetryMode } from "./types.ts";
+import type { ClusterPeer, ClusterTier, ListenAddress, LogLevel, QuicEngineChoice, QuicRetryMode } from "./types.ts";
 
 export const LOG_LEVELS: readonly LogLevel[] = ["trace", "debug", "info", "warn", "error"];
 export const QUIC_RETRY_MODES: readonly QuicRetryMode[] = ["auto", "on", "off"];
+export const QUIC_ENGINES: readonly QuicEngineChoice[] = ["auto", "ngtcp2", "quiche"];
 export const LOG_FORMATS: readonly ("text" | "json")[] = ["text", "json"];
 export const CLUSTER_TIERS: readonly ClusterTier[] = ["origin", "mid", "edge"];
 
@@ -58,6 +59,7 @@ export interface Settings {
 	quicMaxHandshakesPerIp?: number;
 	quicMaxConnections?: number;
 	quicGso?: boolean;
+	quicEngine?: QuicEngineChoice;
 	drainTimeoutMs?: number;
 	/** 0 = one per available core. */
 	workers?: number;

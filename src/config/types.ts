@@ -2,6 +2,8 @@
 
 /** QUIC address validation: always, never, or once handshakes in progress pass a threshold. */
 export type QuicRetryMode = "auto" | "on" | "off";
+/** [server.quic] engine: which QUIC implementation serves the relay (src/quic/engine.ts). */
+export type QuicEngineChoice = "auto" | "ngtcp2" | "quiche";
 
 export type LogLevel = "trace" | "debug" | "info" | "warn" | "error";
 
@@ -33,6 +35,12 @@ export interface RelayConfig {
 			 * built at install; false sends each packet with dgram.send. [server.quic] gso, default true.
 			 */
 			gso: boolean;
+			/**
+			 * The server-side QUIC engine: "ngtcp2" (the C engine on the system's ngtcp2 + GnuTLS, built
+			 * at install when they are present), "quiche", or "auto" (src/quic/engine.ts decides).
+			 * [server.quic] engine, default "auto".
+			 */
+			engine: QuicEngineChoice;
 		};
 		/**
 		 * SIGTERM/SIGINT: how long existing sessions keep being served after new ones are refused

@@ -23,10 +23,11 @@ import {
 	PacketForm,
 	parseHeader,
 } from "./cid.ts";
-import { buildServerConfig, type QuicLimits, resolveLimits } from "./config.ts";
+import { type QuicLimits, resolveLimits } from "./config.ts";
 import { type ConnectionOwner, type EndpointStats, newEndpointStats, QuicConnection } from "./connection.ts";
 import { type Driver, driver } from "./driver.ts";
-import { loadQuiche, type Quiche, type QuicheConfig, type QuicheHostPort } from "./native.ts";
+import { type ServerEngine, selectEngine } from "./engine.ts";
+import type { QuicheHostPort } from "./native.ts";
 import { handshakeDropped } from "./reclaim.ts";
 import { RetryTokens } from "./retry.ts";
 import { PacketSender } from "./sender.ts";
@@ -84,9 +85,10 @@ export class QuicServer implements ConnectionOwner {
 	readonly limits: QuicLimits;
 
 	private readonly socket: dgram.Socket;
-	private readonly quiche: Quiche;
+	/** The QUIC engine ([server.quic] engine, engine.ts): quiche or ngtcp2. */
+	readonly engine: ServerEngine;
 	private readonly options: QuicServerOptions;
-	private config: QuicheConfig;
+	private config: unknown;
 	private readonly connections = new Map<string, QuicConnection>();
 	private readonly header = newParsedHeader();
 	private readonly retryTokens: RetryTokens;
@@ -116,15 +118,16 @@ export class QuicServer implements ConnectionOwner {
 	private constructor(
 		socket: dgram.Socket,
 		options: QuicServerOptions,
-		config: QuicheConfig,
+		config: unknown,
 		limits: QuicLimits,
 		udp: UdpNative | null,
+		engine: ServerEngine,
 	) {
 		this.socket = socket;
 		this.options = options;
 		this.config = config;
 		this.limits = limits;
-		this.quiche = loadQuiche();
+		this.engine = engine;
 		this.workerIndex = options.workerIndex ?? 0;
 		this.sender = new PacketSender(socket, this.stats, udp);
 		this.driver = driver();
@@ -147,7 +150,8 @@ export class QuicServer implements ConnectionOwner {
 		if (!Number.isInteger(workerIndex) || workerIndex < 0 || workerIndex > 255) {
 			throw new RangeError(`workerIndex must be 0–255, got ${workerIndex}`);
 		}
-		const config = buildServerConfig(options.cert, options.key, options.alpns, limits);
+		const engine = selectEngine(options.quic?.engine, options.log, workerIndex);
+		const config = engine.buildConfig(options.cert, options.key, options.alpns, limits);
 		const host = options.host ?? "::";
 		if (options.egress) {
 			const egress = options.egress;
@@ -163,7 +167,7 @@ export class QuicServer implements ConnectionOwner {
 				},
 			} as unknown as dgram.Socket;
 			// No socket here: the owning worker sends (its own sender batches).
-			const server = new QuicServer(virtual, options, config, limits, null);
+			const server = new QuicServer(virtual, options, config, limits, null, engine);
 			server.localHost = { host, port: options.port };
 			options.log?.info(`quic attached to the shared socket (worker ${server.workerIndex})`);
 			return server;
@@ -183,7 +187,7 @@ export class QuicServer implements ConnectionOwner {
 			// Once per relay (worker 0): every worker loads the same file.
 			options.log?.warn("quic: native UDP egress unavailable, sending with dgram", { reason: udpNativeUnavailable() });
 		}
-		const server = new QuicServer(socket, options, config, limits, udp);
+		const server = new QuicServer(socket, options, config, limits, udp, engine);
 		await new Promise<void>((resolve, reject) => {
 			socket.once("error", reject);
 			socket.bind(options.port, host, () => {
@@ -223,7 +227,7 @@ export class QuicServer implements ConnectionOwner {
 
 	/** New certificate (SIGHUP): new connections use it; existing ones keep their TLS context. */
 	setCertificate(cert: string | Uint8Array, key: string | Uint8Array): void {
-		this.config = buildServerConfig(cert, key, this.options.alpns, this.limits);
+		this.config = this.engine.buildConfig(cert, key, this.options.alpns, this.limits);
 	}
 
 	/** A packet another worker received for one of our connection IDs. */
@@ -366,7 +370,7 @@ export class QuicServer implements ConnectionOwner {
 			stats.garbage++;
 			return;
 		}
-		if (!this.quiche.versionIsSupported(h.version)) {
+		if (!this.engine.versionIsSupported(h.version)) {
 			this.negotiateVersion(msg, rinfo);
 			return;
 		}
@@ -410,7 +414,7 @@ export class QuicServer implements ConnectionOwner {
 		const out = this.sender.acquire();
 		let length: number;
 		try {
-			length = this.quiche.negotiateVersion(
+			length = this.engine.negotiateVersion(
 				msg.subarray(h.scidStart, h.scidEnd),
 				msg.subarray(h.dcidStart, h.dcidEnd),
 				out,
@@ -491,13 +495,7 @@ export class QuicServer implements ConnectionOwner {
 		}
 		let native: QuicConnection["native"];
 		try {
-			native = this.quiche.Connection.accept(
-				scid,
-				odcid,
-				this.localHost,
-				{ host: rinfo.address, port: rinfo.port },
-				this.config,
-			);
+			native = this.engine.accept(scid, odcid, this.localHost, { host: rinfo.address, port: rinfo.port }, this.config);
 		} catch (err) {
 			admission?.closeConnection(rinfo.address);
 			stats.garbage++;
@@ -534,6 +532,12 @@ export class QuicServer implements ConnectionOwner {
 			conn.cidKeys.push(dcidKey);
 			this.connections.set(dcidKey, conn);
 		}
+		// ngtcp2 issues more connection IDs (NEW_CONNECTION_ID) once established: drawn at accept, routed here too.
+		for (const extra of this.engine.extraScids(native)) {
+			const key = cidKey(extra);
+			conn.cidKeys.push(key);
+			this.connections.set(key, conn);
+		}
 		try {
 			conn.receive(msg, rinfo.address, rinfo.port);
 			if (this.draining && !conn.closed) {
@@ -566,7 +570,7 @@ export class QuicServer implements ConnectionOwner {
 		let length: number;
 		try {
 			// A Retry is smaller than the Initial that caused it: no amplification (RFC 9000 §8.1).
-			length = this.quiche.retry(msg.subarray(h.scidStart, h.scidEnd), odcid, newScid, token, h.version, out);
+			length = this.engine.retry(msg.subarray(h.scidStart, h.scidEnd), odcid, newScid, token, h.version, out);
 		} catch {
 			this.sender.release(out);
 			this.stats.garbage++;

@@ -1,0 +1,94 @@
+// Builds native/build/ngtcp2.node (native/ngtcp2.c, the ngtcp2 + GnuTLS QUIC engine) with the system
+// C compiler, when pkg-config finds the system's libngtcp2 (0.12 API), libngtcp2_crypto_gnutls and
+// gnutls. Run by native/build.mjs at `npm install` (so by the package's `install` script):
+//
+//   node native/build-ngtcp2.mjs              optimized build: native/build/ngtcp2.node
+//   node native/build-ngtcp2.mjs --sanitize   ASan + UBSan build for tests: native/build/ngtcp2-sanitized.node
+//
+// Nothing is downloaded. The engine is optional (the relay runs on quiche without it), so the default
+// build never fails the install: without the libraries it prints nothing unless --verbose (the relay
+// logs once which Debian packages enable it), and a failed compile prints one warning line; both exit 0.
+// The sanitized build is asked for on purpose and exits 1 when it cannot be made.
+import { spawnSync } from "node:child_process";
+import { mkdirSync, renameSync, rmSync } from "node:fs";
+import { createRequire } from "node:module";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+const here = dirname(fileURLToPath(import.meta.url));
+const sanitize = process.argv.includes("--sanitize");
+const verbose = process.argv.includes("--verbose");
+const output = join(here, "build", sanitize ? "ngtcp2-sanitized.node" : "ngtcp2.node");
+const PACKAGES = "libngtcp2-dev libngtcp2-crypto-gnutls-dev libgnutls28-dev pkg-config";
+
+function giveUp(reason, quiet = false) {
+	if (sanitize) {
+		console.error(`moq-fanout: cannot build the sanitized ngtcp2 engine: ${reason}`);
+		process.exit(1);
+	}
+	if (!quiet || verbose) console.warn(`moq-fanout: ngtcp2 QUIC engine not built (${reason}); the relay uses quiche`);
+	process.exit(0);
+}
+
+if (process.platform !== "linux") giveUp(`Linux only, this is ${process.platform}`, true);
+if (process.env.MOQ_FANOUT_NGTCP2 === "0" && !sanitize) giveUp("MOQ_FANOUT_NGTCP2=0", true);
+
+let includeDir;
+try {
+	includeDir = createRequire(import.meta.url)("node-api-headers").include_dir;
+} catch (err) {
+	giveUp(`the node-api-headers package is missing: ${err.message}`);
+}
+
+const LIBS = ["libngtcp2", "libngtcp2_crypto_gnutls", "gnutls"];
+const pkgConfig = process.env.PKG_CONFIG || "pkg-config";
+const probe = spawnSync(pkgConfig, ["--cflags", "--libs", ...LIBS], { encoding: "utf8", timeout: 20_000 });
+if (probe.status !== 0) giveUp(`pkg-config does not find ${LIBS.join(", ")} (Debian: apt-get install ${PACKAGES})`, true);
+const version = spawnSync(pkgConfig, ["--modversion", "libngtcp2"], { encoding: "utf8", timeout: 20_000 });
+const ngtcp2Version = (version.stdout || "").trim();
+if (!/^0\.(1[2-9])\./.test(ngtcp2Version)) {
+	giveUp(`libngtcp2 ${ngtcp2Version || "?"} found; the engine is written for the 0.12 API (Debian bookworm)`, true);
+}
+const pkgFlags = probe.stdout.trim().split(/\s+/).filter(Boolean);
+
+/** The first compiler that answers `--version`: $CC, then cc, then gcc. */
+function findCompiler() {
+	for (const candidate of [process.env.CC, "cc", "gcc"]) {
+		if (!candidate) continue;
+		const result = spawnSync(candidate, ["--version"], { stdio: "ignore", timeout: 20_000 });
+		if (result.status === 0) return candidate;
+	}
+	return null;
+}
+
+const compiler = findCompiler();
+if (compiler === null) giveUp("no C compiler found (set CC, or install gcc)");
+
+const flags = sanitize
+	? ["-O1", "-g", "-fsanitize=address,undefined", "-fno-sanitize-recover=undefined", "-fno-omit-frame-pointer"]
+	: ["-O2"];
+const scratch = `${output}.${process.pid}.tmp`;
+mkdirSync(dirname(output), { recursive: true });
+const args = [
+	...flags,
+	"-std=gnu11",
+	"-Wall",
+	"-shared",
+	"-fPIC",
+	"-fvisibility=hidden",
+	"-I",
+	includeDir,
+	join(here, "ngtcp2.c"),
+	"-o",
+	scratch,
+	...pkgFlags,
+];
+const result = spawnSync(compiler, args, { encoding: "utf8", timeout: 180_000 });
+if (result.status !== 0) {
+	rmSync(scratch, { force: true });
+	const detail = (result.stderr || result.error?.message || `exit status ${result.status}`).trim().split("\n");
+	if (sanitize || verbose) console.error(detail.join("\n"));
+	giveUp(`${compiler} failed: ${detail.find((line) => line.includes("error")) ?? detail[0]}`);
+}
+renameSync(scratch, output);
+if (sanitize || verbose) console.log(`built ${output} (ngtcp2 ${ngtcp2Version})`);

@@ -1,0 +1,1854 @@
+/*
+ * ngtcp2.node: a server-side QUIC engine on the system's ngtcp2 (0.12 API, Debian bookworm) and
+ * GnuTLS, offering the subset of quiche's napi `Connection` that src/quic/ drives (issue 15,
+ * docs/quic-performance.md "The ngtcp2 engine"). The relay's connection code (src/quic/connection.ts)
+ * runs on it unchanged: same method names, same return values, same error messages
+ * (`StreamReset(code)`, `StreamStopped(code)`, `StreamLimit`, `InvalidStreamState(id)`, `Done`).
+ *
+ * What differs from quiche inside, and how it is bridged:
+ * - ngtcp2 references sent stream data until it is acknowledged: each stream keeps its bytes in a
+ *   list of chunks, freed by acked_stream_data_offset (contiguous, in order).
+ * - received stream data arrives by callback: each stream buffers it for the pull-style
+ *   streamRecv, and the flow-control windows (stream and connection) grow as the app reads.
+ * - quiche parses the client's first Initial in recv(); ngtcp2 needs its header to create the
+ *   connection, so accept() only records the IDs and addresses, and the first recv() creates it.
+ * - closing and draining periods are the application's in ngtcp2: kept here (3 × PTO).
+ * - packets are built with ngtcp2_conn_writev_stream, several streams per packet
+ *   (NGTCP2_WRITE_STREAM_FLAG_MORE), streams taken by quiche-style urgency (lower first; within a
+ *   level round robin when incremental).
+ * - keep-alive is ngtcp2's own (ngtcp2_conn_set_keep_alive_timeout): sendAckEliciting is a no-op.
+ * - the server issues extra connection IDs (NEW_CONNECTION_ID); they are drawn up front at accept
+ *   with the same prefix (worker index) and length as the first, so the JS side can route them
+ *   (extraScids()).
+ *
+ * Safety: every length from JS is checked against its buffer, every length from the network is
+ * ngtcp2's to parse (we only copy what its callbacks hand us, bounded by flow control); no mutable
+ * globals: the constructors live in per-environment instance data (the addon is loaded by several
+ * worker threads).
+ *
+ * The 1.x API (Debian trixie, Fedora) renamed several types and callbacks (ngtcp2_ccerr,
+ * ngtcp2_conn_get_ccerr, the callbacks' versioned structs); this file targets 0.12 and refuses to
+ * build against 1.x (see the #error below) rather than guess: only 0.12.1 was tested.
+ *
+ * Build: node native/build.mjs (the package's install script) when pkg-config finds libngtcp2,
+ * libngtcp2_crypto_gnutls and gnutls.
+ */
+#define _GNU_SOURCE
+#define NAPI_VERSION 8
+#include <node_api.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#include <gnutls/crypto.h>
+#include <gnutls/gnutls.h>
+#include <ngtcp2/ngtcp2.h>
+#include <ngtcp2/ngtcp2_crypto.h>
+#include <ngtcp2/ngtcp2_crypto_gnutls.h>
+
+#if defined(NGTCP2_VERSION_NUM) && NGTCP2_VERSION_NUM >= 0x010000
+#error "native/ngtcp2.c targets the ngtcp2 0.12 API (Debian bookworm); 1.x renamed it (see the header comment)"
+#endif
+
+/* Bumped whenever the JS-facing contract changes; the loader refuses a stale build. */
+#define ABI_VERSION 1
+/* Largest UDP payload we send (quiche's default, and our transport parameter). */
+#define MAX_UDP_PAYLOAD 1350
+/* Urgency levels 0..7 (quiche's range as the relay uses it) and one more for "never set" (quiche 127). */
+#define LEVELS 9
+#define DEFAULT_URGENCY 8
+/* Extra connection IDs drawn at accept (ngtcp2 issues at most NGTCP2_MAX_SCID_POOL_SIZE - 1 = 7). */
+#define EXTRA_CIDS 7
+/* Vectors per writev_stream call. */
+#define MAX_VECS 16
+/* ALPNs a Config takes; GnuTLS takes at most 8 per session (the client hello hook picks them). */
+#define MAX_ALPNS 32
+#define GNUTLS_MAX_ALPNS 8
+/* Close reasons kept (ours and the peer's); ngtcp2 truncates received ones to 1024. */
+#define MAX_REASON 1024
+/* GnuTLS: TLS 1.3 only, and no middlebox-compatibility mode (QUIC forbids it). */
+static const char PRIORITY[] = "%DISABLE_TLS13_COMPAT_MODE:NORMAL:-VERS-ALL:+VERS-TLS1.3";
+
+static const napi_type_tag CONFIG_TAG = {0x6d6f7166616e6f75ULL, 0x6e67746370326366ULL};
+static const napi_type_tag CONN_TAG = {0x6d6f7166616e6f75ULL, 0x6e67746370326363ULL};
+
+typedef struct {
+	napi_ref config_ctor;
+	napi_ref conn_ctor;
+} instance_t;
+
+static uint64_t now_ns(void) {
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (uint64_t)t.tv_sec * 1000000000ull + (uint64_t)t.tv_nsec;
+}
+
+/* ---- config ----------------------------------------------------------------------------------- */
+
+typedef struct {
+	int refs; /* the JS object (1 while alive) + each connection built on it */
+	gnutls_certificate_credentials_t cred;
+	gnutls_priority_t priority;
+	gnutls_datum_t alpns[MAX_ALPNS];
+	uint8_t alpn_bytes[MAX_ALPNS][256];
+	unsigned n_alpns;
+	uint64_t idle_timeout_ms, keep_alive_ms, handshake_timeout_ms;
+	uint64_t max_data, max_stream_data, max_streams_bidi, max_streams_uni;
+	uint64_t max_window, max_stream_window;
+} config_t;
+
+static void config_unref(config_t *c) {
+	if (--c->refs > 0) return;
+	if (c->priority) gnutls_priority_deinit(c->priority);
+	if (c->cred) gnutls_certificate_free_credentials(c->cred);
+	free(c);
+}
+
+/* ---- streams ---------------------------------------------------------------------------------- */
+
+typedef struct chunk {
+	struct chunk *next;
+	uint64_t off; /* stream offset of data[0] */
+	size_t len, cap;
+	uint8_t data[];
+} chunk_t;
+
+typedef struct stream {
+	int64_t id;
+	uint8_t urgency;
+	bool incremental;
+	/* send side */
+	chunk_t *head, *tail;
+	uint64_t written; /* bytes the app handed us */
+	uint64_t sent;    /* bytes handed to ngtcp2 */
+	uint64_t acked;   /* contiguous bytes acknowledged (freed) */
+	bool fin_queued, fin_sent, write_shut;
+	bool stopped, stop_seen;
+	uint64_t stop_code;
+	/* receive side */
+	uint8_t *rbuf;
+	size_t rhead, rlen, rcap; /* unread bytes: rbuf[rhead .. rhead + rlen) */
+	bool rfin, reset, recv_done, has_recv;
+	uint64_t reset_code;
+	/* ngtcp2 is done with it (stream_close) */
+	bool ng_closed;
+	/* scheduling */
+	bool credited; /* the peer's stream limit was extended for it */
+	bool in_sched;
+	uint64_t skip_epoch;
+	struct stream *prev, *next;
+} stream_t;
+
+/* Open addressing (linear probing, backward-shift deletion) from stream id to stream. */
+typedef struct {
+	stream_t **slots;
+	size_t cap, count;
+} table_t;
+
+static size_t hash_id(int64_t id, size_t cap) {
+	uint64_t x = (uint64_t)id * 0x9e3779b97f4a7c15ULL;
+	return (size_t)(x >> 32) & (cap - 1);
+}
+
+static stream_t *table_get(const table_t *t, int64_t id) {
+	if (t->cap == 0) return NULL;
+	for (size_t i = hash_id(id, t->cap);; i = (i + 1) & (t->cap - 1)) {
+		stream_t *s = t->slots[i];
+		if (s == NULL) return NULL;
+		if (s->id == id) return s;
+	}
+}
+
+static bool table_put(table_t *t, stream_t *s) {
+	if ((t->count + 1) * 2 > t->cap) {
+		size_t cap = t->cap ? t->cap * 2 : 16;
+		stream_t **slots = calloc(cap, sizeof *slots);
+		if (slots == NULL) return false;
+		for (size_t j = 0; j < t->cap; j++) {
+			stream_t *o = t->slots[j];
+			if (o == NULL) continue;
+			size_t i = hash_id(o->id, cap);
+			while (slots[i] != NULL) i = (i + 1) & (cap - 1);
+			slots[i] = o;
+		}
+		free(t->slots);
+		t->slots = slots;
+		t->cap = cap;
+	}
+	size_t i = hash_id(s->id, t->cap);
+	while (t->slots[i] != NULL) i = (i + 1) & (t->cap - 1);
+	t->slots[i] = s;
+	t->count++;
+	return true;
+}
+
+static void table_del(table_t *t, int64_t id) {
+	if (t->cap == 0) return;
+	size_t mask = t->cap - 1, i = hash_id(id, t->cap);
+	while (t->slots[i] != NULL && t->slots[i]->id != id) i = (i + 1) & mask;
+	if (t->slots[i] == NULL) return;
+	t->slots[i] = NULL;
+	t->count--;
+	for (size_t j = (i + 1) & mask; t->slots[j] != NULL; j = (j + 1) & mask) {
+		size_t home = hash_id(t->slots[j]->id, t->cap);
+		/* move j back into the hole at i when its home is not in (i, j] (cyclically) */
+		bool between = i <= j ? (home > i && home <= j) : (home > i || home <= j);
+		if (!between) {
+			t->slots[i] = t->slots[j];
+			t->slots[j] = NULL;
+			i = j;
+		}
+	}
+}
+
+/* ---- connection ------------------------------------------------------------------------------- */
+
+enum { ST_NEW, ST_OPEN, ST_CLOSE_PENDING, ST_CLOSING, ST_DRAINING, ST_CLOSED };
+
+typedef struct {
+	bool set, app;
+	uint64_t code;
+	uint8_t reason[MAX_REASON];
+	size_t reason_len;
+} close_info_t;
+
+typedef struct qconn {
+	ngtcp2_conn *conn;
+	gnutls_session_t tls;
+	ngtcp2_crypto_conn_ref ref;
+	config_t *cfg;
+	uint8_t scid[NGTCP2_MAX_CIDLEN], odcid[NGTCP2_MAX_CIDLEN];
+	size_t scid_len, odcid_len;
+	bool has_odcid;
+	uint8_t extra[EXTRA_CIDS][NGTCP2_MAX_CIDLEN];
+	size_t n_extra_used;
+	struct sockaddr_storage local, remote;
+	socklen_t local_len, remote_len;
+	char remote_host[64];
+	uint32_t remote_port;
+	int state;
+	bool timed_out, resend_close;
+	uint64_t close_deadline;
+	close_info_t local_err, peer_err;
+	ngtcp2_connection_close_error ccerr;
+	uint8_t close_pkt[MAX_UDP_PAYLOAD];
+	size_t close_pkt_len;
+	table_t streams;
+	stream_t *sched_head[LEVELS], *sched_tail[LEVELS];
+	uint64_t unsent_total;
+	uint64_t epoch;
+	uint64_t pkts_sent, bytes_sent, pkts_recv, bytes_recv;
+} qconn_t;
+
+static stream_t *stream_new(qconn_t *q, int64_t id) {
+	stream_t *s = calloc(1, sizeof *s);
+	if (s == NULL) return NULL;
+	s->id = id;
+	s->urgency = DEFAULT_URGENCY;
+	s->incremental = true;
+	/* A stream we opened for sending only (our uni) has no receive side. */
+	bool local = ngtcp2_conn_is_local_stream(q->conn, id);
+	s->has_recv = !(local && !ngtcp2_is_bidi_stream(id));
+	if (!table_put(&q->streams, s)) {
+		free(s);
+		return NULL;
+	}
+	ngtcp2_conn_set_stream_user_data(q->conn, id, s);
+	return s;
+}
+
+static void sched_remove(qconn_t *q, stream_t *s) {
+	if (!s->in_sched) return;
+	int l = s->urgency;
+	if (s->prev) s->prev->next = s->next;
+	else q->sched_head[l] = s->next;
+	if (s->next) s->next->prev = s->prev;
+	else q->sched_tail[l] = s->prev;
+	s->prev = s->next = NULL;
+	s->in_sched = false;
+}
+
+static void sched_add(qconn_t *q, stream_t *s) {
+	if (s->in_sched) return;
+	int l = s->urgency;
+	s->prev = q->sched_tail[l];
+	s->next = NULL;
+	if (q->sched_tail[l]) q->sched_tail[l]->next = s;
+	else q->sched_head[l] = s;
+	q->sched_tail[l] = s;
+	s->in_sched = true;
+}
+
+static bool stream_pending(const stream_t *s) {
+	return !s->write_shut && !s->stopped && !s->ng_closed &&
+	       (s->written > s->sent || (s->fin_queued && !s->fin_sent));
+}
+
+static void free_chunks(qconn_t *q, stream_t *s) {
+	chunk_t *c = s->head;
+	while (c) {
+		chunk_t *n = c->next;
+		free(c);
+		c = n;
+	}
+	s->head = s->tail = NULL;
+	q->unsent_total -= s->written - s->sent;
+	s->sent = s->written;
+}
+
+static void stream_free(qconn_t *q, stream_t *s) {
+	sched_remove(q, s);
+	free_chunks(q, s);
+	free(s->rbuf);
+	table_del(&q->streams, s->id);
+	if (q->conn && !s->ng_closed) ngtcp2_conn_set_stream_user_data(q->conn, s->id, NULL);
+	free(s);
+}
+
+/* Whether the app still has something to learn from the stream (data, FIN, reset, stop). */
+static bool stream_js_pending(const stream_t *s) {
+	return (s->has_recv && !s->recv_done) || (s->stopped && !s->stop_seen);
+}
+
+/*
+ * A peer's stream stops counting against its limit once the app is done with it (quiche grants
+ * credit as it collects streams). ngtcp2 0.12 does not close a peer's unidirectional stream after
+ * its FIN (only bidirectional ones), so for those the app's end of reading is the end.
+ */
+static void credit_peer_stream(qconn_t *q, stream_t *s) {
+	if (s->credited || q->conn == NULL || ngtcp2_conn_is_local_stream(q->conn, s->id)) return;
+	s->credited = true;
+	if (ngtcp2_is_bidi_stream(s->id)) ngtcp2_conn_extend_max_streams_bidi(q->conn, 1);
+	else ngtcp2_conn_extend_max_streams_uni(q->conn, 1);
+}
+
+static void stream_maybe_free(qconn_t *q, stream_t *s) {
+	bool peer_uni = q->conn && !ngtcp2_is_bidi_stream(s->id) && !ngtcp2_conn_is_local_stream(q->conn, s->id);
+	if (peer_uni && s->recv_done) credit_peer_stream(q, s);
+	if ((s->ng_closed || peer_uni) && !stream_js_pending(s)) stream_free(q, s);
+}
+
+/* Discards unread bytes, giving their connection-level credit back. */
+static void drop_recv(qconn_t *q, stream_t *s) {
+	if (s->rlen > 0 && q->conn) ngtcp2_conn_extend_max_offset(q->conn, s->rlen);
+	free(s->rbuf);
+	s->rbuf = NULL;
+	s->rhead = s->rlen = s->rcap = 0;
+}
+
+static void set_local_error_liberr(qconn_t *q, int liberr) {
+	if (q->local_err.set) return;
+	ngtcp2_connection_close_error_default(&q->ccerr);
+	if (liberr == NGTCP2_ERR_CRYPTO)
+		ngtcp2_connection_close_error_set_transport_error_tls_alert(&q->ccerr, ngtcp2_conn_get_tls_alert(q->conn), NULL, 0);
+	else
+		ngtcp2_connection_close_error_set_transport_error_liberr(&q->ccerr, liberr, NULL, 0);
+	q->local_err.set = true;
+	q->local_err.app = false;
+	q->local_err.code = q->ccerr.error_code;
+	const char *msg = ngtcp2_strerror(liberr);
+	size_t n = strlen(msg);
+	if (n > MAX_REASON) n = MAX_REASON;
+	memcpy(q->local_err.reason, msg, n);
+	q->local_err.reason_len = n;
+	q->state = ST_CLOSE_PENDING;
+}
+
+/* ---- ngtcp2 callbacks ------------------------------------------------------------------------- */
+
+static ngtcp2_conn *get_conn(ngtcp2_crypto_conn_ref *ref) { return ((qconn_t *)ref->user_data)->conn; }
+
+static void rand_cb(uint8_t *dest, size_t len, const ngtcp2_rand_ctx *ctx) {
+	(void)ctx;
+	gnutls_rnd(GNUTLS_RND_RANDOM, dest, len);
+}
+
+static int new_cid_cb(ngtcp2_conn *conn, ngtcp2_cid *cid, uint8_t *token, size_t len, void *user) {
+	(void)conn;
+	qconn_t *q = user;
+	if (len > NGTCP2_MAX_CIDLEN) return NGTCP2_ERR_CALLBACK_FAILURE;
+	if (q->n_extra_used < EXTRA_CIDS && len == q->scid_len) {
+		ngtcp2_cid_init(cid, q->extra[q->n_extra_used++], len);
+	} else {
+		/* Beyond the pool (replacements for retired IDs): valid but not routed to us by the JS side. */
+		uint8_t data[NGTCP2_MAX_CIDLEN];
+		gnutls_rnd(GNUTLS_RND_RANDOM, data, len);
+		if (len > 0 && q->scid_len > 0) data[0] = q->scid[0];
+		ngtcp2_cid_init(cid, data, len);
+	}
+	gnutls_rnd(GNUTLS_RND_RANDOM, token, NGTCP2_STATELESS_RESET_TOKENLEN);
+	return 0;
+}
+
+static stream_t *stream_of(qconn_t *q, int64_t id, void *sud) {
+	if (sud) return sud;
+	stream_t *s = table_get(&q->streams, id);
+	return s ? s : stream_new(q, id);
+}
+
+static int stream_open_cb(ngtcp2_conn *conn, int64_t id, void *user) {
+	(void)conn;
+	qconn_t *q = user;
+	if (table_get(&q->streams, id) == NULL && stream_new(q, id) == NULL) return NGTCP2_ERR_CALLBACK_FAILURE;
+	return 0;
+}
+
+static int recv_stream_data_cb(ngtcp2_conn *conn, uint32_t flags, int64_t id, uint64_t offset, const uint8_t *data,
+                               size_t len, void *user, void *sud) {
+	(void)offset;
+	qconn_t *q = user;
+	stream_t *s = stream_of(q, id, sud);
+	if (s == NULL) return NGTCP2_ERR_CALLBACK_FAILURE;
+	if (s->recv_done || s->reset || !s->has_recv) {
+		/* Nobody will read it (stopped by us): give the credit straight back. */
+		ngtcp2_conn_extend_max_stream_offset(conn, id, len);
+		ngtcp2_conn_extend_max_offset(conn, len);
+	} else if (len > 0) {
+		/* Bounded by flow control: we only extend the window as the app reads. */
+		if (s->rhead + s->rlen + len > s->rcap) {
+			if (s->rhead > 0) {
+				memmove(s->rbuf, s->rbuf + s->rhead, s->rlen);
+				s->rhead = 0;
+			}
+			if (s->rlen + len > s->rcap) {
+				size_t cap = s->rcap ? s->rcap : 4096;
+				while (cap < s->rlen + len) cap *= 2;
+				uint8_t *b = realloc(s->rbuf, cap);
+				if (b == NULL) return NGTCP2_ERR_CALLBACK_FAILURE;
+				s->rbuf = b;
+				s->rcap = cap;
+			}
+		}
+		memcpy(s->rbuf + s->rhead + s->rlen, data, len);
+		s->rlen += len;
+	}
+	if (flags & NGTCP2_STREAM_DATA_FLAG_FIN) s->rfin = true;
+	return 0;
+}
+
+static int acked_cb(ngtcp2_conn *conn, int64_t id, uint64_t offset, uint64_t len, void *user, void *sud) {
+	(void)conn;
+	(void)id;
+	(void)user;
+	stream_t *s = sud;
+	if (s == NULL) return 0;
+	uint64_t end = offset + len;
+	if (end > s->acked) s->acked = end;
+	while (s->head && s->head->off + s->head->len <= s->acked && s->head->off + s->head->len <= s->sent) {
+		chunk_t *c = s->head;
+		s->head = c->next;
+		if (s->tail == c) s->tail = NULL;
+		free(c);
+	}
+	return 0;
+}
+
+static void peer_stopped(qconn_t *q, stream_t *s, bool has_code, uint64_t code);
+
+static int stream_close_cb(ngtcp2_conn *conn, uint32_t flags, int64_t id, uint64_t code, void *user, void *sud) {
+	qconn_t *q = user;
+	stream_t *s = sud;
+	if (s == NULL) {
+		/* Ours was freed already (credited then), or never made: the peer may open another. */
+		if (!ngtcp2_conn_is_local_stream(conn, id) && ngtcp2_is_bidi_stream(id)) ngtcp2_conn_extend_max_streams_bidi(conn, 1);
+		return 0;
+	}
+	bool send_side = ngtcp2_is_bidi_stream(id) || ngtcp2_conn_is_local_stream(conn, id);
+	if (send_side && !s->write_shut && !(s->fin_sent && s->acked == s->written))
+		peer_stopped(q, s, flags & NGTCP2_STREAM_CLOSE_FLAG_APP_ERROR_CODE_SET, code);
+	s->ng_closed = true;
+	credit_peer_stream(q, s);
+	sched_remove(q, s);
+	free_chunks(q, s);
+	stream_maybe_free(q, s);
+	return 0;
+}
+
+static int stream_reset_cb(ngtcp2_conn *conn, int64_t id, uint64_t final_size, uint64_t code, void *user, void *sud) {
+	(void)conn;
+	(void)final_size;
+	qconn_t *q = user;
+	stream_t *s = stream_of(q, id, sud);
+	if (s == NULL) return NGTCP2_ERR_CALLBACK_FAILURE;
+	if (!s->reset && !s->recv_done) {
+		s->reset = true;
+		s->reset_code = code;
+		drop_recv(q, s);
+	}
+	return 0;
+}
+
+/*
+ * A peer's STOP_SENDING: ngtcp2 0.12 answers it itself (RESET_STREAM with the same code) and has no
+ * callback for it (its stream_stop_sending is about our own STOP_SENDING). We learn of it when
+ * ngtcp2 refuses the stream's data (NGTCP2_ERR_STREAM_SHUT_WR, code unknown: 0) or closes the
+ * stream with its send side unfinished (the code then comes with stream_close).
+ */
+static void peer_stopped(qconn_t *q, stream_t *s, bool has_code, uint64_t code) {
+	if (s->write_shut) return;
+	if (!s->stopped) {
+		s->stopped = true;
+		s->stop_code = has_code ? code : 0;
+	} else if (has_code && !s->stop_seen) {
+		s->stop_code = code;
+	}
+	sched_remove(q, s);
+}
+
+static void init_callbacks(ngtcp2_callbacks *cb) {
+	memset(cb, 0, sizeof *cb);
+	cb->recv_client_initial = ngtcp2_crypto_recv_client_initial_cb;
+	cb->recv_crypto_data = ngtcp2_crypto_recv_crypto_data_cb;
+	cb->encrypt = ngtcp2_crypto_encrypt_cb;
+	cb->decrypt = ngtcp2_crypto_decrypt_cb;
+	cb->hp_mask = ngtcp2_crypto_hp_mask_cb;
+	cb->update_key = ngtcp2_crypto_update_key_cb;
+	cb->delete_crypto_aead_ctx = ngtcp2_crypto_delete_crypto_aead_ctx_cb;
+	cb->delete_crypto_cipher_ctx = ngtcp2_crypto_delete_crypto_cipher_ctx_cb;
+	cb->get_path_challenge_data = ngtcp2_crypto_get_path_challenge_data_cb;
+	cb->version_negotiation = ngtcp2_crypto_version_negotiation_cb;
+	cb->rand = rand_cb;
+	cb->get_new_connection_id = new_cid_cb;
+	cb->stream_open = stream_open_cb;
+	cb->recv_stream_data = recv_stream_data_cb;
+	cb->acked_stream_data_offset = acked_cb;
+	cb->stream_close = stream_close_cb;
+	cb->stream_reset = stream_reset_cb;
+}
+
+/* ---- napi helpers ----------------------------------------------------------------------------- */
+
+#define CHECK(call)                                                                                     \
+	do {                                                                                                \
+		if ((call) != napi_ok) return throw_pending_or(env, "ngtcp2 addon: " #call " failed");          \
+	} while (0)
+
+static napi_value throw_pending_or(napi_env env, const char *msg) {
+	bool pending = false;
+	napi_is_exception_pending(env, &pending);
+	if (!pending) napi_throw_error(env, NULL, msg);
+	return NULL;
+}
+
+static napi_value throw_msg(napi_env env, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static napi_value throw_msg(napi_env env, const char *fmt, ...) {
+	char buf[128];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof buf, fmt, ap);
+	va_end(ap);
+	napi_throw_error(env, NULL, buf);
+	return NULL;
+}
+
+static napi_value js_null(napi_env env) {
+	napi_value v;
+	napi_get_null(env, &v);
+	return v;
+}
+
+static napi_value js_undefined(napi_env env) {
+	napi_value v;
+	napi_get_undefined(env, &v);
+	return v;
+}
+
+static napi_value js_bool(napi_env env, bool b) {
+	napi_value v;
+	napi_get_boolean(env, b, &v);
+	return v;
+}
+
+static napi_value js_num(napi_env env, double d) {
+	napi_value v;
+	napi_create_double(env, d, &v);
+	return v;
+}
+
+/* A Uint8Array / Buffer argument's bytes. */
+static bool get_bytes(napi_env env, napi_value v, uint8_t **data, size_t *len) {
+	bool is_ta = false;
+	if (napi_is_typedarray(env, v, &is_ta) != napi_ok || !is_ta) {
+		napi_throw_type_error(env, NULL, "expected a Uint8Array");
+		return false;
+	}
+	napi_typedarray_type type;
+	void *p;
+	size_t n;
+	if (napi_get_typedarray_info(env, v, &type, &n, &p, NULL, NULL) != napi_ok || type != napi_uint8_array) {
+		napi_throw_type_error(env, NULL, "expected a Uint8Array");
+		return false;
+	}
+	*data = p;
+	*len = n;
+	return true;
+}
+
+/* A non-negative integer argument up to `max`. */
+static bool get_uint(napi_env env, napi_value v, uint64_t max, uint64_t *out) {
+	double d;
+	if (napi_get_value_double(env, v, &d) != napi_ok || !(d >= 0) || d > (double)max || d != (double)(uint64_t)d) {
+		napi_throw_range_error(env, NULL, "expected a non-negative integer in range");
+		return false;
+	}
+	*out = (uint64_t)d;
+	return true;
+}
+
+static bool get_stream_id(napi_env env, napi_value v, int64_t *id) {
+	uint64_t u;
+	if (!get_uint(env, v, (1ULL << 62) - 1, &u)) return false;
+	*id = (int64_t)u;
+	return true;
+}
+
+static bool get_named_uint(napi_env env, napi_value obj, const char *name, uint64_t max, uint64_t *out) {
+	napi_value v;
+	napi_valuetype t;
+	if (napi_get_named_property(env, obj, name, &v) != napi_ok || napi_typeof(env, v, &t) != napi_ok) return false;
+	if (t == napi_undefined) return true; /* keep the default */
+	if (!get_uint(env, v, max, out)) return false;
+	return true;
+}
+
+/* {host, port} into a sockaddr. */
+static bool get_hostport(napi_env env, napi_value obj, struct sockaddr_storage *ss, socklen_t *sslen, char *host_out,
+                         size_t host_cap, uint32_t *port_out) {
+	napi_value hv, pv;
+	char host[64];
+	size_t n = 0;
+	uint64_t port;
+	if (napi_get_named_property(env, obj, "host", &hv) != napi_ok ||
+	    napi_get_value_string_utf8(env, hv, host, sizeof host, &n) != napi_ok) {
+		napi_throw_type_error(env, NULL, "expected {host, port}");
+		return false;
+	}
+	if (napi_get_named_property(env, obj, "port", &pv) != napi_ok || !get_uint(env, pv, 65535, &port)) return false;
+	char *pct = strchr(host, '%');
+	if (pct) *pct = 0;
+	memset(ss, 0, sizeof *ss);
+	struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)ss;
+	struct sockaddr_in *a4 = (struct sockaddr_in *)ss;
+	if (inet_pton(AF_INET6, host, &a6->sin6_addr) == 1) {
+		a6->sin6_family = AF_INET6;
+		a6->sin6_port = htons((uint16_t)port);
+		*sslen = sizeof *a6;
+	} else if (inet_pton(AF_INET, host, &a4->sin_addr) == 1) {
+		a4->sin_family = AF_INET;
+		a4->sin_port = htons((uint16_t)port);
+		*sslen = sizeof *a4;
+	} else {
+		napi_throw_type_error(env, NULL, "invalid IP address");
+		return false;
+	}
+	if (host_out) snprintf(host_out, host_cap, "%s", host);
+	if (port_out) *port_out = (uint32_t)port;
+	return true;
+}
+
+static instance_t *instance(napi_env env) {
+	void *data = NULL;
+	if (napi_get_instance_data(env, &data) != napi_ok) return NULL;
+	return data;
+}
+
+/* ---- Config ----------------------------------------------------------------------------------- */
+
+static void config_finalize(napi_env env, void *data, void *hint) {
+	(void)env;
+	(void)hint;
+	config_unref(data);
+}
+
+/* new Config(certPem, keyPem, alpns: string[], limits?: {...}) */
+static napi_value config_new(napi_env env, napi_callback_info info) {
+	size_t argc = 4;
+	napi_value argv[4], self;
+	CHECK(napi_get_cb_info(env, info, &argc, argv, &self, NULL));
+	if (argc < 3) return throw_msg(env, "Config(cert, key, alpns, limits)");
+	uint8_t *cert, *key;
+	size_t cert_len, key_len;
+	if (!get_bytes(env, argv[0], &cert, &cert_len) || !get_bytes(env, argv[1], &key, &key_len)) return NULL;
+	if (cert_len > UINT32_MAX || key_len > UINT32_MAX) return throw_msg(env, "certificate too large");
+	config_t *c = calloc(1, sizeof *c);
+	if (c == NULL) return throw_msg(env, "out of memory");
+	c->refs = 1;
+	c->idle_timeout_ms = 30000;
+	c->keep_alive_ms = 0;
+	c->handshake_timeout_ms = 10000;
+	c->max_data = 16 << 20;
+	c->max_stream_data = 4 << 20;
+	c->max_streams_bidi = 1024;
+	c->max_streams_uni = 1024;
+	c->max_window = 24 << 20;
+	c->max_stream_window = 16 << 20;
+	bool is_array = false;
+	uint32_t n_alpns = 0;
+	if (napi_is_array(env, argv[2], &is_array) != napi_ok || !is_array ||
+	    napi_get_array_length(env, argv[2], &n_alpns) != napi_ok || n_alpns == 0 || n_alpns > MAX_ALPNS) {
+		config_unref(c);
+		return throw_msg(env, "alpns: 1 to 32 strings");
+	}
+	for (uint32_t i = 0; i < n_alpns; i++) {
+		napi_value e;
+		size_t n = 0;
+		if (napi_get_element(env, argv[2], i, &e) != napi_ok ||
+		    napi_get_value_string_utf8(env, e, (char *)c->alpn_bytes[i], 256, &n) != napi_ok || n == 0 || n > 255) {
+			config_unref(c);
+			return throw_msg(env, "alpns: 1 to 32 strings of 1 to 255 bytes");
+		}
+		c->alpns[i].data = c->alpn_bytes[i];
+		c->alpns[i].size = (unsigned)n;
+	}
+	c->n_alpns = n_alpns;
+	if (argc >= 4) {
+		napi_valuetype t;
+		napi_typeof(env, argv[3], &t);
+		if (t == napi_object) {
+			const uint64_t big = 1ULL << 53;
+			if (!get_named_uint(env, argv[3], "idleTimeoutMs", 1ULL << 40, &c->idle_timeout_ms) ||
+			    !get_named_uint(env, argv[3], "keepAliveMs", 1ULL << 40, &c->keep_alive_ms) ||
+			    !get_named_uint(env, argv[3], "handshakeTimeoutMs", 1ULL << 40, &c->handshake_timeout_ms) ||
+			    !get_named_uint(env, argv[3], "maxData", big, &c->max_data) ||
+			    !get_named_uint(env, argv[3], "maxStreamData", big, &c->max_stream_data) ||
+			    !get_named_uint(env, argv[3], "maxStreamsBidi", 1ULL << 40, &c->max_streams_bidi) ||
+			    !get_named_uint(env, argv[3], "maxStreamsUni", 1ULL << 40, &c->max_streams_uni) ||
+			    !get_named_uint(env, argv[3], "maxConnectionWindow", big, &c->max_window) ||
+			    !get_named_uint(env, argv[3], "maxStreamWindow", big, &c->max_stream_window)) {
+				config_unref(c);
+				return throw_pending_or(env, "invalid limits");
+			}
+		}
+	}
+	int rv = gnutls_certificate_allocate_credentials(&c->cred);
+	if (rv == 0) {
+		gnutls_datum_t cd = {cert, (unsigned)cert_len}, kd = {key, (unsigned)key_len};
+		rv = gnutls_certificate_set_x509_key_mem2(c->cred, &cd, &kd, GNUTLS_X509_FMT_PEM, NULL, 0);
+	}
+	if (rv < 0) {
+		config_unref(c);
+		return throw_msg(env, "certificate/key: %s", gnutls_strerror(rv));
+	}
+	rv = gnutls_priority_init(&c->priority, PRIORITY, NULL);
+	if (rv < 0) {
+		config_unref(c);
+		return throw_msg(env, "priority: %s", gnutls_strerror(rv));
+	}
+	if (napi_wrap(env, self, c, config_finalize, NULL, NULL) != napi_ok) {
+		config_unref(c);
+		return throw_pending_or(env, "napi_wrap failed");
+	}
+	napi_type_tag_object(env, self, &CONFIG_TAG);
+	return self;
+}
+
+/* ---- Connection ------------------------------------------------------------------------------- */
+
+static void conn_finalize(napi_env env, void *data, void *hint) {
+	(void)env;
+	(void)hint;
+	qconn_t *q = data;
+	/* The connection first (it calls no callbacks on deletion), then what its streams held. */
+	if (q->conn) ngtcp2_conn_del(q->conn);
+	q->conn = NULL;
+	for (size_t i = 0; i < q->streams.cap; i++) {
+		stream_t *s = q->streams.slots[i];
+		if (s == NULL) continue;
+		chunk_t *c = s->head;
+		while (c) {
+			chunk_t *n = c->next;
+			free(c);
+			c = n;
+		}
+		free(s->rbuf);
+		free(s);
+	}
+	free(q->streams.slots);
+	if (q->tls) gnutls_deinit(q->tls);
+	config_unref(q->cfg);
+	free(q);
+}
+
+static napi_value conn_ctor(napi_env env, napi_callback_info info) {
+	napi_value self;
+	CHECK(napi_get_cb_info(env, info, NULL, NULL, &self, NULL));
+	return self;
+}
+
+static qconn_t *this_conn(napi_env env, napi_callback_info info, size_t *argc, napi_value *argv) {
+	napi_value self;
+	size_t want = argc ? *argc : 0;
+	if (napi_get_cb_info(env, info, argc, argv, &self, NULL) != napi_ok) return NULL;
+	if (argc && *argc < want) {
+		napi_throw_type_error(env, NULL, "missing arguments");
+		return NULL;
+	}
+	bool ok = false;
+	void *p = NULL;
+	if (napi_check_object_type_tag(env, self, &CONN_TAG, &ok) != napi_ok || !ok ||
+	    napi_unwrap(env, self, &p) != napi_ok || p == NULL) {
+		napi_throw_type_error(env, NULL, "not an ngtcp2 Connection");
+		return NULL;
+	}
+	return p;
+}
+
+/* Connection.accept(scid, odcid | null, local, remote, config) */
+static napi_value conn_accept(napi_env env, napi_callback_info info) {
+	size_t argc = 5;
+	napi_value argv[5];
+	CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+	if (argc < 5) return throw_msg(env, "accept(scid, odcid, local, remote, config)");
+	uint8_t *scid, *odcid = NULL;
+	size_t scid_len, odcid_len = 0;
+	if (!get_bytes(env, argv[0], &scid, &scid_len)) return NULL;
+	if (scid_len == 0 || scid_len > NGTCP2_MAX_CIDLEN) return throw_msg(env, "scid: 1 to 20 bytes");
+	napi_valuetype t;
+	napi_typeof(env, argv[1], &t);
+	if (t != napi_null && t != napi_undefined) {
+		if (!get_bytes(env, argv[1], &odcid, &odcid_len)) return NULL;
+		if (odcid_len > NGTCP2_MAX_CIDLEN) return throw_msg(env, "odcid: at most 20 bytes");
+	}
+	bool ok = false;
+	void *cp = NULL;
+	if (napi_check_object_type_tag(env, argv[4], &CONFIG_TAG, &ok) != napi_ok || !ok ||
+	    napi_unwrap(env, argv[4], &cp) != napi_ok || cp == NULL)
+		return throw_msg(env, "config: not an ngtcp2 Config");
+	qconn_t *q = calloc(1, sizeof *q);
+	if (q == NULL) return throw_msg(env, "out of memory");
+	if (!get_hostport(env, argv[2], &q->local, &q->local_len, NULL, 0, NULL) ||
+	    !get_hostport(env, argv[3], &q->remote, &q->remote_len, q->remote_host, sizeof q->remote_host, &q->remote_port)) {
+		free(q);
+		return NULL;
+	}
+	q->cfg = cp;
+	q->cfg->refs++;
+	memcpy(q->scid, scid, scid_len);
+	q->scid_len = scid_len;
+	if (odcid) {
+		memcpy(q->odcid, odcid, odcid_len);
+		q->odcid_len = odcid_len;
+		q->has_odcid = true;
+	}
+	for (int i = 0; i < EXTRA_CIDS; i++) {
+		gnutls_rnd(GNUTLS_RND_NONCE, q->extra[i], scid_len);
+		q->extra[i][0] = scid[0]; /* the worker index (src/quic/cid.ts) */
+	}
+	q->state = ST_NEW;
+	instance_t *inst = instance(env);
+	napi_value ctor, obj;
+	if (inst == NULL || napi_get_reference_value(env, inst->conn_ctor, &ctor) != napi_ok ||
+	    napi_new_instance(env, ctor, 0, NULL, &obj) != napi_ok) {
+		config_unref(q->cfg);
+		free(q);
+		return throw_pending_or(env, "cannot create a Connection");
+	}
+	if (napi_wrap(env, obj, q, conn_finalize, NULL, NULL) != napi_ok) {
+		config_unref(q->cfg);
+		free(q);
+		return throw_pending_or(env, "napi_wrap failed");
+	}
+	napi_type_tag_object(env, obj, &CONN_TAG);
+	return obj;
+}
+
+/*
+ * ALPN: GnuTLS takes at most 8 protocols per session and the relay offers more (moq-lite, moqt
+ * drafts, h3). Before the client hello is processed, this hook reads the client's ALPN list and
+ * sets only the protocols both sides have, in our order (GnuTLS then picks the first).
+ */
+typedef struct {
+	const config_t *cfg;
+	bool offered[MAX_ALPNS];
+} alpn_scan_t;
+
+static int alpn_ext_cb(void *ctx, unsigned tls_id, const unsigned char *data, unsigned size) {
+	alpn_scan_t *scan = ctx;
+	if (tls_id != 16 || size < 2) return 0;
+	size_t list = ((size_t)data[0] << 8) | data[1];
+	if (list + 2 > size) return 0;
+	size_t off = 2, end = 2 + list;
+	while (off < end) {
+		size_t n = data[off++];
+		if (n == 0 || off + n > end) break;
+		for (unsigned i = 0; i < scan->cfg->n_alpns; i++) {
+			if (scan->cfg->alpns[i].size == n && memcmp(scan->cfg->alpns[i].data, data + off, n) == 0) scan->offered[i] = true;
+		}
+		off += n;
+	}
+	return 0;
+}
+
+static int client_hello_hook(gnutls_session_t session, unsigned htype, unsigned when, unsigned incoming,
+                             const gnutls_datum_t *msg) {
+	(void)htype;
+	(void)when;
+	(void)incoming;
+	ngtcp2_crypto_conn_ref *ref = gnutls_session_get_ptr(session);
+	if (ref == NULL || msg == NULL) return 0;
+	qconn_t *q = ref->user_data;
+	alpn_scan_t scan = {.cfg = q->cfg};
+	gnutls_ext_raw_parse(&scan, alpn_ext_cb, msg, GNUTLS_EXT_RAW_FLAG_TLS_CLIENT_HELLO);
+	gnutls_datum_t chosen[GNUTLS_MAX_ALPNS];
+	unsigned n = 0;
+	for (unsigned i = 0; i < q->cfg->n_alpns && n < GNUTLS_MAX_ALPNS; i++) {
+		if (scan.offered[i]) chosen[n++] = q->cfg->alpns[i];
+	}
+	/* No common protocol: offer ours, and the handshake fails with no_application_protocol. */
+	if (n == 0) {
+		n = q->cfg->n_alpns < GNUTLS_MAX_ALPNS ? q->cfg->n_alpns : GNUTLS_MAX_ALPNS;
+		memcpy(chosen, q->cfg->alpns, n * sizeof chosen[0]);
+	}
+	gnutls_alpn_set_protocols(session, chosen, n, GNUTLS_ALPN_MANDATORY | GNUTLS_ALPN_SERVER_PRECEDENCE);
+	return 0;
+}
+
+/* Creates the ngtcp2 connection from the client's first Initial. Returns 0 or an ngtcp2 error. */
+static int conn_create(qconn_t *q, const uint8_t *pkt, size_t len) {
+	ngtcp2_pkt_hd hd;
+	int rv = ngtcp2_accept(&hd, pkt, len);
+	if (rv != 0) return rv;
+	config_t *c = q->cfg;
+	ngtcp2_callbacks cb;
+	init_callbacks(&cb);
+	ngtcp2_settings st;
+	ngtcp2_settings_default(&st);
+	st.initial_ts = now_ns();
+	st.max_tx_udp_payload_size = MAX_UDP_PAYLOAD;
+	st.no_pmtud = 1;
+	st.max_window = c->max_window;
+	st.max_stream_window = c->max_stream_window;
+	st.cc_algo = NGTCP2_CC_ALGO_CUBIC;
+	st.handshake_timeout = c->handshake_timeout_ms ? c->handshake_timeout_ms * NGTCP2_MILLISECONDS : UINT64_MAX;
+	if (q->has_odcid) {
+		/* The Initial answers our Retry: its token was checked by the JS side (src/quic/retry.ts). */
+		st.token.base = hd.token.base;
+		st.token.len = hd.token.len;
+	}
+	ngtcp2_transport_params p;
+	ngtcp2_transport_params_default(&p);
+	p.initial_max_stream_data_bidi_local = c->max_stream_data;
+	p.initial_max_stream_data_bidi_remote = c->max_stream_data;
+	p.initial_max_stream_data_uni = c->max_stream_data;
+	p.initial_max_data = c->max_data;
+	p.initial_max_streams_bidi = c->max_streams_bidi;
+	p.initial_max_streams_uni = c->max_streams_uni;
+	p.max_idle_timeout = c->idle_timeout_ms * NGTCP2_MILLISECONDS;
+	p.max_udp_payload_size = MAX_UDP_PAYLOAD;
+	p.disable_active_migration = 1;
+	/* WebTransport (Chromium) wants datagram support advertised; we never read any. */
+	p.max_datagram_frame_size = 65535;
+	/* 0.12: the server sets original_dcid itself (there is no original_dcid_present). */
+	if (q->has_odcid) {
+		ngtcp2_cid_init(&p.original_dcid, q->odcid, q->odcid_len);
+		p.retry_scid = hd.dcid;
+		p.retry_scid_present = 1;
+	} else {
+		p.original_dcid = hd.dcid;
+	}
+	ngtcp2_cid scid;
+	ngtcp2_cid_init(&scid, q->scid, q->scid_len);
+	ngtcp2_path path = {{(ngtcp2_sockaddr *)&q->local, q->local_len}, {(ngtcp2_sockaddr *)&q->remote, q->remote_len}, NULL};
+	rv = ngtcp2_conn_server_new(&q->conn, &hd.scid, &scid, &path, hd.version, &cb, &st, &p, NULL, q);
+	if (rv != 0) {
+		q->conn = NULL;
+		return rv;
+	}
+	if (gnutls_init(&q->tls, GNUTLS_SERVER | GNUTLS_NO_AUTO_SEND_TICKET | GNUTLS_NO_END_OF_EARLY_DATA) != 0) {
+		q->tls = NULL;
+		return NGTCP2_ERR_NOMEM;
+	}
+	if (gnutls_priority_set(q->tls, c->priority) != 0 ||
+	    gnutls_credentials_set(q->tls, GNUTLS_CRD_CERTIFICATE, c->cred) != 0 ||
+	    gnutls_alpn_set_protocols(q->tls, c->alpns, c->n_alpns < GNUTLS_MAX_ALPNS ? c->n_alpns : GNUTLS_MAX_ALPNS,
+	                              GNUTLS_ALPN_MANDATORY | GNUTLS_ALPN_SERVER_PRECEDENCE) != 0 ||
+	    ngtcp2_crypto_gnutls_configure_server_session(q->tls) != 0)
+		return NGTCP2_ERR_INTERNAL;
+	gnutls_handshake_set_hook_function(q->tls, GNUTLS_HANDSHAKE_CLIENT_HELLO, GNUTLS_HOOK_PRE, client_hello_hook);
+	q->ref.get_conn = get_conn;
+	q->ref.user_data = q;
+	gnutls_session_set_ptr(q->tls, &q->ref);
+	ngtcp2_conn_set_tls_native_handle(q->conn, q->tls);
+	if (c->keep_alive_ms > 0) ngtcp2_conn_set_keep_alive_timeout(q->conn, c->keep_alive_ms * NGTCP2_MILLISECONDS);
+	q->state = ST_OPEN;
+	return 0;
+}
+
+static void enter_period(qconn_t *q, int state) {
+	q->state = state;
+	q->close_deadline = now_ns() + 3 * ngtcp2_conn_get_pto(q->conn);
+}
+
+/* recv(data, {from: {host, port}, to}) */
+static napi_value conn_recv(napi_env env, napi_callback_info info) {
+	size_t argc = 2;
+	napi_value argv[2];
+	qconn_t *q = this_conn(env, info, &argc, argv);
+	if (q == NULL) return NULL;
+	uint8_t *data;
+	size_t len;
+	if (!get_bytes(env, argv[0], &data, &len)) return NULL;
+	/* The peer's address: reparsed only when it changed (NAT rebinding). */
+	napi_value from, hv, pv;
+	char host[64];
+	size_t hn = 0;
+	double port = -1;
+	if (napi_get_named_property(env, argv[1], "from", &from) != napi_ok ||
+	    napi_get_named_property(env, from, "host", &hv) != napi_ok ||
+	    napi_get_value_string_utf8(env, hv, host, sizeof host, &hn) != napi_ok ||
+	    napi_get_named_property(env, from, "port", &pv) != napi_ok || napi_get_value_double(env, pv, &port) != napi_ok)
+		return throw_pending_or(env, "recvInfo: expected {from: {host, port}}");
+	if (port != (double)q->remote_port || strcmp(host, q->remote_host) != 0) {
+		if (!get_hostport(env, from, &q->remote, &q->remote_len, q->remote_host, sizeof q->remote_host, &q->remote_port))
+			return NULL;
+	}
+	q->pkts_recv++;
+	q->bytes_recv += len;
+	switch (q->state) {
+	case ST_NEW: {
+		int rv = conn_create(q, data, len);
+		if (rv != 0) {
+			q->state = ST_CLOSED;
+			return throw_msg(env, "accept failed: %s", ngtcp2_strerror(rv));
+		}
+		break;
+	}
+	case ST_OPEN:
+		break;
+	case ST_CLOSING:
+		/* RFC 9000 §10.2.1: answer packets in the closing period with the CONNECTION_CLOSE again. */
+		q->resend_close = true;
+		return js_num(env, (double)len);
+	default:
+		return js_num(env, (double)len);
+	}
+	ngtcp2_path path = {{(ngtcp2_sockaddr *)&q->local, q->local_len}, {(ngtcp2_sockaddr *)&q->remote, q->remote_len}, NULL};
+	ngtcp2_pkt_info pi = {0};
+	int rv = ngtcp2_conn_read_pkt(q->conn, &path, &pi, data, len, now_ns());
+	if (rv == 0) return js_num(env, (double)len);
+	switch (rv) {
+	case NGTCP2_ERR_DRAINING: {
+		ngtcp2_connection_close_error cc;
+		ngtcp2_conn_get_connection_close_error(q->conn, &cc);
+		q->peer_err.set = true;
+		q->peer_err.app = cc.type == NGTCP2_CONNECTION_CLOSE_ERROR_CODE_TYPE_APPLICATION;
+		q->peer_err.code = cc.error_code;
+		size_t n = cc.reasonlen > MAX_REASON ? MAX_REASON : cc.reasonlen;
+		if (n > 0 && cc.reason) memcpy(q->peer_err.reason, cc.reason, n);
+		q->peer_err.reason_len = n;
+		enter_period(q, ST_DRAINING);
+		return js_num(env, (double)len);
+	}
+	case NGTCP2_ERR_CLOSING:
+		return js_num(env, (double)len);
+	case NGTCP2_ERR_DROP_CONN:
+	case NGTCP2_ERR_RETRY:
+		q->state = ST_CLOSED;
+		return throw_msg(env, "Done");
+	default:
+		if (q->pkts_recv == 1) {
+			/* The first Initial was undecryptable or invalid: drop the state without a word (quiche
+			 * does not answer either; answering would amplify a spoofed packet). */
+			q->state = ST_CLOSED;
+			return throw_msg(env, "%s", ngtcp2_strerror(rv));
+		}
+		set_local_error_liberr(q, rv);
+		return throw_msg(env, "%s", ngtcp2_strerror(rv));
+	}
+}
+
+static size_t stream_vecs(stream_t *s, ngtcp2_vec *vec, size_t max, uint64_t *total) {
+	size_t n = 0;
+	uint64_t t = 0;
+	for (chunk_t *c = s->head; c && n < max; c = c->next) {
+		uint64_t end = c->off + c->len;
+		if (end <= s->sent) continue;
+		uint64_t from = s->sent > c->off ? s->sent - c->off : 0;
+		vec[n].base = c->data + from;
+		vec[n].len = (size_t)(c->len - from);
+		t += vec[n].len;
+		n++;
+	}
+	*total = t;
+	return n;
+}
+
+static stream_t *sched_pick(qconn_t *q) {
+	for (int l = 0; l < LEVELS; l++) {
+		for (stream_t *s = q->sched_head[l]; s; s = s->next) {
+			if (s->skip_epoch != q->epoch) return s;
+		}
+	}
+	return NULL;
+}
+
+/* Builds one packet into dest. Returns its length, 0 when there is nothing to send, or an ngtcp2 error. */
+static ngtcp2_ssize write_packet(qconn_t *q, uint8_t *dest, size_t destlen, uint64_t ts) {
+	ngtcp2_path_storage ps;
+	ngtcp2_path_storage_zero(&ps);
+	ngtcp2_pkt_info pi;
+	q->epoch++;
+	for (int guard = 0; guard < 4096; guard++) {
+		stream_t *s = sched_pick(q);
+		ngtcp2_vec vec[MAX_VECS];
+		size_t nvec = 0;
+		uint64_t total = 0;
+		uint32_t flags = NGTCP2_WRITE_STREAM_FLAG_NONE;
+		int64_t sid = -1;
+		bool fin = false;
+		if (s) {
+			sid = s->id;
+			nvec = stream_vecs(s, vec, MAX_VECS, &total);
+			flags = NGTCP2_WRITE_STREAM_FLAG_MORE;
+			fin = s->fin_queued && !s->fin_sent && s->sent + total == s->written;
+			if (fin) flags |= NGTCP2_WRITE_STREAM_FLAG_FIN;
+		}
+		ngtcp2_ssize ndata = -1;
+		ngtcp2_ssize n = ngtcp2_conn_writev_stream(q->conn, &ps.path, &pi, dest, destlen, &ndata, flags, sid, vec, nvec, ts);
+		if (s && ndata >= 0) {
+			s->sent += (uint64_t)ndata;
+			q->unsent_total -= (uint64_t)ndata;
+			if (fin && (uint64_t)ndata == total) s->fin_sent = true;
+			if (!stream_pending(s)) sched_remove(q, s);
+			else if (s->incremental && n != NGTCP2_ERR_WRITE_MORE && s->in_sched) {
+				/* Round robin within the level: it had its share of this packet. */
+				sched_remove(q, s);
+				sched_add(q, s);
+			}
+		}
+		if (n == NGTCP2_ERR_WRITE_MORE) {
+			if (s) s->skip_epoch = q->epoch;
+			continue;
+		}
+		if (n == NGTCP2_ERR_STREAM_DATA_BLOCKED || n == NGTCP2_ERR_STREAM_SHUT_WR || n == NGTCP2_ERR_STREAM_NOT_FOUND) {
+			if (s) {
+				s->skip_epoch = q->epoch;
+				if (n == NGTCP2_ERR_STREAM_SHUT_WR) peer_stopped(q, s, false, 0);
+				if (n != NGTCP2_ERR_STREAM_DATA_BLOCKED) sched_remove(q, s);
+			}
+			continue;
+		}
+		return n;
+	}
+	return NGTCP2_ERR_INTERNAL;
+}
+
+/* Writes the CONNECTION_CLOSE (state ST_CLOSE_PENDING). Returns its length or 0. */
+static size_t write_close(qconn_t *q, uint8_t *dest, size_t destlen) {
+	ngtcp2_path_storage ps;
+	ngtcp2_path_storage_zero(&ps);
+	ngtcp2_pkt_info pi;
+	ngtcp2_ssize n = ngtcp2_conn_write_connection_close(q->conn, &ps.path, &pi, q->close_pkt, sizeof q->close_pkt,
+	                                                    &q->ccerr, now_ns());
+	if (n <= 0) {
+		/* Nothing can be sent (no keys yet, or already closing): done. */
+		q->state = ST_CLOSED;
+		return 0;
+	}
+	q->close_pkt_len = (size_t)n;
+	enter_period(q, ST_CLOSING);
+	if ((size_t)n > destlen) return 0;
+	memcpy(dest, q->close_pkt, (size_t)n);
+	return (size_t)n;
+}
+
+/* One packet into dest (at most MAX_UDP_PAYLOAD bytes); 0 when there is none. */
+static size_t next_packet(qconn_t *q, uint8_t *dest, size_t destlen) {
+	if (destlen > MAX_UDP_PAYLOAD) destlen = MAX_UDP_PAYLOAD;
+	for (;;) {
+		switch (q->state) {
+		case ST_OPEN: {
+			ngtcp2_ssize n = write_packet(q, dest, destlen, now_ns());
+			if (n > 0) return (size_t)n;
+			if (n == 0) return 0;
+			set_local_error_liberr(q, (int)n);
+			continue;
+		}
+		case ST_CLOSE_PENDING:
+			return write_close(q, dest, destlen);
+		case ST_CLOSING:
+			if (q->resend_close && q->close_pkt_len <= destlen) {
+				q->resend_close = false;
+				memcpy(dest, q->close_pkt, q->close_pkt_len);
+				return q->close_pkt_len;
+			}
+			return 0;
+		default:
+			return 0;
+		}
+	}
+}
+
+/* send(buf): [length, null] | null */
+static napi_value conn_send(napi_env env, napi_callback_info info) {
+	size_t argc = 1;
+	napi_value argv[1];
+	qconn_t *q = this_conn(env, info, &argc, argv);
+	if (q == NULL) return NULL;
+	uint8_t *dest;
+	size_t destlen;
+	if (!get_bytes(env, argv[0], &dest, &destlen)) return NULL;
+	size_t n = next_packet(q, dest, destlen);
+	if (n == 0) return js_null(env);
+	q->pkts_sent++;
+	q->bytes_sent += n;
+	napi_value arr;
+	CHECK(napi_create_array_with_length(env, 2, &arr));
+	CHECK(napi_set_element(env, arr, 0, js_num(env, (double)n)));
+	CHECK(napi_set_element(env, arr, 1, js_null(env)));
+	return arr;
+}
+
+/*
+ * sendBatch(buf, sizes: Uint16Array, max): builds up to `max` packets back to back into buf (each
+ * at most 1350 bytes), their lengths into sizes; returns the count. One crossing for a whole flush.
+ */
+static napi_value conn_send_batch(napi_env env, napi_callback_info info) {
+	size_t argc = 3;
+	napi_value argv[3];
+	qconn_t *q = this_conn(env, info, &argc, argv);
+	if (q == NULL) return NULL;
+	uint8_t *buf;
+	size_t buflen;
+	if (!get_bytes(env, argv[0], &buf, &buflen)) return NULL;
+	napi_typedarray_type type;
+	void *sp;
+	size_t nsizes;
+	if (napi_get_typedarray_info(env, argv[1], &type, &nsizes, &sp, NULL, NULL) != napi_ok || type != napi_uint16_array)
+		return throw_msg(env, "sizes: expected a Uint16Array");
+	uint64_t max;
+	if (!get_uint(env, argv[2], 1 << 20, &max)) return NULL;
+	if (max > nsizes) max = nsizes;
+	uint16_t *sizes = sp;
+	size_t off = 0, count = 0;
+	while (count < max && buflen - off >= MAX_UDP_PAYLOAD) {
+		size_t n = next_packet(q, buf + off, MAX_UDP_PAYLOAD);
+		if (n == 0) break;
+		sizes[count++] = (uint16_t)n;
+		off += n;
+		q->pkts_sent++;
+		q->bytes_sent += n;
+	}
+	return js_num(env, (double)count);
+}
+
+static napi_value conn_timeout(napi_env env, napi_callback_info info) {
+	qconn_t *q = this_conn(env, info, NULL, NULL);
+	if (q == NULL) return NULL;
+	uint64_t now = now_ns(), at;
+	switch (q->state) {
+	case ST_OPEN:
+		at = ngtcp2_conn_get_expiry(q->conn);
+		break;
+	case ST_CLOSE_PENDING:
+		at = now;
+		break;
+	case ST_CLOSING:
+	case ST_DRAINING:
+		at = q->close_deadline;
+		break;
+	default:
+		return js_null(env);
+	}
+	if (at == UINT64_MAX) return js_null(env);
+	return js_num(env, at <= now ? 0 : (double)(at - now) / 1e6);
+}
+
+static napi_value conn_on_timeout(napi_env env, napi_callback_info info) {
+	qconn_t *q = this_conn(env, info, NULL, NULL);
+	if (q == NULL) return NULL;
+	uint64_t now = now_ns();
+	if (q->state == ST_CLOSING || q->state == ST_DRAINING) {
+		if (now >= q->close_deadline) q->state = ST_CLOSED;
+	} else if (q->state == ST_OPEN && ngtcp2_conn_get_expiry(q->conn) <= now) {
+		int rv = ngtcp2_conn_handle_expiry(q->conn, now);
+		if (rv == NGTCP2_ERR_IDLE_CLOSE) {
+			q->timed_out = true;
+			q->state = ST_CLOSED;
+		} else if (rv == NGTCP2_ERR_HANDSHAKE_TIMEOUT) {
+			q->state = ST_CLOSED;
+		} else if (rv != 0) {
+			set_local_error_liberr(q, rv);
+		}
+	}
+	return js_undefined(env);
+}
+
+/* close(app, code, reason): undefined, or null when already closing */
+static napi_value conn_close(napi_env env, napi_callback_info info) {
+	size_t argc = 3;
+	napi_value argv[3];
+	qconn_t *q = this_conn(env, info, &argc, argv);
+	if (q == NULL) return NULL;
+	bool app = false;
+	uint64_t code;
+	uint8_t *reason;
+	size_t reason_len;
+	if (napi_get_value_bool(env, argv[0], &app) != napi_ok) return throw_msg(env, "app: expected a boolean");
+	if (!get_uint(env, argv[1], (1ULL << 53), &code) || !get_bytes(env, argv[2], &reason, &reason_len)) return NULL;
+	if (q->state != ST_OPEN && q->state != ST_NEW) return js_null(env);
+	if (reason_len > MAX_REASON) reason_len = MAX_REASON;
+	q->local_err.set = true;
+	q->local_err.app = app;
+	q->local_err.code = code;
+	memcpy(q->local_err.reason, reason, reason_len);
+	q->local_err.reason_len = reason_len;
+	if (q->state == ST_NEW) {
+		q->state = ST_CLOSED;
+		return js_undefined(env);
+	}
+	ngtcp2_connection_close_error_default(&q->ccerr);
+	if (app)
+		ngtcp2_connection_close_error_set_application_error(&q->ccerr, code, q->local_err.reason, reason_len);
+	else
+		ngtcp2_connection_close_error_set_transport_error(&q->ccerr, code, q->local_err.reason, reason_len);
+	q->state = ST_CLOSE_PENDING;
+	return js_undefined(env);
+}
+
+static napi_value close_info_value(napi_env env, const close_info_t *e) {
+	if (!e->set) return js_null(env);
+	napi_value obj, reason;
+	void *p;
+	if (napi_create_object(env, &obj) != napi_ok ||
+	    napi_create_buffer_copy(env, e->reason_len, e->reason_len ? e->reason : (const void *)"", &p, &reason) != napi_ok)
+		return throw_pending_or(env, "cannot build the error");
+	napi_set_named_property(env, obj, "isApp", js_bool(env, e->app));
+	napi_set_named_property(env, obj, "errorCode", js_num(env, (double)e->code));
+	napi_set_named_property(env, obj, "reason", reason);
+	return obj;
+}
+
+static napi_value conn_peer_error(napi_env env, napi_callback_info info) {
+	qconn_t *q = this_conn(env, info, NULL, NULL);
+	return q ? close_info_value(env, &q->peer_err) : NULL;
+}
+
+static napi_value conn_local_error(napi_env env, napi_callback_info info) {
+	qconn_t *q = this_conn(env, info, NULL, NULL);
+	return q ? close_info_value(env, &q->local_err) : NULL;
+}
+
+static napi_value conn_is_established(napi_env env, napi_callback_info info) {
+	qconn_t *q = this_conn(env, info, NULL, NULL);
+	if (q == NULL) return NULL;
+	return js_bool(env, q->conn != NULL && ngtcp2_conn_get_handshake_completed(q->conn));
+}
+
+static napi_value conn_is_draining(napi_env env, napi_callback_info info) {
+	qconn_t *q = this_conn(env, info, NULL, NULL);
+	if (q == NULL) return NULL;
+	return js_bool(env, q->state == ST_CLOSING || q->state == ST_DRAINING || q->state == ST_CLOSED);
+}
+
+static napi_value conn_is_closed(napi_env env, napi_callback_info info) {
+	qconn_t *q = this_conn(env, info, NULL, NULL);
+	if (q == NULL) return NULL;
+	return js_bool(env, q->state == ST_CLOSED);
+}
+
+static napi_value conn_is_timed_out(napi_env env, napi_callback_info info) {
+	qconn_t *q = this_conn(env, info, NULL, NULL);
+	if (q == NULL) return NULL;
+	return js_bool(env, q->timed_out);
+}
+
+static napi_value conn_application_proto(napi_env env, napi_callback_info info) {
+	qconn_t *q = this_conn(env, info, NULL, NULL);
+	if (q == NULL) return NULL;
+	gnutls_datum_t a = {NULL, 0};
+	if (q->tls == NULL || gnutls_alpn_get_selected_protocol(q->tls, &a) != 0) a.size = 0;
+	napi_value out;
+	void *p;
+	CHECK(napi_create_buffer_copy(env, a.size, a.size ? a.data : (const void *)"", &p, &out));
+	return out;
+}
+
+static napi_value conn_send_ack_eliciting(napi_env env, napi_callback_info info) {
+	/* ngtcp2 sends its own keep-alive PINGs (set at creation from keepAliveMs). */
+	qconn_t *q = this_conn(env, info, NULL, NULL);
+	if (q == NULL) return NULL;
+	return js_undefined(env);
+}
+
+static napi_value conn_streams_left(napi_env env, napi_callback_info info, bool bidi) {
+	qconn_t *q = this_conn(env, info, NULL, NULL);
+	if (q == NULL) return NULL;
+	if (q->conn == NULL || q->state != ST_OPEN) return js_num(env, 0);
+	return js_num(env, (double)(bidi ? ngtcp2_conn_get_streams_bidi_left(q->conn) : ngtcp2_conn_get_streams_uni_left(q->conn)));
+}
+
+static napi_value conn_peer_streams_left_bidi(napi_env env, napi_callback_info info) {
+	return conn_streams_left(env, info, true);
+}
+
+static napi_value conn_peer_streams_left_uni(napi_env env, napi_callback_info info) {
+	return conn_streams_left(env, info, false);
+}
+
+/* How much streamSend takes now (quiche's stream_capacity: flow control and congestion window). */
+static uint64_t stream_cap(qconn_t *q, stream_t *s) {
+	uint64_t unsent = s->written - s->sent;
+	uint64_t left = ngtcp2_conn_get_max_stream_data_left(q->conn, s->id);
+	uint64_t cap = left > unsent ? left - unsent : 0;
+	uint64_t conn_left = ngtcp2_conn_get_max_data_left(q->conn);
+	uint64_t c2 = conn_left > q->unsent_total ? conn_left - q->unsent_total : 0;
+	if (c2 < cap) cap = c2;
+	uint64_t cwnd = ngtcp2_conn_get_cwnd_left(q->conn);
+	uint64_t c3 = cwnd > q->unsent_total ? cwnd - q->unsent_total : 0;
+	if (c3 < cap) cap = c3;
+	return cap;
+}
+
+/* A stream the app may write to, or NULL with an exception pending. */
+static stream_t *send_stream(napi_env env, qconn_t *q, int64_t id, bool create) {
+	if (q->conn == NULL || q->state != ST_OPEN) {
+		napi_throw_error(env, NULL, "Done");
+		return NULL;
+	}
+	stream_t *s = table_get(&q->streams, id);
+	if (s == NULL && create && ngtcp2_conn_is_local_stream(q->conn, id)) {
+		int64_t got = -1;
+		int rv = ngtcp2_is_bidi_stream(id) ? ngtcp2_conn_open_bidi_stream(q->conn, &got, NULL)
+		                                   : ngtcp2_conn_open_uni_stream(q->conn, &got, NULL);
+		if (rv == NGTCP2_ERR_STREAM_ID_BLOCKED) {
+			napi_throw_error(env, NULL, "StreamLimit");
+			return NULL;
+		}
+		if (rv != 0) {
+			throw_msg(env, "InvalidStreamState(%lld)", (long long)id);
+			return NULL;
+		}
+		if (got != id) {
+			/* Out of order: the app asked for another id than the next one. */
+			ngtcp2_conn_shutdown_stream(q->conn, got, 0);
+			throw_msg(env, "InvalidStreamState(%lld)", (long long)id);
+			return NULL;
+		}
+		s = stream_new(q, id);
+		if (s == NULL) {
+			napi_throw_error(env, NULL, "out of memory");
+			return NULL;
+		}
+	}
+	if (s == NULL || (!ngtcp2_is_bidi_stream(id) && !ngtcp2_conn_is_local_stream(q->conn, id))) {
+		throw_msg(env, "InvalidStreamState(%lld)", (long long)id);
+		return NULL;
+	}
+	if (s->stopped) {
+		s->stop_seen = true;
+		throw_msg(env, "StreamStopped(%llu)", (unsigned long long)s->stop_code);
+		stream_maybe_free(q, s);
+		return NULL;
+	}
+	if (s->ng_closed || s->write_shut) {
+		throw_msg(env, "InvalidStreamState(%lld)", (long long)id);
+		return NULL;
+	}
+	return s;
+}
+
+/* streamSend(id, data, fin): bytes taken, or null when none could be */
+static napi_value conn_stream_send(napi_env env, napi_callback_info info) {
+	size_t argc = 3;
+	napi_value argv[3];
+	qconn_t *q = this_conn(env, info, &argc, argv);
+	if (q == NULL) return NULL;
+	int64_t id;
+	uint8_t *data;
+	size_t len;
+	bool fin = false;
+	if (!get_stream_id(env, argv[0], &id) || !get_bytes(env, argv[1], &data, &len)) return NULL;
+	if (napi_get_value_bool(env, argv[2], &fin) != napi_ok) return throw_msg(env, "fin: expected a boolean");
+	stream_t *s = send_stream(env, q, id, true);
+	if (s == NULL) return NULL;
+	if (s->fin_queued) {
+		if (len == 0 && fin) return js_num(env, 0);
+		return throw_msg(env, "FinalSize");
+	}
+	uint64_t cap = stream_cap(q, s);
+	size_t n = len < cap ? len : (size_t)cap;
+	if (n == 0 && len > 0) return js_null(env);
+	if (n > 0) {
+		chunk_t *t = s->tail;
+		size_t room = t ? t->cap - t->len : 0;
+		size_t first = n < room ? n : room;
+		if (first > 0) {
+			memcpy(t->data + t->len, data, first);
+			t->len += first;
+		}
+		if (n > first) {
+			size_t rest = n - first;
+			size_t cap2 = t ? t->cap * 2 : 2048;
+			if (cap2 > 65536) cap2 = 65536;
+			if (cap2 < rest) cap2 = rest;
+			chunk_t *c = malloc(sizeof *c + cap2);
+			if (c == NULL) {
+				if (first == 0) return throw_msg(env, "out of memory");
+				n = first;
+			} else {
+				c->next = NULL;
+				c->off = s->written + first;
+				c->cap = cap2;
+				c->len = rest;
+				memcpy(c->data, data + first, rest);
+				if (t) t->next = c;
+				else s->head = c;
+				s->tail = c;
+			}
+		}
+		s->written += n;
+		q->unsent_total += n;
+	}
+	if (fin && n == len) s->fin_queued = true;
+	if (stream_pending(s)) sched_add(q, s);
+	return js_num(env, (double)n);
+}
+
+static napi_value conn_stream_capacity(napi_env env, napi_callback_info info) {
+	size_t argc = 1;
+	napi_value argv[1];
+	qconn_t *q = this_conn(env, info, &argc, argv);
+	if (q == NULL) return NULL;
+	int64_t id;
+	if (!get_stream_id(env, argv[0], &id)) return NULL;
+	stream_t *s = send_stream(env, q, id, false);
+	if (s == NULL) return NULL;
+	return js_num(env, (double)stream_cap(q, s));
+}
+
+/* streamPriority(id, urgency, incremental) */
+static napi_value conn_stream_priority(napi_env env, napi_callback_info info) {
+	size_t argc = 3;
+	napi_value argv[3];
+	qconn_t *q = this_conn(env, info, &argc, argv);
+	if (q == NULL) return NULL;
+	int64_t id;
+	uint64_t urgency;
+	bool incremental = true;
+	if (!get_stream_id(env, argv[0], &id) || !get_uint(env, argv[1], 255, &urgency)) return NULL;
+	if (napi_get_value_bool(env, argv[2], &incremental) != napi_ok) return throw_msg(env, "incremental: expected a boolean");
+	stream_t *s = table_get(&q->streams, id);
+	if (s == NULL) return throw_msg(env, "InvalidStreamState(%lld)", (long long)id);
+	uint8_t level = urgency > 7 ? DEFAULT_URGENCY : (uint8_t)urgency;
+	bool was = s->in_sched;
+	sched_remove(q, s);
+	s->urgency = level;
+	s->incremental = incremental;
+	if (was) {
+		if (incremental) sched_add(q, s);
+		else {
+			/* Non-incremental goes first within its level (quiche sends it to completion). */
+			s->prev = NULL;
+			s->next = q->sched_head[level];
+			if (s->next) s->next->prev = s;
+			else q->sched_tail[level] = s;
+			q->sched_head[level] = s;
+			s->in_sched = true;
+		}
+	}
+	return js_undefined(env);
+}
+
+static bool readable(const stream_t *s) {
+	return s->has_recv && !s->recv_done && (s->rlen > 0 || s->rfin || s->reset);
+}
+
+static napi_value conn_stream_readable(napi_env env, napi_callback_info info) {
+	size_t argc = 1;
+	napi_value argv[1];
+	qconn_t *q = this_conn(env, info, &argc, argv);
+	if (q == NULL) return NULL;
+	int64_t id;
+	if (!get_stream_id(env, argv[0], &id)) return NULL;
+	stream_t *s = table_get(&q->streams, id);
+	return js_bool(env, s != NULL && readable(s));
+}
+
+static napi_value conn_readable(napi_env env, napi_callback_info info) {
+	qconn_t *q = this_conn(env, info, NULL, NULL);
+	if (q == NULL) return NULL;
+	napi_value arr;
+	CHECK(napi_create_array(env, &arr));
+	uint32_t n = 0;
+	for (size_t i = 0; i < q->streams.cap; i++) {
+		stream_t *s = q->streams.slots[i];
+		if (s && readable(s)) napi_set_element(env, arr, n++, js_num(env, (double)s->id));
+	}
+	return arr;
+}
+
+/* streamRecv(id, buf): [length, fin] | null; throws StreamReset(code) */
+static napi_value conn_stream_recv(napi_env env, napi_callback_info info) {
+	size_t argc = 2;
+	napi_value argv[2];
+	qconn_t *q = this_conn(env, info, &argc, argv);
+	if (q == NULL) return NULL;
+	int64_t id;
+	uint8_t *buf;
+	size_t cap;
+	if (!get_stream_id(env, argv[0], &id) || !get_bytes(env, argv[1], &buf, &cap)) return NULL;
+	stream_t *s = table_get(&q->streams, id);
+	if (s == NULL || !s->has_recv || s->recv_done) return throw_msg(env, "InvalidStreamState(%lld)", (long long)id);
+	if (s->reset) {
+		s->recv_done = true;
+		uint64_t code = s->reset_code;
+		stream_maybe_free(q, s);
+		return throw_msg(env, "StreamReset(%llu)", (unsigned long long)code);
+	}
+	if (s->rlen == 0 && !s->rfin) return js_null(env);
+	size_t n = s->rlen < cap ? s->rlen : cap;
+	if (n > 0) {
+		memcpy(buf, s->rbuf + s->rhead, n);
+		s->rhead += n;
+		s->rlen -= n;
+		if (s->rlen == 0) s->rhead = 0;
+		if (q->conn && q->state == ST_OPEN) {
+			if (!s->ng_closed) ngtcp2_conn_extend_max_stream_offset(q->conn, id, n);
+			ngtcp2_conn_extend_max_offset(q->conn, n);
+		}
+	}
+	bool fin = s->rfin && s->rlen == 0;
+	napi_value arr;
+	CHECK(napi_create_array_with_length(env, 2, &arr));
+	CHECK(napi_set_element(env, arr, 0, js_num(env, (double)n)));
+	CHECK(napi_set_element(env, arr, 1, js_bool(env, fin)));
+	if (fin) {
+		s->recv_done = true;
+		free(s->rbuf);
+		s->rbuf = NULL;
+		s->rcap = 0;
+		stream_maybe_free(q, s);
+	}
+	return arr;
+}
+
+/* streamShutdown(id, direction 0 = read / 1 = write, code) */
+static napi_value conn_stream_shutdown(napi_env env, napi_callback_info info) {
+	size_t argc = 3;
+	napi_value argv[3];
+	qconn_t *q = this_conn(env, info, &argc, argv);
+	if (q == NULL) return NULL;
+	int64_t id;
+	uint64_t dir, code;
+	if (!get_stream_id(env, argv[0], &id) || !get_uint(env, argv[1], 1, &dir) ||
+	    !get_uint(env, argv[2], (1ULL << 53), &code))
+		return NULL;
+	stream_t *s = table_get(&q->streams, id);
+	if (s == NULL || q->conn == NULL || q->state != ST_OPEN) return js_null(env);
+	if (dir == 0) {
+		if (!s->has_recv || s->recv_done) return js_null(env);
+		s->recv_done = true;
+		drop_recv(q, s);
+		if (!s->ng_closed) ngtcp2_conn_shutdown_stream_read(q->conn, id, code);
+	} else {
+		if (s->write_shut || s->stopped) return js_null(env);
+		s->write_shut = true;
+		sched_remove(q, s);
+		if (!s->ng_closed) ngtcp2_conn_shutdown_stream_write(q->conn, id, code);
+	}
+	stream_maybe_free(q, s);
+	return js_undefined(env);
+}
+
+static void set_num(napi_env env, napi_value obj, const char *name, double v) {
+	napi_set_named_property(env, obj, name, js_num(env, v));
+}
+
+static napi_value conn_stats(napi_env env, napi_callback_info info) {
+	qconn_t *q = this_conn(env, info, NULL, NULL);
+	if (q == NULL) return NULL;
+	napi_value obj;
+	CHECK(napi_create_object(env, &obj));
+	set_num(env, obj, "recv", (double)q->pkts_recv);
+	set_num(env, obj, "sent", (double)q->pkts_sent);
+	set_num(env, obj, "lost", 0);
+	set_num(env, obj, "retrans", 0);
+	set_num(env, obj, "sentBytes", (double)q->bytes_sent);
+	set_num(env, obj, "recvBytes", (double)q->bytes_recv);
+	set_num(env, obj, "lostBytes", 0);
+	set_num(env, obj, "streamRetransBytes", 0);
+	set_num(env, obj, "pathsCount", 1);
+	return obj;
+}
+
+static napi_value conn_path_stats(napi_env env, napi_callback_info info) {
+	qconn_t *q = this_conn(env, info, NULL, NULL);
+	if (q == NULL) return NULL;
+	napi_value arr, obj;
+	CHECK(napi_create_array(env, &arr));
+	if (q->conn == NULL) return arr;
+	ngtcp2_conn_stat cs;
+	ngtcp2_conn_get_conn_stat(q->conn, &cs);
+	CHECK(napi_create_object(env, &obj));
+	napi_set_named_property(env, obj, "active", js_bool(env, true));
+	set_num(env, obj, "rtt", (double)cs.smoothed_rtt / 1e6);
+	set_num(env, obj, "minRtt", (double)cs.min_rtt / 1e6);
+	set_num(env, obj, "cwnd", (double)cs.cwnd);
+	set_num(env, obj, "bytesInFlight", (double)cs.bytes_in_flight);
+	set_num(env, obj, "recv", (double)q->pkts_recv);
+	set_num(env, obj, "sent", (double)q->pkts_sent);
+	set_num(env, obj, "lost", 0);
+	set_num(env, obj, "sentBytes", (double)q->bytes_sent);
+	set_num(env, obj, "recvBytes", (double)q->bytes_recv);
+	set_num(env, obj, "pmtu", (double)cs.max_tx_udp_payload_size);
+	set_num(env, obj, "deliveryRate", (double)cs.delivery_rate_sec);
+	napi_set_element(env, arr, 0, obj);
+	return arr;
+}
+
+/* extraScids(): the connection IDs ngtcp2 will issue beyond the first (route them to this connection). */
+static napi_value conn_extra_scids(napi_env env, napi_callback_info info) {
+	qconn_t *q = this_conn(env, info, NULL, NULL);
+	if (q == NULL) return NULL;
+	napi_value arr;
+	CHECK(napi_create_array_with_length(env, EXTRA_CIDS, &arr));
+	for (uint32_t i = 0; i < EXTRA_CIDS; i++) {
+		napi_value b;
+		void *p;
+		CHECK(napi_create_buffer_copy(env, q->scid_len, q->extra[i], &p, &b));
+		napi_set_element(env, arr, i, b);
+	}
+	return arr;
+}
+
+/* ---- stateless packets ------------------------------------------------------------------------ */
+
+static napi_value version_is_supported(napi_env env, napi_callback_info info) {
+	size_t argc = 1;
+	napi_value argv[1];
+	CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+	uint64_t v;
+	if (argc < 1 || !get_uint(env, argv[0], UINT32_MAX, &v)) return throw_pending_or(env, "version: expected a number");
+	return js_bool(env, v == NGTCP2_PROTO_VER_V1);
+}
+
+/* negotiateVersion(scid, dcid, out): the client's IDs as received; returns the length written. */
+static napi_value negotiate_version(napi_env env, napi_callback_info info) {
+	size_t argc = 3;
+	napi_value argv[3];
+	CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+	if (argc < 3) return throw_msg(env, "negotiateVersion(scid, dcid, out)");
+	uint8_t *scid, *dcid, *out;
+	size_t scid_len, dcid_len, out_len;
+	if (!get_bytes(env, argv[0], &scid, &scid_len) || !get_bytes(env, argv[1], &dcid, &dcid_len) ||
+	    !get_bytes(env, argv[2], &out, &out_len))
+		return NULL;
+	if (scid_len > 255 || dcid_len > 255) return throw_msg(env, "connection ID too long");
+	uint8_t r;
+	gnutls_rnd(GNUTLS_RND_NONCE, &r, 1);
+	const uint32_t versions[] = {NGTCP2_PROTO_VER_V1, 0x1a2a3a4a /* a reserved (greasing) version */};
+	ngtcp2_ssize n = ngtcp2_pkt_write_version_negotiation(out, out_len, r, scid, scid_len, dcid, dcid_len, versions, 2);
+	if (n < 0) return throw_msg(env, "BufferTooShort");
+	return js_num(env, (double)n);
+}
+
+/* retry(scid, dcid, newScid, token, version, out): the client's IDs as received; returns the length. */
+static napi_value retry(napi_env env, napi_callback_info info) {
+	size_t argc = 6;
+	napi_value argv[6];
+	CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+	if (argc < 6) return throw_msg(env, "retry(scid, dcid, newScid, token, version, out)");
+	uint8_t *scid, *dcid, *nscid, *token, *out;
+	size_t scid_len, dcid_len, nscid_len, token_len, out_len;
+	uint64_t version;
+	if (!get_bytes(env, argv[0], &scid, &scid_len) || !get_bytes(env, argv[1], &dcid, &dcid_len) ||
+	    !get_bytes(env, argv[2], &nscid, &nscid_len) || !get_bytes(env, argv[3], &token, &token_len) ||
+	    !get_uint(env, argv[4], UINT32_MAX, &version) || !get_bytes(env, argv[5], &out, &out_len))
+		return NULL;
+	if (scid_len > NGTCP2_MAX_CIDLEN || dcid_len > NGTCP2_MAX_CIDLEN || nscid_len > NGTCP2_MAX_CIDLEN)
+		return throw_msg(env, "connection ID too long");
+	ngtcp2_cid c_dcid, c_scid, c_odcid;
+	ngtcp2_cid_init(&c_dcid, scid, scid_len);
+	ngtcp2_cid_init(&c_scid, nscid, nscid_len);
+	ngtcp2_cid_init(&c_odcid, dcid, dcid_len);
+	ngtcp2_ssize n = ngtcp2_crypto_write_retry(out, out_len, (uint32_t)version, &c_dcid, &c_scid, &c_odcid, token, token_len);
+	if (n < 0) return throw_msg(env, "retry: cannot write the packet");
+	return js_num(env, (double)n);
+}
+
+/* ---- module ----------------------------------------------------------------------------------- */
+
+static void free_instance(napi_env env, void *data, void *hint) {
+	(void)hint;
+	instance_t *inst = data;
+	if (inst->config_ctor) napi_delete_reference(env, inst->config_ctor);
+	if (inst->conn_ctor) napi_delete_reference(env, inst->conn_ctor);
+	free(inst);
+}
+
+#define METHOD(name, fn) {name, NULL, fn, NULL, NULL, NULL, napi_default_method, NULL}
+#define STATIC(name, fn) {name, NULL, fn, NULL, NULL, NULL, napi_static, NULL}
+
+NAPI_MODULE_INIT() {
+	if (gnutls_check_version("3.7.0") == NULL) {
+		napi_throw_error(env, NULL, "ngtcp2 addon: GnuTLS 3.7 or later is required");
+		return NULL;
+	}
+	instance_t *inst = calloc(1, sizeof *inst);
+	if (inst == NULL) return throw_pending_or(env, "out of memory");
+	if (napi_set_instance_data(env, inst, free_instance, NULL) != napi_ok) {
+		free(inst);
+		return throw_pending_or(env, "ngtcp2 addon: napi_set_instance_data failed");
+	}
+	napi_property_descriptor conn_props[] = {
+		STATIC("accept", conn_accept),
+		METHOD("recv", conn_recv),
+		METHOD("send", conn_send),
+		METHOD("sendBatch", conn_send_batch),
+		METHOD("timeout", conn_timeout),
+		METHOD("onTimeout", conn_on_timeout),
+		METHOD("close", conn_close),
+		METHOD("peerError", conn_peer_error),
+		METHOD("localError", conn_local_error),
+		METHOD("isEstablished", conn_is_established),
+		METHOD("isDraining", conn_is_draining),
+		METHOD("isClosed", conn_is_closed),
+		METHOD("isTimedOut", conn_is_timed_out),
+		METHOD("applicationProto", conn_application_proto),
+		METHOD("sendAckEliciting", conn_send_ack_eliciting),
+		METHOD("peerStreamsLeftBidi", conn_peer_streams_left_bidi),
+		METHOD("peerStreamsLeftUni", conn_peer_streams_left_uni),
+		METHOD("streamSend", conn_stream_send),
+		METHOD("streamCapacity", conn_stream_capacity),
+		METHOD("streamPriority", conn_stream_priority),
+		METHOD("streamReadable", conn_stream_readable),
+		METHOD("readable", conn_readable),
+		METHOD("streamRecv", conn_stream_recv),
+		METHOD("streamShutdown", conn_stream_shutdown),
+		METHOD("stats", conn_stats),
+		METHOD("pathStats", conn_path_stats),
+		METHOD("extraScids", conn_extra_scids),
+	};
+	napi_value conn_class, config_class, v;
+	CHECK(napi_define_class(env, "Connection", NAPI_AUTO_LENGTH, conn_ctor, NULL,
+	                        sizeof conn_props / sizeof conn_props[0], conn_props, &conn_class));
+	CHECK(napi_define_class(env, "Config", NAPI_AUTO_LENGTH, config_new, NULL, 0, NULL, &config_class));
+	CHECK(napi_create_reference(env, conn_class, 1, &inst->conn_ctor));
+	CHECK(napi_create_reference(env, config_class, 1, &inst->config_ctor));
+	CHECK(napi_set_named_property(env, exports, "Connection", conn_class));
+	CHECK(napi_set_named_property(env, exports, "Config", config_class));
+	napi_property_descriptor fns[] = {
+		{"versionIsSupported", NULL, version_is_supported, NULL, NULL, NULL, napi_enumerable, NULL},
+		{"negotiateVersion", NULL, negotiate_version, NULL, NULL, NULL, napi_enumerable, NULL},
+		{"retry", NULL, retry, NULL, NULL, NULL, napi_enumerable, NULL},
+	};
+	CHECK(napi_define_properties(env, exports, sizeof fns / sizeof fns[0], fns));
+	CHECK(napi_create_uint32(env, ABI_VERSION, &v));
+	CHECK(napi_set_named_property(env, exports, "abiVersion", v));
+	const ngtcp2_info *ni = ngtcp2_version(0);
+	CHECK(napi_create_string_utf8(env, ni ? ni->version_str : "?", NAPI_AUTO_LENGTH, &v));
+	CHECK(napi_set_named_property(env, exports, "ngtcp2Version", v));
+	CHECK(napi_create_string_utf8(env, gnutls_check_version(NULL), NAPI_AUTO_LENGTH, &v));
+	CHECK(napi_set_named_property(env, exports, "gnutlsVersion", v));
+	return exports;
+}
