@@ -122,6 +122,7 @@ async function retainedAtRest(nodes: ClusterNode[]): Promise<string[] | null> {
 		} catch {
 			return null;
 		}
+		let snapshots: WorkerProbeReport[] | null = null;
 		for (const w of report.workers) {
 			if (!w.answered) {
 				out.push(`${n.name} worker ${w.index}: did not answer the GC probe`);
@@ -129,8 +130,13 @@ async function retainedAtRest(nodes: ClusterNode[]): Promise<string[] | null> {
 			}
 			const held = w.relay.tracks + w.relay.remoteTracks;
 			if (w.live.track > held || w.live.ring > held) {
+				// Heap snapshots of the relay's workers, for the retainers (they stay in the temp dir).
+				snapshots ??= await fetch(`${n.base}/debug/gc-probe?snapshot=1`, { signal: AbortSignal.timeout(60_000) })
+					.then(async (r) => ((await r.json()) as { workers: WorkerProbeReport[] }).workers)
+					.catch(() => []);
+				const file = snapshots.find((x) => x.index === w.index)?.snapshot ?? "none";
 				out.push(
-					`${n.name} worker ${w.index}: ${w.live.track} tracks and ${w.live.ring} rings alive after a full collection, its relay core holds ${held} (${JSON.stringify(w.live)})`,
+					`${n.name} worker ${w.index}: ${w.live.track} tracks and ${w.live.ring} rings alive after a full collection, its relay core holds ${held} (${JSON.stringify(w.live)}; heap snapshot ${file})`,
 				);
 			}
 		}
