@@ -16,30 +16,11 @@ import {
 	slope,
 	type Verdict,
 } from "../soak/report.ts";
-import type { RelayReading, RestCount } from "./cluster.ts";
+import type { RestCount } from "./cluster.ts";
 import type { EndSeen } from "./driver.ts";
-import type { ClusterSoakResult } from "./run.ts";
+import type { ClusterSample, ClusterSoakResult, ClusterVerdict } from "./result.ts";
 
-export type { Verdict };
-
-/** One reading of one relay. */
-export interface ClusterSample extends Omit<RelayReading, "paths" | "perWorker"> {
-	/** Seconds since the churn started (0 for the baseline). */
-	t: number;
-	phase: "idle" | "churn" | "rest";
-	/** Index and name of the relay. */
-	relay: number;
-	name: string;
-	/** Rounds finished (all relays), rounds in flight, at the sample. */
-	rounds: number;
-	inFlight: number;
-	/** Rounds whose broadcast may exist during the sample: in flight, or ended < settle time before it. */
-	live: number;
-	/** Broadcasts listed whose round ended long before (or that no round made). */
-	stale: number;
-	/** Per worker: broadcasts/routes/lingering. */
-	perWorker: string;
-}
+export type { ClusterSample, ClusterVerdict, Verdict };
 
 const MB = (b: number) => fmt(b / 1e6, 1);
 
@@ -176,11 +157,6 @@ export function rssTrends(r: Pick<ClusterSoakResult, "samples" | "relays" | "chu
 }
 
 // ── verdicts ───────────────────────────────────────────────────────────────────────────────────
-
-/** A verdict, with a label of a few words for the chart. */
-export interface ClusterVerdict extends Verdict {
-	short: string;
-}
 
 export function verdicts(r: ClusterSoakResult): ClusterVerdict[] {
 	const out: ClusterVerdict[] = [];

@@ -11,93 +11,11 @@ import type { WorkerProbeReport } from "../../src/worker/gc-probe.ts";
 import type { ClusterNode } from "../../test/support/cluster.ts";
 import { sleep } from "../../test/support/wait.ts";
 import { REST_COUNTS, type RelayReading, type RestCount, SoakCluster } from "./cluster.ts";
-import { ClusterChurn, type ClusterChurnStats, type RoundRecord } from "./driver.ts";
-import { type ClusterSample, type ClusterVerdict, countBounds, progressLine, verdicts } from "./report.ts";
+import { ClusterChurn } from "./driver.ts";
+import { countBounds, progressLine, verdicts } from "./report.ts";
+import type { ClusterSample, ClusterSoakOptions, ClusterSoakResult, StaleSighting } from "./result.ts";
 
-export interface ClusterSoakOptions {
-	/** Relays in the mesh, 3..5 (default 3). */
-	relays?: number;
-	/** Workers per relay (default 2). */
-	workers?: number;
-	/** How long rounds keep starting (default 5). */
-	minutes?: number;
-	roundMs?: number;
-	watchMs?: number;
-	/** Viewers per round: 1..maxViewers (default 3). */
-	maxViewers?: number;
-	/** Share of rounds ending by the publisher's connection closing, and viewers-first (default 0.15 each). */
-	closeShare?: number;
-	viewersFirstShare?: number;
-	/** How often every relay is sampled (default 5000). */
-	sampleMs?: number;
-	/** How long to wait at rest for the counts to return to their baseline (default 20000). */
-	restWaitMs?: number;
-	lingerMs?: number;
-	peerIdleMs?: number;
-	seed?: number;
-	/** Cuts the churn short (Ctrl-C): the run is reported, and fails. */
-	signal?: AbortSignal;
-	onProgress?: (line: string) => void;
-}
-
-/** A broadcast a relay still listed well after its round ended (or one no round of ours made). */
-export interface StaleSighting {
-	relay: string;
-	path: string;
-	/** Seconds since the churn started: first and last sample that listed it. */
-	firstT: number;
-	lastT: number;
-	/** Samples that listed it. */
-	samples: number;
-	/** ms from the round's end (its publisher's unpublish or close) to the first sighting; null: not one of ours. */
-	endedAgoMs: number | null;
-	mode: string | null;
-	/** Where the round's publisher and viewers were. */
-	round: string | null;
-	/** The relay's /cluster, per worker, at the first sighting (the first few only). */
-	excerpt?: string;
-}
-
-export interface ClusterSoakResult {
-	options: Required<Omit<ClusterSoakOptions, "signal" | "onProgress" | "seed">> & { seed: number };
-	relays: { name: string; url: string; id: number; dials: string[] }[];
-	/** ISO time the churn started. */
-	started: string;
-	/** Seconds of churn (from the first round to the last one's start), and until the last round finished. */
-	churnSeconds: number;
-	drainedSeconds: number;
-	/** Seconds from the churn's stop (every client gone) until every count was back, or null if never. */
-	restSeconds: number | null;
-	samples: ClusterSample[];
-	baseline: Record<RestCount, number>[];
-	/** The last reading at rest, per relay (null: the relay did not answer). */
-	rest: (Record<RestCount, number> | null)[];
-	/** What was not back to baseline at rest, per relay, with /cluster excerpts. */
-	leftovers: string[];
-	/**
-	 * At rest, after forced full collections in every worker (the GC probe): tracks and rings still
-	 * alive beyond what the worker's relay core holds, per relay and worker. null: the probe was not
-	 * answered (a relay started without MOQ_FANOUT_GC_PROBE=1).
-	 */
-	retained: string[] | null;
-	/** Counts above their bound during the churn. */
-	overBound: string[];
-	/** Each (relay, broadcast) seen stale, in order of the first sighting. */
-	stale: StaleSighting[];
-	sampleErrors: string[];
-	exits: { relay: string; code: number | string | null; t: number }[];
-	/** Each relay's exit status on SIGTERM at the end. */
-	exitCodes: (number | string | null)[];
-	stats: ClusterChurnStats;
-	rounds: RoundRecord[];
-	/** The most rounds in flight at any sample. */
-	maxInFlight: number;
-	verdicts: ClusterVerdict[];
-	ok: boolean;
-	interrupted: boolean;
-	/** The relays' stderr tails (empty when they said nothing). */
-	logs: string;
-}
+export type { ClusterSoakOptions, ClusterSoakResult, StaleSighting };
 
 const MAX_STALE_EXCERPTS = 5;
 
@@ -114,34 +32,47 @@ function restCounts(r: Pick<RelayReading, RestCount>): Record<RestCount, number>
 async function retainedAtRest(nodes: ClusterNode[]): Promise<string[] | null> {
 	const out: string[] = [];
 	for (const n of nodes) {
-		let report: { workers: WorkerProbeReport[] };
-		try {
-			const res = await fetch(`${n.base}/debug/gc-probe`, { signal: AbortSignal.timeout(30_000) });
-			if (res.status !== 200) return null;
-			report = (await res.json()) as { workers: WorkerProbeReport[] };
-		} catch {
-			return null;
-		}
-		let snapshots: WorkerProbeReport[] | null = null;
-		for (const w of report.workers) {
-			if (!w.answered) {
-				out.push(`${n.name} worker ${w.index}: did not answer the GC probe`);
-				continue;
-			}
-			const held = w.relay.tracks + w.relay.remoteTracks;
-			if (w.live.track > held || w.live.ring > held) {
-				// Heap snapshots of the relay's workers, for the retainers (they stay in the temp dir).
-				snapshots ??= await fetch(`${n.base}/debug/gc-probe?snapshot=1`, { signal: AbortSignal.timeout(60_000) })
-					.then(async (r) => ((await r.json()) as { workers: WorkerProbeReport[] }).workers)
-					.catch(() => []);
-				const file = snapshots.find((x) => x.index === w.index)?.snapshot ?? "none";
-				out.push(
-					`${n.name} worker ${w.index}: ${w.live.track} tracks and ${w.live.ring} rings alive after a full collection, its relay core holds ${held} (${JSON.stringify(w.live)}; heap snapshot ${file})`,
-				);
-			}
-		}
+		const found = await retainedOn(n);
+		if (found === null) return null;
+		out.push(...found);
 	}
 	return out;
+}
+
+/** Asked again for a while: some objects are let go by timers after the counts are back (grace periods, linger). */
+const RETAINED_TRIES = 5;
+const RETAINED_RETRY_MS = 3000;
+
+async function retainedOn(n: ClusterNode): Promise<string[] | null> {
+	const probe = async (snapshot: boolean) => {
+		const res = await fetch(`${n.base}/debug/gc-probe${snapshot ? "?snapshot=1" : ""}`, {
+			signal: AbortSignal.timeout(60_000),
+		});
+		if (res.status !== 200) return null;
+		return ((await res.json()) as { workers: WorkerProbeReport[] }).workers;
+	};
+	const over = (w: WorkerProbeReport) => {
+		const held = w.relay.tracks + w.relay.remoteTracks;
+		return !w.answered || w.live.track > held || w.live.ring > held;
+	};
+	for (let attempt = 1; ; attempt++) {
+		// The last attempt also writes heap snapshots of the relay's workers, for the retainers (the
+		// files stay in the temp dir).
+		const last = attempt === RETAINED_TRIES;
+		const workers = await probe(last).catch(() => null);
+		if (workers === null) return null;
+		const bad = workers.filter(over);
+		if (bad.length === 0) return [];
+		if (!last) {
+			await sleep(RETAINED_RETRY_MS);
+			continue;
+		}
+		return bad.map((w) =>
+			w.answered
+				? `${n.name} worker ${w.index}: ${w.live.track} tracks and ${w.live.ring} rings alive after full collections ${((RETAINED_TRIES - 1) * RETAINED_RETRY_MS) / 1000} s apart, its relay core holds ${w.relay.tracks + w.relay.remoteTracks} (${JSON.stringify(w.live)}; heap snapshot ${w.snapshot ?? "none"})`
+				: `${n.name} worker ${w.index}: did not answer the GC probe`,
+		);
+	}
 }
 
 export async function runClusterSoak(opts: ClusterSoakOptions = {}): Promise<ClusterSoakResult> {
