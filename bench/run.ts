@@ -4,15 +4,17 @@
  * 1. the bare baseline: bench/pump.ts, a minimal quiche server pushing stream data to
  *    `--pump-connections` clients, with dgram egress, then with the GSO addon when it is built;
  * 2. the relay (a separate process, `taskset` to core 0) with 1 worker, then 2 workers on that same
- *    core, at a fixed load of `--trial-subscribers`: CPU per egress packet, its ratio to the bare
- *    pump of the same run, and 2 workers ÷ 1 worker (the multi-worker machinery's cost);
- * then 3. the capacity sweep per core count (subscribers stepped up until p99 passes the target or a
- * group is lost). Progress lines while running, the tables at the end, and JSON + SVG charts in
+ *    core, at a fixed load of `--trial-subscribers`, once per QUIC engine (`--engines`: quiche, and
+ *    ngtcp2 when its addon is built): CPU per egress packet, its ratio to the bare pump of the same
+ *    run, ngtcp2 ÷ quiche, and 2 workers ÷ 1 worker (the multi-worker machinery's cost);
+ * then 3. the capacity sweep per core count and engine (subscribers stepped up until p99 passes the
+ * target or a group is lost). Progress lines while running, the tables at the end, and JSON + SVG charts in
  * `--out`. See docs/benchmarks.md.
  */
 
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
+import { loadNgtcp2, ngtcp2Unavailable } from "../src/quic/engine.ts";
 import { loadUdpNative, udpNativeUnavailable } from "../src/quic/udp-native.ts";
 import { HELP, parseArgs } from "./lib/args.ts";
 import { benchConsole } from "./lib/console.ts";
@@ -34,11 +36,16 @@ async function main(): Promise<number> {
 		return 0;
 	}
 	const opts = parsed;
+	if (opts.url === null && opts.engines.includes("ngtcp2") && loadNgtcp2() === null) {
+		console.error(`--engines ngtcp2: ${ngtcp2Unavailable()}`);
+		return 2;
+	}
 	const { say, progress } = benchConsole(opts.silent);
 	const started = performance.now();
 	say(
 		`moq-fanout bench: ${opts.bitrate} Mbit/s, ${opts.fps} fps, ${opts.groupMs} ms groups, keyframe weight ${opts.keyframeWeight}, ` +
 			`target p99 ${opts.targetP99Ms} ms, ${opts.runs} run(s), phases ${opts.phases.join(",")}, ` +
+			`engines ${opts.engines.join(",")}, ` +
 			`${opts.generators} load processes × ${opts.sockets} sockets` +
 			(opts.url ? `, relay ${opts.url}` : ""),
 	);
@@ -53,7 +60,9 @@ async function main(): Promise<number> {
 			`CPU per egress packet on core 0 (load on the other cores): ` +
 				[
 					pumpPhase ? `bare pump → ${opts.pumpConnections} connections (dgram${gsoSkipped ? "" : ", GSO"})` : "",
-					workersPhase ? `relay with 1 and 2 workers, ${opts.trialSubscribers} subscribers` : "",
+					workersPhase
+						? `relay with 1 and 2 workers on ${opts.engines.join(" and ")}, ${opts.trialSubscribers} subscribers`
+						: "",
 				]
 					.filter(Boolean)
 					.join("; "),
@@ -71,21 +80,27 @@ async function main(): Promise<number> {
 			}
 		}
 		if (workersPhase) {
-			for (const workers of [1, 2]) {
-				const r = await runSweep(opts, 1, run, progress, { workers, steps: [opts.trialSubscribers] });
-				if (r.error) console.error(`  relay run failed: ${r.error}`);
-				relays.push(r);
+			for (const engine of opts.engines) {
+				for (const workers of [1, 2]) {
+					const r = await runSweep(opts, 1, run, progress, { workers, steps: [opts.trialSubscribers] }, engine);
+					if (r.error) console.error(`  relay run failed: ${r.error}`);
+					relays.push(r);
+				}
 			}
 		}
 	}
 	const sweeps: SweepResult[] = [];
 	for (let run = 1; run <= opts.runs && opts.phases.includes("sweep"); run++) {
 		for (const cores of opts.cores) {
-			say(`capacity sweep, run ${run}/${opts.runs}, ${cores} core(s):`);
-			const sweep = await runSweep(opts, cores, run, progress);
-			if (sweep.error) console.error(`  sweep failed: ${sweep.error}`);
-			else say(`  → capacity ${sweep.capacity} subscribers (stopped by ${sweep.stoppedBy})`);
-			sweeps.push(sweep);
+			for (const engine of opts.engines) {
+				say(
+					`capacity sweep, run ${run}/${opts.runs}, ${cores} core(s), ${opts.url ? "relay at --url" : `${engine} engine`}:`,
+				);
+				const sweep = await runSweep(opts, cores, run, progress, null, engine);
+				if (sweep.error) console.error(`  sweep failed: ${sweep.error}`);
+				else say(`  → capacity ${sweep.capacity} subscribers (stopped by ${sweep.stoppedBy})`);
+				sweeps.push(sweep);
+			}
 		}
 	}
 	const doc = document(opts, sweeps, pumps, relays, gsoSkipped);

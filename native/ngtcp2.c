@@ -212,7 +212,12 @@ static void table_del(table_t *t, int64_t id) {
 
 /* ---- connection ------------------------------------------------------------------------------- */
 
-enum { ST_NEW, ST_OPEN, ST_CLOSE_PENDING, ST_CLOSING, ST_DRAINING, ST_CLOSED };
+/*
+ * ST_REJECTED: the client's first packet did not make a connection (undecryptable, invalid): nothing
+ * is sent and the state is dropped. Unlike ST_CLOSED it is not "draining", as with quiche: the JS
+ * side then finds no packet to send and counts the datagram as garbage (connection.ts flush).
+ */
+enum { ST_NEW, ST_OPEN, ST_CLOSE_PENDING, ST_CLOSING, ST_DRAINING, ST_CLOSED, ST_REJECTED };
 
 typedef struct {
 	bool set, app;
@@ -489,9 +494,10 @@ static int stream_reset_cb(ngtcp2_conn *conn, int64_t id, uint64_t final_size, u
 
 /*
  * A peer's STOP_SENDING: ngtcp2 0.12 answers it itself (RESET_STREAM with the same code) and has no
- * callback for it (its stream_stop_sending is about our own STOP_SENDING). We learn of it when
- * ngtcp2 refuses the stream's data (NGTCP2_ERR_STREAM_SHUT_WR, code unknown: 0) or closes the
- * stream with its send side unfinished (the code then comes with stream_close).
+ * callback for it (its stream_stop_sending is about our own STOP_SENDING). We read it from the
+ * decrypted 1-RTT payload (scan_frames, called by decrypt_cb), with its code, as it arrives. As
+ * fallbacks: ngtcp2 refusing the stream's data (NGTCP2_ERR_STREAM_SHUT_WR, code unknown: 0), or
+ * closing the stream with its send side unfinished (the code then comes with stream_close).
  */
 static void peer_stopped(qconn_t *q, stream_t *s, bool has_code, uint64_t code) {
 	if (s->write_shut) return;
@@ -504,12 +510,133 @@ static void peer_stopped(qconn_t *q, stream_t *s, bool has_code, uint64_t code) 
 	sched_remove(q, s);
 }
 
+/* A QUIC variable-length integer at *p, not past end; false when truncated. */
+static bool rd_varint(const uint8_t **p, const uint8_t *end, uint64_t *v) {
+	if (*p >= end) return false;
+	size_t n = (size_t)1 << (**p >> 6);
+	if ((size_t)(end - *p) < n) return false;
+	uint64_t x = **p & 0x3f;
+	for (size_t i = 1; i < n; i++) x = (x << 8) | (*p)[i];
+	*p += n;
+	*v = x;
+	return true;
+}
+
+static bool skip_bytes(const uint8_t **p, const uint8_t *end, uint64_t n) {
+	if ((uint64_t)(end - *p) < n) return false;
+	*p += n;
+	return true;
+}
+
+/*
+ * Walks the frames of a decrypted 1-RTT payload for STOP_SENDING (RFC 9000 §19; the frames ngtcp2
+ * 0.12 accepts). Read only, every length bounded by the payload; it stops at the first frame it
+ * cannot walk (ngtcp2 then rejects the packet itself), so at worst a STOP_SENDING is learned later
+ * by the fallbacks above. Only streams this connection knows with a send side are touched.
+ */
+static void scan_frames(qconn_t *q, const uint8_t *p, size_t len) {
+	const uint8_t *end = p + len;
+	uint64_t a, b, n;
+	while (p < end) {
+		uint8_t type = *p++;
+		switch (type) {
+		case 0x00: /* PADDING */
+			while (p < end && *p == 0) p++;
+			break;
+		case 0x01: /* PING */
+		case 0x1e: /* HANDSHAKE_DONE */
+			break;
+		case 0x02: /* ACK */
+		case 0x03: /* ACK_ECN */
+			if (!rd_varint(&p, end, &a) || !rd_varint(&p, end, &a) || !rd_varint(&p, end, &n) || !rd_varint(&p, end, &a))
+				return;
+			if (n > (uint64_t)(end - p)) return; /* each range takes at least 2 bytes */
+			for (uint64_t i = 0; i < n; i++) {
+				if (!rd_varint(&p, end, &a) || !rd_varint(&p, end, &a)) return;
+			}
+			if (type == 0x03 && (!rd_varint(&p, end, &a) || !rd_varint(&p, end, &a) || !rd_varint(&p, end, &a))) return;
+			break;
+		case 0x04: /* RESET_STREAM */
+			if (!rd_varint(&p, end, &a) || !rd_varint(&p, end, &a) || !rd_varint(&p, end, &a)) return;
+			break;
+		case 0x05: { /* STOP_SENDING */
+			if (!rd_varint(&p, end, &a) || !rd_varint(&p, end, &b)) return;
+			if (a > (uint64_t)INT64_MAX) return;
+			int64_t id = (int64_t)a;
+			stream_t *s = table_get(&q->streams, id);
+			bool send_side = ngtcp2_is_bidi_stream(id) || ngtcp2_conn_is_local_stream(q->conn, id);
+			/* Nothing to stop when all was sent and acknowledged (ngtcp2 ignores it then too). */
+			if (s && send_side && !(s->fin_sent && s->acked == s->written)) peer_stopped(q, s, true, b);
+			break;
+		}
+		case 0x06: /* CRYPTO */
+			if (!rd_varint(&p, end, &a) || !rd_varint(&p, end, &n) || !skip_bytes(&p, end, n)) return;
+			break;
+		case 0x07: /* NEW_TOKEN */
+			if (!rd_varint(&p, end, &n) || !skip_bytes(&p, end, n)) return;
+			break;
+		case 0x08: case 0x09: case 0x0a: case 0x0b: case 0x0c: case 0x0d: case 0x0e: case 0x0f: /* STREAM */
+			if (!rd_varint(&p, end, &a)) return;
+			if ((type & 0x04) && !rd_varint(&p, end, &a)) return;
+			if (!(type & 0x02)) return; /* no length: the data runs to the end of the packet */
+			if (!rd_varint(&p, end, &n) || !skip_bytes(&p, end, n)) return;
+			break;
+		case 0x10: /* MAX_DATA */
+		case 0x12: case 0x13: /* MAX_STREAMS */
+		case 0x14: /* DATA_BLOCKED */
+		case 0x16: case 0x17: /* STREAMS_BLOCKED */
+		case 0x19: /* RETIRE_CONNECTION_ID */
+			if (!rd_varint(&p, end, &a)) return;
+			break;
+		case 0x11: /* MAX_STREAM_DATA */
+		case 0x15: /* STREAM_DATA_BLOCKED */
+			if (!rd_varint(&p, end, &a) || !rd_varint(&p, end, &a)) return;
+			break;
+		case 0x18: /* NEW_CONNECTION_ID */
+			if (!rd_varint(&p, end, &a) || !rd_varint(&p, end, &a) || p >= end) return;
+			n = *p++;
+			if (!skip_bytes(&p, end, n + NGTCP2_STATELESS_RESET_TOKENLEN)) return;
+			break;
+		case 0x1a: /* PATH_CHALLENGE */
+		case 0x1b: /* PATH_RESPONSE */
+			if (!skip_bytes(&p, end, 8)) return;
+			break;
+		case 0x1c: /* CONNECTION_CLOSE */
+			if (!rd_varint(&p, end, &a) || !rd_varint(&p, end, &a) || !rd_varint(&p, end, &n) || !skip_bytes(&p, end, n))
+				return;
+			break;
+		case 0x1d: /* CONNECTION_CLOSE (application) */
+			if (!rd_varint(&p, end, &a) || !rd_varint(&p, end, &n) || !skip_bytes(&p, end, n)) return;
+			break;
+		case 0x31: /* DATAGRAM with length */
+			if (!rd_varint(&p, end, &n) || !skip_bytes(&p, end, n)) return;
+			break;
+		default: /* DATAGRAM to the end, multi-byte or unknown types */
+			return;
+		}
+	}
+}
+
+/* The connection whose packet this thread is reading (decrypt_cb has no user data of its own). */
+static __thread qconn_t *reading_conn;
+
+static int decrypt_cb(uint8_t *dest, const ngtcp2_crypto_aead *aead, const ngtcp2_crypto_aead_ctx *aead_ctx,
+                      const uint8_t *ciphertext, size_t ciphertextlen, const uint8_t *nonce, size_t noncelen,
+                      const uint8_t *aad, size_t aadlen) {
+	int rv = ngtcp2_crypto_decrypt_cb(dest, aead, aead_ctx, ciphertext, ciphertextlen, nonce, noncelen, aad, aadlen);
+	qconn_t *q = reading_conn;
+	/* 1-RTT only (short header: the AAD is the header), where STOP_SENDING may be. */
+	if (rv == 0 && q != NULL && q->conn != NULL && aadlen > 0 && !(aad[0] & 0x80) && ciphertextlen >= aead->max_overhead)
+		scan_frames(q, dest, ciphertextlen - aead->max_overhead);
+	return rv;
+}
+
 static void init_callbacks(ngtcp2_callbacks *cb) {
 	memset(cb, 0, sizeof *cb);
 	cb->recv_client_initial = ngtcp2_crypto_recv_client_initial_cb;
 	cb->recv_crypto_data = ngtcp2_crypto_recv_crypto_data_cb;
 	cb->encrypt = ngtcp2_crypto_encrypt_cb;
-	cb->decrypt = ngtcp2_crypto_decrypt_cb;
+	cb->decrypt = decrypt_cb;
 	cb->hp_mask = ngtcp2_crypto_hp_mask_cb;
 	cb->update_key = ngtcp2_crypto_update_key_cb;
 	cb->delete_crypto_aead_ctx = ngtcp2_crypto_delete_crypto_aead_ctx_cb;
@@ -1017,7 +1144,7 @@ static napi_value conn_recv(napi_env env, napi_callback_info info) {
 	case ST_NEW: {
 		int rv = conn_create(q, data, len);
 		if (rv != 0) {
-			q->state = ST_CLOSED;
+			q->state = ST_REJECTED;
 			return throw_msg(env, "accept failed: %s", ngtcp2_strerror(rv));
 		}
 		break;
@@ -1033,7 +1160,9 @@ static napi_value conn_recv(napi_env env, napi_callback_info info) {
 	}
 	ngtcp2_path path = {{(ngtcp2_sockaddr *)&q->local, q->local_len}, {(ngtcp2_sockaddr *)&q->remote, q->remote_len}, NULL};
 	ngtcp2_pkt_info pi = {0};
+	reading_conn = q;
 	int rv = ngtcp2_conn_read_pkt(q->conn, &path, &pi, data, len, now_ns());
+	reading_conn = NULL;
 	if (rv == 0) return js_num(env, (double)len);
 	switch (rv) {
 	case NGTCP2_ERR_DRAINING: {
@@ -1052,13 +1181,14 @@ static napi_value conn_recv(napi_env env, napi_callback_info info) {
 		return js_num(env, (double)len);
 	case NGTCP2_ERR_DROP_CONN:
 	case NGTCP2_ERR_RETRY:
-		q->state = ST_CLOSED;
+		q->state = q->pkts_recv == 1 ? ST_REJECTED : ST_CLOSED;
 		return throw_msg(env, "Done");
 	default:
-		if (q->pkts_recv == 1) {
+		if (q->pkts_recv == 1 && rv != NGTCP2_ERR_CRYPTO) {
 			/* The first Initial was undecryptable or invalid: drop the state without a word (quiche
-			 * does not answer either; answering would amplify a spoofed packet). */
-			q->state = ST_CLOSED;
+			 * does not answer either; answering would amplify a spoofed packet). A TLS failure on a
+			 * decrypted ClientHello (e.g. no common ALPN) is answered with its alert, as quiche does. */
+			q->state = ST_REJECTED;
 			return throw_msg(env, "%s", ngtcp2_strerror(rv));
 		}
 		set_local_error_liberr(q, rv);
@@ -1209,14 +1339,19 @@ static napi_value conn_send(napi_env env, napi_callback_info info) {
 }
 
 /*
- * sendBatch(buf, sizes: Uint16Array, max): builds up to `max` packets back to back into buf (each
- * at most 1350 bytes), their lengths into sizes; returns the count. One crossing for a whole flush.
+ * sendBatch(buf, sizes: Uint16Array, max[, stride]): builds up to `max` packets into buf, their
+ * lengths into sizes; returns the count. One crossing for a whole flush (connection.ts sendPackets).
+ * Without a stride (or 0) the packets lie back to back; with one (>= 1350), packet k starts at
+ * k * stride: the PacketSender's batch slots (src/quic/sender.ts), so each packet is written once,
+ * where the UDP addon sends it from (GSO), and never copied.
  */
 static napi_value conn_send_batch(napi_env env, napi_callback_info info) {
-	size_t argc = 3;
-	napi_value argv[3];
-	qconn_t *q = this_conn(env, info, &argc, argv);
+	qconn_t *q = this_conn(env, info, NULL, NULL);
 	if (q == NULL) return NULL;
+	size_t argc = 4;
+	napi_value argv[4];
+	if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 3)
+		return throw_msg(env, "sendBatch(buf, sizes, max[, stride])");
 	uint8_t *buf;
 	size_t buflen;
 	if (!get_bytes(env, argv[0], &buf, &buflen)) return NULL;
@@ -1225,16 +1360,22 @@ static napi_value conn_send_batch(napi_env env, napi_callback_info info) {
 	size_t nsizes;
 	if (napi_get_typedarray_info(env, argv[1], &type, &nsizes, &sp, NULL, NULL) != napi_ok || type != napi_uint16_array)
 		return throw_msg(env, "sizes: expected a Uint16Array");
-	uint64_t max;
+	uint64_t max, stride = 0;
 	if (!get_uint(env, argv[2], 1 << 20, &max)) return NULL;
+	if (argc >= 4) {
+		napi_valuetype t;
+		if (napi_typeof(env, argv[3], &t) != napi_ok) return NULL;
+		if (t != napi_undefined && !get_uint(env, argv[3], 1 << 16, &stride)) return NULL;
+		if (stride != 0 && stride < MAX_UDP_PAYLOAD) return throw_msg(env, "stride: expected 0 or at least %d", MAX_UDP_PAYLOAD);
+	}
 	if (max > nsizes) max = nsizes;
 	uint16_t *sizes = sp;
 	size_t off = 0, count = 0;
-	while (count < max && buflen - off >= MAX_UDP_PAYLOAD) {
+	while (count < max && off <= buflen && buflen - off >= MAX_UDP_PAYLOAD) {
 		size_t n = next_packet(q, buf + off, MAX_UDP_PAYLOAD);
 		if (n == 0) break;
 		sizes[count++] = (uint16_t)n;
-		off += n;
+		off += stride ? stride : n;
 		q->pkts_sent++;
 		q->bytes_sent += n;
 	}
@@ -1300,7 +1441,8 @@ static napi_value conn_close(napi_env env, napi_callback_info info) {
 	q->local_err.set = true;
 	q->local_err.app = app;
 	q->local_err.code = code;
-	memcpy(q->local_err.reason, reason, reason_len);
+	/* An empty Uint8Array may have no data pointer at all (memcpy from NULL is undefined, even for 0). */
+	if (reason_len > 0) memcpy(q->local_err.reason, reason, reason_len);
 	q->local_err.reason_len = reason_len;
 	if (q->state == ST_NEW) {
 		q->state = ST_CLOSED;
@@ -1353,7 +1495,7 @@ static napi_value conn_is_draining(napi_env env, napi_callback_info info) {
 static napi_value conn_is_closed(napi_env env, napi_callback_info info) {
 	qconn_t *q = this_conn(env, info, NULL, NULL);
 	if (q == NULL) return NULL;
-	return js_bool(env, q->state == ST_CLOSED);
+	return js_bool(env, q->state == ST_CLOSED || q->state == ST_REJECTED);
 }
 
 static napi_value conn_is_timed_out(napi_env env, napi_callback_info info) {

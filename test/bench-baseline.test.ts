@@ -47,7 +47,13 @@ function pump(egress: "dgram" | "gso", run: number, usPerPacket: number | null, 
 	};
 }
 
-function relay(workers: number, run: number, usPerPacket: number | null, valid = true): SweepResult {
+function relay(
+	workers: number,
+	run: number,
+	usPerPacket: number | null,
+	valid = true,
+	engine?: "quiche" | "ngtcp2",
+): SweepResult {
 	const step = {
 		subscribers: 100,
 		connected: 100,
@@ -60,7 +66,7 @@ function relay(workers: number, run: number, usPerPacket: number | null, valid =
 		latencyMs: { p50: 5, p90: 9, p99: 20, p999: 30, max: 40 },
 		machineBusy: workers === 2 && run === 2 ? 0.95 : 0.5,
 	} as unknown as StepResult;
-	return { run, cores: 1, workers, steps: [step], capacity: 0, stoppedBy: "max", error: null };
+	return { run, engine, cores: 1, workers, steps: [step], capacity: 0, stoppedBy: "max", error: null };
 }
 
 test("bench options: phases, the sweep on one core by default, trial sizes", () => {
@@ -133,12 +139,63 @@ test("the baseline summary: min / median / max over runs, ratios taken run by ru
 	);
 	assert.match(
 		table,
-		/\| relay, 2 workers on the same core, same load \| 44\.00 \/ 49\.00 \/ 54\.00 \(2 runs\) \| 1\.100 \/ 1\.150 \/ 1\.200 × 1 worker/,
+		/\| relay \(quiche engine\), 2 workers on the same core, same load \| 44\.00 \/ 49\.00 \/ 54\.00 \(2 runs\) \| 1\.100 \/ 1\.150 \/ 1\.200 × 1 worker/,
 	);
-	assert.match(table, /WARNING: the machine was ≥ 90% busy during run 2 relay 2 workers 95%/);
+	assert.match(table, /WARNING: the machine was ≥ 90% busy during run 2 relay quiche 2 workers 95%/);
 	const svg = costChart(doc);
 	assert.match(svg, /^<svg [^>]*xmlns="http:\/\/www.w3.org\/2000\/svg"/);
 	assert.equal((svg.match(/class="bar"/g) ?? []).length, 4);
+
+	// A second engine: its own rows, its ratios to the bare pump and to the quiche engine, run by run.
+	const withNg = [
+		...relays,
+		relay(1, 1, 10, true, "ngtcp2"),
+		relay(2, 1, 11, true, "ngtcp2"),
+		relay(1, 2, 9, true, "ngtcp2"),
+		relay(2, 2, 9.9, true, "ngtcp2"),
+	];
+	const both = summarizeBaseline(3, pumps, withNg);
+	assert.deepEqual(both.relayOneWorkerUs, s.relayOneWorkerUs, "the top-level relay fields stay the quiche engine's");
+	assert.deepEqual(
+		both.engines.map((e) => e.engine),
+		["quiche", "ngtcp2"],
+	);
+	const ng = both.engines[1];
+	assert.deepEqual(ng.oneWorkerUs, { min: 9, median: 9.5, max: 10 });
+	// Run 1: 10/40 = 0.25, run 2: 9/45 = 0.2.
+	assert.deepEqual(ng.toQuiche, { min: 0.2, median: 0.225, max: 0.25 });
+	// Run 1: 10/20 = 0.5, run 2: 9/25 = 0.36.
+	assert.deepEqual(ng.toBareDgram, { min: 0.36, median: 0.43, max: 0.5 });
+	assert.deepEqual(ng.twoWorkersToOne, { min: 1.1, median: 1.1, max: 1.1 });
+	assert.equal(both.engines[0].toQuiche, null);
+	const bothTable = costTable(document(opts, [], pumps, withNg, null));
+	assert.match(
+		bothTable,
+		/\| relay \(ngtcp2 engine\), 1 worker, 100 subscribers .*\*\*0\.20 \/ 0\.23 \/ 0\.25 × quiche engine\*\*/,
+	);
+	assert.equal((costChart(document(opts, [], pumps, withNg, null)).match(/class="bar"/g) ?? []).length, 6);
+
+	// Capacity per engine, and ngtcp2 ÷ quiche run by run.
+	const sweepOf = (engine: "quiche" | "ngtcp2", run: number, capacity: number): SweepResult => ({
+		...relay(1, run, 20, true, engine),
+		capacity,
+	});
+	const caps = document(
+		opts,
+		[sweepOf("quiche", 1, 25), sweepOf("ngtcp2", 1, 100), sweepOf("quiche", 2, 50), sweepOf("ngtcp2", 2, 400)],
+		pumps,
+		relays,
+		null,
+	);
+	assert.deepEqual(
+		caps.summary.map((x) => [x.engine, x.cores, x.capacity.median]),
+		[
+			["quiche", 1, 37.5],
+			["ngtcp2", 1, 250],
+		],
+	);
+	assert.deepEqual(caps.summary[1].capacityToQuiche, { min: 4, median: 6, max: 8 });
+	assert.equal(caps.summary[0].capacityToQuiche, null);
 
 	// Without the pump phase there is nothing to divide by.
 	const none = document(opts, [relay(1, 1, 45)], [], [], null);
@@ -192,8 +249,11 @@ test("a tiny bench of the pump and worker phases writes a consistent JSON and co
 		assert.equal(p.receiving, 2);
 	}
 	assert.deepEqual(
-		relays.map((r) => r.workers),
-		[1, 2],
+		relays.map((r) => [r.engine, r.workers]),
+		doc.options.engines.flatMap((e) => [
+			[e, 1],
+			[e, 2],
+		]),
 	);
 	for (const r of relays) {
 		assert.equal(r.error, null);

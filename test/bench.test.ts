@@ -12,6 +12,7 @@ import { after, test } from "node:test";
 import { promisify } from "node:util";
 import { parseArgs } from "../bench/lib/args.ts";
 import type { BenchDocument } from "../bench/lib/report.ts";
+import type { SweepResult } from "../bench/lib/sweep.ts";
 
 const REPO = resolve(import.meta.dirname, "..");
 const NODE = join(REPO, "node_modules", ".bin", "node");
@@ -21,6 +22,11 @@ after(() => rmSync(out, { recursive: true, force: true }));
 test("bench options: defaults, quick, and explicit steps", () => {
 	const quick = parseArgs(["--quick", "--cores", "1"]);
 	assert.ok(quick !== "help", "options, not help");
+	assert.ok(quick.engines[0] === "quiche", "quiche first, and ngtcp2 too when its addon is built");
+	const engines = parseArgs(["--engines", "ngtcp2,quiche"]);
+	assert.ok(engines !== "help");
+	assert.deepEqual(engines.engines, ["quiche", "ngtcp2"], "in the bench's order");
+	assert.throws(() => parseArgs(["--engines", "msquic"]), /--engines/);
 	assert.equal(quick.runs, 1);
 	assert.deepEqual(quick.steps, [10, 25, 50, 100, 200, 400]);
 	const full = parseArgs(["--steps", "5,2", "--bitrate", "1.5", "--runs", "3"]);
@@ -63,8 +69,28 @@ test("a tiny bench writes a consistent JSON and SVG", { timeout: 90_000 }, async
 
 	const doc = JSON.parse(readFileSync(join(out, "latest.json"), "utf8")) as BenchDocument;
 	assert.equal(doc.version, 1);
-	assert.equal(doc.sweeps.length, 1);
-	const sweep = doc.sweeps[0];
+	// One sweep per engine (quiche, and ngtcp2 when its addon is built), in the same run.
+	assert.deepEqual(
+		doc.sweeps.map((s) => s.engine),
+		doc.options.engines,
+	);
+	for (const sweep of doc.sweeps) checkSweep(doc, sweep);
+
+	const svg = readFileSync(join(out, "latest.svg"), "utf8");
+	assert.match(svg, /^<svg [^>]*xmlns="http:\/\/www.w3.org\/2000\/svg"/);
+	assert.match(svg, /<\/svg>\n$/);
+	assert.match(svg, /class="target"/);
+	for (const summary of doc.summary) {
+		if (summary.curve.length > 0) {
+			assert.match(svg, new RegExp(`data-cores="1" data-engine="${summary.engine}" data-percentile="p99"`));
+			assert.match(svg, new RegExp(`data-cores="1" data-engine="${summary.engine}" data-percentile="p50"`));
+		}
+	}
+	// The timestamped copies are the same documents.
+	assert.match(stdout, /wrote .*bench-.*\.json/);
+});
+
+function checkSweep(doc: BenchDocument, sweep: SweepResult): void {
 	assert.equal(sweep.error, null);
 	assert.equal(sweep.cores, 1);
 	assert.ok(sweep.steps.length >= 1 && sweep.steps.length <= 2);
@@ -80,22 +106,11 @@ test("a tiny bench writes a consistent JSON and SVG", { timeout: 90_000 }, async
 	// The capacity is the last passing step of the sweep, and the summary reports it.
 	const passing = sweep.steps.filter((s) => s.pass).map((s) => s.subscribers);
 	assert.equal(sweep.capacity, passing.length ? Math.max(...passing) : 0);
-	const summary = doc.summary.find((s) => s.cores === 1);
+	const summary = doc.summary.find((s) => s.cores === 1 && s.engine === sweep.engine);
 	assert.ok(summary);
 	assert.equal(summary.capacity.median, sweep.capacity);
 	assert.deepEqual(
 		summary.curve.map((p) => p.subscribers),
 		sweep.steps.filter((s) => s.valid).map((s) => s.subscribers),
 	);
-
-	const svg = readFileSync(join(out, "latest.svg"), "utf8");
-	assert.match(svg, /^<svg [^>]*xmlns="http:\/\/www.w3.org\/2000\/svg"/);
-	assert.match(svg, /<\/svg>\n$/);
-	assert.match(svg, /class="target"/);
-	if (summary.curve.length > 0) {
-		assert.match(svg, /data-cores="1" data-percentile="p99"/);
-		assert.match(svg, /data-cores="1" data-percentile="p50"/);
-	}
-	// The timestamped copies are the same documents.
-	assert.match(stdout, /wrote .*bench-.*\.json/);
-});
+}

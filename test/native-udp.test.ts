@@ -515,6 +515,49 @@ describe("PacketSender on the addon", { skip: SKIP, timeout: 60_000 }, () => {
 		await arrived([a, b], [sentA, sentB]);
 	});
 
+	test("runs written in place (an engine's sendBatch): no copy, batched with the rest, a full batch leaves at once", async () => {
+		const socket = await bound("udp4", "127.0.0.1");
+		const a = await receiver("udp4", "127.0.0.1");
+		const b = await receiver("udp4", "127.0.0.1");
+		sockets.push(socket, a.socket, b.socket);
+		const stats = senderStats();
+		const sender = new PacketSender(socket, stats, udp);
+		const toA = new UdpDestination("127.0.0.1", a.socket.address().port);
+		const toB = new UdpDestination("127.0.0.1", b.socket.address().port);
+		const sentA: Buffer[] = [];
+		const sentB: Buffer[] = [];
+		const sizes = new Uint16Array(BATCH_PACKETS);
+		/** As native/ngtcp2.c sendBatch does: packet k at k × PACKET_BUFFER_SIZE of runBuffer(). */
+		const run = (to: UdpDestination, id: number, from: number, n: number, length: number, sent: Buffer[]) => {
+			assert.ok(n <= sender.runRoom());
+			const buf = sender.runBuffer();
+			for (let k = 0; k < n; k++) {
+				const data = payload(id, from + k, length - (k === n - 1 ? 100 : 0));
+				data.copy(buf, k * PACKET_BUFFER_SIZE);
+				sizes[k] = data.length;
+				sent.push(data);
+			}
+			sender.commitRun(sizes, n, to);
+		};
+		writePackets(sender, toA, 0, 0, 3, 1350, sentA);
+		run(toA, 0, 3, 40, 1350, sentA);
+		run(toB, 1, 0, 10, 1200, sentB);
+		assert.equal(sender.runRoom(), BATCH_PACKETS - 53);
+		assert.equal(stats.sendSyscalls, 0, "nothing sent before the end of the turn");
+		// Filling the batch to the last slot sends it at once; the next run starts a fresh batch.
+		run(toA, 0, 43, sender.runRoom(), 1350, sentA);
+		assert.equal(stats.sendSyscalls, 1, "the full batch left at once");
+		assert.equal(sender.runRoom(), BATCH_PACKETS);
+		run(toB, 1, 10, 5, 1200, sentB);
+		await nextTurn();
+		assert.equal(stats.sendSyscalls, 2);
+		assert.equal(stats.packetsOut, 3 + 40 + 10 + (BATCH_PACKETS - 53) + 5);
+		assert.equal(stats.packetsOutDgram, 0);
+		assert.ok(stats.packetsOutGso > 0, "same-size runs left as GSO super-packets");
+		assert.throws(() => sender.commitRun(sizes, BATCH_PACKETS + 1, toA), RangeError);
+		await arrived([a, b], [sentA, sentB]);
+	});
+
 	test("a batch cut short by a full send buffer: the rest through dgram, later batches behind it, nothing lost or reordered", async () => {
 		const socket = await bound("udp4", "127.0.0.1");
 		const rx = await receiver("udp4", "127.0.0.1");

@@ -17,6 +17,7 @@ import { FRAME_HEADER_MAX, writeFrameHeader } from "../src/moq/lite/wire/group.t
 import { decodeFrame, Frame, FrameType, usesRecords } from "../src/qmux/frames.ts";
 import { parseSubprotocol } from "../src/qmux/subprotocol.ts";
 import { connectQuic } from "../src/quic/client.ts";
+import { loadNgtcp2, selectEngine } from "../src/quic/engine.ts";
 import { loadQuiche } from "../src/quic/native.ts";
 import { copyBytes } from "../src/transport/types.ts";
 import { frameBytes } from "./support/frames.ts";
@@ -257,23 +258,26 @@ describe("one write per frame on real loopback sessions", { timeout: 60_000 }, (
 	}
 
 	test("raw QUIC: one streamSend per frame on each group stream (plus its GROUP header)", async () => {
-		// The relay and the clients share this thread's quiche: the relay's group streams are the
-		// server-initiated unidirectional ones (id % 4 === 3) whose first bytes are the GROUP type (0).
+		// The relay and the clients share this thread's quiche (and the relay may run on the ngtcp2
+		// engine instead, MOQ_SERVER_QUIC_ENGINE): the relay's group streams are the server-initiated
+		// unidirectional ones (id % 4 === 3) whose first bytes are the GROUP type (0).
 		const writes = new Map<number, { calls: number; first: number }>();
-		const proto = (
-			loadQuiche().Connection as unknown as {
-				prototype: { streamSend(id: number, data: Uint8Array, fin: boolean): number | null };
-			}
-		).prototype;
-		const streamSend = proto.streamSend;
-		proto.streamSend = function (this: unknown, id: number, data: Uint8Array, fin: boolean) {
-			if ((id & 3) === 3 && data.length > 0) {
-				const w = writes.get(id) ?? { calls: 0, first: data[0] };
-				w.calls++;
-				writes.set(id, w);
-			}
-			return streamSend.call(this, id, data, fin);
-		};
+		type Proto = { streamSend(id: number, data: Uint8Array, fin: boolean): number | null };
+		const protos = [(loadQuiche().Connection as unknown as { prototype: Proto }).prototype];
+		if (selectEngine(undefined).name === "ngtcp2")
+			protos.push((loadNgtcp2()!.Connection as unknown as { prototype: Proto }).prototype);
+		const originals = protos.map((proto) => proto.streamSend);
+		protos.forEach((proto, i) => {
+			const streamSend = originals[i];
+			proto.streamSend = function (this: unknown, id: number, data: Uint8Array, fin: boolean) {
+				if ((id & 3) === 3 && data.length > 0) {
+					const w = writes.get(id) ?? { calls: 0, first: data[0] };
+					w.calls++;
+					writes.set(id, w);
+				}
+				return streamSend.call(this, id, data, fin);
+			};
+		});
 		try {
 			const pub = await quicClient();
 			const track = pub.publish("onewrite-quic", { tracks: ["video"] }).track("video");
@@ -297,7 +301,9 @@ describe("one write per frame on real loopback sessions", { timeout: 60_000 }, (
 			assert.equal(groupStreams.length, GROUPS);
 			for (const w of groupStreams) assert.equal(w.calls, 1 + frames / GROUPS, "GROUP header + one write per frame");
 		} finally {
-			proto.streamSend = streamSend;
+			protos.forEach((proto, i) => {
+				proto.streamSend = originals[i];
+			});
 		}
 	});
 

@@ -3,7 +3,9 @@
  * @module
  */
 
+import { existsSync } from "node:fs";
 import { availableParallelism } from "node:os";
+import { ngtcp2Path } from "../../src/quic/engine.ts";
 
 /**
  * What `npm run bench` measures, in this order within each run:
@@ -14,9 +16,18 @@ import { availableParallelism } from "node:os";
 export const PHASES = ["pump", "workers", "sweep"] as const;
 export type Phase = (typeof PHASES)[number];
 
+/**
+ * The relay's QUIC engines (`[server.quic] engine`): the relay runs of the workers phase and the
+ * capacity sweep run once per engine, one after the other within each run.
+ */
+export const ENGINES = ["quiche", "ngtcp2"] as const;
+export type Engine = (typeof ENGINES)[number];
+
 export interface BenchOptions {
 	quick: boolean;
 	phases: Phase[];
+	/** The relay's QUIC engines to measure (default: both when native/build/ngtcp2.node exists). */
+	engines: Engine[];
 	/** External relay (`https://host:port/path`): no local relay process, CPU from /metrics only. */
 	url: string | null;
 	/** Mbit/s per subscriber (the track's bitrate). */
@@ -53,6 +64,9 @@ const HELP = `npm run bench [-- options]
   egress packet, and its ratios: relay ÷ bare, 2 workers ÷ 1), then the capacity sweep.
   --quick                 smoke run (about 2 min on 2 cores): 1 run, short windows, fewer subscribers
   --phases a,b            what to run: pump, workers, sweep (default all three)
+  --engines a,b           the relay's QUIC engines: quiche, ngtcp2 (default both when
+                          native/build/ngtcp2.node exists, else quiche); each relay run and
+                          sweep runs once per engine, in the same run
   --url URL               bench an existing relay (https://host:port/path); default: start one locally
   --bitrate MBPS          track bitrate per subscriber (default 2.5)
   --fps N                 frames per second (default 30)
@@ -114,6 +128,7 @@ export function parseArgs(argv: string[]): BenchOptions | "help" {
 		"--steps",
 		"--cores",
 		"--phases",
+		"--engines",
 		"--pump-connections",
 		"--trial-subscribers",
 		"--runs",
@@ -149,12 +164,26 @@ export function parseArgs(argv: string[]): BenchOptions | "help" {
 		if (url !== null && phases.some((p) => p !== "sweep"))
 			throw new Error("--phases: with --url only the sweep runs (pump and workers measure a relay started here)");
 	}
+	let engines: Engine[] = existsSync(ngtcp2Path()) ? [...ENGINES] : ["quiche"];
+	if (flags.has("--engines")) {
+		const named = flags
+			.get("--engines")!
+			.split(",")
+			.map((e) => e.trim());
+		const unknown = named.filter((e) => !(ENGINES as readonly string[]).includes(e));
+		if (unknown.length > 0 || named.length === 0)
+			throw new Error(`--engines: expected some of ${ENGINES.join(",")}, got "${flags.get("--engines")}"`);
+		engines = ENGINES.filter((e) => named.includes(e));
+	}
+	// An external relay runs whatever engine it was started with: one sweep, labelled with the first named.
+	if (url !== null) engines = engines.slice(0, 1);
 	const maxSubscribers = num("--max-subscribers", quick ? 400 : 3200);
 	const steps = flags.has("--steps") ? list(flags.get("--steps")!, "--steps") : defaultSteps(maxSubscribers);
 	const maxCores = Math.max(...cores);
 	return {
 		quick,
 		phases,
+		engines,
 		url,
 		bitrate: num("--bitrate", 2.5),
 		fps: num("--fps", 30),

@@ -62,6 +62,8 @@ export interface StartRelayOptions {
 	workers?: number;
 	/** false: the single-socket fallback (worker 0 owns the socket). Default: the relay's default. */
 	reusePort?: boolean;
+	/** The QUIC engine (MOQ_SERVER_QUIC_ENGINE); default: the relay's default. */
+	engine?: "quiche" | "ngtcp2";
 }
 
 /**
@@ -111,10 +113,11 @@ export async function startRelay(cores: number[], opts: StartRelayOptions = {}):
 		"info",
 	];
 	if (opts.reusePort !== undefined) relayArgs.push("--reuse-port", String(opts.reusePort));
+	const env = opts.engine ? { ...process.env, MOQ_SERVER_QUIC_ENGINE: opts.engine } : process.env;
 	// taskset execs node, so the child's pid is the relay's (its /proc/<pid>/stat covers every thread).
 	const child: ChildProcess = hasTaskset()
-		? spawn("taskset", ["-c", cores.join(","), node, ...relayArgs], { stdio: ["ignore", "ignore", "pipe"] })
-		: spawn(node, relayArgs, { stdio: ["ignore", "ignore", "pipe"] });
+		? spawn("taskset", ["-c", cores.join(","), node, ...relayArgs], { stdio: ["ignore", "ignore", "pipe"], env })
+		: spawn(node, relayArgs, { stdio: ["ignore", "ignore", "pipe"], env });
 	let stderr = "";
 	let listening = false;
 	child.stderr?.on("data", (d: Buffer) => {

@@ -5,7 +5,7 @@
  */
 
 import { cpus } from "node:os";
-import type { BenchOptions } from "./args.ts";
+import { type BenchOptions, ENGINES, type Engine } from "./args.ts";
 import type { PumpRun } from "./pump-trial.ts";
 import type { StepResult, SweepResult } from "./sweep.ts";
 
@@ -17,9 +17,13 @@ export interface Spread {
 
 export interface CoreSummary {
 	cores: number;
+	/** The relay's QUIC engine of these sweeps. */
+	engine: Engine;
 	runs: number;
 	/** Max subscribers with p99 ≤ target and no loss, over runs. */
 	capacity: Spread;
+	/** This engine's capacity ÷ the quiche engine's, same run and core count (null for quiche, or without it). */
+	capacityToQuiche: Spread | null;
 	/** True when some run stopped because the load generator saturated: capacity is a lower bound. */
 	lowerBound: boolean;
 	/** At each run's capacity step. */
@@ -34,7 +38,26 @@ export interface CoreSummary {
 	curve: { subscribers: number; p50: number; p90: number; p99: number; p999: number; runs: number }[];
 }
 
-/** The per-packet costs on one core, min / median / max over runs; ratios are taken run by run. */
+/** One engine's relay runs on one core (1 worker, 2 workers), min / median / max over runs. */
+export interface EngineCost {
+	engine: Engine;
+	oneWorkerUs: Spread | null;
+	twoWorkersUs: Spread | null;
+	/** 1 worker ÷ the bare pump of the same run. */
+	toBareDgram: Spread | null;
+	toBareGso: Spread | null;
+	twoWorkersToOne: Spread | null;
+	/** 1 worker: this engine ÷ the quiche engine, same run (null for quiche itself, or without it). */
+	toQuiche: Spread | null;
+	runs: { oneWorker: number; twoWorkers: number };
+	load: { oneWorker: Load | null; twoWorkers: Load | null };
+}
+
+/**
+ * The per-packet costs on one core, min / median / max over runs; ratios are taken run by run.
+ * The relay fields at the top level are the quiche engine's (as before the engine comparison);
+ * `engines` has every engine measured, quiche included.
+ */
 export interface BaselineSummary {
 	/** CPU µs per egress packet of the bare quiche push pump, dgram and GSO egress. */
 	bareDgramUs: Spread | null;
@@ -49,6 +72,8 @@ export interface BaselineSummary {
 	twoWorkersToOne: Spread | null;
 	/** Runs each spread is over. */
 	runs: { bareDgram: number; bareGso: number; relayOneWorker: number; relayTwoWorkers: number };
+	/** Per engine (quiche first), those that ran. */
+	engines: EngineCost[];
 	/** The GSO pump ÷ the dgram pump, same run. */
 	gsoToDgram: Spread | null;
 	/** The load each was measured at (median over runs): egress packets per second, and CPU in cores. */
@@ -99,9 +124,31 @@ function atCapacity(s: SweepResult): StepResult | undefined {
 	return s.steps.find((x) => x.subscribers === s.capacity && x.pass);
 }
 
-export function summarize(sweeps: SweepResult[], coreCounts: number[]): CoreSummary[] {
-	return coreCounts.map((cores) => {
-		const mine = sweeps.filter((s) => s.cores === cores);
+/** A run's engine: documents from before the engine comparison ran quiche only. */
+export const engineOf = (r: SweepResult): Engine => r.engine ?? "quiche";
+
+/** The engines that have results, in ENGINES order; `fallback` when none has. */
+function enginesIn(results: SweepResult[], fallback: Engine[]): Engine[] {
+	const present = ENGINES.filter((e) => results.some((r) => engineOf(r) === e));
+	return present.length > 0 ? present : fallback.slice(0, 1);
+}
+
+export function summarize(sweeps: SweepResult[], coreCounts: number[], engines: Engine[] = ["quiche"]): CoreSummary[] {
+	const list = enginesIn(sweeps, engines);
+	return coreCounts.flatMap((cores) => list.map((engine) => summarizeOne(sweeps, cores, engine)));
+}
+
+function summarizeOne(sweeps: SweepResult[], cores: number, engine: Engine): CoreSummary {
+	{
+		const mine = sweeps.filter((s) => s.cores === cores && engineOf(s) === engine);
+		const quiche = sweeps.filter((s) => s.cores === cores && engineOf(s) === "quiche" && s.error === null);
+		const capRatios: number[] = [];
+		if (engine !== "quiche")
+			for (const s of mine) {
+				const q = quiche.find((x) => x.run === s.run);
+				if (s.error === null && q !== undefined && q.capacity > 0)
+					capRatios.push(Math.round((s.capacity / q.capacity) * 100) / 100);
+			}
 		const caps = mine.map((s) => s.capacity);
 		const at = mine.map(atCapacity).filter((x): x is StepResult => x !== undefined);
 		const valid = mine.flatMap((s) => s.steps.filter((x) => x.valid && x.usPerPacket !== null && x.subscribers >= 25));
@@ -111,8 +158,10 @@ export function summarize(sweeps: SweepResult[], coreCounts: number[]): CoreSumm
 		const med = (xs: number[]) => spread(xs)?.median ?? 0;
 		return {
 			cores,
+			engine,
 			runs: mine.length,
 			capacity: spread(caps) ?? { min: 0, median: 0, max: 0 },
+			capacityToQuiche: spread(capRatios),
 			lowerBound: mine.some((s) => s.stoppedBy === "generator" || s.stoppedBy === "max"),
 			p99AtCapacityMs: spread(at.map((x) => x.latencyMs.p99)),
 			mbpsAtCapacity: spread(at.map((x) => x.deliveredMbps)),
@@ -132,7 +181,7 @@ export function summarize(sweeps: SweepResult[], coreCounts: number[]): CoreSumm
 					runs: xs.length,
 				})),
 		};
-	});
+	}
 }
 
 /** A relay run's CPU per packet, when its step measured the relay (the load was not the limit). */
@@ -159,7 +208,9 @@ function ratios(runs: number, a: (run: number) => number | null, b: (run: number
 export function summarizeBaseline(runs: number, pumps: PumpRun[], relays: SweepResult[]): BaselineSummary {
 	const pump = (egress: PumpRun["egress"], run: number) =>
 		pumpUs(pumps.find((p) => p.egress === egress && p.run === run));
-	const relay = (workers: number, run: number) => relayUs(relays.find((r) => r.workers === workers && r.run === run));
+	const relayOf = (engine: Engine, workers: number, run: number) =>
+		relayUs(relays.find((r) => engineOf(r) === engine && r.workers === workers && r.run === run));
+	const relay = (workers: number, run: number) => relayOf("quiche", workers, run);
 	const all = (f: (run: number) => number | null) =>
 		Array.from({ length: runs }, (_, i) => f(i + 1)).filter((x): x is number => x !== null);
 	const bareDgram = all((r) => pump("dgram", r));
@@ -192,6 +243,42 @@ export function summarizeBaseline(runs: number, pumps: PumpRun[], relays: SweepR
 			relayOneWorker: one.length,
 			relayTwoWorkers: two.length,
 		},
+		engines: enginesIn(relays, []).map((engine) => {
+			const mine = (workers: number) =>
+				relays.filter((r) => engineOf(r) === engine && r.workers === workers && relayUs(r) !== null);
+			const oneW = all((r) => relayOf(engine, 1, r));
+			const twoW = all((r) => relayOf(engine, 2, r));
+			return {
+				engine,
+				oneWorkerUs: spread(oneW),
+				twoWorkersUs: spread(twoW),
+				toBareDgram: ratios(
+					runs,
+					(r) => relayOf(engine, 1, r),
+					(r) => pump("dgram", r),
+				),
+				toBareGso: ratios(
+					runs,
+					(r) => relayOf(engine, 1, r),
+					(r) => pump("gso", r),
+				),
+				twoWorkersToOne: ratios(
+					runs,
+					(r) => relayOf(engine, 2, r),
+					(r) => relayOf(engine, 1, r),
+				),
+				toQuiche:
+					engine === "quiche"
+						? null
+						: ratios(
+								runs,
+								(r) => relayOf(engine, 1, r),
+								(r) => relayOf("quiche", 1, r),
+							),
+				runs: { oneWorker: oneW.length, twoWorkers: twoW.length },
+				load: { oneWorker: load(mine(1).map(relayLoad)), twoWorkers: load(mine(2).map(relayLoad)) },
+			};
+		}),
 		gsoToDgram: ratios(
 			runs,
 			(r) => pump("gso", r),
@@ -200,8 +287,12 @@ export function summarizeBaseline(runs: number, pumps: PumpRun[], relays: SweepR
 		load: {
 			bareDgram: load(pumps.filter((p) => p.egress === "dgram" && pumpUs(p) !== null).map(pumpLoad)),
 			bareGso: load(pumps.filter((p) => p.egress === "gso" && pumpUs(p) !== null).map(pumpLoad)),
-			relayOneWorker: load(relays.filter((r) => r.workers === 1 && relayUs(r) !== null).map(relayLoad)),
-			relayTwoWorkers: load(relays.filter((r) => r.workers === 2 && relayUs(r) !== null).map(relayLoad)),
+			relayOneWorker: load(
+				relays.filter((r) => engineOf(r) === "quiche" && r.workers === 1 && relayUs(r) !== null).map(relayLoad),
+			),
+			relayTwoWorkers: load(
+				relays.filter((r) => engineOf(r) === "quiche" && r.workers === 2 && relayUs(r) !== null).map(relayLoad),
+			),
 		},
 	};
 }
@@ -252,7 +343,7 @@ export function document(
 					: `measured in this bench: bare quiche + dgram push pump (bench/pump.ts), ${opts.pumpConnections} connections, one core, median of ${baseline.runs.bareDgram} run(s)`,
 		},
 		baseline: { pumps, gsoSkipped, relays, summary: baseline },
-		summary: summarize(sweeps, opts.cores),
+		summary: summarize(sweeps, opts.cores, opts.engines ?? ["quiche"]),
 		sweeps,
 	};
 }
@@ -282,8 +373,10 @@ export function costTable(doc: BenchDocument): string {
 		"|---|---|---|---|",
 		`| bare quiche + dgram push pump, ${o.pumpConnections} connections | ${fmt(b.bareDgramUs, 2)}${over(b.runs.bareDgram)} | baseline | ${loadText(b.load.bareDgram)} |`,
 		`| bare quiche + GSO push pump, ${o.pumpConnections} connections | ${doc.baseline.gsoSkipped ? `skipped: ${doc.baseline.gsoSkipped}` : `${fmt(b.bareGsoUs, 2)}${over(b.runs.bareGso)}`} | ${b.gsoToDgram ? `${fmt(b.gsoToDgram, 2)} × bare dgram` : ""} | ${loadText(b.load.bareGso)} |`,
-		`| relay, 1 worker, ${o.trialSubscribers} subscribers × ${o.bitrate} Mbit/s | ${fmt(b.relayOneWorkerUs, 2)}${over(b.runs.relayOneWorker)} | ${fmt(b.relayToBareDgram, 2)} × bare dgram${b.relayToBareGso ? `; ${fmt(b.relayToBareGso, 2)} × bare GSO` : ""} | ${loadText(b.load.relayOneWorker)} |`,
-		`| relay, 2 workers on the same core, same load | ${fmt(b.relayTwoWorkersUs, 2)}${over(b.runs.relayTwoWorkers)} | ${fmt(b.twoWorkersToOne, 3)} × 1 worker | ${loadText(b.load.relayTwoWorkers)} |`,
+		...(b.engines ?? []).flatMap((e) => [
+			`| relay (${e.engine} engine), 1 worker, ${o.trialSubscribers} subscribers × ${o.bitrate} Mbit/s | ${fmt(e.oneWorkerUs, 2)}${over(e.runs.oneWorker)} | ${fmt(e.toBareDgram, 2)} × bare dgram${e.toBareGso ? `; ${fmt(e.toBareGso, 2)} × bare GSO` : ""}${e.toQuiche ? `; **${fmt(e.toQuiche, 2)} × quiche engine**` : ""} | ${loadText(e.load.oneWorker)} |`,
+			`| relay (${e.engine} engine), 2 workers on the same core, same load | ${fmt(e.twoWorkersUs, 2)}${over(e.runs.twoWorkers)} | ${fmt(e.twoWorkersToOne, 3)} × 1 worker | ${loadText(e.load.twoWorkers)} |`,
+		]),
 		"",
 		"µs / egress packet: the process's CPU (all threads, /proc/<pid>/stat) ÷ its egress packets in the window (the pump's own count;",
 		"for the relay, the datagrams the load generators received). n/a: not measured, or every run was limited by the load.",
@@ -297,7 +390,7 @@ export function costTable(doc: BenchDocument): string {
 			.filter((r) => (r.steps[0]?.machineBusy ?? 0) >= BUSY_MACHINE)
 			.map(
 				(r) =>
-					`run ${r.run} relay ${r.workers} worker${r.workers > 1 ? "s" : ""} ${Math.round((r.steps[0].machineBusy ?? 0) * 100)}%`,
+					`run ${r.run} relay ${engineOf(r)} ${r.workers} worker${r.workers > 1 ? "s" : ""} ${Math.round((r.steps[0].machineBusy ?? 0) * 100)}%`,
 			),
 	];
 	if (busy.length > 0)
@@ -315,18 +408,23 @@ export function capacityTable(doc: BenchDocument): string {
 		`Capacity at ${o.bitrate} Mbit/s per subscriber, keyframe weight ${o.keyframeWeight}, p99 ≤ ${o.targetP99Ms} ms, no group loss` +
 			(o.runs > 1 ? ` — min / median / max over ${o.runs} runs` : ""),
 		"",
-		`| cores | max subscribers | p99 at max (ms) | delivered at max (Mbit/s) | relay µs / egress packet | × bare quiche+dgram (${bare}) | worker threads µs / packet |`,
-		"|---|---|---|---|---|---|---|",
+		`| engine | cores | max subscribers | × quiche engine | p99 at max (ms) | delivered at max (Mbit/s) | relay µs / egress packet | × bare quiche+dgram (${bare}) | worker threads µs / packet |`,
+		"|---|---|---|---|---|---|---|---|---|",
 	];
 	for (const s of doc.summary) {
 		const cap = `${fmt(s.capacity)}${s.lowerBound ? " (≥, load-bound)" : ""}`;
+		const engine = s.engine ?? "quiche";
+		const toQuiche = engine === "quiche" ? "1" : fmt(s.capacityToQuiche ?? null, 2);
 		lines.push(
-			`| ${s.cores} | ${cap} | ${fmt(s.p99AtCapacityMs, 1)} | ${fmt(s.mbpsAtCapacity, 1)} | ${fmt(s.usPerPacket, 1)} | ${fmt(s.ratioToBare, 2)} | ${fmt(s.workerUsPerPacket, 1)} |`,
+			`| ${o.url ? `${engine} (--url)` : engine} | ${s.cores} | ${cap} | ${toQuiche} | ${fmt(s.p99AtCapacityMs, 1)} | ${fmt(s.mbpsAtCapacity, 1)} | ${fmt(s.usPerPacket, 1)} | ${fmt(s.ratioToBare, 2)} | ${fmt(s.workerUsPerPacket, 1)} |`,
 		);
 	}
 	lines.push("");
 	lines.push(
 		"µs / egress packet: relay process CPU (all threads, /proc) ÷ packets the load generators received, over steps with ≥ 25 subscribers that the generators did not limit.",
+	);
+	lines.push(
+		"× quiche engine: the engine's capacity ÷ the quiche engine's in the same run (min / median / max of the run-by-run ratios).",
 	);
 	lines.push(
 		"(≥, load-bound): the sweep ended because the load generators, not the relay, ran out of CPU (or at --max-subscribers); the relay carries at least this many.",

@@ -81,7 +81,7 @@ export function latencyChart(doc: BenchDocument): string {
 				.map((p, j) => `${j === 0 ? "M" : "L"}${x(p.subscribers).toFixed(1)},${y(p[series.key]).toFixed(1)}`)
 				.join(" ");
 			out.push(
-				`<path class="series" data-cores="${s.cores}" data-percentile="${series.label}" d="${d}" fill="none" stroke="${color}" stroke-width="2"${series.dash ? ` stroke-dasharray="${series.dash}"` : ""}/>`,
+				`<path class="series" data-cores="${s.cores}" data-engine="${s.engine ?? "quiche"}" data-percentile="${series.label}" d="${d}" fill="none" stroke="${color}" stroke-width="2"${series.dash ? ` stroke-dasharray="${series.dash}"` : ""}/>`,
 			);
 			for (const p of s.curve)
 				out.push(
@@ -92,7 +92,7 @@ export function latencyChart(doc: BenchDocument): string {
 				`<line x1="${lx}" y1="${legendY}" x2="${lx + 26}" y2="${legendY}" stroke="${color}" stroke-width="2"${series.dash ? ` stroke-dasharray="${series.dash}"` : ""}/>`,
 			);
 			out.push(
-				`<text x="${lx + 32}" y="${legendY + 4}">${s.cores} core${s.cores > 1 ? "s" : ""} ${series.label}</text>`,
+				`<text x="${lx + 32}" y="${legendY + 4}">${s.engine ?? "quiche"}, ${s.cores} core${s.cores > 1 ? "s" : ""} ${series.label}</text>`,
 			);
 			legendY += 18;
 		}
@@ -118,23 +118,25 @@ export function costChart(doc: BenchDocument): string {
 			note: doc.baseline.gsoSkipped ? "skipped (no native addon)" : ratio(b.gsoToDgram, "bare dgram"),
 			color: "#bcbd22",
 		},
-		{
-			label: "relay, 1 worker",
-			s: b.relayOneWorkerUs,
-			note: ratio(b.relayToBareDgram, "bare dgram"),
-			color: "#1f77b4",
-		},
-		{
-			label: "relay, 2 workers, 1 core",
-			s: b.relayTwoWorkersUs,
-			note: ratio(b.twoWorkersToOne, "1 worker"),
-			color: "#d62728",
-		},
+		...(b.engines ?? []).flatMap((e) => [
+			{
+				label: `relay ${e.engine}, 1 worker`,
+				s: e.oneWorkerUs,
+				note: ratio(e.toBareDgram, "bare dgram") + (e.toQuiche ? `, ${e.toQuiche.median.toFixed(2)} × quiche` : ""),
+				color: e.engine === "quiche" ? "#1f77b4" : "#2ca02c",
+			},
+			{
+				label: `relay ${e.engine}, 2 workers, 1 core`,
+				s: e.twoWorkersUs,
+				note: ratio(e.twoWorkersToOne, "1 worker"),
+				color: e.engine === "quiche" ? "#d62728" : "#9467bd",
+			},
+		]),
 	];
 	const width = 760;
-	const left = 190;
+	const left = 230;
 	// Room for the value and ratio printed after the longest bar.
-	const right = 210;
+	const right = 250;
 	const top = 48;
 	const rowH = 44;
 	const height = top + rows.length * rowH + 44;

@@ -6,7 +6,7 @@
 
 import { availableParallelism } from "node:os";
 import * as hdr from "hdr-histogram-js";
-import type { BenchOptions } from "./args.ts";
+import type { BenchOptions, Engine } from "./args.ts";
 import { Child } from "./children.ts";
 import { type RelayTarget, resolveTarget } from "./connect.ts";
 import { metric, perWorker, type Sample, scrape } from "./metrics.ts";
@@ -72,6 +72,8 @@ export interface StepResult {
 
 export interface SweepResult {
 	run: number;
+	/** The relay's QUIC engine (absent in documents from before the engine comparison: quiche). */
+	engine?: Engine;
 	cores: number;
 	/** Relay worker threads (the sweep: one per core; the worker runs: 1 or 2 on one core). */
 	workers: number;
@@ -115,11 +117,12 @@ export async function runSweep(
 	run: number,
 	progress: Progress,
 	override: SweepOverride | null = null,
+	engine: Engine = "quiche",
 ): Promise<SweepResult> {
 	const workers = override?.workers ?? cores;
 	const label = override
-		? `run ${run}/${opts.runs} · relay, ${cores} core, ${workers} worker${workers > 1 ? "s" : " "}`
-		: `${cores} core(s)`;
+		? `run ${run}/${opts.runs} · relay ${engine.padEnd(6)}, ${cores} core, ${workers} worker${workers > 1 ? "s" : " "}`
+		: `${engine} ${cores} core(s)`;
 	const cpus = availableParallelism();
 	const relayCores = cpuList(0, Math.min(cores, cpus));
 	// Load on the cores the relay does not use; on a machine without spare cores, share them (the
@@ -134,7 +137,7 @@ export async function runSweep(
 	let relay: RelayProcess | null = null;
 	let target: RelayTarget;
 	if (opts.url === null) {
-		relay = await startRelay(relayCores, { workers });
+		relay = await startRelay(relayCores, { workers, engine });
 		target = { host: "127.0.0.1", port: relay.port, path: "/bench", fingerprint: relay.fingerprint };
 	} else {
 		target = await resolveTarget(opts.url);
@@ -144,7 +147,16 @@ export async function runSweep(
 		{ length: opts.generators },
 		() => new Child<ToGenerator, FromGenerator>("generator-child.ts", spare),
 	);
-	const result: SweepResult = { run, cores, workers, steps: [], capacity: 0, stoppedBy: "max", error: null };
+	const result: SweepResult = {
+		run,
+		engine,
+		cores,
+		workers,
+		steps: [],
+		capacity: 0,
+		stoppedBy: "max",
+		error: null,
+	};
 	const kill = async () => {
 		for (const g of generators) g.kill();
 		publisher.kill();

@@ -77,8 +77,6 @@ export class MoqClient {
 		}
 		const origin = options.origin ?? 1 + Math.floor(Math.random() * 0xffffffff);
 		const client = new MoqClient(transport, origin);
-		transport.onStream = (s) => client.#onStream(s);
-		transport.onClose = (code, reason) => client.#closed(code, reason);
 		const ready = new Promise<void>((resolve, reject) => {
 			const timer = setTimeout(() => {
 				client.close(TIMEOUT, "no SETUP from the relay");
@@ -90,6 +88,11 @@ export class MoqClient {
 				else reject(new Error(reason));
 			};
 		});
+		// Only now: a WebTransport session delivers streams that arrived before onStream was set
+		// synchronously, and the relay's SETUP may be among them (a fast server answers before the
+		// CONNECT promise resolved here); it must find the waiter in place.
+		transport.onStream = (s) => client.#onStream(s);
+		transport.onClose = (code, reason) => client.#closed(code, reason);
 		const s = transport.openUni();
 		if (s === null) throw new Error("no stream credit for SETUP");
 		const w = new Writer(64);

@@ -16,7 +16,7 @@ import type { TransportSession } from "../transport/types.ts";
 import type { Driver } from "./driver.ts";
 import { streamResetCode, streamStoppedCode } from "./errors.ts";
 import type { QuicheConnection, QuicheHostPort, QuicheRecvInfo } from "./native.ts";
-import { type PacketSender, UdpDestination } from "./sender.ts";
+import { BATCH_PACKETS, PACKET_BUFFER_SIZE, type PacketSender, UdpDestination } from "./sender.ts";
 import { QuicStream, SendState, type StreamOwner } from "./stream.ts";
 
 /** Counters an endpoint keeps for all its connections (plain numbers, read by metrics). */
@@ -130,6 +130,14 @@ const QUIET_TIMEOUT_MS = 1000;
 /** A FIN-only frame waits at most this long for the connection to be quiet (see finishStream). */
 const FIN_MAX_WAIT_MS = 1000;
 
+/** An engine that builds several packets per call (the ngtcp2 engine, native/ngtcp2.c sendBatch). */
+interface BatchingConnection {
+	/** Up to `max` packets into `buf`, packet k at k × `stride`; their lengths into `sizes`; returns the count. */
+	sendBatch(buf: Uint8Array, sizes: Uint16Array, max: number, stride: number): number;
+}
+/** Packet lengths of one sendBatch call (used synchronously: one per thread). */
+const RUN_SIZES = new Uint16Array(BATCH_PACKETS);
+
 /** One receive buffer per thread: onData chunks are views into it, valid during the call only. */
 const RECV_BUFFER = Buffer.allocUnsafe(64 * 1024);
 const EMPTY = new Uint8Array(0);
@@ -150,6 +158,8 @@ export class QuicConnection implements TransportSession, StreamOwner {
 	closed = false;
 
 	readonly native: QuicheConnection;
+	/** The same object when its engine builds several packets per call (ngtcp2), else null (quiche). */
+	private readonly batchNative: BatchingConnection | null;
 	readonly isServer: boolean;
 	/** Map keys (latin1) of the connection IDs the owner routes to us. */
 	readonly cidKeys: string[] = [];
@@ -218,6 +228,8 @@ export class QuicConnection implements TransportSession, StreamOwner {
 		config: unknown,
 	) {
 		this.native = native;
+		const batching = native as unknown as Partial<BatchingConnection>;
+		this.batchNative = typeof batching.sendBatch === "function" ? (batching as BatchingConnection) : null;
 		this.owner = owner;
 		this.isServer = isServer;
 		this.keepAliveMs = timing.keepAliveMs;
@@ -447,6 +459,23 @@ export class QuicConnection implements TransportSession, StreamOwner {
 			destination = this.destination = new UdpDestination(this.remoteHost, this.remotePort);
 		}
 		let count = 0;
+		if (this.batchNative !== null) {
+			// The ngtcp2 engine: one native call builds a run of packets straight into the sender's
+			// batch slots (no copy), which leave with the rest of the turn's batch (GSO).
+			const batch = this.batchNative;
+			while (count < max && sender.batching) {
+				const want = Math.min(sender.runRoom(), max - count);
+				let n: number;
+				try {
+					n = batch.sendBatch(sender.runBuffer(), RUN_SIZES, want, PACKET_BUFFER_SIZE);
+				} catch {
+					return count;
+				}
+				sender.commitRun(RUN_SIZES, n, destination);
+				count += n;
+				if (n < want) return count;
+			}
+		}
 		while (count < max) {
 			const buf = sender.acquire();
 			let result: [number, unknown] | null;

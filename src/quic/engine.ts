@@ -5,8 +5,8 @@
  * connection.ts drives), so the rest of the relay runs unchanged on either.
  *
  * `[server.quic] engine = "auto" | "ngtcp2" | "quiche"` (MOQ_SERVER_QUIC_ENGINE, which also reaches
- * servers started without a relay config, e.g. tests). Clients (client.ts, cluster links) stay on
- * quiche.
+ * servers started without a relay config, e.g. tests). "auto": ngtcp2 when its addon loads, else
+ * quiche (logged once). Clients (client.ts, cluster links) stay on quiche.
  */
 import { existsSync } from "node:fs";
 import { createRequire } from "node:module";
@@ -190,12 +190,25 @@ export function engineChoice(configured: QuicEngineChoice | undefined): QuicEngi
 }
 
 /**
- * "auto" still means quiche: the ngtcp2 engine becomes the default once it passes every QUIC suite
- * (issue 15). Flip this to true then; "auto" then prefers ngtcp2 when its addon loaded.
+ * Whether "auto" prefers the ngtcp2 engine when its addon loaded. Not yet, although it passes every
+ * QUIC and WebTransport suite (npm test runs them on both engines) and costs about half of quiche's
+ * CPU per packet: on ngtcp2 0.12 a stream the peer opened is never freed (about 224 bytes of
+ * ngtcp2's own state, 330–480 bytes of RSS, per stream, until the connection ends;
+ * docs/quic-performance.md), so a long-lived publisher or cluster link, one stream per group, grows
+ * without bound; and 2 workers on one core cost 1.29 × one on it (quiche: 1.02 ×). Choose it with
+ * `engine = "ngtcp2"`.
  */
 const AUTO_PREFERS_NGTCP2 = false;
 
 let loggedFallback = false;
+
+/**
+ * The engine "auto" picks in this thread: ngtcp2 when preferred and its addon loads, else quiche
+ * (scripts/test.ts runs the QUIC suites a second time on the other one).
+ */
+export function autoEngineName(): ServerEngine["name"] {
+	return AUTO_PREFERS_NGTCP2 && loadNgtcp2() !== null ? "ngtcp2" : "quiche";
+}
 
 /**
  * The engine for a server. "ngtcp2" throws when the addon is missing; "auto" falls back to quiche

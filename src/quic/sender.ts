@@ -122,6 +122,8 @@ export class PacketSender {
 	private fd = -1;
 	private slots: Buffer = EMPTY_BUFFER;
 	private slotViews: Buffer[] = [];
+	/** Per slot i: the slots from i to the end of the batch, as one buffer (runBuffer). */
+	private runViews: Buffer[] = [];
 	/** Per packet: [2i] its length, [2i + 1] its destination's entry in `addresses`. */
 	private meta = new Int32Array(0);
 	private addresses = new Uint8Array(0);
@@ -161,6 +163,68 @@ export class PacketSender {
 			return this.slotViews[this.batchCount];
 		}
 		return this.pool.pop() ?? Buffer.allocUnsafe(PACKET_BUFFER_SIZE);
+	}
+
+	/**
+	 * Batched only (`batching`): how many batch slots are free from the next one on (at least 1: a
+	 * full batch has been sent). `runBuffer()` spans them, slot k at k × PACKET_BUFFER_SIZE; an
+	 * engine that builds several packets per call (ngtcp2's sendBatch) writes them there, and
+	 * `commitRun` records them: each packet is written once, in the slot it is sent from.
+	 */
+	runRoom(): number {
+		if (this.slotViews.length === 0) this.allocateBatch();
+		return BATCH_PACKETS - this.batchCount;
+	}
+
+	/** The free slots from the next one on, as one buffer (see `runRoom`). */
+	runBuffer(): Buffer {
+		if (this.slotViews.length === 0) this.allocateBatch();
+		return this.runViews[this.batchCount];
+	}
+
+	/**
+	 * Records `count` packets (lengths in `sizes`) written into `runBuffer()`'s first `count` slots,
+	 * all to `destination`; as many `sendTo` calls without the copy. Sends the batch when it is full.
+	 */
+	commitRun(sizes: Uint16Array, count: number, destination: UdpDestination): void {
+		const udp = this.udp;
+		if (count <= 0) return;
+		if (udp === null || count > BATCH_PACKETS - this.batchCount) throw new RangeError("commitRun: not a free run");
+		if (destination.batchEpoch !== this.batchEpoch) {
+			let sockaddr = destination.sockaddr;
+			if (sockaddr === null) sockaddr = destination.sockaddr = this.buildSockaddr(udp, destination);
+			if (sockaddr.length === 0) {
+				// Unreachable from this socket (see sendTo): dropped, as dgram.send would fail too.
+				this.stats.packetsOut += count;
+				this.stats.sendErrors += count;
+				return;
+			}
+			this.addresses.set(sockaddr, this.addressCount * ADDRESS_STRIDE);
+			destination.batchEpoch = this.batchEpoch;
+			destination.batchEntry = this.addressCount++;
+		}
+		const entry = destination.batchEntry;
+		const host = destination.host;
+		const port = destination.port;
+		const meta = this.meta;
+		let bytes = 0;
+		let i = this.batchCount;
+		for (let k = 0; k < count; k++, i++) {
+			const length = sizes[k];
+			bytes += length;
+			meta[2 * i] = length;
+			meta[2 * i + 1] = entry;
+			this.slotHosts[i] = host;
+			this.slotPorts[i] = port;
+		}
+		this.stats.packetsOut += count;
+		this.stats.bytesOut += bytes;
+		this.batchCount = i;
+		if (!this.queuedForFlush) {
+			this.queuedForFlush = true;
+			driver().flushAtEndOfTurn(this);
+		}
+		if (this.batchCount === BATCH_PACKETS) this.sendBatchNow();
 	}
 
 	/** Returns an unused buffer (a batch slot simply stays free). */
@@ -248,6 +312,7 @@ export class PacketSender {
 		this.slots = Buffer.allocUnsafeSlow(BATCH_PACKETS * PACKET_BUFFER_SIZE);
 		for (let i = 0; i < BATCH_PACKETS; i++) {
 			this.slotViews.push(this.slots.subarray(i * PACKET_BUFFER_SIZE, (i + 1) * PACKET_BUFFER_SIZE));
+			this.runViews.push(this.slots.subarray(i * PACKET_BUFFER_SIZE));
 		}
 		this.meta = new Int32Array(2 * BATCH_PACKETS);
 		this.addresses = new Uint8Array(BATCH_PACKETS * ADDRESS_STRIDE);
