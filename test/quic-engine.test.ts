@@ -23,9 +23,9 @@ import {
 	ngtcp2Unavailable,
 	selectEngine,
 } from "../src/quic/engine.ts";
-import type { QuicServer } from "../src/quic/server.ts";
+import type { QuicServer, QuicServerOptions } from "../src/quic/server.ts";
 import { frameBytes } from "./support/frames.ts";
-import { ALPN, collect, listen, TEST_CERT_HASH } from "./support/quic.ts";
+import { ALPN, collect, connect, echoServer as echoOn, listen } from "./support/quic.ts";
 import { startTestRelay } from "./support/relay.ts";
 import { deferred, until } from "./support/wait.ts";
 
@@ -49,30 +49,9 @@ const SKIP = ADDON === null && process.env.CI !== "true" ? `ngtcp2 engine not bu
 const T = { timeout: 20_000, skip: SKIP };
 const ENGINE = { quic: { engine: "ngtcp2" as const } };
 
-function connect(port: number, extra: Partial<Parameters<typeof connectQuic>[0]> = {}): Promise<QuicConnection> {
-	return connectQuic({ host: "127.0.0.1", port, alpns: [ALPN], certificateHashes: [TEST_CERT_HASH], ...extra });
-}
-
-async function echoServer(extra: object = {}): Promise<{ server: QuicServer; sessions: QuicConnection[] }> {
-	const sessions: QuicConnection[] = [];
-	const server = await listen({
-		...ENGINE,
-		...extra,
-		onSession(session) {
-			sessions.push(session);
-			session.onStream = (stream) => {
-				if (stream.bidi) {
-					stream.onData = (chunk) => stream.write(chunk);
-					stream.onFin = () => stream.finish();
-				} else {
-					const reply = session.openUni()!;
-					stream.onData = (chunk) => reply.write(chunk);
-					stream.onFin = () => reply.finish();
-				}
-			};
-		},
-	});
-	return { server, sessions };
+/** The echo server of test/support/quic.ts on the ngtcp2 engine. */
+function echoServer(extra: Partial<QuicServerOptions> = {}) {
+	return echoOn({ ...ENGINE, ...extra });
 }
 
 describe("quic engine: selection", () => {

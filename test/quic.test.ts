@@ -5,43 +5,22 @@ import assert from "node:assert/strict";
 import { createHash, randomBytes } from "node:crypto";
 import dgram from "node:dgram";
 import { after, describe, test } from "node:test";
-import { connectQuic } from "../src/quic/client.ts";
 import type { QuicConnection } from "../src/quic/connection.ts";
 import type { QuicServer } from "../src/quic/server.ts";
 import type { TransportStream } from "../src/transport/types.ts";
-import { ALPN, collect, listen, TEST_CERT_2, TEST_CERT_2_HASH, TEST_CERT_HASH, TEST_KEY_2 } from "./support/quic.ts";
+import {
+	ALPN,
+	collect,
+	connect,
+	echoServer,
+	listen,
+	TEST_CERT_2,
+	TEST_CERT_2_HASH,
+	TEST_KEY_2,
+} from "./support/quic.ts";
 import { deferred, until } from "./support/wait.ts";
 
 const T = { timeout: 20_000 };
-
-/** A server whose sessions echo every peer stream (bidi: back on the stream; uni: on a new uni). */
-async function echoServer(extra: Parameters<typeof listen>[0] | object = {}): Promise<{
-	server: QuicServer;
-	sessions: QuicConnection[];
-}> {
-	const sessions: QuicConnection[] = [];
-	const server = await listen({
-		...extra,
-		onSession(session) {
-			sessions.push(session);
-			session.onStream = (stream) => {
-				if (stream.bidi) {
-					stream.onData = (chunk) => stream.write(chunk);
-					stream.onFin = () => stream.finish();
-				} else {
-					const reply = session.openUni()!;
-					stream.onData = (chunk) => reply.write(chunk);
-					stream.onFin = () => reply.finish();
-				}
-			};
-		},
-	});
-	return { server, sessions };
-}
-
-function connect(port: number, extra: Partial<Parameters<typeof connectQuic>[0]> = {}): Promise<QuicConnection> {
-	return connectQuic({ host: "127.0.0.1", port, alpns: [ALPN], certificateHashes: [TEST_CERT_HASH], ...extra });
-}
 
 describe("quic: our client ↔ our server", () => {
 	const servers: QuicServer[] = [];

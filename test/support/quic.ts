@@ -3,6 +3,8 @@
  * QUIC tests pin its hash or run insecure, so its validity period does not matter) and helpers.
  */
 import { createHash, X509Certificate } from "node:crypto";
+import { connectQuic } from "../../src/quic/client.ts";
+import type { QuicConnection } from "../../src/quic/connection.ts";
 import { QuicServer, type QuicServerOptions } from "../../src/quic/server.ts";
 
 export const TEST_KEY = `-----BEGIN EC PRIVATE KEY-----
@@ -68,4 +70,34 @@ export function collect(stream: {
 		stream.onFin = () => resolve(Buffer.concat(chunks));
 		stream.onReset = (code) => reject(new Error(`reset ${code}`));
 	});
+}
+
+/** A server whose sessions echo every peer stream (bidi: back on the stream; uni: on a new uni). */
+export async function echoServer(extra: Partial<QuicServerOptions> = {}): Promise<{
+	server: QuicServer;
+	sessions: QuicConnection[];
+}> {
+	const sessions: QuicConnection[] = [];
+	const server = await listen({
+		...extra,
+		onSession(session) {
+			sessions.push(session);
+			session.onStream = (stream) => {
+				if (stream.bidi) {
+					stream.onData = (chunk) => stream.write(chunk);
+					stream.onFin = () => stream.finish();
+				} else {
+					const reply = session.openUni()!;
+					stream.onData = (chunk) => reply.write(chunk);
+					stream.onFin = () => reply.finish();
+				}
+			};
+		},
+	});
+	return { server, sessions };
+}
+
+/** Our quiche client to a test server on loopback, pinning the test certificate. */
+export function connect(port: number, extra: Partial<Parameters<typeof connectQuic>[0]> = {}): Promise<QuicConnection> {
+	return connectQuic({ host: "127.0.0.1", port, alpns: [ALPN], certificateHashes: [TEST_CERT_HASH], ...extra });
 }
