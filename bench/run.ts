@@ -46,7 +46,9 @@ async function main(): Promise<number> {
 		`moq-fanout bench: ${opts.bitrate} Mbit/s, ${opts.fps} fps, ${opts.groupMs} ms groups, keyframe weight ${opts.keyframeWeight}, ` +
 			`target p99 ${opts.targetP99Ms} ms, ${opts.runs} run(s), phases ${opts.phases.join(",")}, ` +
 			`engines ${opts.engines.join(",")}, ` +
-			`${opts.generators} load processes × ${opts.sockets} sockets` +
+			(opts.generator === "native"
+				? `${opts.generators} native load processes (a socket per subscriber)`
+				: `${opts.generators} JS load processes × ${opts.sockets} sockets`) +
 			(opts.url ? `, relay ${opts.url}` : ""),
 	);
 	const pumps: PumpRun[] = [];

@@ -92,3 +92,25 @@ if (result.status !== 0) {
 }
 renameSync(scratch, output);
 if (sanitize || verbose) console.log(`built ${output} (ngtcp2 ${ngtcp2Version})`);
+
+// The bench's native load generator (native/loadgen.c, an executable on the same libraries). Optional
+// like the engine: `npm run bench` falls back to the JS generator without it.
+if (!sanitize) {
+	const loadgen = join(here, "build", "moq-loadgen");
+	const loadgenScratch = `${loadgen}.${process.pid}.tmp`;
+	const built = spawnSync(
+		compiler,
+		["-O2", "-std=gnu11", "-Wall", join(here, "loadgen.c"), "-o", loadgenScratch, ...pkgFlags],
+		{ encoding: "utf8", timeout: 180_000 },
+	);
+	if (built.status === 0) {
+		renameSync(loadgenScratch, loadgen);
+		if (verbose) console.log(`built ${loadgen}`);
+	} else {
+		rmSync(loadgenScratch, { force: true });
+		const detail = (built.stderr || built.error?.message || `exit status ${built.status}`).trim().split("\n");
+		console.warn(
+			`moq-fanout: bench load generator not built (${compiler}: ${detail.find((line) => line.includes("error")) ?? detail[0]}); npm run bench uses the JS one`,
+		);
+	}
+}

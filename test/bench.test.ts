@@ -11,6 +11,7 @@ import { join, resolve } from "node:path";
 import { after, test } from "node:test";
 import { promisify } from "node:util";
 import { parseArgs } from "../bench/lib/args.ts";
+import { nativeGeneratorAvailable } from "../bench/lib/native-generator.ts";
 import type { BenchDocument } from "../bench/lib/report.ts";
 import type { SweepResult } from "../bench/lib/sweep.ts";
 
@@ -34,10 +35,20 @@ test("bench options: defaults, quick, and explicit steps", () => {
 	assert.deepEqual(full.steps, [2, 5]);
 	assert.equal(full.bitrate, 1.5);
 	assert.throws(() => parseArgs(["--bogus", "1"]), /unknown option/);
+	const js = parseArgs(["--generator", "js"]);
+	assert.ok(js !== "help" && js.generator === "js");
+	assert.throws(() => parseArgs(["--generator", "rust"]), /--generator/);
 	assert.equal(parseArgs(["--help"]), "help");
 });
 
-test("a tiny bench writes a consistent JSON and SVG", { timeout: 90_000 }, async () => {
+const generators: ("native" | "js")[] = nativeGeneratorAvailable() ? ["native", "js"] : ["js"];
+
+for (const generator of generators)
+	test(`a tiny bench writes a consistent JSON and SVG (${generator} load generator)`, { timeout: 90_000 }, async () => {
+		await tinyBench(generator);
+	});
+
+async function tinyBench(generator: "native" | "js"): Promise<void> {
 	const args = [
 		join(REPO, "bench", "run.ts"),
 		"--cores",
@@ -61,6 +72,8 @@ test("a tiny bench writes a consistent JSON and SVG", { timeout: 90_000 }, async
 		// A generous target: this checks plumbing, not the machine's speed.
 		"--target-p99-ms",
 		"5000",
+		"--generator",
+		generator,
 		"--out",
 		out,
 	];
@@ -88,7 +101,8 @@ test("a tiny bench writes a consistent JSON and SVG", { timeout: 90_000 }, async
 	}
 	// The timestamped copies are the same documents.
 	assert.match(stdout, /wrote .*bench-.*\.json/);
-});
+	assert.equal(doc.options.generator, generator);
+}
 
 function checkSweep(doc: BenchDocument, sweep: SweepResult): void {
 	assert.equal(sweep.error, null);

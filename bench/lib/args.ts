@@ -6,6 +6,7 @@
 import { existsSync } from "node:fs";
 import { availableParallelism } from "node:os";
 import { ngtcp2Path } from "../../src/quic/engine.ts";
+import { nativeGeneratorAvailable } from "./native-generator.ts";
 
 /**
  * What `npm run bench` measures, in this order within each run:
@@ -54,6 +55,12 @@ export interface BenchOptions {
 	/** Load generator processes, and UDP sockets per generator. */
 	generators: number;
 	sockets: number;
+	/**
+	 * The load generators' implementation: "native" (native/build/moq-loadgen, C on ngtcp2: a few µs
+	 * per received packet) or "js" (our TypeScript client on quiche: about what the relay spends per
+	 * sent packet, so it saturates the cores left to it first).
+	 */
+	generator: "native" | "js";
 	/** Print nothing but errors (tests). */
 	silent: boolean;
 }
@@ -82,7 +89,10 @@ const HELP = `npm run bench [-- options]
   --warmup-ms MS          settle time per step and per run (default 2000; quick 1000)
   --window-ms MS          measurement window per step and per run (default 5000; quick 2500)
   --generators N          load generator processes (default: max(2, free cores), at most 8)
-  --sockets N             UDP sockets per generator (default 8)
+  --sockets N             UDP sockets per generator (default 8; the native generator uses one
+                          per subscriber)
+  --generator native|js   load generator: native (native/build/moq-loadgen, C on ngtcp2; the
+                          default when it was built) or js (our TypeScript client)
   --out DIR               results directory (default bench/results)`;
 
 export function defaultSteps(max: number): number[] {
@@ -136,6 +146,7 @@ export function parseArgs(argv: string[]): BenchOptions | "help" {
 		"--window-ms",
 		"--generators",
 		"--sockets",
+		"--generator",
 		"--out",
 	]);
 	for (const k of flags.keys()) if (!known.has(k)) throw new Error(`unknown option ${k}\n${HELP}`);
@@ -201,8 +212,19 @@ export function parseArgs(argv: string[]): BenchOptions | "help" {
 		windowMs: num("--window-ms", quick ? 2500 : 5000),
 		generators: Math.round(num("--generators", Math.min(8, Math.max(2, cpus - maxCores)))),
 		sockets: Math.round(num("--sockets", 8)),
+		generator: generatorKind(flags.get("--generator")),
 		silent: bools.has("--silent"),
 	};
+}
+
+function generatorKind(named: string | undefined): "native" | "js" {
+	if (named === undefined) return nativeGeneratorAvailable() ? "native" : "js";
+	if (named !== "native" && named !== "js") throw new Error(`--generator: expected native or js, got "${named}"`);
+	if (named === "native" && !nativeGeneratorAvailable())
+		throw new Error(
+			"--generator native: native/build/moq-loadgen is not built (npm install builds it with the ngtcp2 engine)",
+		);
+	return named;
 }
 
 export { HELP };

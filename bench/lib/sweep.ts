@@ -145,7 +145,11 @@ export async function runSweep(
 	const publisher = new Child<ToPublisher, FromPublisher>("publisher-child.ts", spare);
 	const generators = Array.from(
 		{ length: opts.generators },
-		() => new Child<ToGenerator, FromGenerator>("generator-child.ts", spare),
+		() =>
+			new Child<ToGenerator, FromGenerator>(
+				opts.generator === "native" ? "native-generator-child.ts" : "generator-child.ts",
+				spare,
+			),
 	);
 	const result: SweepResult = {
 		run,

@@ -1,0 +1,104 @@
+/**
+ * Bench child process speaking the load-generator protocol (bench/lib/protocol.ts) for the native
+ * generator, native/build/moq-loadgen (native/loadgen.c): the same subscribers, latency histogram and
+ * counts as generator-child.ts, at a fraction of its CPU per received packet. This process only
+ * relays commands and turns the binary's latency buckets back into an HDR histogram; its own CPU is
+ * added to the binary's, so the bench's "generator saturated" check sees all of it.
+ * @module
+ */
+
+import { type ChildProcess, spawn } from "node:child_process";
+import { createInterface } from "node:readline";
+import * as hdr from "hdr-histogram-js";
+import { nativeGeneratorPath } from "./native-generator.ts";
+import type { FromGenerator, GeneratorReport, ToGenerator } from "./protocol.ts";
+
+const send = (m: FromGenerator) => process.send?.(m);
+
+interface NativeReport extends Omit<GeneratorReport, "type" | "histogram"> {
+	/** [bucket value µs, count] pairs. */
+	histogram: [number, number][];
+}
+
+let binary: ChildProcess | null = null;
+let cpu0 = process.cpuUsage();
+
+function start(m: Extract<ToGenerator, { type: "init" }>): void {
+	const t = m.target;
+	binary = spawn(nativeGeneratorPath(), [t.host, String(t.port), t.path, t.fingerprint], {
+		stdio: ["pipe", "pipe", "inherit"],
+	});
+	binary.on("exit", (code, signal) => {
+		send({ type: "error", message: `moq-loadgen exited (${signal ?? code})` });
+		process.exit(1);
+	});
+	createInterface({ input: binary.stdout! }).on("line", onLine);
+}
+
+function onLine(line: string): void {
+	const space = line.indexOf(" ");
+	const word = space < 0 ? line : line.slice(0, space);
+	const rest = space < 0 ? "" : line.slice(space + 1);
+	switch (word) {
+		case "ready":
+			send({ type: "ready" });
+			return;
+		case "added": {
+			const [total, failed] = rest.split(" ").map(Number);
+			send({ type: "added", total, failed, ...(failed > 0 ? { error: "no SUBSCRIBE_OK or no connection" } : {}) });
+			return;
+		}
+		case "reset":
+			cpu0 = process.cpuUsage();
+			send({ type: "reset" });
+			return;
+		case "report": {
+			const r = JSON.parse(rest) as NativeReport;
+			const histogram = hdr.build({
+				bitBucketSize: 32,
+				lowestDiscernibleValue: 1,
+				highestTrackableValue: 120_000_000,
+				numberOfSignificantValueDigits: 3,
+			});
+			for (const [value, count] of r.histogram) histogram.recordValueWithCount(Math.min(value, 120_000_000), count);
+			const own = process.cpuUsage(cpu0);
+			send({
+				...r,
+				type: "report",
+				histogram: hdr.encodeIntoCompressedBase64(histogram),
+				cpuMicros: r.cpuMicros + own.user + own.system,
+			});
+			return;
+		}
+		default:
+			send({ type: "error", message: `moq-loadgen said "${line}"` });
+	}
+}
+
+function command(line: string): void {
+	binary?.stdin?.write(`${line}\n`);
+}
+
+process.on("message", (m: ToGenerator) => {
+	switch (m.type) {
+		case "init":
+			start(m);
+			return;
+		case "add":
+			command(`add ${m.count}`);
+			return;
+		case "reset":
+		case "report":
+			command(m.type);
+			return;
+		case "stop":
+			binary?.removeAllListeners("exit");
+			command("stop");
+			setTimeout(() => process.exit(0), 100);
+			return;
+	}
+});
+process.on("disconnect", () => {
+	binary?.kill("SIGKILL");
+	process.exit(0);
+});
