@@ -51,9 +51,24 @@
 
 #include <gnutls/crypto.h>
 #include <gnutls/gnutls.h>
+#include <malloc.h>
 #include <ngtcp2/ngtcp2.h>
 #include <ngtcp2/ngtcp2_crypto.h>
 #include <ngtcp2/ngtcp2_crypto_gnutls.h>
+
+/*
+ * libngtcp2 internals (lib/ngtcp2_conn.h of 0.12.1), reachable only because the engine links
+ * Debian's static libngtcp2.a: 0.12 never closes a peer's unidirectional stream (its close test
+ * wants our send side's FIN acknowledged, a flag such a stream never gets; upstream 1d591bde,
+ * released in 0.14.0, sets it when the stream is created). The engine closes it itself once the
+ * app has read its FIN or reset, which is what 0.14 does at the same point.
+ */
+typedef struct ngtcp2_strm ngtcp2_strm;
+ngtcp2_strm *ngtcp2_conn_find_stream(ngtcp2_conn *conn, int64_t stream_id);
+int ngtcp2_conn_close_stream(ngtcp2_conn *conn, ngtcp2_strm *strm);
+/* The archive's debug printers (ngtcp2_map_print_distance, ngtcp2_ksl_print) write to stderr, which
+ * a shared object cannot reach from Debian's non-PIC libngtcp2.a: the build renames it to this. */
+__attribute__((visibility("hidden"))) FILE *moq_ngtcp2_stderr;
 
 #if defined(NGTCP2_VERSION_NUM) && NGTCP2_VERSION_NUM >= 0x010000
 #error "native/ngtcp2.c targets the ngtcp2 0.12 API (Debian bookworm); 1.x renamed it (see the header comment)"
@@ -252,7 +267,41 @@ typedef struct qconn {
 	uint64_t unsent_total;
 	uint64_t epoch;
 	uint64_t pkts_sent, bytes_sent, pkts_recv, bytes_recv;
+	/* Peer uni streams to close in ngtcp2 once ngtcp2_conn_read_pkt returns (release_peer_uni). */
+	int64_t *release;
+	size_t n_release, release_cap;
+	/* ngtcp2's own allocations for this connection, counted (stats().engineHeapBytes). */
+	ngtcp2_mem mem;
+	size_t engine_heap;
 } qconn_t;
+
+/* Counting allocator: ngtcp2's heap per connection is observable, so a test can show that a
+ * connection carrying thousands of streams does not keep them (malloc_usable_size: glibc). */
+static void *counted_malloc(size_t size, void *user) {
+	void *p = malloc(size);
+	if (p != NULL) ((qconn_t *)user)->engine_heap += malloc_usable_size(p);
+	return p;
+}
+
+static void counted_free(void *ptr, void *user) {
+	if (ptr == NULL) return;
+	((qconn_t *)user)->engine_heap -= malloc_usable_size(ptr);
+	free(ptr);
+}
+
+static void *counted_calloc(size_t n, size_t size, void *user) {
+	void *p = calloc(n, size);
+	if (p != NULL) ((qconn_t *)user)->engine_heap += malloc_usable_size(p);
+	return p;
+}
+
+static void *counted_realloc(void *ptr, size_t size, void *user) {
+	size_t before = ptr != NULL ? malloc_usable_size(ptr) : 0;
+	void *p = realloc(ptr, size);
+	if (p == NULL) return NULL;
+	((qconn_t *)user)->engine_heap += malloc_usable_size(p) - before;
+	return p;
+}
 
 static stream_t *stream_new(qconn_t *q, int64_t id) {
 	stream_t *s = calloc(1, sizeof *s);
@@ -336,10 +385,47 @@ static void credit_peer_stream(qconn_t *q, stream_t *s) {
 	else ngtcp2_conn_extend_max_streams_uni(q->conn, 1);
 }
 
+/* The connection whose packet this thread is reading (decrypt_cb has no user data of its own). */
+static __thread qconn_t *reading_conn;
+
+/*
+ * Frees ngtcp2's state of a peer's uni stream whose FIN or RESET_STREAM ngtcp2 has delivered (so
+ * nothing of it is still counted against flow control). Never inside ngtcp2_conn_read_pkt: the
+ * frame handlers use the stream after their callbacks return.
+ */
+static void release_peer_uni(qconn_t *q, int64_t id) {
+	if (q->conn == NULL || reading_conn != NULL) return;
+	ngtcp2_strm *strm = ngtcp2_conn_find_stream(q->conn, id);
+	if (strm != NULL) ngtcp2_conn_close_stream(q->conn, strm); /* stream_close_cb: user data is NULL */
+}
+
+/* Inside ngtcp2_conn_read_pkt: remembers the stream for release_pending. */
+static bool queue_release(qconn_t *q, int64_t id) {
+	if (q->n_release == q->release_cap) {
+		size_t cap = q->release_cap ? q->release_cap * 2 : 16;
+		int64_t *r = realloc(q->release, cap * sizeof *r);
+		if (r == NULL) return false;
+		q->release = r;
+		q->release_cap = cap;
+	}
+	q->release[q->n_release++] = id;
+	return true;
+}
+
+static void release_pending(qconn_t *q) {
+	for (size_t i = 0; i < q->n_release; i++) release_peer_uni(q, q->release[i]);
+	q->n_release = 0;
+}
+
 static void stream_maybe_free(qconn_t *q, stream_t *s) {
 	bool peer_uni = q->conn && !ngtcp2_is_bidi_stream(s->id) && !ngtcp2_conn_is_local_stream(q->conn, s->id);
 	if (peer_uni && s->recv_done) credit_peer_stream(q, s);
-	if ((s->ng_closed || peer_uni) && !stream_js_pending(s)) stream_free(q, s);
+	if ((s->ng_closed || peer_uni) && !stream_js_pending(s)) {
+		bool release = peer_uni && !s->ng_closed && (s->rfin || s->reset);
+		int64_t id = s->id;
+		stream_free(q, s);
+		if (release) release_peer_uni(q, id);
+	}
 }
 
 /* Discards unread bytes, giving their connection-level credit back. */
@@ -479,9 +565,22 @@ static int stream_close_cb(ngtcp2_conn *conn, uint32_t flags, int64_t id, uint64
 }
 
 static int stream_reset_cb(ngtcp2_conn *conn, int64_t id, uint64_t final_size, uint64_t code, void *user, void *sud) {
-	(void)conn;
 	(void)final_size;
 	qconn_t *q = user;
+	if (sud == NULL && table_get(&q->streams, id) == NULL) {
+		if (!ngtcp2_is_bidi_stream(id) && !ngtcp2_conn_is_local_stream(conn, id) &&
+		    ngtcp2_conn_find_stream(conn, id) != NULL) {
+			/* A peer uni stream the app is done with (it stopped it; this is the peer's answer):
+			 * nothing to tell the app, ngtcp2's state goes once this packet is read. */
+			return queue_release(q, id) ? 0 : NGTCP2_ERR_CALLBACK_FAILURE;
+		}
+		/* Reset before any of its data: 0.12 made no ngtcp2_strm and gave the peer its stream back
+		 * itself (conn_recv_reset_stream), so the app's end of it must not credit it again. */
+		stream_t *fresh = stream_new(q, id);
+		if (fresh == NULL) return NGTCP2_ERR_CALLBACK_FAILURE;
+		fresh->credited = true;
+		sud = fresh;
+	}
 	stream_t *s = stream_of(q, id, sud);
 	if (s == NULL) return NGTCP2_ERR_CALLBACK_FAILURE;
 	if (!s->reset && !s->recv_done) {
@@ -616,9 +715,6 @@ static void scan_frames(qconn_t *q, const uint8_t *p, size_t len) {
 		}
 	}
 }
-
-/* The connection whose packet this thread is reading (decrypt_cb has no user data of its own). */
-static __thread qconn_t *reading_conn;
 
 static int decrypt_cb(uint8_t *dest, const ngtcp2_crypto_aead *aead, const ngtcp2_crypto_aead_ctx *aead_ctx,
                       const uint8_t *ciphertext, size_t ciphertextlen, const uint8_t *nonce, size_t noncelen,
@@ -900,6 +996,7 @@ static void conn_finalize(napi_env env, void *data, void *hint) {
 		free(s);
 	}
 	free(q->streams.slots);
+	free(q->release);
 	if (q->tls) gnutls_deinit(q->tls);
 	config_unref(q->cfg);
 	free(q);
@@ -1085,7 +1182,8 @@ static int conn_create(qconn_t *q, const uint8_t *pkt, size_t len) {
 	ngtcp2_cid scid;
 	ngtcp2_cid_init(&scid, q->scid, q->scid_len);
 	ngtcp2_path path = {{(ngtcp2_sockaddr *)&q->local, q->local_len}, {(ngtcp2_sockaddr *)&q->remote, q->remote_len}, NULL};
-	rv = ngtcp2_conn_server_new(&q->conn, &hd.scid, &scid, &path, hd.version, &cb, &st, &p, NULL, q);
+	q->mem = (ngtcp2_mem){.user_data = q, .malloc = counted_malloc, .free = counted_free, .calloc = counted_calloc, .realloc = counted_realloc};
+	rv = ngtcp2_conn_server_new(&q->conn, &hd.scid, &scid, &path, hd.version, &cb, &st, &p, &q->mem, q);
 	if (rv != 0) {
 		q->conn = NULL;
 		return rv;
@@ -1163,6 +1261,7 @@ static napi_value conn_recv(napi_env env, napi_callback_info info) {
 	reading_conn = q;
 	int rv = ngtcp2_conn_read_pkt(q->conn, &path, &pi, data, len, now_ns());
 	reading_conn = NULL;
+	release_pending(q);
 	if (rv == 0) return js_num(env, (double)len);
 	switch (rv) {
 	case NGTCP2_ERR_DRAINING: {
@@ -1820,6 +1919,7 @@ static napi_value conn_stats(napi_env env, napi_callback_info info) {
 	set_num(env, obj, "lostBytes", 0);
 	set_num(env, obj, "streamRetransBytes", 0);
 	set_num(env, obj, "pathsCount", 1);
+	set_num(env, obj, "engineHeapBytes", (double)q->engine_heap);
 	return obj;
 }
 
@@ -1936,6 +2036,7 @@ NAPI_MODULE_INIT() {
 		napi_throw_error(env, NULL, "ngtcp2 addon: GnuTLS 3.7 or later is required");
 		return NULL;
 	}
+	moq_ngtcp2_stderr = stderr;
 	instance_t *inst = calloc(1, sizeof *inst);
 	if (inst == NULL) return throw_pending_or(env, "out of memory");
 	if (napi_set_instance_data(env, inst, free_instance, NULL) != napi_ok) {
