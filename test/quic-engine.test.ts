@@ -181,6 +181,28 @@ describe("quic engine: ngtcp2 server ↔ quiche client", { skip: SKIP }, () => {
 		client.close(0, "");
 	});
 
+	test("streams reset before any data do not raise the peer's stream limit", { ...T, timeout: 30_000 }, async () => {
+		// 0.12 gives the peer its stream back itself when a RESET_STREAM arrives before any data; the
+		// engine crediting it again let a client raise its own concurrent uni stream limit at will.
+		const server = await listen({ quic: { engine: "ngtcp2" }, limits: { maxStreamsUni: 16 }, onSession() {} });
+		servers.push(server);
+		const client = await connect(server.port);
+		for (let reset = 0; reset < 400; ) {
+			const uni = client.openUni();
+			if (uni === null) {
+				await new Promise((r) => setTimeout(r, 2));
+				continue;
+			}
+			uni.reset(5);
+			reset++;
+			if (reset % 16 === 0) await new Promise((r) => setTimeout(r, 5));
+		}
+		await new Promise((r) => setTimeout(r, 300));
+		const left = client.native.peerStreamsLeftUni();
+		assert.ok(left <= 16, `the client may open ${left} uni streams at once; the server allows 16`);
+		client.close(0, "");
+	});
+
 	test("8 MB both ways on one bidi stream, byte-exact under flow control", { ...T, timeout: 60_000 }, async () => {
 		const { server } = await echoServer({ limits: { maxStreamData: 256 * 1024, maxData: 1024 * 1024 } });
 		servers.push(server);
