@@ -273,7 +273,19 @@ typedef struct qconn {
 	/* ngtcp2's own allocations for this connection, counted (stats().engineHeapBytes). */
 	ngtcp2_mem mem;
 	size_t engine_heap;
+	/*
+	 * `shared`: the `state` Float64Array of the JS object (STATE_*): what connection.ts would otherwise ask
+	 * with one call each after every packet (timeout, established/draining/closed, whether any
+	 * stream changed). Written at the end of recv, send, sendBatch, onTimeout and close. It is a
+	 * read-only property of the object, so its memory lives as long as the object that owns `q`.
+	 */
+	double *shared;
+	/* Stream events (data, FIN, reset, STOP_SENDING, open, close) seen so far: STATE_EVENTS. */
+	double events;
 } qconn_t;
+
+enum { STATE_TIMEOUT, STATE_FLAGS, STATE_EVENTS, STATE_SLOTS };
+enum { FLAG_ESTABLISHED = 1, FLAG_DRAINING = 2, FLAG_CLOSED = 4, FLAG_TIMED_OUT = 8 };
 
 /* Counting allocator: ngtcp2's heap per connection is observable, so a test can show that a
  * connection carrying thousands of streams does not keep them (malloc_usable_size: glibc). */
@@ -489,6 +501,7 @@ static stream_t *stream_of(qconn_t *q, int64_t id, void *sud) {
 static int stream_open_cb(ngtcp2_conn *conn, int64_t id, void *user) {
 	(void)conn;
 	qconn_t *q = user;
+	q->events++;
 	if (table_get(&q->streams, id) == NULL && stream_new(q, id) == NULL) return NGTCP2_ERR_CALLBACK_FAILURE;
 	return 0;
 }
@@ -497,6 +510,7 @@ static int recv_stream_data_cb(ngtcp2_conn *conn, uint32_t flags, int64_t id, ui
                                size_t len, void *user, void *sud) {
 	(void)offset;
 	qconn_t *q = user;
+	q->events++;
 	stream_t *s = stream_of(q, id, sud);
 	if (s == NULL) return NGTCP2_ERR_CALLBACK_FAILURE;
 	if (s->recv_done || s->reset || !s->has_recv) {
@@ -547,6 +561,7 @@ static void peer_stopped(qconn_t *q, stream_t *s, bool has_code, uint64_t code);
 
 static int stream_close_cb(ngtcp2_conn *conn, uint32_t flags, int64_t id, uint64_t code, void *user, void *sud) {
 	qconn_t *q = user;
+	q->events++;
 	stream_t *s = sud;
 	if (s == NULL) {
 		/* Ours was freed already (credited then), or never made: the peer may open another. */
@@ -567,6 +582,7 @@ static int stream_close_cb(ngtcp2_conn *conn, uint32_t flags, int64_t id, uint64
 static int stream_reset_cb(ngtcp2_conn *conn, int64_t id, uint64_t final_size, uint64_t code, void *user, void *sud) {
 	(void)final_size;
 	qconn_t *q = user;
+	q->events++;
 	if (sud == NULL && table_get(&q->streams, id) == NULL) {
 		if (!ngtcp2_is_bidi_stream(id) && !ngtcp2_conn_is_local_stream(conn, id) &&
 		    ngtcp2_conn_find_stream(conn, id) != NULL) {
@@ -665,7 +681,10 @@ static void scan_frames(qconn_t *q, const uint8_t *p, size_t len) {
 			stream_t *s = table_get(&q->streams, id);
 			bool send_side = ngtcp2_is_bidi_stream(id) || ngtcp2_conn_is_local_stream(q->conn, id);
 			/* Nothing to stop when all was sent and acknowledged (ngtcp2 ignores it then too). */
-			if (s && send_side && !(s->fin_sent && s->acked == s->written)) peer_stopped(q, s, true, b);
+			if (s && send_side && !(s->fin_sent && s->acked == s->written)) {
+				peer_stopped(q, s, true, b);
+				q->events++;
+			}
 			break;
 		}
 		case 0x06: /* CRYPTO */
@@ -1008,9 +1027,17 @@ static napi_value conn_ctor(napi_env env, napi_callback_info info) {
 	return self;
 }
 
+/* The connection of the napi call in progress (set by this_conn; read by the REFRESHING wrappers). */
+static __thread qconn_t *called_conn;
+
+static qconn_t *this_conn_min(napi_env env, napi_callback_info info, size_t *argc, napi_value *argv, size_t want);
+
 static qconn_t *this_conn(napi_env env, napi_callback_info info, size_t *argc, napi_value *argv) {
+	return this_conn_min(env, info, argc, argv, argc ? *argc : 0);
+}
+
+static qconn_t *this_conn_min(napi_env env, napi_callback_info info, size_t *argc, napi_value *argv, size_t want) {
 	napi_value self;
-	size_t want = argc ? *argc : 0;
 	if (napi_get_cb_info(env, info, argc, argv, &self, NULL) != napi_ok) return NULL;
 	if (argc && *argc < want) {
 		napi_throw_type_error(env, NULL, "missing arguments");
@@ -1023,8 +1050,53 @@ static qconn_t *this_conn(napi_env env, napi_callback_info info, size_t *argc, n
 		napi_throw_type_error(env, NULL, "not an ngtcp2 Connection");
 		return NULL;
 	}
+	called_conn = p;
 	return p;
 }
+
+/* Milliseconds until the connection wants onTimeout(), or -1 for never (quiche's timeout(): null). */
+static double timeout_ms(qconn_t *q) {
+	uint64_t now = now_ns(), at;
+	switch (q->state) {
+	case ST_OPEN:
+		at = ngtcp2_conn_get_expiry(q->conn);
+		break;
+	case ST_CLOSE_PENDING:
+		at = now;
+		break;
+	case ST_CLOSING:
+	case ST_DRAINING:
+		at = q->close_deadline;
+		break;
+	default:
+		return -1;
+	}
+	if (at == UINT64_MAX) return -1;
+	return at <= now ? 0 : (double)(at - now) / 1e6;
+}
+
+static void refresh_state(qconn_t *q) {
+	double *st = q->shared;
+	if (st == NULL) return;
+	st[STATE_TIMEOUT] = timeout_ms(q);
+	int flags = 0;
+	if (q->conn != NULL && ngtcp2_conn_get_handshake_completed(q->conn)) flags |= FLAG_ESTABLISHED;
+	if (q->state == ST_CLOSING || q->state == ST_DRAINING || q->state == ST_CLOSED) flags |= FLAG_DRAINING;
+	if (q->state == ST_CLOSED || q->state == ST_REJECTED) flags |= FLAG_CLOSED;
+	if (q->timed_out) flags |= FLAG_TIMED_OUT;
+	st[STATE_FLAGS] = flags;
+	st[STATE_EVENTS] = q->events;
+}
+
+/* A method after which `state` is written (the calls that change a connection's timer or state). */
+#define REFRESHING(name) \
+	static napi_value name##_body(napi_env env, napi_callback_info info); \
+	static napi_value name(napi_env env, napi_callback_info info) { \
+		called_conn = NULL; \
+		napi_value out = name##_body(env, info); \
+		if (called_conn != NULL) refresh_state(called_conn); \
+		return out; \
+	}
 
 /* Connection.accept(scid, odcid | null, local, remote, config) */
 static napi_value conn_accept(napi_env env, napi_callback_info info) {
@@ -1082,6 +1154,16 @@ static napi_value conn_accept(napi_env env, napi_callback_info info) {
 		return throw_pending_or(env, "napi_wrap failed");
 	}
 	napi_type_tag_object(env, obj, &CONN_TAG);
+	napi_value buffer, array;
+	void *memory;
+	if (napi_create_arraybuffer(env, STATE_SLOTS * sizeof(double), &memory, &buffer) != napi_ok ||
+	    napi_create_typedarray(env, napi_float64_array, STATE_SLOTS, buffer, 0, &array) != napi_ok)
+		return throw_pending_or(env, "cannot create the state array");
+	/* Not writable, not configurable: the object keeps the array (and so `shared`) alive. */
+	napi_property_descriptor prop = {"state", NULL, NULL, NULL, NULL, array, napi_enumerable, NULL};
+	if (napi_define_properties(env, obj, 1, &prop) != napi_ok) return throw_pending_or(env, "cannot set the state array");
+	q->shared = memory;
+	refresh_state(q);
 	return obj;
 }
 
@@ -1214,27 +1296,37 @@ static void enter_period(qconn_t *q, int state) {
 }
 
 /* recv(data, {from: {host, port}, to}) */
-static napi_value conn_recv(napi_env env, napi_callback_info info) {
+/*
+ * recv(data[, recvInfo]): without recvInfo the packet came from the peer's current address (accept
+ * named it); connection.ts passes it only when the address changed (NAT rebinding), which saves
+ * reading {from: {host, port}} through four napi calls per packet.
+ */
+REFRESHING(conn_recv)
+static napi_value conn_recv_body(napi_env env, napi_callback_info info) {
 	size_t argc = 2;
 	napi_value argv[2];
-	qconn_t *q = this_conn(env, info, &argc, argv);
+	qconn_t *q = this_conn_min(env, info, &argc, argv, 1);
 	if (q == NULL) return NULL;
 	uint8_t *data;
 	size_t len;
 	if (!get_bytes(env, argv[0], &data, &len)) return NULL;
-	/* The peer's address: reparsed only when it changed (NAT rebinding). */
-	napi_value from, hv, pv;
-	char host[64];
-	size_t hn = 0;
-	double port = -1;
-	if (napi_get_named_property(env, argv[1], "from", &from) != napi_ok ||
-	    napi_get_named_property(env, from, "host", &hv) != napi_ok ||
-	    napi_get_value_string_utf8(env, hv, host, sizeof host, &hn) != napi_ok ||
-	    napi_get_named_property(env, from, "port", &pv) != napi_ok || napi_get_value_double(env, pv, &port) != napi_ok)
-		return throw_pending_or(env, "recvInfo: expected {from: {host, port}}");
-	if (port != (double)q->remote_port || strcmp(host, q->remote_host) != 0) {
-		if (!get_hostport(env, from, &q->remote, &q->remote_len, q->remote_host, sizeof q->remote_host, &q->remote_port))
-			return NULL;
+	napi_valuetype info_type = napi_undefined;
+	if (argc >= 2 && napi_typeof(env, argv[1], &info_type) != napi_ok) return NULL;
+	if (info_type != napi_undefined) {
+		/* The peer's address: reparsed only when it changed. */
+		napi_value from, hv, pv;
+		char host[64];
+		size_t hn = 0;
+		double port = -1;
+		if (napi_get_named_property(env, argv[1], "from", &from) != napi_ok ||
+		    napi_get_named_property(env, from, "host", &hv) != napi_ok ||
+		    napi_get_value_string_utf8(env, hv, host, sizeof host, &hn) != napi_ok ||
+		    napi_get_named_property(env, from, "port", &pv) != napi_ok || napi_get_value_double(env, pv, &port) != napi_ok)
+			return throw_pending_or(env, "recvInfo: expected {from: {host, port}}");
+		if (port != (double)q->remote_port || strcmp(host, q->remote_host) != 0) {
+			if (!get_hostport(env, from, &q->remote, &q->remote_len, q->remote_host, sizeof q->remote_host, &q->remote_port))
+				return NULL;
+		}
 	}
 	q->pkts_recv++;
 	q->bytes_recv += len;
@@ -1418,7 +1510,7 @@ static size_t next_packet(qconn_t *q, uint8_t *dest, size_t destlen) {
 }
 
 /* send(buf): [length, null] | null */
-static napi_value conn_send(napi_env env, napi_callback_info info) {
+static napi_value conn_send_body(napi_env env, napi_callback_info info) {
 	size_t argc = 1;
 	napi_value argv[1];
 	qconn_t *q = this_conn(env, info, &argc, argv);
@@ -1444,7 +1536,7 @@ static napi_value conn_send(napi_env env, napi_callback_info info) {
  * k * stride: the PacketSender's batch slots (src/quic/sender.ts), so each packet is written once,
  * where the UDP addon sends it from (GSO), and never copied.
  */
-static napi_value conn_send_batch(napi_env env, napi_callback_info info) {
+static napi_value conn_send_batch_body(napi_env env, napi_callback_info info) {
 	qconn_t *q = this_conn(env, info, NULL, NULL);
 	if (q == NULL) return NULL;
 	size_t argc = 4;
@@ -1484,26 +1576,16 @@ static napi_value conn_send_batch(napi_env env, napi_callback_info info) {
 static napi_value conn_timeout(napi_env env, napi_callback_info info) {
 	qconn_t *q = this_conn(env, info, NULL, NULL);
 	if (q == NULL) return NULL;
-	uint64_t now = now_ns(), at;
-	switch (q->state) {
-	case ST_OPEN:
-		at = ngtcp2_conn_get_expiry(q->conn);
-		break;
-	case ST_CLOSE_PENDING:
-		at = now;
-		break;
-	case ST_CLOSING:
-	case ST_DRAINING:
-		at = q->close_deadline;
-		break;
-	default:
-		return js_null(env);
-	}
-	if (at == UINT64_MAX) return js_null(env);
-	return js_num(env, at <= now ? 0 : (double)(at - now) / 1e6);
+	double ms = timeout_ms(q);
+	return ms < 0 ? js_null(env) : js_num(env, ms);
 }
 
-static napi_value conn_on_timeout(napi_env env, napi_callback_info info) {
+REFRESHING(conn_send)
+REFRESHING(conn_send_batch)
+REFRESHING(conn_on_timeout)
+REFRESHING(conn_close)
+
+static napi_value conn_on_timeout_body(napi_env env, napi_callback_info info) {
 	qconn_t *q = this_conn(env, info, NULL, NULL);
 	if (q == NULL) return NULL;
 	uint64_t now = now_ns();
@@ -1524,7 +1606,7 @@ static napi_value conn_on_timeout(napi_env env, napi_callback_info info) {
 }
 
 /* close(app, code, reason): undefined, or null when already closing */
-static napi_value conn_close(napi_env env, napi_callback_info info) {
+static napi_value conn_close_body(napi_env env, napi_callback_info info) {
 	size_t argc = 3;
 	napi_value argv[3];
 	qconn_t *q = this_conn(env, info, &argc, argv);

@@ -135,6 +135,25 @@ interface BatchingConnection {
 	/** Up to `max` packets into `buf`, packet k at k × `stride`; their lengths into `sizes`; returns the count. */
 	sendBatch(buf: Uint8Array, sizes: Uint16Array, max: number, stride: number): number;
 }
+
+/**
+ * An engine that publishes its state in a Float64Array the native code writes at the end of
+ * recv, send, sendBatch, onTimeout and close (ngtcp2): per packet, connection.ts then reads memory
+ * instead of making one call each for the timer, the draining/closed flags and the stream poll.
+ * Its recv takes the peer's address only when it changed.
+ */
+interface StatefulConnection {
+	readonly state: Float64Array;
+	recv(data: Buffer, info?: QuicheRecvInfo): number;
+}
+/** Slots of StatefulConnection.state (native/ngtcp2.c STATE_*). */
+const STATE_TIMEOUT = 0;
+const STATE_FLAGS = 1;
+const STATE_EVENTS = 2;
+/** STATE_TIMEOUT when no timer is due (quiche's timeout() null). */
+const NO_TIMEOUT = -1;
+const FLAG_DRAINING = 2;
+const FLAG_CLOSED = 4;
 /** Packet lengths of one sendBatch call (used synchronously: one per thread). */
 const RUN_SIZES = new Uint16Array(BATCH_PACKETS);
 
@@ -160,6 +179,12 @@ export class QuicConnection implements TransportSession, StreamOwner {
 	readonly native: QuicheConnection;
 	/** The same object when its engine builds several packets per call (ngtcp2), else null (quiche). */
 	private readonly batchNative: BatchingConnection | null;
+	/** The native state array when the engine has one (ngtcp2), else null (quiche: ask by call). */
+	private readonly engineState: Float64Array | null;
+	/** STATE_EVENTS when processStreams last looked at the streams. */
+	private seenEvents = -1;
+	/** The peer's address changed since the engine last heard it (StatefulConnection.recv). */
+	private pathChanged = false;
 	readonly isServer: boolean;
 	/** Map keys (latin1) of the connection IDs the owner routes to us. */
 	readonly cidKeys: string[] = [];
@@ -230,6 +255,8 @@ export class QuicConnection implements TransportSession, StreamOwner {
 		this.native = native;
 		const batching = native as unknown as Partial<BatchingConnection>;
 		this.batchNative = typeof batching.sendBatch === "function" ? (batching as BatchingConnection) : null;
+		const stateful = native as unknown as Partial<StatefulConnection>;
+		this.engineState = stateful.state instanceof Float64Array ? stateful.state : null;
 		this.owner = owner;
 		this.isServer = isServer;
 		this.keepAliveMs = timing.keepAliveMs;
@@ -366,9 +393,15 @@ export class QuicConnection implements TransportSession, StreamOwner {
 			this.remoteHost = host;
 			this.remotePort = port;
 			this.recvInfo.from = { host, port };
+			this.pathChanged = true;
 		}
+		const state = this.engineState;
 		try {
-			this.native.recv(data, this.recvInfo);
+			if (state === null) this.native.recv(data, this.recvInfo);
+			else if (this.pathChanged) {
+				this.pathChanged = false;
+				this.native.recv(data, this.recvInfo);
+			} else (this.native as unknown as StatefulConnection).recv(data);
 		} catch {
 			this.owner.stats.recvErrors++;
 		}
@@ -387,7 +420,8 @@ export class QuicConnection implements TransportSession, StreamOwner {
 		}
 		if (this.closed) return;
 		if (!this.holdStreams) this.processStreams();
-		if (!this.closed && this.native.isDraining()) this.notifyPeerClose();
+		if (!this.closed && (state === null ? this.native.isDraining() : (state[STATE_FLAGS] & FLAG_DRAINING) !== 0))
+			this.notifyPeerClose();
 	}
 
 	/** Ends holdStreams and delivers what arrived meanwhile. */
@@ -434,7 +468,10 @@ export class QuicConnection implements TransportSession, StreamOwner {
 		if (count > 0) this.sentAny = true;
 		if (count === MAX_PACKETS_PER_FLUSH) this.owner.driver.markDirty(this);
 		if (count > 0 && this.keepAliveMs > 0 && this.isEstablished) this.keepAliveAt = now + this.keepAliveMs;
-		const timeout = native.timeout();
+		const state = this.engineState;
+		let timeout: number | null;
+		if (state === null) timeout = native.timeout();
+		else timeout = state[STATE_TIMEOUT] === NO_TIMEOUT ? null : state[STATE_TIMEOUT];
 		this.quicheDeadline = timeout === null ? Number.POSITIVE_INFINITY : now + timeout;
 		this.deadline = Math.min(this.quicheDeadline, this.keepAliveAt);
 		if (this.pendingFins.length > 0) {
@@ -445,8 +482,14 @@ export class QuicConnection implements TransportSession, StreamOwner {
 			const end = Math.min(this.handshakeDeadline, this.handshakeIdleAt);
 			if (end < this.deadline) this.deadline = end;
 		}
-		if (native.isClosed()) this.finish();
-		else if (!this.closed && this.isEstablished && native.isDraining()) this.notifyPeerClose();
+		const flags = state === null ? 0 : state[STATE_FLAGS];
+		if (state === null ? native.isClosed() : (flags & FLAG_CLOSED) !== 0) this.finish();
+		else if (
+			!this.closed &&
+			this.isEstablished &&
+			(state === null ? native.isDraining() : (flags & FLAG_DRAINING) !== 0)
+		)
+			this.notifyPeerClose();
 	}
 
 	/** Hands quiche's packets to the socket, at most `max`; returns how many. */
@@ -697,7 +740,15 @@ export class QuicConnection implements TransportSession, StreamOwner {
 
 	private processStreams(): void {
 		const native = this.native;
-		if (this.recvPoll.size > READABLE_ITER_THRESHOLD) {
+		// With an engine that counts stream events (ngtcp2), a packet that touched no stream (an ACK,
+		// most of a relay's ingress) skips the readable scan and the STOP_SENDING poll: nothing new
+		// can be readable or stopped. Blocked writers still get their chance (an ACK opens the window).
+		const state = this.engineState;
+		const streamsChanged = state === null || state[STATE_EVENTS] !== this.seenEvents;
+		if (state !== null) this.seenEvents = state[STATE_EVENTS];
+		if (!streamsChanged) {
+			// nothing to read
+		} else if (this.recvPoll.size > READABLE_ITER_THRESHOLD) {
 			for (const id of native.readable()) {
 				let stream = this.streams.get(id);
 				if (stream === undefined) {
@@ -718,7 +769,7 @@ export class QuicConnection implements TransportSession, StreamOwner {
 			if (stream.pump()) this.blocked.delete(stream);
 			if (this.closed) return;
 		}
-		this.pollStops();
+		if (streamsChanged) this.pollStops();
 		if (this.closed) return;
 		let credit = false;
 		if (this.wantUniCredit && native.peerStreamsLeftUni() > 0) {
