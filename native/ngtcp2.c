@@ -1175,10 +1175,15 @@ static napi_value conn_accept(napi_env env, napi_callback_info info) {
 typedef struct {
 	const config_t *cfg;
 	bool offered[MAX_ALPNS];
+	bool has_transport_params;
 } alpn_scan_t;
+
+/* TLS extension 0x39: quic_transport_parameters (RFC 9001 §8.2). */
+#define TLS_EXT_QUIC_TRANSPORT_PARAMETERS 0x39
 
 static int alpn_ext_cb(void *ctx, unsigned tls_id, const unsigned char *data, unsigned size) {
 	alpn_scan_t *scan = ctx;
+	if (tls_id == TLS_EXT_QUIC_TRANSPORT_PARAMETERS) scan->has_transport_params = true;
 	if (tls_id != 16 || size < 2) return 0;
 	size_t list = ((size_t)data[0] << 8) | data[1];
 	if (list + 2 > size) return 0;
@@ -1204,6 +1209,10 @@ static int client_hello_hook(gnutls_session_t session, unsigned htype, unsigned 
 	qconn_t *q = ref->user_data;
 	alpn_scan_t scan = {.cfg = q->cfg};
 	gnutls_ext_raw_parse(&scan, alpn_ext_cb, msg, GNUTLS_EXT_RAW_FLAG_TLS_CLIENT_HELLO);
+	/* RFC 9001 §8.2: a ClientHello without QUIC transport parameters ends the handshake with
+	 * missing_extension. libngtcp2 0.12 would go on and abort the process (its negotiated_version
+	 * assertion) writing the server's first flight: one datagram would kill the worker. */
+	if (!scan.has_transport_params) return GNUTLS_E_MISSING_EXTENSION;
 	gnutls_datum_t chosen[GNUTLS_MAX_ALPNS];
 	unsigned n = 0;
 	for (unsigned i = 0; i < q->cfg->n_alpns && n < GNUTLS_MAX_ALPNS; i++) {
@@ -2091,6 +2100,10 @@ static napi_value retry(napi_env env, napi_callback_info info) {
 		return NULL;
 	if (scid_len > NGTCP2_MAX_CIDLEN || dcid_len > NGTCP2_MAX_CIDLEN || nscid_len > NGTCP2_MAX_CIDLEN)
 		return throw_msg(env, "connection ID too long");
+	/* Both would trip libngtcp2 assertions (an abort, not an error). */
+	if (token_len == 0) return throw_msg(env, "retry: empty token");
+	if (nscid_len == dcid_len && memcmp(nscid, dcid, dcid_len) == 0)
+		return throw_msg(env, "retry: the new connection ID equals the client's");
 	ngtcp2_cid c_dcid, c_scid, c_odcid;
 	ngtcp2_cid_init(&c_dcid, scid, scid_len);
 	ngtcp2_cid_init(&c_scid, nscid, nscid_len);

@@ -24,6 +24,7 @@ import {
 	selectEngine,
 } from "../src/quic/engine.ts";
 import type { QuicServer, QuicServerOptions } from "../src/quic/server.ts";
+import { clientHellos, initialKeys, LONG_INITIAL, protectLong, varint } from "./fuzz/quic-packets.ts";
 import { frameBytes } from "./support/frames.ts";
 import { ALPN, collect, connect, echoServer as echoOn, listen } from "./support/quic.ts";
 import { startTestRelay } from "./support/relay.ts";
@@ -200,6 +201,34 @@ describe("quic engine: ngtcp2 server ↔ quiche client", { skip: SKIP }, () => {
 		await new Promise((r) => setTimeout(r, 300));
 		const left = client.native.peerStreamsLeftUni();
 		assert.ok(left <= 16, `the client may open ${left} uni streams at once; the server allows 16`);
+		client.close(0, "");
+	});
+
+	test("a ClientHello without QUIC transport parameters is refused, and the server lives on", T, async () => {
+		// libngtcp2 0.12 aborts the process (negotiated_version assertion) writing its first flight to
+		// such a client when the ALPN matches: one datagram killed the worker. RFC 9001 §8.2 wants
+		// missing_extension instead.
+		const { server } = await echoServer();
+		servers.push(server);
+		const hello = withoutExtension(clientHellos()[0], 0x39);
+		const dcid = Buffer.alloc(16, 0x5a);
+		const crypto = Buffer.concat([Buffer.from([0x06, 0x00]), varint(hello.length, 2), hello]);
+		// Padded so the datagram reaches the 1200 bytes a client Initial needs (RFC 9000 §14.1).
+		const payload = Buffer.concat([crypto, Buffer.alloc(1200 - crypto.length)]);
+		const packet = protectLong(
+			{ type: LONG_INITIAL, dcid, scid: Buffer.alloc(8, 0x3c), pn: 0, payload },
+			initialKeys(dcid, "client"),
+		);
+		const socket = dgram.createSocket("udp4");
+		const answered = deferred<Buffer>();
+		socket.on("message", (msg) => answered.resolve(msg));
+		socket.send(packet, server.port, "127.0.0.1");
+		const reply = await Promise.race([answered.promise, new Promise<null>((r) => setTimeout(() => r(null), 2000))]);
+		socket.close();
+		assert.ok(reply !== null && (reply[0] & 0x80) !== 0, "the server answers with a long-header close");
+		// Still serving.
+		const client = await connect(server.port);
+		assert.equal(client.protocol, ALPN);
 		client.close(0, "");
 	});
 
@@ -532,3 +561,28 @@ test("the sanitizer build (ASan + UBSan) passes the checks above", {
 	assert.match(child.stdout, /^. fail 0$/m);
 	assert.match(child.stdout, /^. skipped 1$/m, "only the sanitizer test itself is skipped in the child");
 });
+
+/** A ClientHello (handshake message) with extension `type` removed, lengths fixed up. */
+function withoutExtension(hello: Buffer, type: number): Buffer {
+	let off = 4 + 2 + 32; // handshake header, legacy_version, random
+	off += 1 + hello[off]; // legacy_session_id
+	off += 2 + hello.readUInt16BE(off); // cipher_suites
+	off += 1 + hello[off]; // legacy_compression_methods
+	const extStart = off + 2;
+	const extEnd = extStart + hello.readUInt16BE(off);
+	const kept: Buffer[] = [];
+	for (let p = extStart; p < extEnd; ) {
+		const len = hello.readUInt16BE(p + 2);
+		if (hello.readUInt16BE(p) !== type) kept.push(hello.subarray(p, p + 4 + len));
+		p += 4 + len;
+	}
+	assert.ok(kept.length > 0, "the ClientHello parses");
+	const extensions = Buffer.concat(kept);
+	const body = Buffer.concat([
+		hello.subarray(4, off),
+		Buffer.from([extensions.length >> 8, extensions.length & 0xff]),
+		extensions,
+	]);
+	const header = Buffer.from([hello[0], body.length >> 16, (body.length >> 8) & 0xff, body.length & 0xff]);
+	return Buffer.concat([header, body]);
+}
