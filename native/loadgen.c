@@ -7,6 +7,11 @@
  * sent one, so on a 2-core machine it, not the relay, set the capacity a sweep could measure.
  *
  *   moq-loadgen HOST PORT PATH SHA256_HEX
+ *   moq-loadgen --raw HOST PORT - SHA256_HEX
+ *
+ * --raw: plain QUIC readers for the bench's bare pump (bench/pump.ts): no moq-lite, each connection
+ * reads whatever streams the server opens and counts the bytes, with the same ACK behaviour, so the
+ * relay and the pump it is compared with face the same clients.
  *
  * Control on stdin, one command per line; answers on stdout, one line each:
  *   add N    → "added TOTAL FAILED"   (N more subscribers, answered when each is receiving or failed)
@@ -102,6 +107,7 @@ struct viewer {
 };
 
 static const char *host, *port, *session_path;
+static int raw;
 static uint8_t pin[32];
 static gnutls_certificate_credentials_t credentials;
 static int ep;
@@ -249,6 +255,8 @@ static void fail(viewer *v) {
 	v->state = FAILED;
 }
 
+static void subscribe_ok(viewer *v);
+
 static int handshake_completed_cb(ngtcp2_conn *conn, void *user) {
 	viewer *v = user;
 	/* Pin the relay's certificate. */
@@ -260,6 +268,11 @@ static int handshake_completed_cb(ngtcp2_conn *conn, void *user) {
 		fprintf(stderr, "moq-loadgen: the relay's certificate does not match the pinned SHA-256\n");
 		fail(v);
 		return NGTCP2_ERR_CALLBACK_FAILURE;
+	}
+	if (raw) {
+		v->state = SUBSCRIBING;
+		subscribe_ok(v);
+		return 0;
 	}
 	/* SETUP on a uni stream: type 1, then (params) Path and Role = subscriber, then FIN. */
 	int64_t sid;
@@ -424,9 +437,15 @@ static void parse(rstream *s, const uint8_t *data, size_t len) {
 static int recv_stream_data_cb(ngtcp2_conn *conn, uint32_t flags, int64_t sid, uint64_t offset, const uint8_t *data,
                                size_t len, void *user, void *stream_user) {
 	(void)offset;
-	(void)user;
 	rstream *s = stream_user;
-	if (s != NULL) parse(s, data, len);
+	if (raw) {
+		if (measuring) {
+			bytes += len;
+			((viewer *)user)->frames_in_window += len > 0;
+		}
+	} else if (s != NULL) {
+		parse(s, data, len);
+	}
 	ngtcp2_conn_extend_max_stream_offset(conn, sid, len);
 	ngtcp2_conn_extend_max_offset(conn, len);
 	if ((flags & NGTCP2_STREAM_DATA_FLAG_FIN) && (sid & 3) == 3) {
@@ -443,7 +462,7 @@ static int recv_stream_data_cb(ngtcp2_conn *conn, uint32_t flags, int64_t sid, u
 }
 
 static int stream_open_cb(ngtcp2_conn *conn, int64_t sid, void *user) {
-	if ((sid & 3) != 3) return 0; /* a bidi stream the relay opened: not used by a subscriber, ignored */
+	if (raw || (sid & 3) != 3) return 0; /* a bidi stream the relay opened: not used by a subscriber, ignored */
 	rstream *s = calloc(1, sizeof *s);
 	if (s == NULL) die("out of memory");
 	s->v = user;
@@ -802,8 +821,13 @@ static int hexval(char c) {
 }
 
 int main(int argc, char **argv) {
+	if (argc == 6 && strcmp(argv[1], "--raw") == 0) {
+		raw = 1;
+		argc--;
+		argv++;
+	}
 	if (argc != 5) {
-		fprintf(stderr, "usage: moq-loadgen HOST PORT PATH SHA256_HEX\n");
+		fprintf(stderr, "usage: moq-loadgen [--raw] HOST PORT PATH SHA256_HEX\n");
 		return 2;
 	}
 	host = argv[1];

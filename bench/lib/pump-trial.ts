@@ -97,7 +97,12 @@ export async function runPump(
 	const clientCount = Math.max(1, Math.min(opts.generators, opts.pumpConnections));
 	const clients = Array.from(
 		{ length: clientCount },
-		() => new Child<ToPumpClients, FromPumpClients>("pump-clients-child.ts", loadCores),
+		() =>
+			new Child<ToPumpClients, FromPumpClients>(
+				// The same clients as the relay runs' (native or JS): the ratio compares like with like.
+				opts.generator === "native" ? "native-pump-clients-child.ts" : "pump-clients-child.ts",
+				loadCores,
+			),
 	);
 	const kill = () => {
 		for (const c of clients) c.kill();
