@@ -282,6 +282,13 @@ typedef struct qconn {
 	double *shared;
 	/* Stream events (data, FIN, reset, STOP_SENDING, open, close) seen so far: STATE_EVENTS. */
 	double events;
+	/*
+	 * The ACK guard (ack_guard_drops): our last 1-RTT packet number; the largest packet number our
+	 * latest ACK named (ngtcp2's largest received), the first of our packets that named it, and
+	 * whether a peer's ACK may have acknowledged that packet.
+	 */
+	int64_t tx_last_pn, named_largest, named_by_pn;
+	bool named_valid, named_acked;
 } qconn_t;
 
 enum { STATE_TIMEOUT, STATE_FLAGS, STATE_EVENTS, STATE_SLOTS };
@@ -647,9 +654,10 @@ static bool skip_bytes(const uint8_t **p, const uint8_t *end, uint64_t n) {
  * Walks the frames of a decrypted 1-RTT payload for STOP_SENDING (RFC 9000 §19; the frames ngtcp2
  * 0.12 accepts). Read only, every length bounded by the payload; it stops at the first frame it
  * cannot walk (ngtcp2 then rejects the packet itself), so at worst a STOP_SENDING is learned later
- * by the fallbacks above. Only streams this connection knows with a send side are touched.
+ * by the fallbacks above. Only streams this connection knows with a send side are touched, and
+ * only when `apply` (else it only notes the ACKs for the ACK guard, ack_guard_drops).
  */
-static void scan_frames(qconn_t *q, const uint8_t *p, size_t len) {
+static void scan_frames(qconn_t *q, const uint8_t *p, size_t len, bool apply) {
 	const uint8_t *end = p + len;
 	uint64_t a, b, n;
 	while (p < end) {
@@ -663,8 +671,10 @@ static void scan_frames(qconn_t *q, const uint8_t *p, size_t len) {
 			break;
 		case 0x02: /* ACK */
 		case 0x03: /* ACK_ECN */
-			if (!rd_varint(&p, end, &a) || !rd_varint(&p, end, &a) || !rd_varint(&p, end, &n) || !rd_varint(&p, end, &a))
+			if (!rd_varint(&p, end, &b) || !rd_varint(&p, end, &a) || !rd_varint(&p, end, &n) || !rd_varint(&p, end, &a))
 				return;
+			/* It may acknowledge the first of our packets whose ACK named ngtcp2's largest (ACK guard). */
+			if (q->named_valid && b >= (uint64_t)q->named_by_pn) q->named_acked = true;
 			if (n > (uint64_t)(end - p)) return; /* each range takes at least 2 bytes */
 			for (uint64_t i = 0; i < n; i++) {
 				if (!rd_varint(&p, end, &a) || !rd_varint(&p, end, &a)) return;
@@ -681,7 +691,7 @@ static void scan_frames(qconn_t *q, const uint8_t *p, size_t len) {
 			stream_t *s = table_get(&q->streams, id);
 			bool send_side = ngtcp2_is_bidi_stream(id) || ngtcp2_conn_is_local_stream(q->conn, id);
 			/* Nothing to stop when all was sent and acknowledged (ngtcp2 ignores it then too). */
-			if (s && send_side && !(s->fin_sent && s->acked == s->written)) {
+			if (apply && s && send_side && !(s->fin_sent && s->acked == s->written)) {
 				peer_stopped(q, s, true, b);
 				q->events++;
 			}
@@ -735,22 +745,89 @@ static void scan_frames(qconn_t *q, const uint8_t *p, size_t len) {
 	}
 }
 
+/*
+ * The packet number of a 1-RTT packet from its header (the AAD: short header, protection removed),
+ * decoded next to `largest` as RFC 9000 §A.3 and ngtcp2_pkt_adjust_pkt_num do; false for a long header.
+ */
+static bool short_header_pn(const uint8_t *aad, size_t aadlen, int64_t largest, int64_t *pn) {
+	if (aadlen == 0 || (aad[0] & 0x80)) return false;
+	size_t len = (size_t)(aad[0] & 3) + 1;
+	if (aadlen < 1 + len) return false;
+	int64_t truncated = 0;
+	for (size_t i = aadlen - len; i < aadlen; i++) truncated = (truncated << 8) | aad[i];
+	int64_t expected = largest + 1, win = (int64_t)1 << (8 * len), hwin = win / 2;
+	int64_t cand = (expected & ~(win - 1)) | truncated;
+	if (cand <= expected - hwin && cand < ((int64_t)1 << 62) - win) cand += win;
+	else if (cand > expected + hwin && cand >= win) cand -= win;
+	*pn = cand;
+	return true;
+}
+
+/*
+ * The ACK guard. libngtcp2 0.12 aborts in the next write (ngtcp2_put_uvarintlen: Assertion
+ * `n < 4611686018427387904ULL') after this: the peer acknowledges a packet of ours whose ACK named
+ * the largest packet number L that ngtcp2 received (ngtcp2 then forgets the received numbers up to
+ * L, ngtcp2_acktr.c acktr_on_ack, but L stays its largest), then L - 1 arrives for the first time.
+ * conn_create_ack_frame (ngtcp2_conn.c, the `else` of `rpkt->pkt_num == pktns->rx.max_pkt_num`)
+ * then writes the first gap as L - (L - 1) - 2 = -1 as uint64_t. Fixed upstream in 0.16.0 (commit
+ * e854e7ad). Any peer can do it, an honest one with a packet reordered by over a round trip too,
+ * so nothing is closed: such a packet is dropped (as undecryptable) before ngtcp2 takes it, and the
+ * peer sends its frames again as for a lost one. The engine follows L and the first of our packets
+ * naming it (encrypt_cb) and the peer's ACKs (scan_frames): any ACK reaching that packet counts.
+ */
+static bool ack_guard_drops(qconn_t *q, const uint8_t *payload, size_t len, const uint8_t *aad, size_t aadlen) {
+	int64_t pn;
+	if (!q->named_valid || !short_header_pn(aad, aadlen, q->named_largest, &pn) || pn != q->named_largest - 1)
+		return false;
+	scan_frames(q, payload, len, false); /* this packet's own ACKs count too */
+	return q->named_acked;
+}
+
 static int decrypt_cb(uint8_t *dest, const ngtcp2_crypto_aead *aead, const ngtcp2_crypto_aead_ctx *aead_ctx,
                       const uint8_t *ciphertext, size_t ciphertextlen, const uint8_t *nonce, size_t noncelen,
                       const uint8_t *aad, size_t aadlen) {
 	int rv = ngtcp2_crypto_decrypt_cb(dest, aead, aead_ctx, ciphertext, ciphertextlen, nonce, noncelen, aad, aadlen);
 	qconn_t *q = reading_conn;
 	/* 1-RTT only (short header: the AAD is the header), where STOP_SENDING may be. */
-	if (rv == 0 && q != NULL && q->conn != NULL && aadlen > 0 && !(aad[0] & 0x80) && ciphertextlen >= aead->max_overhead)
-		scan_frames(q, dest, ciphertextlen - aead->max_overhead);
+	if (rv == 0 && q != NULL && q->conn != NULL && aadlen > 0 && !(aad[0] & 0x80) && ciphertextlen >= aead->max_overhead) {
+		if (ack_guard_drops(q, dest, ciphertextlen - aead->max_overhead, aad, aadlen)) return NGTCP2_ERR_DECRYPT;
+		scan_frames(q, dest, ciphertextlen - aead->max_overhead, true);
+	}
 	return rv;
+}
+
+/* The connection whose packets this thread is writing (encrypt_cb has no user data either). */
+static __thread qconn_t *writing_conn;
+
+/* Follows the ACK frames ngtcp2 writes in 1-RTT packets, for the ACK guard (ack_guard_drops). */
+static int encrypt_cb(uint8_t *dest, const ngtcp2_crypto_aead *aead, const ngtcp2_crypto_aead_ctx *aead_ctx,
+                      const uint8_t *plaintext, size_t plaintextlen, const uint8_t *nonce, size_t noncelen,
+                      const uint8_t *aad, size_t aadlen) {
+	qconn_t *q = writing_conn;
+	int64_t pn;
+	/* Before encrypting: ngtcp2 encrypts in place. */
+	if (q != NULL && short_header_pn(aad, aadlen, q->tx_last_pn, &pn)) {
+		q->tx_last_pn = pn;
+		const uint8_t *p = plaintext, *end = plaintext + plaintextlen;
+		uint64_t largest;
+		/* ngtcp2 0.12 writes the ACK first, after a PATH_RESPONSE (type 0x1b, 8 bytes) if any. */
+		if (end - p >= 9 && *p == 0x1b) p += 9;
+		if (p < end && (*p == 0x02 || *p == 0x03) && (p++, rd_varint(&p, end, &largest)) && largest <= INT64_MAX &&
+		    (!q->named_valid || (int64_t)largest != q->named_largest)) {
+			q->named_valid = true;
+			q->named_largest = (int64_t)largest;
+			q->named_by_pn = pn;
+			q->named_acked = false;
+		}
+	}
+	return ngtcp2_crypto_encrypt_cb(dest, aead, aead_ctx, plaintext, plaintextlen, nonce, noncelen, aad, aadlen);
 }
 
 static void init_callbacks(ngtcp2_callbacks *cb) {
 	memset(cb, 0, sizeof *cb);
 	cb->recv_client_initial = ngtcp2_crypto_recv_client_initial_cb;
 	cb->recv_crypto_data = ngtcp2_crypto_recv_crypto_data_cb;
-	cb->encrypt = ngtcp2_crypto_encrypt_cb;
+	cb->encrypt = encrypt_cb;
 	cb->decrypt = decrypt_cb;
 	cb->hp_mask = ngtcp2_crypto_hp_mask_cb;
 	cb->update_key = ngtcp2_crypto_update_key_cb;
@@ -1443,7 +1520,9 @@ static ngtcp2_ssize write_packet(qconn_t *q, uint8_t *dest, size_t destlen, uint
 			if (fin) flags |= NGTCP2_WRITE_STREAM_FLAG_FIN;
 		}
 		ngtcp2_ssize ndata = -1;
+		writing_conn = q; /* encrypt_cb: the ACK guard */
 		ngtcp2_ssize n = ngtcp2_conn_writev_stream(q->conn, &ps.path, &pi, dest, destlen, &ndata, flags, sid, vec, nvec, ts);
+		writing_conn = NULL;
 		if (s && ndata >= 0) {
 			s->sent += (uint64_t)ndata;
 			q->unsent_total -= (uint64_t)ndata;

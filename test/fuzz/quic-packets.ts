@@ -1546,3 +1546,74 @@ export function runFuzz(
 	fuzzer.healthCheck();
 	return { ...fuzzer.stats, lastCase: index - 1 };
 }
+
+/**
+ * The sequence that made libngtcp2 0.12 abort in its next write (ngtcp2_put_uvarintlen: Assertion
+ * `n < 2^62`, native/ngtcp2.c "The ACK guard"): after a clean handshake the client skips packet
+ * number P, sends P + 1 (the server ACKs it at once, naming P + 1 as its largest), then sends P late,
+ * acknowledging every server packet (so the one whose ACK named P + 1); `benign` first sends P and
+ * P + 1 the other way round with nothing acknowledged (a reordering ngtcp2 must take). Returns the
+ * largest packet number and first range of the server's last ACK by then, and whether P + 3 was
+ * acknowledged next (the connection still works).
+ */
+export function ackOfAckReorder(
+	addon: Ngtcp2Native,
+	benign = false,
+): { largest: number; firstRange: number; p: number; alive: boolean; closed: boolean } {
+	const fuzzer = new PacketFuzzer(addon);
+	const s = fuzzer.handshake(null);
+	if (s === null) throw new Error("ackOfAckReorder: the handshake did not complete");
+	const buf = Buffer.alloc(1500);
+	let serverLargest = -1;
+	let last = { largest: -1, firstRange: -1 };
+	const drain = (): void => {
+		for (let i = 0; i < 64; i++) {
+			const res = s.server.send(buf);
+			if (res === null) break;
+			const d = Buffer.from(buf.subarray(0, res[0]));
+			for (const where of splitDatagram(d)) {
+				if (where.long) continue;
+				const got = unprotect(d, where, s.serverAppKeys, s.clientScid.length, serverLargest);
+				if (got?.payload == null) continue;
+				serverLargest = Math.max(serverLargest, got.pn);
+				const p = got.payload;
+				if (p[0] === 0x02 || p[0] === 0x03) {
+					const fields: number[] = [];
+					for (let off = 1; fields.length < 4; ) {
+						const len = 1 << (p[off] >> 6);
+						let v = p[off] & 0x3f;
+						for (let k = 1; k < len; k++) v = v * 256 + p[off + k];
+						fields.push(v);
+						off += len;
+					}
+					last = { largest: fields[0], firstRange: fields[3] };
+				}
+			}
+		}
+	};
+	const feed = (pn: number, payload: Buffer): void => {
+		s.server.recv(protectShort(s.serverScid, pn, payload, s.app), RECV_INFO);
+		drain();
+	};
+	drain();
+	const p = s.nextPn;
+	const ping = Buffer.from([0x01]);
+	if (benign) {
+		feed(p + 1, ping);
+		feed(p, ping);
+	} else {
+		feed(p + 1, ping);
+		const ack = Buffer.concat([
+			Buffer.from([0x02]),
+			varint(serverLargest),
+			varint(0),
+			varint(0),
+			varint(serverLargest),
+		]);
+		feed(p, Buffer.concat([ack, ping]));
+	}
+	const before = last;
+	feed(p + 3, ping); // out of order: ACKed at once
+	const alive = last.largest === p + 3;
+	return { ...before, p, alive, closed: s.server.isClosed() || s.server.isDraining() };
+}
