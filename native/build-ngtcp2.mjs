@@ -11,7 +11,7 @@
 // The sanitized build is asked for on purpose and exits 1 when it cannot be made.
 import { spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, renameSync, rmSync } from "node:fs";
-import { createRequire } from "node:module";
+import { compileFlags, findCompiler, nodeApiInclude } from "./toolchain.mjs";
 import { basename, dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -35,7 +35,7 @@ if (process.env.MOQ_FANOUT_NGTCP2 === "0" && !sanitize) giveUp("MOQ_FANOUT_NGTCP
 
 let includeDir;
 try {
-	includeDir = createRequire(import.meta.url)("node-api-headers").include_dir;
+	includeDir = nodeApiInclude();
 } catch (err) {
 	giveUp(`the node-api-headers package is missing: ${err.message}`);
 }
@@ -51,22 +51,10 @@ if (!/^0\.(1[2-9])\./.test(ngtcp2Version)) {
 }
 const pkgFlags = probe.stdout.trim().split(/\s+/).filter(Boolean);
 
-/** The first compiler that answers `--version`: $CC, then cc, then gcc. */
-function findCompiler() {
-	for (const candidate of [process.env.CC, "cc", "gcc"]) {
-		if (!candidate) continue;
-		const result = spawnSync(candidate, ["--version"], { stdio: "ignore", timeout: 20_000 });
-		if (result.status === 0) return candidate;
-	}
-	return null;
-}
-
 const compiler = findCompiler();
 if (compiler === null) giveUp("no C compiler found (set CC, or install gcc)");
 
-const flags = sanitize
-	? ["-O1", "-g", "-fsanitize=address,undefined", "-fno-sanitize-recover=undefined", "-fno-omit-frame-pointer"]
-	: ["-O2"];
+const flags = compileFlags(sanitize);
 const scratch = `${output}.${process.pid}.tmp`;
 mkdirSync(dirname(output), { recursive: true });
 

@@ -14,7 +14,7 @@
 // line and exits 0. The sanitized build is asked for on purpose and exits 1 when it cannot be made.
 import { spawnSync } from "node:child_process";
 import { mkdirSync, renameSync, rmSync } from "node:fs";
-import { createRequire } from "node:module";
+import { compileFlags, findCompiler, nodeApiInclude } from "./toolchain.mjs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -46,27 +46,15 @@ if (process.env.MOQ_FANOUT_NATIVE_UDP === "0" && !sanitize) giveUp("MOQ_FANOUT_N
 
 let includeDir;
 try {
-	includeDir = createRequire(import.meta.url)("node-api-headers").include_dir;
+	includeDir = nodeApiInclude();
 } catch (err) {
 	giveUp(`the node-api-headers package is missing: ${err.message}`);
-}
-
-/** The first compiler that answers `--version`: $CC, then cc, then gcc. */
-function findCompiler() {
-	for (const candidate of [process.env.CC, "cc", "gcc"]) {
-		if (!candidate) continue;
-		const probe = spawnSync(candidate, ["--version"], { stdio: "ignore", timeout: 20_000 });
-		if (probe.status === 0) return candidate;
-	}
-	return null;
 }
 
 const compiler = findCompiler();
 if (compiler === null) giveUp("no C compiler found (set CC, or install gcc)");
 
-const flags = sanitize
-	? ["-O1", "-g", "-fsanitize=address,undefined", "-fno-sanitize-recover=undefined", "-fno-omit-frame-pointer"]
-	: ["-O2"];
+const flags = compileFlags(sanitize);
 // Written beside the target and renamed over it: a process loading the addon meanwhile sees the
 // old file or the new one, never half of one.
 const scratch = `${output}.${process.pid}.tmp`;
