@@ -1,16 +1,14 @@
 /**
  * Bench child process speaking the load-generator protocol (bench/lib/protocol.ts) for the native
- * generator, native/build/moq-loadgen (native/loadgen.c): the same subscribers, latency histogram and
- * counts as generator-child.ts, at a fraction of its CPU per received packet. This process only
- * relays commands and turns the binary's latency buckets back into an HDR histogram; its own CPU is
- * added to the binary's, so the bench's "generator saturated" check sees all of it.
+ * generator (native-generator.ts): the same subscribers, latency histogram and counts as
+ * generator-child.ts, at a fraction of its CPU per received packet. This process only relays
+ * commands and turns the binary's latency buckets back into an HDR histogram; its own CPU is added
+ * to the binary's, so the bench's "generator saturated" check sees all of it.
  * @module
  */
 
-import { type ChildProcess, spawn } from "node:child_process";
-import { createInterface } from "node:readline";
 import * as hdr from "hdr-histogram-js";
-import { nativeGeneratorPath } from "./native-generator.ts";
+import { Loadgen } from "./native-generator.ts";
 import type { FromGenerator, GeneratorReport, ToGenerator } from "./protocol.ts";
 
 const send = (m: FromGenerator) => process.send?.(m);
@@ -20,25 +18,10 @@ interface NativeReport extends Omit<GeneratorReport, "type" | "histogram"> {
 	histogram: [number, number][];
 }
 
-let binary: ChildProcess | null = null;
+let loadgen: Loadgen | null = null;
 let cpu0 = process.cpuUsage();
 
-function start(m: Extract<ToGenerator, { type: "init" }>): void {
-	const t = m.target;
-	binary = spawn(nativeGeneratorPath(), [t.host, String(t.port), t.path, t.fingerprint], {
-		stdio: ["pipe", "pipe", "inherit"],
-	});
-	binary.on("exit", (code, signal) => {
-		send({ type: "error", message: `moq-loadgen exited (${signal ?? code})` });
-		process.exit(1);
-	});
-	createInterface({ input: binary.stdout! }).on("line", onLine);
-}
-
-function onLine(line: string): void {
-	const space = line.indexOf(" ");
-	const word = space < 0 ? line : line.slice(0, space);
-	const rest = space < 0 ? "" : line.slice(space + 1);
+function onAnswer(word: string, rest: string): void {
 	switch (word) {
 		case "ready":
 			send({ type: "ready" });
@@ -71,34 +54,36 @@ function onLine(line: string): void {
 			return;
 		}
 		default:
-			send({ type: "error", message: `moq-loadgen said "${line}"` });
+			send({ type: "error", message: `moq-loadgen said "${word} ${rest}"` });
 	}
 }
 
-function command(line: string): void {
-	binary?.stdin?.write(`${line}\n`);
+function exited(message: string): void {
+	send({ type: "error", message });
+	process.exit(1);
 }
 
 process.on("message", (m: ToGenerator) => {
 	switch (m.type) {
-		case "init":
-			start(m);
+		case "init": {
+			const t = m.target;
+			loadgen = new Loadgen([t.host, String(t.port), t.path, t.fingerprint], onAnswer, exited);
 			return;
+		}
 		case "add":
-			command(`add ${m.count}`);
+			loadgen?.send(`add ${m.count}`);
 			return;
 		case "reset":
 		case "report":
-			command(m.type);
+			loadgen?.send(m.type);
 			return;
 		case "stop":
-			binary?.removeAllListeners("exit");
-			command("stop");
+			loadgen?.stop();
 			setTimeout(() => process.exit(0), 100);
 			return;
 	}
 });
 process.on("disconnect", () => {
-	binary?.kill("SIGKILL");
+	loadgen?.kill();
 	process.exit(0);
 });

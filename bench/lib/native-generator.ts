@@ -1,11 +1,16 @@
 /**
- * Where the native load generator lives (built by native/build-ngtcp2.mjs next to the ngtcp2 engine,
- * from native/loadgen.c, when the system's ngtcp2 and GnuTLS are present).
+ * The native load generator, native/build/moq-loadgen (native/loadgen.c, built by
+ * native/build-ngtcp2.mjs next to the ngtcp2 engine when the system's ngtcp2 and GnuTLS are
+ * present), and the line protocol its two bench children (native-generator-child.ts,
+ * native-pump-clients-child.ts) speak with it: one command per line on its stdin, one answer per
+ * line on its stdout ("word rest").
  * @module
  */
 
+import { type ChildProcess, spawn } from "node:child_process";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
+import { createInterface } from "node:readline";
 
 export function nativeGeneratorPath(): string {
 	return process.env.MOQ_FANOUT_LOADGEN ?? join(import.meta.dirname, "..", "..", "native", "build", "moq-loadgen");
@@ -13,4 +18,33 @@ export function nativeGeneratorPath(): string {
 
 export function nativeGeneratorAvailable(): boolean {
 	return existsSync(nativeGeneratorPath());
+}
+
+/** A running moq-loadgen: `send` writes a command; answers arrive at `onAnswer`. */
+export class Loadgen {
+	readonly #process: ChildProcess;
+
+	/** `onExit` reports an exit nobody asked for (stop() silences it); the caller's process should end. */
+	constructor(args: string[], onAnswer: (word: string, rest: string) => void, onExit: (message: string) => void) {
+		this.#process = spawn(nativeGeneratorPath(), args, { stdio: ["pipe", "pipe", "inherit"] });
+		this.#process.on("exit", (code, signal) => onExit(`moq-loadgen exited (${signal ?? code})`));
+		createInterface({ input: this.#process.stdout! }).on("line", (line) => {
+			const space = line.indexOf(" ");
+			onAnswer(space < 0 ? line : line.slice(0, space), space < 0 ? "" : line.slice(space + 1));
+		});
+	}
+
+	send(command: string): void {
+		this.#process.stdin?.write(`${command}\n`);
+	}
+
+	/** Closes every connection (the binary sends its CONNECTION_CLOSEs) and lets it exit. */
+	stop(): void {
+		this.#process.removeAllListeners("exit");
+		this.send("stop");
+	}
+
+	kill(): void {
+		this.#process.kill("SIGKILL");
+	}
 }

@@ -6,9 +6,7 @@
  * @module
  */
 
-import { type ChildProcess, spawn } from "node:child_process";
-import { createInterface } from "node:readline";
-import { nativeGeneratorPath } from "./native-generator.ts";
+import { Loadgen } from "./native-generator.ts";
 import type { FromPumpClients, ToPumpClients } from "./pump-clients-child.ts";
 
 const send = (m: FromPumpClients) => process.send?.(m);
@@ -22,29 +20,14 @@ interface RawReport {
 	elapsedMs: number;
 }
 
-let binary: ChildProcess | null = null;
+let loadgen: Loadgen | null = null;
 let connections = 0;
 let cpu0 = process.cpuUsage();
 
-function start(m: Extract<ToPumpClients, { type: "init" }>): void {
-	connections = m.connections;
-	binary = spawn(nativeGeneratorPath(), ["--raw", "127.0.0.1", String(m.port), "-", m.fingerprint], {
-		stdio: ["pipe", "pipe", "inherit"],
-	});
-	binary.on("exit", (code, signal) => {
-		send({ type: "error", message: `moq-loadgen exited (${signal ?? code})` });
-		process.exit(1);
-	});
-	createInterface({ input: binary.stdout! }).on("line", onLine);
-}
-
-function onLine(line: string): void {
-	const space = line.indexOf(" ");
-	const word = space < 0 ? line : line.slice(0, space);
-	const rest = space < 0 ? "" : line.slice(space + 1);
+function onAnswer(word: string, rest: string): void {
 	switch (word) {
 		case "ready":
-			binary?.stdin?.write(`add ${connections}\n`);
+			loadgen?.send(`add ${connections}`);
 			return;
 		case "added":
 			send({ type: "ready", connected: Number(rest.split(" ")[0]) });
@@ -67,27 +50,32 @@ function onLine(line: string): void {
 			return;
 		}
 		default:
-			send({ type: "error", message: `moq-loadgen said "${line}"` });
+			send({ type: "error", message: `moq-loadgen said "${word} ${rest}"` });
 	}
+}
+
+function exited(message: string): void {
+	send({ type: "error", message });
+	process.exit(1);
 }
 
 process.on("message", (m: ToPumpClients) => {
 	switch (m.type) {
 		case "init":
-			start(m);
+			connections = m.connections;
+			loadgen = new Loadgen(["--raw", "127.0.0.1", String(m.port), "-", m.fingerprint], onAnswer, exited);
 			return;
 		case "reset":
 		case "report":
-			binary?.stdin?.write(`${m.type}\n`);
+			loadgen?.send(m.type);
 			return;
 		case "stop":
-			binary?.removeAllListeners("exit");
-			binary?.stdin?.write("stop\n");
+			loadgen?.stop();
 			setTimeout(() => process.exit(0), 100);
 			return;
 	}
 });
 process.on("disconnect", () => {
-	binary?.kill("SIGKILL");
+	loadgen?.kill();
 	process.exit(0);
 });
