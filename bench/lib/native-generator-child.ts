@@ -8,7 +8,7 @@
  */
 
 import * as hdr from "hdr-histogram-js";
-import { Loadgen } from "./native-generator.ts";
+import { commonMessage, exitWith, killOnDisconnect, Loadgen } from "./native-generator.ts";
 import type { FromGenerator, GeneratorReport, ToGenerator } from "./protocol.ts";
 
 const send = (m: FromGenerator) => process.send?.(m);
@@ -58,32 +58,13 @@ function onAnswer(word: string, rest: string): void {
 	}
 }
 
-function exited(message: string): void {
-	send({ type: "error", message });
-	process.exit(1);
-}
-
 process.on("message", (m: ToGenerator) => {
-	switch (m.type) {
-		case "init": {
-			const t = m.target;
-			loadgen = new Loadgen([t.host, String(t.port), t.path, t.fingerprint], onAnswer, exited);
-			return;
-		}
-		case "add":
-			loadgen?.send(`add ${m.count}`);
-			return;
-		case "reset":
-		case "report":
-			loadgen?.send(m.type);
-			return;
-		case "stop":
-			loadgen?.stop();
-			setTimeout(() => process.exit(0), 100);
-			return;
+	if (commonMessage(loadgen, m.type)) return;
+	if (m.type === "init") {
+		const t = m.target;
+		loadgen = new Loadgen([t.host, String(t.port), t.path, t.fingerprint], onAnswer, exitWith(send));
+	} else if (m.type === "add") {
+		loadgen?.send(`add ${m.count}`);
 	}
 });
-process.on("disconnect", () => {
-	loadgen?.kill();
-	process.exit(0);
-});
+killOnDisconnect(() => loadgen);

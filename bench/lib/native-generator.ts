@@ -48,3 +48,37 @@ export class Loadgen {
 		this.#process.kill("SIGKILL");
 	}
 }
+
+/**
+ * What both bench children do alike: forward "reset" and "report", "stop" the binary and exit, and
+ * take the binary down when the parent goes. Returns false for the messages the child handles itself.
+ */
+export function commonMessage(loadgen: Loadgen | null, type: string): boolean {
+	switch (type) {
+		case "reset":
+		case "report":
+			loadgen?.send(type);
+			return true;
+		case "stop":
+			loadgen?.stop();
+			setTimeout(() => process.exit(0), 100);
+			return true;
+		default:
+			return false;
+	}
+}
+
+/** The child's end when its binary exits on its own: the parent hears why. */
+export function exitWith(send: (m: { type: "error"; message: string }) => void): (message: string) => void {
+	return (message) => {
+		send({ type: "error", message });
+		process.exit(1);
+	};
+}
+
+export function killOnDisconnect(loadgen: () => Loadgen | null): void {
+	process.on("disconnect", () => {
+		loadgen()?.kill();
+		process.exit(0);
+	});
+}

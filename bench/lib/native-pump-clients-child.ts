@@ -6,7 +6,7 @@
  * @module
  */
 
-import { Loadgen } from "./native-generator.ts";
+import { commonMessage, exitWith, killOnDisconnect, Loadgen } from "./native-generator.ts";
 import type { FromPumpClients, ToPumpClients } from "./pump-clients-child.ts";
 
 const send = (m: FromPumpClients) => process.send?.(m);
@@ -54,28 +54,11 @@ function onAnswer(word: string, rest: string): void {
 	}
 }
 
-function exited(message: string): void {
-	send({ type: "error", message });
-	process.exit(1);
-}
-
 process.on("message", (m: ToPumpClients) => {
-	switch (m.type) {
-		case "init":
-			connections = m.connections;
-			loadgen = new Loadgen(["--raw", "127.0.0.1", String(m.port), "-", m.fingerprint], onAnswer, exited);
-			return;
-		case "reset":
-		case "report":
-			loadgen?.send(m.type);
-			return;
-		case "stop":
-			loadgen?.stop();
-			setTimeout(() => process.exit(0), 100);
-			return;
+	if (commonMessage(loadgen, m.type)) return;
+	if (m.type === "init") {
+		connections = m.connections;
+		loadgen = new Loadgen(["--raw", "127.0.0.1", String(m.port), "-", m.fingerprint], onAnswer, exitWith(send));
 	}
 });
-process.on("disconnect", () => {
-	loadgen?.kill();
-	process.exit(0);
-});
+killOnDisconnect(() => loadgen);
