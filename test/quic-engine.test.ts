@@ -9,7 +9,7 @@
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import dgram from "node:dgram";
-import { existsSync, statSync } from "node:fs";
+import { existsSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { after, describe, test } from "node:test";
 import { MoqClient } from "../src/client/index.ts";
@@ -26,6 +26,7 @@ import {
 import type { QuicServer, QuicServerOptions } from "../src/quic/server.ts";
 import { clientHellos, initialKeys, LONG_INITIAL, protectLong, varint } from "./fuzz/quic-packets.ts";
 import { frameBytes } from "./support/frames.ts";
+import { ensureNgtcp2Built } from "./support/ngtcp2.ts";
 import { ALPN, collect, connect, echoServer as echoOn, listen } from "./support/quic.ts";
 import { startTestRelay } from "./support/relay.ts";
 import { deferred, until } from "./support/wait.ts";
@@ -34,16 +35,7 @@ const REPO = resolve(import.meta.dirname, "..");
 /** Set by the sanitizer test for its child run. */
 const SANITIZED_CHILD = process.env.MOQ_NGTCP2_ADDON !== undefined;
 
-/** Builds the addon when it is missing or older than its source (npm install builds it too). */
-function ensureBuilt(): void {
-	if (SANITIZED_CHILD) return;
-	const path = ngtcp2Path();
-	const source = join(REPO, "native", "ngtcp2.c");
-	if (existsSync(path) && statSync(path).mtimeMs >= statSync(source).mtimeMs) return;
-	spawnSync(process.execPath, [join(REPO, "native", "build-ngtcp2.mjs")], { encoding: "utf8" });
-}
-
-ensureBuilt();
+ensureNgtcp2Built();
 const ADDON = loadNgtcp2();
 // Without the libraries there is no engine to test (the relay runs on quiche); CI installs them.
 const SKIP = ADDON === null && process.env.CI !== "true" ? `ngtcp2 engine not built: ${ngtcp2Unavailable()}` : false;
