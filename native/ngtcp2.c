@@ -246,6 +246,8 @@ typedef struct qconn {
 	gnutls_session_t tls;
 	ngtcp2_crypto_conn_ref ref;
 	config_t *cfg;
+	/* gnutls_alpn_set_protocols was called on `tls` (at most once: see client_hello_hook). */
+	bool alpn_set;
 	uint8_t scid[NGTCP2_MAX_CIDLEN], odcid[NGTCP2_MAX_CIDLEN];
 	size_t scid_len, odcid_len;
 	bool has_odcid;
@@ -1290,6 +1292,18 @@ static int client_hello_hook(gnutls_session_t session, unsigned htype, unsigned 
 	 * missing_extension. libngtcp2 0.12 would go on and abort the process (its negotiated_version
 	 * assertion) writing the server's first flight: one datagram would kill the worker. */
 	if (!scan.has_transport_params) return GNUTLS_E_MISSING_EXTENSION;
+	/*
+	 * Once per session: GnuTLS (3.7.9 and later, lib/ext/alpn.c) never resets its protocol count,
+	 * each gnutls_alpn_set_protocols call adds its protocols to it (priv->size++) while writing them
+	 * from index 0. Calls adding up to more than 8 made the server's ALPN parser walk past its
+	 * 312-byte state (protocols[13] is 104 bytes past the end; protocol_size[13] is its `flags`, 3)
+	 * and memcmp a client's 3-byte name against a neighbouring heap block: the heap-use-after-free
+	 * of `npm run fuzz:quic -- --seed 2` (case 45922). So conn_create sets none, and a second
+	 * ClientHello (after a HelloRetryRequest) keeps the first one's list (RFC 8446 §4.1.2: the
+	 * same ALPN offer).
+	 */
+	if (q->alpn_set) return 0;
+	q->alpn_set = true;
 	gnutls_datum_t chosen[GNUTLS_MAX_ALPNS];
 	unsigned n = 0;
 	for (unsigned i = 0; i < q->cfg->n_alpns && n < GNUTLS_MAX_ALPNS; i++) {
@@ -1300,8 +1314,9 @@ static int client_hello_hook(gnutls_session_t session, unsigned htype, unsigned 
 		n = q->cfg->n_alpns < GNUTLS_MAX_ALPNS ? q->cfg->n_alpns : GNUTLS_MAX_ALPNS;
 		memcpy(chosen, q->cfg->alpns, n * sizeof chosen[0]);
 	}
-	gnutls_alpn_set_protocols(session, chosen, n, GNUTLS_ALPN_MANDATORY | GNUTLS_ALPN_SERVER_PRECEDENCE);
-	return 0;
+	/* A failed call may have set some protocols but not GNUTLS_ALPN_MANDATORY: end the handshake. */
+	int rv = gnutls_alpn_set_protocols(session, chosen, n, GNUTLS_ALPN_MANDATORY | GNUTLS_ALPN_SERVER_PRECEDENCE);
+	return rv < 0 ? rv : 0;
 }
 
 /* Creates the ngtcp2 connection from the client's first Initial. Returns 0 or an ngtcp2 error. */
@@ -1362,8 +1377,6 @@ static int conn_create(qconn_t *q, const uint8_t *pkt, size_t len) {
 	}
 	if (gnutls_priority_set(q->tls, c->priority) != 0 ||
 	    gnutls_credentials_set(q->tls, GNUTLS_CRD_CERTIFICATE, c->cred) != 0 ||
-	    gnutls_alpn_set_protocols(q->tls, c->alpns, c->n_alpns < GNUTLS_MAX_ALPNS ? c->n_alpns : GNUTLS_MAX_ALPNS,
-	                              GNUTLS_ALPN_MANDATORY | GNUTLS_ALPN_SERVER_PRECEDENCE) != 0 ||
 	    ngtcp2_crypto_gnutls_configure_server_session(q->tls) != 0)
 		return NGTCP2_ERR_INTERNAL;
 	gnutls_handshake_set_hook_function(q->tls, GNUTLS_HANDSHAKE_CLIENT_HELLO, GNUTLS_HOOK_PRE, client_hello_hook);
