@@ -23,18 +23,11 @@ import {
 	unprotect,
 	varint,
 } from "./fuzz/quic-packets.ts";
+import { ensureNgtcp2Built } from "./support/ngtcp2.ts";
 
 const REPO = resolve(import.meta.dirname, "..");
 
-/** Builds the addon when it is missing or older than its source (as quic-engine.test.ts does). */
-function ensureBuilt(): void {
-	const path = ngtcp2Path();
-	const source = join(REPO, "native", "ngtcp2.c");
-	if (existsSync(path) && statSync(path).mtimeMs >= statSync(source).mtimeMs) return;
-	spawnSync(process.execPath, [join(REPO, "native", "build-ngtcp2.mjs")], { encoding: "utf8" });
-}
-
-ensureBuilt();
+ensureNgtcp2Built();
 const ADDON = loadNgtcp2();
 const SKIP = ADDON === null && process.env.CI !== "true" ? `ngtcp2 engine not built: ${ngtcp2Unavailable()}` : false;
 
