@@ -60,11 +60,11 @@ function parseFlags(argv: string[]): Flags {
 
 const flags = parseFlags(process.argv.slice(2));
 
-if (process.env.MOQ_QUIC_FUZZ_CHILD === "1") child();
+if (process.env.MOQ_QUIC_FUZZ_CHILD === "1") await child();
 else await parent();
 
 /** The fuzzing itself. */
-function child(): void {
+async function child(): Promise<void> {
 	const addon = loadNgtcp2();
 	if (addon === null) {
 		console.error(`fuzz:quic: ${ngtcp2Unavailable()}`);
@@ -73,7 +73,7 @@ function child(): void {
 	const crumbPath = process.env.MOQ_QUIC_FUZZ_BREADCRUMB;
 	const crumb = crumbPath ? openSync(crumbPath, "w") : -1;
 	const t0 = performance.now();
-	const stats = runFuzz(addon, {
+	const stats = await runFuzz(addon, {
 		seed: flags.seed,
 		packets: flags.packets,
 		from: flags.from,
@@ -126,7 +126,9 @@ async function parent(): Promise<void> {
 		`fuzz:quic: ${flags.only !== undefined ? `case ${flags.only}` : `${flags.packets.toLocaleString("en")} packets`}, ` +
 			`seed ${flags.seed}, addon ${addonPath}${flags.sanitize ? " (ASan + UBSan)" : ""}`,
 	);
-	const childProcess = spawn(process.execPath, [import.meta.filename, ...process.argv.slice(2)], {
+	// --expose-gc: at each health check the fuzzer collects and lets the event loop turn, so the
+	// native objects it dropped are finalized (quiche clients hold a keylog file open until then).
+	const childProcess = spawn(process.execPath, ["--expose-gc", import.meta.filename, ...process.argv.slice(2)], {
 		env,
 		stdio: ["ignore", "pipe", "pipe"],
 	});
