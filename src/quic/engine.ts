@@ -190,15 +190,12 @@ export function engineChoice(configured: QuicEngineChoice | undefined): QuicEngi
 }
 
 /**
- * Whether "auto" prefers the ngtcp2 engine when its addon loaded. Not yet, although it passes every
- * QUIC and WebTransport suite (npm test runs them on both engines) and costs about half of quiche's
- * CPU per packet: on ngtcp2 0.12 a stream the peer opened is never freed (about 224 bytes of
- * ngtcp2's own state, 330–480 bytes of RSS, per stream, until the connection ends;
- * docs/quic-performance.md), so a long-lived publisher or cluster link, one stream per group, grows
- * without bound; and 2 workers on one core cost 1.29 × one on it (quiche: 1.02 ×). Choose it with
- * `engine = "ngtcp2"`.
+ * Whether "auto" prefers the ngtcp2 engine when its addon loaded: yes. It passes every QUIC and
+ * WebTransport suite (npm test runs them on both engines), costs about 0.6 × quiche's CPU per egress
+ * packet, and frees a peer's finished streams (0.12 itself never does; native/ngtcp2.c closes them,
+ * docs/quic-performance.md). Without the addon (no libngtcp2 0.12 at install), quiche serves.
  */
-const AUTO_PREFERS_NGTCP2 = false;
+const AUTO_PREFERS_NGTCP2 = true;
 
 let loggedFallback = false;
 
