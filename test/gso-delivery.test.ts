@@ -145,7 +145,11 @@ async function viewer(port: number, broadcast: string): Promise<Viewer> {
 }
 
 async function runThroughLoss(gso: boolean): Promise<{ relay: RelayProcess; proxy: LossyProxy }> {
-	const relay = await startRelayProcess(["--workers", "2"], { MOQ_SERVER_QUIC_GSO: String(gso) });
+	// Both batched paths (GSO egress, recvmmsg ingress) on, or both off.
+	const relay = await startRelayProcess(["--workers", "2"], {
+		MOQ_SERVER_QUIC_GSO: String(gso),
+		MOQ_SERVER_QUIC_RECV_BATCH: String(gso),
+	});
 	const proxy = new LossyProxy(relay.port, gso ? 1 : 2);
 	const port = await proxy.listen();
 	const broadcast = `gso-${gso ? "on" : "off"}`;
@@ -191,7 +195,7 @@ async function runThroughLoss(gso: boolean): Promise<{ relay: RelayProcess; prox
 	return { relay, proxy };
 }
 
-describe("fan-out through 3 % loss each way, relay process with [server.quic] gso on and off", {
+describe("fan-out through 3 % loss each way, relay process with [server.quic] gso and recv_batch on and off", {
 	timeout: 240_000,
 }, () => {
 	const cleanup: (() => unknown)[] = [];
@@ -200,7 +204,7 @@ describe("fan-out through 3 % loss each way, relay process with [server.quic] gs
 	});
 
 	for (const gso of [true, false]) {
-		test(`gso = ${gso}: every viewer gets every frame byte-exact and in order`, async (t) => {
+		test(`gso = recv_batch = ${gso}: every viewer gets every frame byte-exact and in order`, async (t) => {
 			const native = gso && addonBuilt();
 			if (gso && !native) {
 				assert.ok(!IN_CI, "CI=true: the native UDP addon must build (a C compiler is required)");
@@ -226,13 +230,18 @@ describe("fan-out through 3 % loss each way, relay process with [server.quic] gs
 			t.diagnostic(
 				`relay egress: gso ${gsoPackets}, sendmmsg ${metricSum(m, PATHS, 'path="sendmmsg"')}, dgram ${dgramPackets}, syscalls ${syscalls}`,
 			);
+			const received = metricSum(m, "moq_fanout_received_packets_total");
+			const receives = metricSum(m, "moq_fanout_quic_recv_syscalls_total");
+			t.diagnostic(`relay ingress: ${received} datagrams in ${receives} receive syscalls`);
 			if (native) {
 				assert.ok(gsoPackets > 0, "gso on: packets left in GSO super-packets");
+				assert.ok(receives > 0 && receives < received, "recv_batch on: several datagrams per recvmmsg");
 				assert.equal(metricSum(m, "moq_fanout_quic_gso_fallbacks_total"), 0);
 				assert.doesNotMatch(relay.stderr.join(""), /native UDP egress unavailable/);
 			} else {
 				assert.equal(gsoPackets, 0, "no GSO without the addon path");
 				assert.ok(dgramPackets > 0, "dgram carried the packets");
+				assert.equal(receives, received, "recv_batch off: one receive per datagram");
 			}
 		});
 	}

@@ -16,10 +16,12 @@
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import dgram from "node:dgram";
-import { closeSync, existsSync, openSync, statSync } from "node:fs";
+import { closeSync, existsSync, openSync, readdirSync, readlinkSync, statSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { after, before, describe, test } from "node:test";
+import { Worker } from "node:worker_threads";
 import { createCountersBuffer, Field, WorkerCounters } from "../src/pool/counters.ts";
+import { BatchReceiver, RECV_SLOT_SIZE } from "../src/quic/receiver.ts";
 import {
 	BATCH_PACKETS,
 	PACKET_BUFFER_SIZE,
@@ -31,6 +33,7 @@ import {
 	loadUdpNativeFrom,
 	MallocSlot,
 	OutSlot,
+	RECV_META,
 	StopReason,
 	type UdpNative,
 	udpNativePath,
@@ -641,6 +644,192 @@ describe("PacketSender on the addon", { skip: SKIP, timeout: 60_000 }, () => {
 		writePackets(sender, to, 0, 10, 5, 1000, sent);
 		assert.equal(stats.packetsOutDgram, 15);
 		await arrived([rx], [sent]);
+	});
+});
+
+/** How many of the process's file descriptors refer to `socket` (Linux: "socket:[inode]" links). */
+function fdsOf(socket: dgram.Socket): number {
+	const target = readlinkSync(`/proc/self/fd/${fdOf(socket)}`);
+	let n = 0;
+	for (const fd of readdirSync("/proc/self/fd")) {
+		try {
+			if (readlinkSync(`/proc/self/fd/${fd}`) === target) n++;
+		} catch {
+			// closed meanwhile (readdir's own fd)
+		}
+	}
+	return n;
+}
+
+/** The links of the process's file descriptors (Linux), to find a socket's after it closed. */
+function fdLinks(): string[] {
+	const links: string[] = [];
+	for (const fd of readdirSync("/proc/self/fd")) {
+		try {
+			links.push(readlinkSync(`/proc/self/fd/${fd}`));
+		} catch {
+			// readdir's own fd
+		}
+	}
+	return links;
+}
+
+describe("native UDP ingress (recvmmsg)", { skip: SKIP, timeout: 120_000 }, () => {
+	let udp: UdpNative;
+	const sockets: dgram.Socket[] = [];
+
+	before(() => {
+		assert.equal(NO_COMPILER, null, `${NO_COMPILER} (CI=true requires one)`);
+		udp = loadUdpNativeFrom(ADDON_UNDER_TEST ?? ensureBuilt(false));
+	});
+	after(() => {
+		for (const s of sockets) s.close();
+	});
+
+	/** Starts the addon's receiver on `socket` (libuv's reading stopped), recording every datagram. */
+	function startRaw(socket: dgram.Socket, slots = 16, slotSize = 2048) {
+		const buffer = new Uint8Array(slots * slotSize);
+		const meta = new Int32Array(slots * RECV_META);
+		const got: { data: Buffer; port: number; family: number; address: string }[] = [];
+		let batches = 0;
+		const id = udp.recvStart(fdOf(socket), buffer, slotSize, meta, (count) => {
+			batches++;
+			for (let i = 0; i < count; i++) {
+				const length = meta[i * RECV_META];
+				const data = length < 0 ? Buffer.alloc(0) : Buffer.from(buffer.subarray(i * slotSize, i * slotSize + length));
+				got.push({
+					data,
+					port: meta[i * RECV_META + 1],
+					family: meta[i * RECV_META + 2],
+					address: udp.addressString(meta, i),
+				});
+			}
+		});
+		const state = Object.getOwnPropertySymbols(socket).find((s) => s.description === "state symbol")!;
+		(socket as unknown as Record<symbol, { handle: { recvStop(): number } }>)[state].handle.recvStop();
+		return { id, got, batches: () => batches };
+	}
+
+	test("datagrams arrive byte-exact and in order, many per call; one too large for a slot is reported as such", async () => {
+		const rx = await bound("udp4", "127.0.0.1");
+		sockets.push(rx);
+		rx.setRecvBufferSize(4 * 1024 * 1024);
+		const tx = await bound("udp4", "127.0.0.1");
+		sockets.push(tx);
+		const r = startRaw(rx);
+		const sent: Buffer[] = [];
+		for (let seq = 0; seq < 300; seq++) {
+			const data = payload(1, seq, 1 + ((seq * 97) % 2048));
+			sent.push(data);
+			tx.send(data, rx.address().port, "127.0.0.1");
+		}
+		tx.send(Buffer.alloc(5000, 7), rx.address().port, "127.0.0.1");
+		await until(() => r.got.length >= 301, 5000, "every datagram to arrive");
+		udp.recvStop(r.id);
+		for (const [k, want] of sent.entries()) {
+			assert.ok(r.got[k].data.equals(want), `datagram ${k} differs (order or bytes)`);
+			assert.equal(r.got[k].port, tx.address().port);
+			assert.equal(r.got[k].family, 4);
+			assert.equal(r.got[k].address, "127.0.0.1");
+		}
+		assert.equal(r.got[300].data.length, 0, "the 5000-byte datagram is flagged, not delivered in part");
+		assert.ok(r.batches() < 301, `${r.batches()} calls for 301 datagrams: batched`);
+	});
+
+	test("a dual-stack socket reports IPv4 sources as ::ffff:a.b.c.d and IPv6 ones as dgram writes them", async () => {
+		const rx = await bound("udp6", "::");
+		sockets.push(rx);
+		const r = startRaw(rx);
+		const v4 = await bound("udp4", "127.0.0.1");
+		const v6 = await bound("udp6", "::1");
+		sockets.push(v4, v6);
+		v4.send(Buffer.from("four"), rx.address().port, "127.0.0.1");
+		await until(() => r.got.length >= 1, 5000, "the IPv4 datagram");
+		v6.send(Buffer.from("six"), rx.address().port, "::1");
+		await until(() => r.got.length >= 2, 5000, "the IPv6 datagram");
+		udp.recvStop(r.id);
+		assert.deepEqual(
+			r.got.map((g) => [g.data.toString(), g.family, g.address, g.port]),
+			[
+				["four", 6, "::ffff:127.0.0.1", v4.address().port],
+				["six", 6, "::1", v6.address().port],
+			],
+		);
+	});
+
+	test("recvStop closes the addon's copy of the fd; a second recvStop is ignored", async () => {
+		const rx = await bound("udp4", "127.0.0.1");
+		assert.equal(fdsOf(rx), 1);
+		const r = startRaw(rx);
+		assert.equal(fdsOf(rx), 2, "one dup of the socket's fd");
+		udp.recvStop(r.id);
+		udp.recvStop(r.id); // twice: ignored
+		await until(() => fdsOf(rx) === 1, 2000, "the dup to be closed");
+		await new Promise<void>((resolve) => rx.close(() => resolve()));
+	});
+
+	test("BatchReceiver: takes over a socket, hands over views, stops with the socket", async () => {
+		const rx = await bound("udp4", "127.0.0.1");
+		const tx = await bound("udp4", "127.0.0.1");
+		sockets.push(tx);
+		const link = readlinkSync(`/proc/self/fd/${fdOf(rx)}`);
+		const stats = { recvSyscalls: 0, garbage: 0 };
+		const got: string[] = [];
+		const receiver = BatchReceiver.start(rx, udp, stats, (packet, rinfo) => {
+			got.push(`${packet.toString()} ${rinfo.address}:${rinfo.port === tx.address().port}`);
+		});
+		assert.ok(receiver !== null);
+		assert.equal(fdsOf(rx), 2);
+		rx.on("message", () => assert.fail("dgram must not deliver while the addon reads"));
+		for (let i = 0; i < 20; i++) tx.send(Buffer.from(`p${i}`), rx.address().port, "127.0.0.1");
+		tx.send(Buffer.alloc(RECV_SLOT_SIZE + 1), rx.address().port, "127.0.0.1");
+		await until(() => got.length >= 20 && stats.garbage === 1, 5000, "20 datagrams and the oversized one");
+		assert.deepEqual(
+			got,
+			Array.from({ length: 20 }, (_, i) => `p${i} 127.0.0.1:true`),
+		);
+		assert.ok(stats.recvSyscalls >= 1 && stats.recvSyscalls <= 21);
+		await new Promise<void>((resolve) => rx.close(() => resolve()));
+		// libuv closes the handle (and the addon the dup) in a later loop iteration's close phase.
+		await until(() => !fdLinks().includes(link), 2000, "the socket and the addon's dup to be closed");
+	});
+
+	test("a worker thread that ends while receiving: the environment's cleanup closes the receiver", async () => {
+		const source = `
+			const dgram = require("node:dgram");
+			const { workerData } = require("node:worker_threads");
+			const udp = require(workerData.addon);
+			const socket = dgram.createSocket("udp4");
+			socket.bind(0, "127.0.0.1", () => {
+				const symbol = Object.getOwnPropertySymbols(socket).find((s) => s.description === "state symbol");
+				const handle = socket[symbol].handle;
+				udp.recvStart(handle.fd, new Uint8Array(4096), 2048, new Int32Array(2 * ${RECV_META}), () => {});
+				handle.recvStop();
+				process.exit(0);
+			});`;
+		const worker = new Worker(source, { eval: true, workerData: { addon: ADDON_UNDER_TEST ?? udpNativePath(false) } });
+		const code = await new Promise<number>((resolve, reject) => {
+			worker.once("error", reject);
+			worker.once("exit", resolve);
+		});
+		assert.equal(code, 0);
+	});
+
+	test("bad arguments throw", async () => {
+		const rx = await bound("udp4", "127.0.0.1");
+		sockets.push(rx);
+		const fd = fdOf(rx);
+		const slots = new Uint8Array(4096);
+		const meta = new Int32Array(2 * RECV_META);
+		const noop = () => {};
+		assert.throws(() => udp.recvStart(fd, slots, 0, meta, noop), RangeError);
+		assert.throws(() => udp.recvStart(fd, slots, 8192, meta, noop), /at least one slot/);
+		assert.throws(() => udp.recvStart(fd, slots, 1024, meta, noop), /RECV_META entries per slot/);
+		assert.throws(() => udp.recvStart(fd, slots, 2048, meta, null as unknown as () => void), TypeError);
+		assert.throws(() => udp.recvStart(fd, new Int32Array(8) as unknown as Uint8Array, 2048, meta, noop), TypeError);
+		assert.throws(() => udp.recvStart(1_000_000, slots, 2048, meta, noop), /dup of fd/);
+		assert.throws(() => udp.addressString(meta, 5), /past the end/);
+		assert.throws(() => udp.addressString(new Int32Array(RECV_META), 0), /no address/);
 	});
 });
 

@@ -400,6 +400,29 @@ describe("quic: our client ↔ our server", () => {
 		assert.match(sessions[1].remote, /^\[::1\]:\d+$/);
 	});
 
+	test(
+		"datagrams arrive in recvmmsg batches ([server.quic] recv_batch), or one by one through dgram when it is off",
+		T,
+		async () => {
+			const upload = randomBytes(1 << 20);
+			for (const recvBatch of [true, false]) {
+				const { server } = await echoServer({ quic: { recvBatch } });
+				servers.push(server);
+				const client = await connect(server.port);
+				const stream = client.openBidi()!;
+				const echoed = collect(stream);
+				stream.write(upload);
+				stream.finish();
+				assert.ok((await echoed).equals(upload), "byte-exact echo");
+				client.close(0, "");
+				const { packetsIn, recvSyscalls } = server.stats;
+				assert.ok(packetsIn > 700, `${packetsIn} datagrams in`);
+				if (recvBatch) assert.ok(recvSyscalls < packetsIn, `${recvSyscalls} receive calls for ${packetsIn} datagrams`);
+				else assert.equal(recvSyscalls, packetsIn, "dgram: one receive per datagram");
+			}
+		},
+	);
+
 	test("pinned certificate hash mismatch is refused", T, async () => {
 		const { server } = await echoServer();
 		servers.push(server);

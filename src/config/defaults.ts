@@ -51,6 +51,8 @@ export const DEFAULT_QUIC = {
 	maxConnections: 10_000,
 	/** Batched egress (GSO + sendmmsg) through the native addon when it is built; false: dgram.send. */
 	gso: true,
+	/** Batched ingress (recvmmsg, one JS call per batch) through the native addon when it is built. */
+	recvBatch: true,
 	/** The QUIC engine: "auto" picks ngtcp2 when its addon was built, else quiche (src/quic/engine.ts). */
 	engine: "auto" as QuicEngineChoice,
 } as const;

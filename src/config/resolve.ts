@@ -118,6 +118,7 @@ export function resolveConfig(settings: SourcedSettings, source: string): RelayC
 		maxHandshakesPerIp: values.quicMaxHandshakesPerIp ?? DEFAULT_QUIC.maxHandshakesPerIp,
 		maxConnections: values.quicMaxConnections ?? DEFAULT_QUIC.maxConnections,
 		gso: values.quicGso ?? DEFAULT_QUIC.gso,
+		recvBatch: values.quicRecvBatch ?? DEFAULT_QUIC.recvBatch,
 		engine: values.quicEngine ?? DEFAULT_QUIC.engine,
 	};
 	// A frame has to fit in its track's ring buffer to be cached and fanned out at all.

@@ -59,6 +59,7 @@ export interface Settings {
 	quicMaxHandshakesPerIp?: number;
 	quicMaxConnections?: number;
 	quicGso?: boolean;
+	quicRecvBatch?: boolean;
 	quicEngine?: QuicEngineChoice;
 	drainTimeoutMs?: number;
 	/** 0 = one per available core. */

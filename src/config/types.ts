@@ -36,6 +36,11 @@ export interface RelayConfig {
 			 */
 			gso: boolean;
 			/**
+			 * Batched UDP ingress (recvmmsg, one JS call per batch) through the same addon; false
+			 * receives each datagram with dgram. [server.quic] recv_batch, default true.
+			 */
+			recvBatch: boolean;
+			/**
 			 * The server-side QUIC engine: "ngtcp2" (the C engine on the system's ngtcp2 + GnuTLS, built
 			 * at install when they are present), "quiche", or "auto" (src/quic/engine.ts decides).
 			 * [server.quic] engine, default "auto".

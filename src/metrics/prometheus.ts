@@ -296,6 +296,12 @@ export const WORKER_FAMILIES: readonly Family[] = [
 		series: [{ field: "quicSendStalls" }],
 	},
 	{
+		name: "quic_recv_syscalls_total",
+		type: "counter",
+		help: "Receive syscalls for QUIC datagrams: recvmmsg calls that returned datagrams, or one per datagram received with dgram.",
+		series: [{ field: "quicRecvSyscalls" }],
+	},
+	{
 		name: "tcp_connections",
 		type: "gauge",
 		help: "Open TCP connections (HTTP and WebSocket).",

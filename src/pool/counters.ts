@@ -116,6 +116,8 @@ export const FIELDS = [
 	{ name: "quicSendSyscalls", kind: "counter", total: "sum" },
 	{ name: "quicGsoFallbacks", kind: "counter", total: "sum" },
 	{ name: "quicSendStalls", kind: "counter", total: "sum" },
+	// QUIC ingress (quic/receiver.ts): recvmmsg calls, or one per datagram dgram delivered.
+	{ name: "quicRecvSyscalls", kind: "counter", total: "sum" },
 	// The C allocator's periodic trim (worker/native-heap.ts): trims run, RSS bytes given back.
 	{ name: "mallocTrims", kind: "counter", total: "sum" },
 	{ name: "mallocTrimmedBytes", kind: "counter", total: "sum" },

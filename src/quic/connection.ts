@@ -38,7 +38,9 @@ export interface EndpointStats {
 	gsoFallbacks: number;
 	/** Batches cut short by a full socket send buffer. */
 	sendStalls: number;
-	/** Datagrams that were not QUIC, or malformed beyond routing. */
+	/** Receive syscalls: recvmmsg calls that returned datagrams (receiver.ts), or one per dgram datagram. */
+	recvSyscalls: number;
+	/** Datagrams that were not QUIC, or malformed beyond routing (or larger than a receive slot). */
 	garbage: number;
 	/** Initials shorter than 1200 bytes. */
 	truncatedInitials: number;
@@ -73,6 +75,7 @@ export function newEndpointStats(): EndpointStats {
 		sendSyscalls: 0,
 		gsoFallbacks: 0,
 		sendStalls: 0,
+		recvSyscalls: 0,
 		garbage: 0,
 		truncatedInitials: 0,
 		versionNegotiations: 0,

@@ -84,16 +84,19 @@ export class UdpDestination {
 /** Batch numbers, unique per thread, so a destination knows whether the current batch lists it. */
 let lastBatchEpoch = 0;
 
-/** What a sender needs of dgram's internal state: the libuv handle, whose fd the addon writes to. */
-interface DgramState {
-	handle: { fd: number } | null;
+/**
+ * What the addon's users need of dgram's internal state: the libuv handle, whose fd the addon
+ * writes to (and reads from, receiver.ts, after stopping libuv's own reading with `recvStop`).
+ */
+export interface DgramState {
+	handle: { fd: number; recvStop?: () => number } | null;
 }
 
 /**
  * Node keeps the handle under a symbol ("state symbol"); the public `_handle` getter reads the
  * same object but prints a deprecation warning (DEP0112). Null for a socket stand-in.
  */
-function dgramState(socket: dgram.Socket): DgramState | null {
+export function dgramState(socket: dgram.Socket): DgramState | null {
 	for (const symbol of Object.getOwnPropertySymbols(socket)) {
 		if (symbol.description === "state symbol") {
 			const state = (socket as unknown as Record<symbol, DgramState | undefined>)[symbol];

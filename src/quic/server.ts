@@ -28,6 +28,7 @@ import { type ConnectionOwner, type EndpointStats, newEndpointStats, QuicConnect
 import { type Driver, driver } from "./driver.ts";
 import { type ServerEngine, selectEngine } from "./engine.ts";
 import type { QuicheHostPort } from "./native.ts";
+import { BatchReceiver } from "./receiver.ts";
 import { handshakeDropped } from "./reclaim.ts";
 import { RetryTokens } from "./retry.ts";
 import { PacketSender } from "./sender.ts";
@@ -81,6 +82,8 @@ export class QuicServer implements ConnectionOwner {
 	readonly stats: EndpointStats = newEndpointStats();
 	readonly sender: PacketSender;
 	readonly driver: Driver;
+	/** recvmmsg ingress (receiver.ts); null while dgram's 'message' events deliver the datagrams. */
+	private receiver: BatchReceiver | null = null;
 	readonly workerIndex: number;
 	readonly limits: QuicLimits;
 
@@ -197,7 +200,17 @@ export class QuicServer implements ConnectionOwner {
 		});
 		const address = socket.address();
 		server.localHost = { host: address.address, port: address.port };
-		socket.on("message", server.onMessage);
+		// [server.quic] recv_batch: recvmmsg ingress through the addon (receiver.ts), else dgram's events.
+		if (options.quic?.recvBatch ?? true) {
+			try {
+				server.receiver = BatchReceiver.start(socket, loadUdpNative(), server.stats, server.onBatchedPacket);
+			} catch (err) {
+				options.log?.warn("quic: batched receive unavailable, receiving with dgram", {
+					reason: (err as Error).message,
+				});
+			}
+		}
+		if (server.receiver === null) socket.on("message", server.onMessage);
 		socket.on("error", (err) => options.log?.warn(`quic socket error: ${err.message}`));
 		// Large bursts of ACKs and Initials: a bigger kernel buffer drops less.
 		try {
@@ -208,6 +221,7 @@ export class QuicServer implements ConnectionOwner {
 		}
 		options.log?.info(`quic listening on ${address.address}:${address.port} (worker ${server.workerIndex})`, {
 			egress: server.sender.batching ? "gso" : "dgram",
+			ingress: server.receiver !== null ? "recvmmsg" : "dgram",
 		});
 		return server;
 	}
@@ -264,6 +278,7 @@ export class QuicServer implements ConnectionOwner {
 		}
 		this.connections.clear();
 		this.sender.flushBatch();
+		this.receiver?.stop();
 		await new Promise<void>((resolve) => this.socket.close(() => resolve()));
 	}
 
@@ -325,6 +340,12 @@ export class QuicServer implements ConnectionOwner {
 	// ---- packet intake -------------------------------------------------------------------------
 
 	private readonly onMessage = (msg: Buffer, rinfo: dgram.RemoteInfo): void => {
+		this.stats.recvSyscalls++;
+		this.guarded(msg, rinfo, true);
+	};
+
+	/** A datagram of a recvmmsg batch (receiver.ts counted the syscall); `msg` is valid during the call only. */
+	private readonly onBatchedPacket = (msg: Buffer, rinfo: dgram.RemoteInfo): void => {
 		this.guarded(msg, rinfo, true);
 	};
 

@@ -14,7 +14,7 @@ import { createRequire } from "node:module";
 import { join } from "node:path";
 
 /** Bumped with native/udp.c's ABI_VERSION: a build older than the sources is not used. */
-export const UDP_NATIVE_ABI_VERSION = 2;
+export const UDP_NATIVE_ABI_VERSION = 3;
 
 /** Slots of the `out` array that `sendBatch` fills (native/udp.c OUT_*). */
 export const OutSlot = {
@@ -27,6 +27,9 @@ export const OutSlot = {
 	errno: 6,
 	count: 7,
 } as const;
+
+/** Int32 entries per datagram in recvStart's `meta` (native/udp.c RECV_META). */
+export const RECV_META = 7;
 
 /** Slots of the array `mallocInfo` fills (native/udp.c MEM_*), bytes. */
 export const MallocSlot = {
@@ -56,6 +59,8 @@ export interface UdpNativeConstants {
 	outSlots: number;
 	stopWouldBlock: number;
 	stopSocketError: number;
+	maxRecvBatch: number;
+	recvMeta: number;
 }
 
 /** The addon's functions (native/udp.c documents each). */
@@ -88,6 +93,22 @@ export interface UdpNative {
 	 * no mallinfo2 (not glibc, or glibc before 2.33).
 	 */
 	mallocInfo(out: Float64Array): boolean;
+	/**
+	 * Batched ingress (receiver.ts): polls a dup of `fd` and reads datagrams with recvmmsg into
+	 * `slots` (slot i at i × slotSize), describing each in `meta` (native/udp.c RECV_*), then calls
+	 * `onBatch(count)` once per recvmmsg. Returns the receiver's id for `recvStop`.
+	 */
+	recvStart(
+		fd: number,
+		slots: Uint8Array,
+		slotSize: number,
+		meta: Int32Array,
+		onBatch: (count: number) => void,
+	): number;
+	/** Stops a receiver and closes its copy of the fd. */
+	recvStop(id: number): void;
+	/** The source address of datagram `index` of the last batch, as dgram writes it. */
+	addressString(meta: Int32Array, index: number): string;
 	/** malloc_trim(0): hands free pages of every malloc arena back to the kernel; true if any were. */
 	mallocTrim(): boolean;
 	readonly constants: UdpNativeConstants;
@@ -118,6 +139,7 @@ export function loadUdpNativeFrom(path: string): UdpNative {
 		);
 	}
 	if (addon.constants.outSlots !== OutSlot.count) throw new Error(`${path}: unexpected out layout`);
+	if (addon.constants.recvMeta !== RECV_META) throw new Error(`${path}: unexpected receive layout`);
 	return addon;
 }
 

@@ -278,6 +278,7 @@ const publish = () => {
 	count(Field.quicSendSyscalls, quicStats.sendSyscalls);
 	count(Field.quicGsoFallbacks, quicStats.gsoFallbacks);
 	count(Field.quicSendStalls, quicStats.sendStalls);
+	count(Field.quicRecvSyscalls, quicStats.recvSyscalls);
 	slots[Field.quicHandshakes] = quicStats.handshakes;
 	slots[Field.tcpConnections] = node.tcpConnections();
 	// Every worker holds a replica of every broadcast; the one holding its publisher counts it here.
