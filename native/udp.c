@@ -585,6 +585,28 @@ static napi_value SetNoChecksumForTesting(napi_env env, napi_callback_info info)
 	return undefined;
 }
 
+/* setRecvErrorsForTesting(fd, ipv6): IP_RECVERR (IPV6_RECVERR) on, so ICMP errors raise EPOLLERR. */
+static napi_value SetRecvErrorsForTesting(napi_env env, napi_callback_info info) {
+	size_t argc = 2;
+	napi_value args[2];
+	NAPI_CALL(env, napi_get_cb_info(env, info, &argc, args, NULL, NULL));
+	int64_t fd;
+	bool ipv6 = false;
+	if (argc < 2) return throw_type(env, "setRecvErrorsForTesting(fd, ipv6)");
+	if (!get_integer(env, args[0], "fd", 0, INT32_MAX, &fd)) return NULL;
+	NAPI_CALL(env, napi_get_value_bool(env, args[1], &ipv6));
+	int value = 1;
+	int rc = ipv6 ? setsockopt((int)fd, IPPROTO_IPV6, IPV6_RECVERR, &value, sizeof value)
+	              : setsockopt((int)fd, IPPROTO_IP, IP_RECVERR, &value, sizeof value);
+	if (rc != 0) {
+		char message[96];
+		snprintf(message, sizeof message, "setsockopt(IP_RECVERR) failed: errno %d", errno);
+		napi_throw_error(env, NULL, message);
+		return NULL;
+	}
+	return NULL;
+}
+
 /* ---- process memory -------------------------------------------------------------------------- */
 
 /*
@@ -705,6 +727,8 @@ typedef struct Receiver {
 	napi_async_context async;
 	napi_async_cleanup_hook_handle cleanup;
 	bool closing, tearing_down;
+	/* Socket errors consumed (receiver_recover). */
+	uint32_t errors;
 	struct Receiver *next;
 	struct mmsghdr msgs[MAX_RECV_BATCH];
 	struct iovec iovs[MAX_RECV_BATCH];
@@ -715,6 +739,8 @@ static Receiver **receivers_of(napi_env env) {
 	Instance *inst = instance_of(env);
 	return inst == NULL ? NULL : &inst->receivers;
 }
+
+static void receiver_readable(uv_poll_t *handle, int status, int events);
 
 static void receiver_closed(uv_handle_t *handle) {
 	Receiver *r = (Receiver *)handle;
@@ -749,10 +775,31 @@ static void receiver_teardown(napi_async_cleanup_hook_handle handle, void *arg) 
 	receiver_close(r);
 }
 
+/*
+ * A pending socket error (EPOLLERR): libuv stops a poll handle on it and reports UV_EBADF, which
+ * would leave the socket unread for good. The error is consumed (SO_ERROR, and the error queue that
+ * IP_RECVERR fills with ICMP errors) and polling resumes. Node's dgram sets no IP_RECVERR, and an
+ * unconnected UDP socket gets no error without it; this is the defence for when one does.
+ */
+static bool receiver_recover(Receiver *r) {
+	int error = 0;
+	socklen_t length = sizeof error;
+	(void)getsockopt(r->fd, SOL_SOCKET, SO_ERROR, &error, &length);
+	uint8_t scratch[512];
+	for (int i = 0; i < 256; i++) {
+		struct iovec iov = {scratch, sizeof scratch};
+		struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
+		if (recvmsg(r->fd, &msg, MSG_ERRQUEUE | MSG_DONTWAIT) < 0) break;
+	}
+	r->errors++;
+	return uv_poll_start((uv_poll_t *)r->poll, UV_READABLE, receiver_readable) == 0;
+}
+
 static void receiver_readable(uv_poll_t *handle, int status, int events) {
 	(void)events;
 	Receiver *r = (Receiver *)handle;
-	if (status < 0 || r->closing) return;
+	if (r->closing) return;
+	if (status < 0 && !receiver_recover(r)) return;
 	for (int round = 0; round < RECV_ROUNDS && !r->closing; round++) {
 		for (uint32_t i = 0; i < r->capacity; i++) {
 			r->msgs[i].msg_hdr.msg_namelen = sizeof r->names[i];
@@ -967,6 +1014,7 @@ NAPI_MODULE_INIT() {
 	    {"recvStart", NULL, RecvStart, NULL, NULL, NULL, napi_enumerable, NULL},
 	    {"recvStop", NULL, RecvStop, NULL, NULL, NULL, napi_enumerable, NULL},
 	    {"addressString", NULL, AddressString, NULL, NULL, NULL, napi_enumerable, NULL},
+	    {"setRecvErrorsForTesting", NULL, SetRecvErrorsForTesting, NULL, NULL, NULL, napi_enumerable, NULL},
 	};
 	NAPI_CALL(env, napi_define_properties(env, exports, sizeof functions / sizeof functions[0], functions));
 	napi_value constants;

@@ -794,6 +794,25 @@ describe("native UDP ingress (recvmmsg)", { skip: SKIP, timeout: 120_000 }, () =
 		await until(() => !fdLinks().includes(link), 2000, "the socket and the addon's dup to be closed");
 	});
 
+	test("a socket error (EPOLLERR, an ICMP error with IP_RECVERR) does not stop the receiver", async () => {
+		const rx = await bound("udp4", "127.0.0.1");
+		const tx = await bound("udp4", "127.0.0.1");
+		const gone = await bound("udp4", "127.0.0.1");
+		const closedPort = gone.address().port;
+		await new Promise<void>((resolve) => gone.close(() => resolve()));
+		sockets.push(rx, tx);
+		udp.setRecvErrorsForTesting(fdOf(rx), false);
+		const r = startRaw(rx);
+		// To a closed port: the ICMP port-unreachable lands in rx's error queue and raises EPOLLERR,
+		// on which libuv stops a poll handle.
+		rx.send(Buffer.from("nobody"), closedPort, "127.0.0.1");
+		await new Promise((resolve) => setTimeout(resolve, 50));
+		tx.send(Buffer.from("after the error"), rx.address().port, "127.0.0.1");
+		await until(() => r.got.length >= 1, 3000, "the datagram sent after the socket error");
+		assert.equal(r.got[0].data.toString(), "after the error");
+		udp.recvStop(r.id);
+	});
+
 	test("a worker thread that ends while receiving: the environment's cleanup closes the receiver", async () => {
 		const source = `
 			const dgram = require("node:dgram");

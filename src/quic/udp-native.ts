@@ -86,6 +86,8 @@ export interface UdpNative {
 	forgetSocket(fd: number): void;
 	/** Whether GSO works on `fd` (null before the first GSO send on it). */
 	gsoEnabled(fd: number): boolean | null;
+	/** Tests only: IP_RECVERR / IPV6_RECVERR, so an ICMP error raises EPOLLERR on the socket. */
+	setRecvErrorsForTesting(fd: number, ipv6: boolean): void;
 	/** Tests only: SO_NO_CHECK, which makes the kernel refuse UDP_SEGMENT with EINVAL. */
 	setNoChecksumForTesting(fd: number, on: boolean): void;
 	/**
