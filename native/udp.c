@@ -705,6 +705,8 @@ extern int uv_poll_init(uv_loop_t *loop, uv_poll_t *handle, int fd);
 extern int uv_poll_start(uv_poll_t *handle, int events, uv_poll_cb cb);
 extern int uv_poll_stop(uv_poll_t *handle);
 extern void uv_close(uv_handle_t *handle, uv_close_cb close_cb);
+extern void uv_ref(uv_handle_t *handle);
+extern void uv_unref(uv_handle_t *handle);
 #define UV_READABLE 1
 
 /* Datagrams per recvmmsg call, and calls per readiness event before other handles get a turn. */
@@ -953,6 +955,30 @@ static napi_value RecvStop(napi_env env, napi_callback_info info) {
 	return NULL;
 }
 
+/*
+ * recvRef(id, ref): whether the receiver keeps the event loop alive (uv_ref / uv_unref), as
+ * socket.ref() / unref() decide for dgram's own reading; unknown ids are ignored.
+ */
+static napi_value RecvRef(napi_env env, napi_callback_info info) {
+	size_t argc = 2;
+	napi_value args[2];
+	NAPI_CALL(env, napi_get_cb_info(env, info, &argc, args, NULL, NULL));
+	if (argc < 2) return throw_type(env, "recvRef(id, ref)");
+	int64_t id;
+	bool ref = true;
+	if (!get_integer(env, args[0], "id", 0, UINT32_MAX, &id)) return NULL;
+	NAPI_CALL(env, napi_get_value_bool(env, args[1], &ref));
+	Receiver **head = receivers_of(env);
+	for (Receiver *r = head != NULL ? *head : NULL; r != NULL; r = r->next) {
+		if (r->id == (uint32_t)id && !r->closing) {
+			if (ref) uv_ref((uv_handle_t *)r->poll);
+			else uv_unref((uv_handle_t *)r->poll);
+			break;
+		}
+	}
+	return NULL;
+}
+
 /* addressString(meta, index): datagram `index`'s source address as Node's dgram writes it. */
 static napi_value AddressString(napi_env env, napi_callback_info info) {
 	size_t argc = 2;
@@ -1013,6 +1039,7 @@ NAPI_MODULE_INIT() {
 	    {"mallocTrim", NULL, MallocTrim, NULL, NULL, NULL, napi_enumerable, NULL},
 	    {"recvStart", NULL, RecvStart, NULL, NULL, NULL, napi_enumerable, NULL},
 	    {"recvStop", NULL, RecvStop, NULL, NULL, NULL, napi_enumerable, NULL},
+	    {"recvRef", NULL, RecvRef, NULL, NULL, NULL, napi_enumerable, NULL},
 	    {"addressString", NULL, AddressString, NULL, NULL, NULL, napi_enumerable, NULL},
 	    {"setRecvErrorsForTesting", NULL, SetRecvErrorsForTesting, NULL, NULL, NULL, napi_enumerable, NULL},
 	};

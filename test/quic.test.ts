@@ -2,8 +2,10 @@
  * Raw QUIC over loopback: our client against our server (ALPN moq-lite-05), real UDP sockets.
  */
 import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import dgram from "node:dgram";
+import { join } from "node:path";
 import { after, describe, test } from "node:test";
 import type { QuicConnection } from "../src/quic/connection.ts";
 import type { QuicServer } from "../src/quic/server.ts";
@@ -422,6 +424,16 @@ describe("quic: our client ↔ our server", () => {
 			}
 		},
 	);
+
+	test("an idle shared client socket does not keep the process alive (with recvmmsg ingress too)", T, () => {
+		const child = spawnSync(process.execPath, [join(import.meta.dirname, "fixtures", "shared-socket-exit.ts")], {
+			encoding: "utf8",
+			timeout: 15_000,
+		});
+		assert.equal(child.error, undefined, `the child did not exit by itself: ${child.error?.message}`);
+		assert.equal(child.status, 0, child.stderr);
+		assert.match(child.stdout, /^closed, batched receive: (true|false)$/m);
+	});
 
 	test("pinned certificate hash mismatch is refused", T, async () => {
 		const { server } = await echoServer();

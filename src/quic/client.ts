@@ -13,6 +13,7 @@ import { type ConnectionOwner, type EndpointStats, newEndpointStats, QuicConnect
 import { type Driver, driver } from "./driver.ts";
 import { CRYPTO_BAD_CERTIFICATE } from "./errors.ts";
 import { loadQuiche, type QuicheConfig, type QuicheHostPort } from "./native.ts";
+import { BatchReceiver } from "./receiver.ts";
 import { PacketSender } from "./sender.ts";
 import { loadUdpNative } from "./udp-native.ts";
 
@@ -47,6 +48,8 @@ export class QuicClientEndpoint implements ConnectionOwner {
 	localHost: QuicheHostPort = { host: "0.0.0.0", port: 0 };
 
 	private readonly connections = new Map<string, QuicConnection>();
+	/** recvmmsg ingress (receiver.ts); null while dgram's 'message' events deliver the datagrams. */
+	private readonly receiver: BatchReceiver | null;
 	private readonly header = newParsedHeader();
 	/** Set for connections still handshaking: resolves connectQuic. */
 	readonly pending = new Map<QuicConnection, (ok: boolean, reason: string) => void>();
@@ -57,7 +60,10 @@ export class QuicClientEndpoint implements ConnectionOwner {
 		// Batched GSO/sendmmsg egress when the native addon loads (MOQ_FANOUT_NATIVE_UDP=0 turns it off).
 		this.sender = new PacketSender(socket, this.stats, loadUdpNative());
 		this.driver = driver();
-		socket.on("message", this.onMessage);
+		// recvmmsg ingress through the same addon (receiver.ts): a cluster link receives a whole
+		// upstream's media on this socket. Without the addon, dgram's 'message' events.
+		this.receiver = BatchReceiver.start(socket, loadUdpNative(), this.stats, this.onPacket);
+		if (this.receiver === null) socket.on("message", this.onMessage);
 		socket.on("error", () => {
 			this.stats.sendErrors++;
 		});
@@ -70,7 +76,10 @@ export class QuicClientEndpoint implements ConnectionOwner {
 	register(key: string, conn: QuicConnection): void {
 		conn.cidKeys.push(key);
 		this.connections.set(key, conn);
-		if (this.connections.size === 1) this.socket.ref();
+		if (this.connections.size === 1) {
+			this.socket.ref();
+			this.receiver?.setRef(true);
+		}
 	}
 
 	established(conn: QuicConnection): boolean {
@@ -97,11 +106,18 @@ export class QuicClientEndpoint implements ConnectionOwner {
 			} else {
 				// An idle shared socket must not keep the process alive.
 				this.socket.unref();
+				this.receiver?.setRef(false);
 			}
 		}
 	}
 
 	private readonly onMessage = (msg: Buffer, rinfo: dgram.RemoteInfo): void => {
+		this.stats.recvSyscalls++;
+		this.onPacket(msg, rinfo);
+	};
+
+	/** One datagram (from dgram, or a view into a recvmmsg batch valid during the call). */
+	private readonly onPacket = (msg: Buffer, rinfo: dgram.RemoteInfo): void => {
 		const stats = this.stats;
 		stats.packetsIn++;
 		stats.bytesIn += msg.length;

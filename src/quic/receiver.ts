@@ -64,6 +64,9 @@ export class BatchReceiver {
 		onPacket: PacketHandler,
 	): BatchReceiver | null {
 		if (udp === null || typeof udp.recvStart !== "function") return null;
+		// A socket whose `emit` was replaced (a test's lossy link, a proxy) keeps dgram's 'message'
+		// events, so the replacement sees every datagram (as sender.ts keeps dgram for a replaced `send`).
+		if (Object.hasOwn(socket, "emit")) return null;
 		const handle = dgramState(socket)?.handle;
 		if (handle == null || typeof handle.recvStop !== "function" || !(handle.fd >= 0)) return null;
 		const receiver = new BatchReceiver(udp, stats, onPacket);
@@ -81,6 +84,14 @@ export class BatchReceiver {
 		for (let i = 0; i < RECV_SLOTS; i++) {
 			this.views.push(this.slots.subarray(i * RECV_SLOT_SIZE, (i + 1) * RECV_SLOT_SIZE));
 		}
+	}
+
+	/**
+	 * Whether waiting for datagrams keeps the process alive: what `socket.ref()` / `unref()` decide
+	 * for dgram's own reading, which no longer runs (a shared client socket is unref'd when idle).
+	 */
+	setRef(ref: boolean): void {
+		if (this.id >= 0) this.udp.recvRef(this.id, ref);
 	}
 
 	/** Stops reading and closes the addon's copy of the fd (idempotent). */

@@ -109,6 +109,8 @@ export interface UdpNative {
 	): number;
 	/** Stops a receiver and closes its copy of the fd. */
 	recvStop(id: number): void;
+	/** Whether a receiver keeps the event loop alive (socket.ref() / unref() for dgram's reading). */
+	recvRef(id: number, ref: boolean): void;
 	/** The source address of datagram `index` of the last batch, as dgram writes it. */
 	addressString(meta: Int32Array, index: number): string;
 	/** malloc_trim(0): hands free pages of every malloc arena back to the kernel; true if any were. */
