@@ -9,6 +9,7 @@
 import dgram from "node:dgram";
 import * as hdr from "hdr-histogram-js";
 import type { MoqClient, Subscription } from "../../src/client/index.ts";
+import { clientEndpointStats } from "../../src/quic/client.ts";
 import { connectClient, type RelayTarget } from "./connect.ts";
 import { HeaderReader, nowMs } from "./payload.ts";
 import { BROADCAST, type FromGenerator, type ToGenerator, TRACK } from "./protocol.ts";
@@ -34,10 +35,10 @@ let bytes = 0;
 let groupsComplete = 0;
 let groupsLost = 0;
 let failures = 0;
-let packetsIn = 0;
-const countPacket = (): void => {
-	if (measuring) packetsIn++;
-};
+/** Datagrams our client endpoints received on these sockets, when the window opened. */
+let packetsAtReset = 0;
+/** Datagrams received on every socket so far (the endpoints count them: see clientEndpointStats). */
+const packetsReceived = (): number => sockets.reduce((n, s) => n + (clientEndpointStats(s)?.packetsIn ?? 0), 0);
 let cpu0 = process.cpuUsage();
 let t0 = nowMs();
 const header = new HeaderReader();
@@ -138,10 +139,7 @@ process.on("message", (m: ToGenerator) => {
 		case "init":
 			target = m.target;
 			sockets = Array.from({ length: m.sockets }, () => {
-				const socket = dgram.createSocket("udp4");
-				// Counts the relay's egress packets to us exactly, in the same window as the latencies.
-				socket.on("message", countPacket);
-				return socket;
+				return dgram.createSocket("udp4");
 			});
 			send({ type: "ready" });
 			return;
@@ -153,7 +151,9 @@ process.on("message", (m: ToGenerator) => {
 			return;
 		case "reset":
 			histogram = newHistogram();
-			frames = bytes = groupsComplete = groupsLost = failures = packetsIn = 0;
+			frames = bytes = groupsComplete = groupsLost = failures = 0;
+			// Counts the relay's egress packets to us exactly, in the same window as the latencies.
+			packetsAtReset = packetsReceived();
 			for (const v of viewers) v.framesInWindow = 0;
 			measuring = true;
 			cpu0 = process.cpuUsage();
@@ -174,7 +174,7 @@ process.on("message", (m: ToGenerator) => {
 				cpuMicros: cpu.user + cpu.system,
 				elapsedMs: nowMs() - t0,
 				failures,
-				packetsIn,
+				packetsIn: packetsReceived() - packetsAtReset,
 			});
 			measuring = false;
 			return;

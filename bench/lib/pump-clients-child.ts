@@ -7,7 +7,7 @@
  */
 
 import dgram from "node:dgram";
-import { connectQuic } from "../../src/quic/client.ts";
+import { clientEndpointStats, connectQuic } from "../../src/quic/client.ts";
 import type { QuicConnection } from "../../src/quic/connection.ts";
 
 export type ToPumpClients =
@@ -32,21 +32,21 @@ export type FromPumpClients =
 
 const send = (m: FromPumpClients) => process.send?.(m);
 
-let packetsIn = 0;
+const sockets: dgram.Socket[] = [];
+let packetsAtReset = 0;
 let bytes = 0;
 let cpu0 = process.cpuUsage();
 let t0 = performance.now();
 const connections: QuicConnection[] = [];
 const bytesPer: number[] = [];
 let bytesPerAtReset: number[] = [];
-const countPacket = (): void => {
-	packetsIn++;
-};
+/** Datagrams received on every socket so far (the endpoints count them: see clientEndpointStats). */
+const packetsReceived = (): number => sockets.reduce((n, s) => n + (clientEndpointStats(s)?.packetsIn ?? 0), 0);
 
 async function init(m: Extract<ToPumpClients, { type: "init" }>): Promise<void> {
 	for (let i = 0; i < m.connections; i++) {
 		const socket = dgram.createSocket("udp4");
-		socket.on("message", countPacket);
+		sockets.push(socket);
 		const conn = await connectQuic({
 			host: "127.0.0.1",
 			port: m.port,
@@ -73,7 +73,7 @@ process.on("message", (m: ToPumpClients) => {
 			init(m).catch((err: Error) => send({ type: "error", message: err.message }));
 			return;
 		case "reset":
-			packetsIn = 0;
+			packetsAtReset = packetsReceived();
 			bytes = 0;
 			bytesPerAtReset = [...bytesPer];
 			cpu0 = process.cpuUsage();
@@ -84,7 +84,7 @@ process.on("message", (m: ToPumpClients) => {
 			const cpu = process.cpuUsage(cpu0);
 			send({
 				type: "report",
-				packetsIn,
+				packetsIn: packetsReceived() - packetsAtReset,
 				bytes,
 				receiving: bytesPer.filter((b, i) => b > (bytesPerAtReset[i] ?? 0)).length,
 				cpuMicros: cpu.user + cpu.system,

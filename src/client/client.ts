@@ -54,6 +54,12 @@ export class MoqClient {
 	/** Called when the relay sends GOAWAY; the session stays open until either side closes it. */
 	onGoaway: ((uri: string) => void) | null = null;
 	closed = false;
+	/**
+	 * Why the session ended, once it has: for a caller that looks after the close happened (a relay
+	 * that refuses right after SETUP can close the session before `connect()`'s caller runs again).
+	 */
+	closeCode: number | null = null;
+	closeReason = "";
 
 	readonly #publisher: Publisher;
 	readonly #subs = new Map<number, Subscription>();
@@ -316,6 +322,8 @@ export class MoqClient {
 	#closed(code: number, reason: string): void {
 		if (this.closed) return;
 		this.closed = true;
+		this.closeCode = code;
+		this.closeReason = reason;
 		this.#setupWaiter?.(false, `session closed before SETUP (${code}: ${reason})`);
 		for (const sub of [...this.#subs.values()]) sub.sessionClosed(code);
 		this.#subs.clear();

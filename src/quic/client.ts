@@ -140,6 +140,16 @@ export class QuicClientEndpoint implements ConnectionOwner {
 }
 
 const endpoints = new WeakMap<dgram.Socket, QuicClientEndpoint>();
+
+/**
+ * The counters of the client endpoint on a shared `socket` (null before its first connection):
+ * datagrams in, among others, which a 'message' listener can no longer count once the endpoint
+ * reads the socket with recvmmsg.
+ */
+export function clientEndpointStats(socket: dgram.Socket): EndpointStats | null {
+	return endpoints.get(socket)?.stats ?? null;
+}
+
 const configCache = new Map<string, QuicheConfig>();
 
 function clientConfig(
