@@ -99,8 +99,14 @@ export class MoqClient {
 		// CONNECT promise resolved here); it must find the waiter in place.
 		transport.onStream = (s) => client.#onStream(s);
 		transport.onClose = (code, reason) => client.#closed(code, reason);
-		const s = transport.openUni();
-		if (s === null) throw new Error("no stream credit for SETUP");
+		// The transport may have closed before this ran (the relay's refusal can arrive in the same
+		// receive batch as the end of the handshake): fail now, leaving no SETUP timer behind.
+		const s = transport.closed ? null : transport.openUni();
+		if (s === null) {
+			client.#setupWaiter?.(false, transport.closed ? "session closed before SETUP" : "no stream credit for SETUP");
+			await ready; // rejects with that reason
+			throw new Error("unreachable: the SETUP waiter was settled");
+		}
 		const w = new Writer(64);
 		w.varint(UNI.SETUP);
 		const setup: LiteSetup = { origin };
