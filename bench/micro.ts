@@ -1,7 +1,8 @@
 /**
  * `npm run bench:micro`: the benny micro-benchmarks of hot functions — wire codecs, the cache ring,
- * path hashing, and (when present) raw QUIC egress, UDP egress paths (dgram / sendmmsg / GSO) — then
- * one summary table. `--quick` shortens every case; `--only codec,cache,hash,quic,udp` picks suites.
+ * path hashing, and (when present) raw QUIC egress, UDP egress paths (dgram / sendmmsg / GSO) and UDP
+ * ingress paths (dgram / recvmmsg) — then
+ * one summary table. `--quick` shortens every case; `--only codec,cache,hash,quic,udp,udp-ingress` picks suites.
  */
 import { existsSync } from "node:fs";
 import { join } from "node:path";
@@ -61,6 +62,21 @@ if (want("udp")) {
 		});
 	}
 	if (result.unavailable) rows.push({ suite: "udp", name: "native addon", value: result.unavailable });
+}
+
+if (want("udp-ingress")) {
+	// UDP ingress side by side: dgram's 'message' per datagram vs recvmmsg batches (docs/quic-performance.md).
+	const ingress = await import("./micro/udp-ingress.ts");
+	const result = await ingress.benchUdpIngress(quick ? { runs: 5, datagrams: 8192 } : {});
+	for (const m of result.modes) {
+		const c = m.usPerDatagram;
+		rows.push({
+			suite: "udp-in",
+			name: `${m.name}, receiver CPU per datagram`,
+			value: `${c.min.toFixed(2)} / ${c.median.toFixed(2)} / ${c.max.toFixed(2)} µs (min/med/max, ${result.options.runs} runs)`,
+		});
+	}
+	if (result.unavailable) rows.push({ suite: "udp-in", name: "recvmmsg", value: result.unavailable });
 }
 
 console.log("\nSummary");
