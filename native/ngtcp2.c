@@ -75,7 +75,7 @@ __attribute__((visibility("hidden"))) FILE *moq_ngtcp2_stderr;
 #endif
 
 /* Bumped whenever the JS-facing contract changes; the loader refuses a stale build. */
-#define ABI_VERSION 1
+#define ABI_VERSION 2
 /* Largest UDP payload we send (quiche's default, and our transport parameter). */
 #define MAX_UDP_PAYLOAD 1350
 /* Urgency levels 0..7 (quiche's range as the relay uses it) and one more for "never set" (quiche 127). */
@@ -96,9 +96,22 @@ static const char PRIORITY[] = "%DISABLE_TLS13_COMPAT_MODE:NORMAL:-VERS-ALL:+VER
 static const napi_type_tag CONFIG_TAG = {0x6d6f7166616e6f75ULL, 0x6e67746370326366ULL};
 static const napi_type_tag CONN_TAG = {0x6d6f7166616e6f75ULL, 0x6e67746370326363ULL};
 
+/*
+ * Connections by small integer (writeShared names its targets this way: one typed array instead of
+ * an object and an unwrap per viewer). Shared by the instance and every connection it made, and
+ * freed by the last of them: a connection may be finalized after its environment's instance data.
+ */
+typedef struct {
+	size_t refs;
+	struct qconn **conns;
+	uint32_t cap, next_free; /* free slots are chained through conns[i] == NULL and `free_next` */
+	uint32_t *free_next;
+} slot_table_t;
+
 typedef struct {
 	napi_ref config_ctor;
 	napi_ref conn_ctor;
+	slot_table_t *slots;
 } instance_t;
 
 static uint64_t now_ns(void) {
@@ -130,12 +143,30 @@ static void config_unref(config_t *c) {
 
 /* ---- streams ---------------------------------------------------------------------------------- */
 
+/*
+ * One buffer written to many streams (writeShared: a frame for every viewer): copied once, kept
+ * until the last stream's chunk referring to it is acknowledged.
+ */
+typedef struct {
+	size_t refs;
+	size_t len;
+	uint8_t data[];
+} shared_buf_t;
+
 typedef struct chunk {
 	struct chunk *next;
-	uint64_t off; /* stream offset of data[0] */
+	uint64_t off; /* stream offset of base[0] */
 	size_t len, cap;
+	/* base: data[] of this chunk, or a shared buffer's bytes (then cap == len: nothing is appended). */
+	uint8_t *base;
+	shared_buf_t *shared;
 	uint8_t data[];
 } chunk_t;
+
+static void chunk_free(chunk_t *c) {
+	if (c->shared && --c->shared->refs == 0) free(c->shared);
+	free(c);
+}
 
 typedef struct stream {
 	int64_t id;
@@ -291,9 +322,13 @@ typedef struct qconn {
 	 */
 	int64_t tx_last_pn, named_largest, named_by_pn;
 	bool named_valid, named_acked;
+	/* Where writeShared finds it (slot_table_t), until it is finalized. */
+	slot_table_t *slots;
+	uint32_t slot;
 } qconn_t;
 
-enum { STATE_TIMEOUT, STATE_FLAGS, STATE_EVENTS, STATE_SLOTS };
+/* STATE_SLOT: the connection's index for writeShared (constant for its life). */
+enum { STATE_TIMEOUT, STATE_FLAGS, STATE_EVENTS, STATE_SLOT, STATE_SLOTS };
 enum { FLAG_ESTABLISHED = 1, FLAG_DRAINING = 2, FLAG_CLOSED = 4, FLAG_TIMED_OUT = 8 };
 
 /* Counting allocator: ngtcp2's heap per connection is observable, so a test can show that a
@@ -372,7 +407,7 @@ static void free_chunks(qconn_t *q, stream_t *s) {
 	chunk_t *c = s->head;
 	while (c) {
 		chunk_t *n = c->next;
-		free(c);
+		chunk_free(c);
 		c = n;
 	}
 	s->head = s->tail = NULL;
@@ -561,7 +596,7 @@ static int acked_cb(ngtcp2_conn *conn, int64_t id, uint64_t offset, uint64_t len
 		chunk_t *c = s->head;
 		s->head = c->next;
 		if (s->tail == c) s->tail = NULL;
-		free(c);
+		chunk_free(c);
 	}
 	return 0;
 }
@@ -1074,10 +1109,55 @@ static napi_value config_new(napi_env env, napi_callback_info info) {
 
 /* ---- Connection ------------------------------------------------------------------------------- */
 
+static void slots_unref(slot_table_t *t) {
+	if (t == NULL || --t->refs > 0) return;
+	free(t->conns);
+	free(t->free_next);
+	free(t);
+}
+
+/* A slot for `q` (false when out of memory). */
+static bool slot_take(slot_table_t *t, qconn_t *q) {
+	if (t->next_free == UINT32_MAX) {
+		uint32_t cap = t->cap ? t->cap * 2 : 64;
+		if (cap <= t->cap) return false;
+		qconn_t **conns = realloc(t->conns, cap * sizeof *conns);
+		if (conns == NULL) return false;
+		t->conns = conns;
+		uint32_t *next = realloc(t->free_next, cap * sizeof *next);
+		if (next == NULL) return false;
+		t->free_next = next;
+		for (uint32_t i = t->cap; i < cap; i++) {
+			t->conns[i] = NULL;
+			t->free_next[i] = i + 1 < cap ? i + 1 : UINT32_MAX;
+		}
+		t->next_free = t->cap;
+		t->cap = cap;
+	}
+	uint32_t i = t->next_free;
+	t->next_free = t->free_next[i];
+	t->conns[i] = q;
+	t->refs++;
+	q->slots = t;
+	q->slot = i;
+	return true;
+}
+
+static void slot_release(qconn_t *q) {
+	slot_table_t *t = q->slots;
+	if (t == NULL) return;
+	t->conns[q->slot] = NULL;
+	t->free_next[q->slot] = t->next_free;
+	t->next_free = q->slot;
+	q->slots = NULL;
+	slots_unref(t);
+}
+
 static void conn_finalize(napi_env env, void *data, void *hint) {
 	(void)env;
 	(void)hint;
 	qconn_t *q = data;
+	slot_release(q);
 	/* The connection first (it calls no callbacks on deletion), then what its streams held. */
 	if (q->conn) ngtcp2_conn_del(q->conn);
 	q->conn = NULL;
@@ -1087,7 +1167,7 @@ static void conn_finalize(napi_env env, void *data, void *hint) {
 		chunk_t *c = s->head;
 		while (c) {
 			chunk_t *n = c->next;
-			free(c);
+			chunk_free(c);
 			c = n;
 		}
 		free(s->rbuf);
@@ -1243,6 +1323,8 @@ static napi_value conn_accept(napi_env env, napi_callback_info info) {
 	if (napi_define_properties(env, obj, 1, &prop) != napi_ok) return throw_pending_or(env, "cannot set the state array");
 	q->shared = memory;
 	refresh_state(q);
+	q->shared[STATE_SLOT] = -1;
+	if (inst->slots != NULL && slot_take(inst->slots, q)) q->shared[STATE_SLOT] = q->slot;
 	return obj;
 }
 
@@ -1493,7 +1575,7 @@ static size_t stream_vecs(stream_t *s, ngtcp2_vec *vec, size_t max, uint64_t *to
 		uint64_t end = c->off + c->len;
 		if (end <= s->sent) continue;
 		uint64_t from = s->sent > c->off ? s->sent - c->off : 0;
-		vec[n].base = c->data + from;
+		vec[n].base = c->base + from;
 		vec[n].len = (size_t)(c->len - from);
 		t += vec[n].len;
 		n++;
@@ -1907,12 +1989,12 @@ static napi_value conn_stream_send(napi_env env, napi_callback_info info) {
 		size_t room = t ? t->cap - t->len : 0;
 		size_t first = n < room ? n : room;
 		if (first > 0) {
-			memcpy(t->data + t->len, data, first);
+			memcpy(t->base + t->len, data, first);
 			t->len += first;
 		}
 		if (n > first) {
 			size_t rest = n - first;
-			size_t cap2 = t ? t->cap * 2 : 2048;
+			size_t cap2 = t && !t->shared ? t->cap * 2 : 2048;
 			if (cap2 > 65536) cap2 = 65536;
 			if (cap2 < rest) cap2 = rest;
 			chunk_t *c = malloc(sizeof *c + cap2);
@@ -1924,6 +2006,8 @@ static napi_value conn_stream_send(napi_env env, napi_callback_info info) {
 				c->off = s->written + first;
 				c->cap = cap2;
 				c->len = rest;
+				c->base = c->data;
+				c->shared = NULL;
 				memcpy(c->data, data + first, rest);
 				if (t) t->next = c;
 				else s->head = c;
@@ -1936,6 +2020,95 @@ static napi_value conn_stream_send(napi_env env, napi_callback_info info) {
 	if (fin && n == len) s->fin_queued = true;
 	if (stream_pending(s)) sched_add(q, s);
 	return js_num(env, (double)n);
+}
+
+/*
+ * writeShared(slots: Int32Array, ids: Float64Array, count, data: Uint8Array, out: Float64Array):
+ * `data` appended to stream ids[i] of connection slots[i], for i < count, as streamSend(ids[i], data,
+ * false) would, in one call: the relay's fan-out of one frame to a worker's viewers. The bytes are
+ * copied once, into a buffer every stream's chunk refers to. out[i]: the bytes stream i took (up to
+ * its stream_cap; the caller queues the rest), or -1 when it took none because streamSend would
+ * have thrown or the slot names no open connection (the caller then calls streamSend itself, which
+ * reports why). Returns how many took all of `data`.
+ */
+static napi_value write_shared(napi_env env, napi_callback_info info) {
+	size_t argc = 5;
+	napi_value argv[5];
+	if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) return NULL;
+	if (argc < 5) return throw_msg(env, "writeShared(slots, ids, count, data, out): missing arguments");
+	napi_typedarray_type type;
+	size_t n_slots, n_ids, n_out, len;
+	void *p_slots, *p_ids, *p_out;
+	uint8_t *data;
+	uint64_t count;
+	if (napi_get_typedarray_info(env, argv[0], &type, &n_slots, &p_slots, NULL, NULL) != napi_ok ||
+	    type != napi_int32_array)
+		return throw_msg(env, "slots: expected an Int32Array");
+	if (napi_get_typedarray_info(env, argv[1], &type, &n_ids, &p_ids, NULL, NULL) != napi_ok ||
+	    type != napi_float64_array)
+		return throw_msg(env, "ids: expected a Float64Array");
+	if (!get_uint(env, argv[2], UINT32_MAX, &count) || !get_bytes(env, argv[3], &data, &len)) return NULL;
+	if (napi_get_typedarray_info(env, argv[4], &type, &n_out, &p_out, NULL, NULL) != napi_ok ||
+	    type != napi_float64_array)
+		return throw_msg(env, "out: expected a Float64Array");
+	if (count > n_slots || count > n_ids || count > n_out) return throw_msg(env, "count: beyond an array");
+	instance_t *inst = instance(env);
+	if (inst == NULL || inst->slots == NULL) return throw_msg(env, "no instance");
+	slot_table_t *t = inst->slots;
+	const int32_t *slots = p_slots;
+	const double *ids = p_ids;
+	double *out = p_out;
+	shared_buf_t *buf = NULL;
+	uint32_t whole = 0;
+	for (size_t i = 0; i < count; i++) {
+		out[i] = -1;
+		int32_t slot = slots[i];
+		double idd = ids[i];
+		if (slot < 0 || (uint32_t)slot >= t->cap || !(idd >= 0) || idd > (double)((1ULL << 62) - 1)) continue;
+		int64_t id = (int64_t)idd;
+		if ((double)id != idd) continue;
+		qconn_t *q = t->conns[slot];
+		if (q == NULL || q->conn == NULL || q->state != ST_OPEN) continue;
+		stream_t *s = table_get(&q->streams, id);
+		if (s == NULL || s->stopped || s->ng_closed || s->write_shut || s->fin_queued) continue;
+		if (!ngtcp2_is_bidi_stream(id) && !ngtcp2_conn_is_local_stream(q->conn, id)) continue;
+		if (len == 0) {
+			out[i] = 0;
+			whole++;
+			continue;
+		}
+		uint64_t cap = stream_cap(q, s);
+		size_t n = len < cap ? len : (size_t)cap;
+		if (n == 0) {
+			out[i] = 0;
+			continue;
+		}
+		if (buf == NULL) {
+			buf = malloc(sizeof *buf + len);
+			if (buf == NULL) break; /* out[i..] stay -1: streamSend reports it */
+			buf->refs = 1; /* ours, dropped below */
+			buf->len = len;
+			memcpy(buf->data, data, len);
+		}
+		chunk_t *c = malloc(sizeof *c);
+		if (c == NULL) break;
+		c->next = NULL;
+		c->off = s->written;
+		c->len = c->cap = n;
+		c->base = buf->data;
+		c->shared = buf;
+		buf->refs++;
+		if (s->tail) s->tail->next = c;
+		else s->head = c;
+		s->tail = c;
+		s->written += n;
+		q->unsent_total += n;
+		if (stream_pending(s)) sched_add(q, s);
+		out[i] = (double)n;
+		if (n == len) whole++;
+	}
+	if (buf != NULL && --buf->refs == 0) free(buf);
+	return js_num(env, whole);
 }
 
 static napi_value conn_stream_capacity(napi_env env, napi_callback_info info) {
@@ -2212,6 +2385,7 @@ static void free_instance(napi_env env, void *data, void *hint) {
 	instance_t *inst = data;
 	if (inst->config_ctor) napi_delete_reference(env, inst->config_ctor);
 	if (inst->conn_ctor) napi_delete_reference(env, inst->conn_ctor);
+	slots_unref(inst->slots);
 	free(inst);
 }
 
@@ -2226,7 +2400,15 @@ NAPI_MODULE_INIT() {
 	moq_ngtcp2_stderr = stderr;
 	instance_t *inst = calloc(1, sizeof *inst);
 	if (inst == NULL) return throw_pending_or(env, "out of memory");
+	inst->slots = calloc(1, sizeof *inst->slots);
+	if (inst->slots == NULL) {
+		free(inst);
+		return throw_pending_or(env, "out of memory");
+	}
+	inst->slots->refs = 1;
+	inst->slots->next_free = UINT32_MAX;
 	if (napi_set_instance_data(env, inst, free_instance, NULL) != napi_ok) {
+		slots_unref(inst->slots);
 		free(inst);
 		return throw_pending_or(env, "ngtcp2 addon: napi_set_instance_data failed");
 	}
@@ -2271,6 +2453,7 @@ NAPI_MODULE_INIT() {
 		{"versionIsSupported", NULL, version_is_supported, NULL, NULL, NULL, napi_enumerable, NULL},
 		{"negotiateVersion", NULL, negotiate_version, NULL, NULL, NULL, napi_enumerable, NULL},
 		{"retry", NULL, retry, NULL, NULL, NULL, napi_enumerable, NULL},
+		{"writeShared", NULL, write_shared, NULL, NULL, NULL, napi_enumerable, NULL},
 	};
 	CHECK(napi_define_properties(env, exports, sizeof fns / sizeof fns[0], fns));
 	CHECK(napi_create_uint32(env, ABI_VERSION, &v));

@@ -463,7 +463,9 @@ describe("quic engine: ngtcp2 server ↔ quiche client", { skip: SKIP }, () => {
 });
 
 describe("quic engine: relay on ngtcp2", { skip: SKIP, timeout: 90_000 }, () => {
-	test("moq-lite publish → 20 viewers byte-exact, with a 1 MB frame", { timeout: 60_000 }, async () => {
+	test("moq-lite publish → 20 viewers byte-exact, with a 1 MB frame, through shared writes", {
+		timeout: 60_000,
+	}, async () => {
 		const relay = await startTestRelay('[server.quic]\nengine = "ngtcp2"');
 		const closers: (() => void)[] = [];
 		try {
@@ -505,10 +507,17 @@ describe("quic engine: relay on ngtcp2", { skip: SKIP, timeout: 90_000 }, () => 
 			await new Promise((r) => setTimeout(r, 200));
 			const sent: Uint8Array[][] = [];
 			const seqs: number[] = [];
-			for (let g = 0; g < 4; g++) {
-				// Group 2 carries one large (1 MB) frame: many packets, flow control, congestion window.
+			for (let g = 0; g < 5; g++) {
+				// Group 2 carries one large (1 MB) frame: many packets, flow control, congestion window;
+				// too large for the fan-out arena, so each viewer writes it. Group 3's 900 KB frame goes
+				// through one shared write, which each viewer's stream takes only part of (its window):
+				// the rest waits in the stream's queue, ahead of the next group's frames.
 				const frames =
-					g === 2 ? [frameBytes(g, 0, 1024 * 1024)] : Array.from({ length: 4 }, (_, f) => frameBytes(g, f, 12_000));
+					g === 2
+						? [frameBytes(g, 0, 1024 * 1024)]
+						: g === 3
+							? [frameBytes(g, 0, 900_000), frameBytes(g, 1)]
+							: Array.from({ length: 4 }, (_, f) => frameBytes(g, f, 12_000));
 				sent.push(frames);
 				const seq = track.writeGroup(frames);
 				seqs.push(seq);
@@ -517,6 +526,12 @@ describe("quic engine: relay on ngtcp2", { skip: SKIP, timeout: 90_000 }, () => 
 			for (const v of viewers) {
 				for (const [g, seq] of seqs.entries()) assert.deepEqual(v.groups.get(seq), sent[g], `group ${seq}`);
 			}
+			// [server.quic] fanout_writes (default): frames went to many viewers per engine call.
+			const { sharedWrites, sharedWriteStreams } = relay.node.quic.stats;
+			assert.ok(
+				sharedWrites > 0 && sharedWriteStreams >= sharedWrites * 10,
+				`${sharedWriteStreams} in ${sharedWrites}`,
+			);
 		} finally {
 			for (const close of closers) close();
 			await relay.close();

@@ -189,7 +189,7 @@ describe("session guard", () => {
 				faulted.push(err);
 			},
 		});
-		drainConsumers([consumer("a", false), consumer("b", true), consumer("c", false)]);
+		drainConsumers(new Set([consumer("a", false), consumer("b", true), consumer("c", false)]));
 		assert.deepEqual(drained, ["a", "c"]);
 		assert.equal(faulted.length, 1);
 		assert.match(String(faulted[0]), /injected: b/);

@@ -98,6 +98,7 @@ export async function startRelay(cores: number[], opts: StartRelayOptions = {}):
 	const port = await freePort();
 	const node = process.execPath;
 	const relayArgs = [
+		...(process.env.MOQ_BENCH_RELAY_NODE_ARGS ? process.env.MOQ_BENCH_RELAY_NODE_ARGS.split(" ") : []),
 		join(REPO, "src/bin/moq-fanout.ts"),
 		benchConfig(),
 		"--bind",

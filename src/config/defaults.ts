@@ -53,6 +53,8 @@ export const DEFAULT_QUIC = {
 	gso: true,
 	/** Batched ingress (recvmmsg, one JS call per batch) through the native addon when it is built. */
 	recvBatch: true,
+	/** One engine call per frame for all of a worker's QUIC viewers at it (ngtcp2 only). */
+	fanoutWrites: true,
 	/** The QUIC engine: "auto" picks ngtcp2 when its addon was built, else quiche (src/quic/engine.ts). */
 	engine: "auto" as QuicEngineChoice,
 } as const;

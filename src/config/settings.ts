@@ -60,6 +60,7 @@ export interface Settings {
 	quicMaxConnections?: number;
 	quicGso?: boolean;
 	quicRecvBatch?: boolean;
+	quicFanoutWrites?: boolean;
 	quicEngine?: QuicEngineChoice;
 	drainTimeoutMs?: number;
 	/** 0 = one per available core. */

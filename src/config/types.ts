@@ -41,6 +41,13 @@ export interface RelayConfig {
 			 */
 			recvBatch: boolean;
 			/**
+			 * The fan-out writes each frame to all of a worker's QUIC viewers at it (raw QUIC and
+			 * WebTransport) in one call to the ngtcp2 engine, which copies it once (the quiche engine
+			 * writes per viewer).
+			 * [server.quic] fanout_writes, default true.
+			 */
+			fanoutWrites: boolean;
+			/**
 			 * The server-side QUIC engine: "ngtcp2" (the C engine on the system's ngtcp2 + GnuTLS, built
 			 * at install when they are present), "quiche", or "auto" (src/quic/engine.ts decides).
 			 * [server.quic] engine, default "auto".

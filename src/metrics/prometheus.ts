@@ -302,6 +302,18 @@ export const WORKER_FAMILIES: readonly Family[] = [
 		series: [{ field: "quicRecvSyscalls" }],
 	},
 	{
+		name: "quic_fanout_writes_total",
+		type: "counter",
+		help: "Engine calls that wrote one frame to many QUIC viewers' streams, raw QUIC and WebTransport ([server.quic] fanout_writes, ngtcp2 engine).",
+		series: [{ field: "quicSharedWrites" }],
+	},
+	{
+		name: "quic_fanout_write_streams_total",
+		type: "counter",
+		help: "Viewer stream writes carried by those calls: divided by quic_fanout_writes_total, the viewers served per call.",
+		series: [{ field: "quicSharedWriteStreams" }],
+	},
+	{
 		name: "tcp_connections",
 		type: "gauge",
 		help: "Open TCP connections (HTTP and WebSocket).",

@@ -118,6 +118,9 @@ export const FIELDS = [
 	{ name: "quicSendStalls", kind: "counter", total: "sum" },
 	// QUIC ingress (quic/receiver.ts): recvmmsg calls, or one per datagram dgram delivered.
 	{ name: "quicRecvSyscalls", kind: "counter", total: "sum" },
+	// Fan-out writes (quic/shared-writer.ts): engine calls, and the viewer stream writes they carried.
+	{ name: "quicSharedWrites", kind: "counter", total: "sum" },
+	{ name: "quicSharedWriteStreams", kind: "counter", total: "sum" },
 	// The C allocator's periodic trim (worker/native-heap.ts): trims run, RSS bytes given back.
 	{ name: "mallocTrims", kind: "counter", total: "sum" },
 	{ name: "mallocTrimmedBytes", kind: "counter", total: "sum" },

@@ -12,7 +12,7 @@
 import type { LogLine } from "../log/logger.ts";
 import { probe } from "../metrics/collection.ts";
 import { faultCode, reportFault } from "../transport/guard.ts";
-import type { TransportSession } from "../transport/types.ts";
+import type { SharedWriter, TransportSession } from "../transport/types.ts";
 import type { Driver } from "./driver.ts";
 import { streamResetCode, streamStoppedCode } from "./errors.ts";
 import type { QuicheConnection, QuicheHostPort, QuicheRecvInfo } from "./native.ts";
@@ -40,6 +40,9 @@ export interface EndpointStats {
 	sendStalls: number;
 	/** Receive syscalls: recvmmsg calls that returned datagrams (receiver.ts), or one per dgram datagram. */
 	recvSyscalls: number;
+	/** Engine calls that wrote one frame to many streams (shared-writer.ts), and the stream writes they carried. */
+	sharedWrites: number;
+	sharedWriteStreams: number;
 	/** Datagrams that were not QUIC, or malformed beyond routing (or larger than a receive slot). */
 	garbage: number;
 	/** Initials shorter than 1200 bytes. */
@@ -76,6 +79,8 @@ export function newEndpointStats(): EndpointStats {
 		gsoFallbacks: 0,
 		sendStalls: 0,
 		recvSyscalls: 0,
+		sharedWrites: 0,
+		sharedWriteStreams: 0,
 		garbage: 0,
 		truncatedInitials: 0,
 		versionNegotiations: 0,
@@ -99,6 +104,8 @@ export interface ConnectionOwner {
 	forget(conn: QuicConnection): void;
 	/** Where the session guard logs a fault (rate limited by the caller). */
 	readonly faultLog?: LogLine;
+	/** Writes many of its connections' streams in one engine call (server.ts; null: none). */
+	readonly sharedWriter?: SharedWriter | null;
 }
 
 export interface ConnectionTiming {
@@ -153,6 +160,7 @@ interface StatefulConnection {
 const STATE_TIMEOUT = 0;
 const STATE_FLAGS = 1;
 const STATE_EVENTS = 2;
+const STATE_SLOT = 3;
 /** STATE_TIMEOUT when no timer is due (quiche's timeout() null). */
 const NO_TIMEOUT = -1;
 const FLAG_DRAINING = 2;
@@ -566,6 +574,21 @@ export class QuicConnection implements TransportSession, StreamOwner {
 	}
 
 	// ---- called by QuicStream ------------------------------------------------------------------
+
+	/** TransportSession.sharedWriter: the owner's, when the engine gave this connection a slot. */
+	get sharedWriter(): SharedWriter | null {
+		return this.sharedSlot >= 0 ? (this.owner.sharedWriter ?? null) : null;
+	}
+
+	get sharedSlot(): number {
+		const state = this.engineState;
+		return state === null || this.closed ? -1 : state[STATE_SLOT];
+	}
+
+	sharedWritten(stream: QuicStream, sent: number): void {
+		if (sent > 0) stream.lastWriteEpoch = this.flushEpoch;
+		this.owner.driver.markDirty(this);
+	}
 
 	/** streamSend; returns bytes taken, or -1 when the peer stopped the stream (onStop fired). */
 	streamWrite(stream: QuicStream, data: Uint8Array, fin: boolean): number {

@@ -15,9 +15,10 @@ import type { QuicEngineChoice } from "../config/types.ts";
 import type { Logger } from "../log/logger.ts";
 import { buildServerConfig, type QuicLimits } from "./config.ts";
 import { loadQuiche, type QuicheConfig, type QuicheConnection, type QuicheHostPort } from "./native.ts";
+import type { WriteSharedNative } from "./shared-writer.ts";
 
 /** The engine's ABI version this code expects (native/ngtcp2.c ABI_VERSION). */
-export const NGTCP2_ABI_VERSION = 1;
+export const NGTCP2_ABI_VERSION = 2;
 
 /** The Debian packages that let the install build the ngtcp2 engine. */
 export const NGTCP2_PACKAGES = "libngtcp2-dev libngtcp2-crypto-gnutls-dev libgnutls28-dev pkg-config";
@@ -42,6 +43,8 @@ export interface ServerEngine {
 		remote: QuicheHostPort,
 		config: unknown,
 	): QuicheConnection;
+	/** One frame to many streams in one call (shared-writer.ts); null when the engine has none (quiche). */
+	readonly writeShared: WriteSharedNative | null;
 	/** Connection IDs the engine will issue for `conn` beyond `scid` (the server routes them too). */
 	extraScids(conn: QuicheConnection): Uint8Array[];
 	buildConfig(cert: string | Uint8Array, key: string | Uint8Array, alpns: string[], limits: QuicLimits): unknown;
@@ -72,6 +75,7 @@ export interface Ngtcp2Native {
 		version: number,
 		out: Uint8Array,
 	): number;
+	writeShared: WriteSharedNative;
 }
 
 /** Methods the ngtcp2 Connection has beyond quiche's. */
@@ -143,6 +147,7 @@ function quicheEngine(): ServerEngine {
 		retry: (scid, dcid, newScid, token, version, out) => quiche.retry(scid, dcid, newScid, token, version, out),
 		accept: (scid, odcid, local, remote, config) =>
 			quiche.Connection.accept(scid, odcid, local, remote, config as QuicheConfig),
+		writeShared: null,
 		extraScids: () => [],
 		buildConfig: (cert, key, alpns, limits) => buildServerConfig(cert, key, alpns, limits),
 	};
@@ -156,6 +161,7 @@ function ngtcp2Engine(addon: Ngtcp2Native): ServerEngine {
 		retry: (scid, dcid, newScid, token, version, out) => addon.retry(scid, dcid, newScid, token, version, out),
 		accept: (scid, odcid, local, remote, config) =>
 			addon.Connection.accept(scid, odcid, local, remote, config as object),
+		writeShared: addon.writeShared,
 		extraScids: (conn) => (conn as unknown as Ngtcp2ConnectionExtras).extraScids(),
 		buildConfig: (cert, key, alpns, limits) =>
 			new addon.Config(pemBytes(cert), pemBytes(key), alpns, {

@@ -12,6 +12,7 @@ import type { Logger, LogLine } from "../log/logger.ts";
 import { type Admission, addressKey } from "../transport/admission.ts";
 import { reportFault } from "../transport/guard.ts";
 import { type RefusalReason, refuse } from "../transport/refusals.ts";
+import type { SharedWriter } from "../transport/types.ts";
 import {
 	CID_LEN,
 	cidKey,
@@ -32,6 +33,7 @@ import { BatchReceiver } from "./receiver.ts";
 import { handshakeDropped } from "./reclaim.ts";
 import { RetryTokens } from "./retry.ts";
 import { PacketSender } from "./sender.ts";
+import { QuicSharedWriter } from "./shared-writer.ts";
 import { loadUdpNative, type UdpNative, udpNativeUnavailable } from "./udp-native.ts";
 
 export interface QuicServerOptions {
@@ -90,6 +92,8 @@ export class QuicServer implements ConnectionOwner {
 	private readonly socket: dgram.Socket;
 	/** The QUIC engine ([server.quic] engine, engine.ts): quiche or ngtcp2. */
 	readonly engine: ServerEngine;
+	/** ConnectionOwner.sharedWriter: [server.quic] fanout_writes on an engine that has writeShared. */
+	readonly sharedWriter: SharedWriter | null;
 	private readonly options: QuicServerOptions;
 	private config: unknown;
 	private readonly connections = new Map<string, QuicConnection>();
@@ -131,6 +135,9 @@ export class QuicServer implements ConnectionOwner {
 		this.config = config;
 		this.limits = limits;
 		this.engine = engine;
+		const fanoutWrites = options.quic?.fanoutWrites ?? true;
+		this.sharedWriter =
+			fanoutWrites && engine.writeShared !== null ? new QuicSharedWriter(engine.writeShared, this.stats) : null;
 		this.workerIndex = options.workerIndex ?? 0;
 		this.sender = new PacketSender(socket, this.stats, udp);
 		this.driver = driver();

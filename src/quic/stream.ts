@@ -13,6 +13,10 @@ export interface StreamOwner {
 	readonly isServer: boolean;
 	/** streamSend; returns bytes taken, or -1 when the peer stopped the stream (onStop fired). */
 	streamWrite(stream: QuicStream, data: Uint8Array, fin: boolean): number;
+	/** The connection's index for the engine's writeShared (native/ngtcp2.c), or -1 without one. */
+	readonly sharedSlot: number;
+	/** The engine took `sent` bytes for the stream through writeShared (shared-writer.ts). */
+	sharedWritten(stream: QuicStream, sent: number): void;
 	finishStream(stream: QuicStream): void;
 	shutdownStream(stream: QuicStream, read: boolean, code: number): void;
 	prioritize(stream: QuicStream, order: number): void;
@@ -86,6 +90,26 @@ export class QuicStream implements TransportStream {
 			if (sent === data.length) return;
 			offset = sent;
 		}
+		this.queueFrom(data, offset);
+	}
+
+	/** @internal The connection's writeShared index (-1: none); see shared-writer.ts. */
+	get sharedSlot(): number {
+		return this.conn.sharedSlot;
+	}
+
+	/** @internal A write now would go straight to the engine: the stream is open and nothing is queued. */
+	get sharedReady(): boolean {
+		return this.sendState === SendState.Open && this.queued === 0;
+	}
+
+	/** @internal The engine took `sent` bytes of `data` through writeShared: the rest is queued, as write() does. */
+	sharedWritten(data: Uint8Array, sent: number): void {
+		this.conn.sharedWritten(this, sent);
+		if (sent < data.length) this.queueFrom(data, sent);
+	}
+
+	private queueFrom(data: Uint8Array, offset: number): void {
 		// The caller may reuse `data` after we return: keep a copy of what quiche did not take.
 		const copy = Buffer.allocUnsafe(data.length - offset);
 		copyBytes(data, offset, data.length, copy, 0);

@@ -27,6 +27,22 @@ export interface TrackConsumer {
 	end(): void;
 	/** Reading threw: close this consumer's session alone (the guard in `drainConsumers`). */
 	fault(err: unknown): void;
+	/**
+	 * Present on consumers that can drain in rounds with the others of their track (see
+	 * drainConsumers): what their staged frames go out through.
+	 */
+	readonly fanout?: FanoutRound | null;
+	/**
+	 * Reads records up to and including the next frame, which it stages in `fanout` instead of
+	 * writing it, and returns true; or reads to the end of what the ring holds (or until it must
+	 * wait) and returns false.
+	 */
+	drainRound?(): boolean;
+}
+
+/** What a round of drainRound calls staged: flush() writes it (each frame once for all its viewers). */
+export interface FanoutRound {
+	flush(): void;
 }
 
 /**
@@ -34,13 +50,46 @@ export interface TrackConsumer {
  * setImmediate, or the cross-thread doorbell), so it is the session guard for fan-out: a consumer
  * that throws is faulted alone and the others, and the worker, carry on.
  */
-export function drainConsumers(consumers: Iterable<TrackConsumer>): void {
+export function drainConsumers(consumers: ReadonlySet<TrackConsumer>): void {
+	let round: TrackConsumer[] | null = null;
+	let fanout: FanoutRound | null = null;
+	const several = consumers.size > 1;
 	for (const c of consumers) {
+		if (several && c.fanout && c.drainRound) {
+			if (round === null) round = [];
+			round.push(c);
+			fanout = c.fanout;
+			continue;
+		}
 		try {
 			c.drain();
 		} catch (err) {
 			c.fault(err);
 		}
+	}
+	if (round === null || fanout === null) return;
+	if (round.length === 1) {
+		try {
+			round[0].drain();
+		} catch (err) {
+			round[0].fault(err);
+		}
+		return;
+	}
+	// Lock-step: each viewer advances by at most one frame per round, and the round's frames go out
+	// together, one transport call per frame for all the viewers that are at it (usually all).
+	while (round.length > 0) {
+		let kept = 0;
+		for (let i = 0; i < round.length; i++) {
+			const c = round[i];
+			try {
+				if (c.drainRound!()) round[kept++] = c;
+			} catch (err) {
+				c.fault(err);
+			}
+		}
+		round.length = kept;
+		fanout.flush();
 	}
 }
 

@@ -73,10 +73,33 @@ export interface TransportStream {
 	 * levels (QUIC urgency 0–7) use the subscriber priority part. Transports without priorities may ignore it.
 	 */
 	setPriority(order: number): void;
+	/**
+	 * For a SharedWriter: the stream that write() passes data to unchanged right now (a WebTransport
+	 * stream's QUIC stream), or null when it would not (finished). Absent: the stream itself.
+	 */
+	readonly sharedTarget?: TransportStream | null;
+}
+
+/**
+ * One buffer for many streams in one call to the transport underneath: the relay's fan-out of a
+ * frame to every viewer a worker serves it to (the raw-QUIC ngtcp2 engine copies the bytes once and
+ * every stream refers to that copy).
+ */
+export interface SharedWriter {
+	/**
+	 * Appends `data` to each of streams[0, count) (streams of sessions whose `sharedWriter` is this
+	 * one), as `write(data)` on each would. taken[i] = 1: stream i has all of it (to send, or queued
+	 * behind flow control); 0: the caller writes it to that stream itself with write(), which then
+	 * handles whatever kept the stream from taking it (stopped by the peer, closed). Never throws for
+	 * one stream's reasons. The ownership rule of write() holds: no reference to `data` is kept.
+	 */
+	writeAll(streams: readonly TransportStream[], count: number, data: Uint8Array, taken: Uint8Array): void;
 }
 
 export interface TransportSession {
 	readonly kind: TransportKind;
+	/** Present when this session's streams can be written many at a time (see SharedWriter). */
+	readonly sharedWriter?: SharedWriter | null;
 	/**
 	 * The negotiated application protocol: "moq-lite-05", "moq-lite-04", "moq-lite-03", "moql",
 	 * or "" when none was negotiated (then the client runs the 0x20/0x21 SETUP exchange).

@@ -6,7 +6,7 @@
 
 import { writeVarint } from "../coding/varint.ts";
 import { H3, sessionCodeOn } from "../errors/codes.ts";
-import type { TransportSession, TransportStream } from "../transport/types.ts";
+import type { SharedWriter, TransportSession, TransportStream } from "../transport/types.ts";
 import { Frame, UniStream } from "./codes.ts";
 import type { ConnectStream } from "./connect.ts";
 import { type StreamOwner, WtStream } from "./stream.ts";
@@ -53,6 +53,11 @@ export class WtSession implements TransportSession {
 		this.path = path;
 		this.query = query;
 		this.remote = conn.quic.remote;
+	}
+
+	/** TransportSession.sharedWriter: the QUIC connection's (a stream's write() passes through, see WtStream). */
+	get sharedWriter(): SharedWriter | null {
+		return this.conn.quic.sharedWriter ?? null;
 	}
 
 	get onStream(): ((stream: TransportStream) => void) | null {

@@ -131,6 +131,11 @@ export class WtStream implements TransportStream {
 		this.quic.write(data);
 	}
 
+	/** TransportStream.sharedTarget: write() hands data to the QUIC stream as it is. */
+	get sharedTarget(): TransportStream | null {
+		return this.sendDone ? null : this.quic;
+	}
+
 	finish(): void {
 		if (this.sendDone) return;
 		this.sendDone = true;

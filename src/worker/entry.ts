@@ -279,6 +279,8 @@ const publish = () => {
 	count(Field.quicGsoFallbacks, quicStats.gsoFallbacks);
 	count(Field.quicSendStalls, quicStats.sendStalls);
 	count(Field.quicRecvSyscalls, quicStats.recvSyscalls);
+	count(Field.quicSharedWrites, quicStats.sharedWrites);
+	count(Field.quicSharedWriteStreams, quicStats.sharedWriteStreams);
 	slots[Field.quicHandshakes] = quicStats.handshakes;
 	slots[Field.tcpConnections] = node.tcpConnections();
 	// Every worker holds a replica of every broadcast; the one holding its publisher counts it here.

@@ -4,9 +4,10 @@ import { Writer } from "../../coding/writer.ts";
 import { CANCEL, DROPPED, LAGGED, OLD } from "../../errors/codes.ts";
 import { probe } from "../../metrics/collection.ts";
 import { recordFanout } from "../../metrics/latency.ts";
-import type { TrackConsumer, TrackHost } from "../../relay/track.ts";
+import type { FanoutRound, TrackConsumer, TrackHost } from "../../relay/track.ts";
 import type { SubscriptionParams } from "../../relay/types.ts";
-import type { TransportSession, TransportStream } from "../../transport/types.ts";
+import type { SharedWriter, TransportSession, TransportStream } from "../../transport/types.ts";
+import { frameFanout } from "../fanout.ts";
 import { writeFrameChunks } from "../frame-chunks.ts";
 import { writeFrameHeader, writeGroupStreamHeader } from "./wire/group.ts";
 import { encodeSubscribeEnd, encodeSubscribeOk } from "./wire/subscribe.ts";
@@ -62,6 +63,13 @@ export class TrackServe implements TrackConsumer {
 	 * dropped, or outside the subscription. A skip ahead counts the groups it jumps over from here.
 	 */
 	#nextSeq = 0;
+	/** The viewer's transport writes many streams at once: this serve drains in rounds (drainRound). */
+	readonly #shared: SharedWriter | null;
+	/**
+	 * The ring position of the frame staged in the last round, while its bytes may still be a view of
+	 * a ring another worker writes: checked before the next record (-1: none).
+	 */
+	#stagedAt = -1;
 
 	constructor(
 		id: number,
@@ -80,6 +88,7 @@ export class TrackServe implements TrackConsumer {
 		this.#timestamps = hasFrameTimestamps(version);
 		this.params = params;
 		this.#counters = counters;
+		this.#shared = transport.sharedWriter ?? null;
 		probe("serve", this);
 		if (params.startGroup !== null) this.#minGroup = params.startGroup;
 		// Before lite-05 the acceptance comes first and carries no group.
@@ -145,14 +154,38 @@ export class TrackServe implements TrackConsumer {
 		this.#track.consumerUpdated();
 	}
 
+	/** TrackConsumer.fanout: present when the viewer's transport takes shared writes. */
+	get fanout(): FanoutRound | null {
+		return this.#shared === null ? null : frameFanout;
+	}
+
 	drain(): void {
+		this.#read(false);
+	}
+
+	drainRound(): boolean {
+		return this.#read(true);
+	}
+
+	/**
+	 * Reads records to the end of what the ring holds (false), or, in a round (`round`), up to and
+	 * including the next frame, which it stages in the fan-out batch (true).
+	 */
+	#read(round: boolean): boolean {
 		const r = this.#reader;
-		if (this.#done || !r) return;
+		if (this.#done || !r) return false;
+		if (this.#stagedAt >= 0) {
+			// The frame staged last round was written from a view of the ring: if the writer has
+			// overwritten it meanwhile the copy may be torn (see fanout.ts).
+			const at = this.#stagedAt;
+			this.#stagedAt = -1;
+			if (!r.validSince(at)) this.#lapped();
+		}
 		for (;;) {
 			const kind = r.next();
 			switch (kind) {
 				case RECORD.NONE:
-					return;
+					return false;
 				case RECORD.LAPPED:
 					this.#lapped();
 					continue;
@@ -162,7 +195,7 @@ export class TrackServe implements TrackConsumer {
 						// (the session calls drain() again on credit, the track on new data).
 						r.rewindGroupOpen();
 						this.#blocked = true;
-						return;
+						return false;
 					}
 					if (r.seq >= this.#nextSeq) this.#nextSeq = r.seq + 1;
 					continue;
@@ -192,6 +225,20 @@ export class TrackServe implements TrackConsumer {
 						continue;
 					}
 					const from = r.dataOffset - (this.#timestamps ? r.frameHeaderBytes : r.sizeHeaderBytes);
+					if (round) {
+						const at = r.recordPosition;
+						const staged = frameFanout.stage(r, g.stream, this.#shared!, from, this);
+						if (staged === -1) {
+							this.#lapped();
+							continue;
+						}
+						if (staged >= 0) {
+							this.#counters.bytesOut += staged;
+							this.#stagedAt = at;
+							return true;
+						}
+						// Too large to stage: written on its own below.
+					}
 					const written = writeFrameChunks(r, g.stream, from);
 					if (written < 0) {
 						this.#lapped();
@@ -216,11 +263,11 @@ export class TrackServe implements TrackConsumer {
 				}
 				case RECORD.TRACK_END:
 					this.#endTrack(r.seq);
-					return;
+					return false;
 				case RECORD.TRACK_ABORT:
 					this.#resetAll(DROPPED);
 					this.#finishControl(r.code || DROPPED);
-					return;
+					return false;
 				default:
 					continue;
 			}
