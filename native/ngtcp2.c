@@ -163,8 +163,22 @@ typedef struct chunk {
 	uint8_t data[];
 } chunk_t;
 
+/*
+ * Send-buffer accounting, per thread (a connection lives on the thread that accepted it): bytes the
+ * app's writes copied into the engine, and bytes of stream data the engine holds until acknowledged.
+ * sendBufferStats() reports them (metrics, and the fan-out writes' one copy per frame).
+ */
+static __thread double send_copied, send_held;
+
 static void chunk_free(chunk_t *c) {
-	if (c->shared && --c->shared->refs == 0) free(c->shared);
+	if (c->shared) {
+		if (--c->shared->refs == 0) {
+			send_held -= (double)c->shared->len;
+			free(c->shared);
+		}
+	} else {
+		send_held -= (double)c->cap;
+	}
 	free(c);
 }
 
@@ -1901,7 +1915,16 @@ static napi_value conn_peer_streams_left_uni(napi_env env, napi_callback_info in
 	return conn_streams_left(env, info, false);
 }
 
-/* How much streamSend takes now (quiche's stream_capacity: flow control and congestion window). */
+/*
+ * Unsent bytes a connection holds beyond what its congestion window lets out now. quiche's
+ * stream_capacity stops at the window, so a burst (a keyframe for every viewer) would wait in JS
+ * queues and be pushed again, per stream, after every ACK; held here, ngtcp2 sends it as ACKs open
+ * the window (by stream urgency), a fan-out write shared by all viewers stays one buffer, and JS
+ * queues only what the peer's flow control refuses, or beyond this.
+ */
+#define UNSENT_AHEAD (1024 * 1024)
+
+/* How much streamSend takes now: flow control, and the congestion window plus UNSENT_AHEAD. */
 static uint64_t stream_cap(qconn_t *q, stream_t *s) {
 	uint64_t unsent = s->written - s->sent;
 	uint64_t left = ngtcp2_conn_get_max_stream_data_left(q->conn, s->id);
@@ -1909,8 +1932,8 @@ static uint64_t stream_cap(qconn_t *q, stream_t *s) {
 	uint64_t conn_left = ngtcp2_conn_get_max_data_left(q->conn);
 	uint64_t c2 = conn_left > q->unsent_total ? conn_left - q->unsent_total : 0;
 	if (c2 < cap) cap = c2;
-	uint64_t cwnd = ngtcp2_conn_get_cwnd_left(q->conn);
-	uint64_t c3 = cwnd > q->unsent_total ? cwnd - q->unsent_total : 0;
+	uint64_t room = ngtcp2_conn_get_cwnd_left(q->conn) + UNSENT_AHEAD;
+	uint64_t c3 = room > q->unsent_total ? room - q->unsent_total : 0;
 	if (c3 < cap) cap = c3;
 	return cap;
 }
@@ -1991,6 +2014,7 @@ static napi_value conn_stream_send(napi_env env, napi_callback_info info) {
 		if (first > 0) {
 			memcpy(t->base + t->len, data, first);
 			t->len += first;
+			send_copied += (double)first;
 		}
 		if (n > first) {
 			size_t rest = n - first;
@@ -2009,6 +2033,8 @@ static napi_value conn_stream_send(napi_env env, napi_callback_info info) {
 				c->base = c->data;
 				c->shared = NULL;
 				memcpy(c->data, data + first, rest);
+				send_copied += (double)rest;
+				send_held += (double)cap2;
 				if (t) t->next = c;
 				else s->head = c;
 				s->tail = c;
@@ -2089,6 +2115,8 @@ static napi_value write_shared(napi_env env, napi_callback_info info) {
 			buf->refs = 1; /* ours, dropped below */
 			buf->len = len;
 			memcpy(buf->data, data, len);
+			send_copied += (double)len;
+			send_held += (double)len;
 		}
 		chunk_t *c = malloc(sizeof *c);
 		if (c == NULL) break;
@@ -2107,8 +2135,24 @@ static napi_value write_shared(napi_env env, napi_callback_info info) {
 		out[i] = (double)n;
 		if (n == len) whole++;
 	}
-	if (buf != NULL && --buf->refs == 0) free(buf);
+	if (buf != NULL && --buf->refs == 0) {
+		send_held -= (double)len;
+		free(buf);
+	}
 	return js_num(env, whole);
+}
+
+/* sendBufferStats(): {copiedBytes, heldBytes} of this thread (see send_copied). */
+static napi_value send_buffer_stats(napi_env env, napi_callback_info info) {
+	(void)info;
+	napi_value obj;
+	if (napi_create_object(env, &obj) != napi_ok) return NULL;
+	napi_value v;
+	if (napi_create_double(env, send_copied, &v) != napi_ok || napi_set_named_property(env, obj, "copiedBytes", v) != napi_ok)
+		return NULL;
+	if (napi_create_double(env, send_held, &v) != napi_ok || napi_set_named_property(env, obj, "heldBytes", v) != napi_ok)
+		return NULL;
+	return obj;
 }
 
 static napi_value conn_stream_capacity(napi_env env, napi_callback_info info) {
@@ -2454,6 +2498,7 @@ NAPI_MODULE_INIT() {
 		{"negotiateVersion", NULL, negotiate_version, NULL, NULL, NULL, napi_enumerable, NULL},
 		{"retry", NULL, retry, NULL, NULL, NULL, napi_enumerable, NULL},
 		{"writeShared", NULL, write_shared, NULL, NULL, NULL, napi_enumerable, NULL},
+		{"sendBufferStats", NULL, send_buffer_stats, NULL, NULL, NULL, napi_enumerable, NULL},
 	};
 	CHECK(napi_define_properties(env, exports, sizeof fns / sizeof fns[0], fns));
 	CHECK(napi_create_uint32(env, ABI_VERSION, &v));

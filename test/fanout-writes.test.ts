@@ -128,13 +128,17 @@ describe("fan-out writes: one engine call per frame for all of a worker's QUIC a
 				"every viewer to receive a warm-up group",
 			);
 			const stats = relay.node.quic.stats;
+			const sendBuffers = relay.node.quic.engine.sendBufferStats;
+			const copied0 = sendBuffers?.().copiedBytes ?? 0;
 			const calls0 = stats.sharedWrites;
 			const streams0 = stats.sharedWriteStreams;
 			const seqs: number[] = [];
 			let frames = 0;
+			let payload = 0;
 			for (let g = 0; g < GROUPS; g++) {
 				const group = groupFrames(g);
 				frames += group.filter((f) => f.length > 0).length;
+				payload += group.reduce((n, f) => n + f.length, 0);
 				const seq = track.writeGroup(group);
 				seqs.push(seq);
 				await until(
@@ -158,15 +162,22 @@ describe("fan-out writes: one engine call per frame for all of a worker's QUIC a
 			}
 			const calls = stats.sharedWrites - calls0;
 			const streams = stats.sharedWriteStreams - streams0;
-			t.diagnostic(`${frames} frames: ${calls} shared write calls carrying ${streams} viewer writes`);
+			const copied = (sendBuffers?.().copiedBytes ?? 0) - copied0;
+			t.diagnostic(
+				`${frames} frames (${payload} B): ${calls} shared write calls carrying ${streams} viewer writes; ${copied} B copied into the engine`,
+			);
 			if (on && ngtcp2) {
 				// Each frame once, the call carrying every raw-QUIC viewer: nothing was queued behind
 				// flow control, so no viewer fell back to its own write.
 				assert.equal(calls, frames, "one call per frame");
 				assert.equal(streams, frames * (VIEWERS + WT_VIEWERS), "every viewer's every frame went through them");
+				// Copied once per frame (plus each viewer's small group and control headers).
+				assert.ok(copied < payload * 1.5, `${copied} B copied for ${payload} B of frames`);
 			} else {
 				assert.equal(calls, 0, "no shared writes");
 				assert.equal(streams, 0);
+				// On ngtcp2 without them: a copy per viewer.
+				if (ngtcp2) assert.ok(copied >= payload * (VIEWERS + WT_VIEWERS), `${copied} B copied for ${payload} B`);
 			}
 		});
 	}

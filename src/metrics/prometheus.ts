@@ -314,6 +314,18 @@ export const WORKER_FAMILIES: readonly Family[] = [
 		series: [{ field: "quicSharedWriteStreams" }],
 	},
 	{
+		name: "quic_send_copied_bytes_total",
+		type: "counter",
+		help: "Stream bytes copied into the ngtcp2 engine's send buffers: with fanout_writes, once per frame for all its viewers.",
+		series: [{ field: "quicSendCopiedBytes" }],
+	},
+	{
+		name: "quic_send_buffer_bytes",
+		type: "gauge",
+		help: "Stream bytes the ngtcp2 engine holds until the peers acknowledge them (its send buffers' memory).",
+		series: [{ field: "quicSendBufferBytes" }],
+	},
+	{
 		name: "tcp_connections",
 		type: "gauge",
 		help: "Open TCP connections (HTTP and WebSocket).",

@@ -121,6 +121,9 @@ export const FIELDS = [
 	// Fan-out writes (quic/shared-writer.ts): engine calls, and the viewer stream writes they carried.
 	{ name: "quicSharedWrites", kind: "counter", total: "sum" },
 	{ name: "quicSharedWriteStreams", kind: "counter", total: "sum" },
+	// The ngtcp2 engine's send buffers (quic/engine.ts SendBufferStats): bytes copied in, bytes held.
+	{ name: "quicSendCopiedBytes", kind: "counter", total: "sum" },
+	{ name: "quicSendBufferBytes", kind: "gauge", total: "sum" },
 	// The C allocator's periodic trim (worker/native-heap.ts): trims run, RSS bytes given back.
 	{ name: "mallocTrims", kind: "counter", total: "sum" },
 	{ name: "mallocTrimmedBytes", kind: "counter", total: "sum" },

@@ -45,6 +45,8 @@ export interface ServerEngine {
 	): QuicheConnection;
 	/** One frame to many streams in one call (shared-writer.ts); null when the engine has none (quiche). */
 	readonly writeShared: WriteSharedNative | null;
+	/** This thread's send-buffer counters; null when the engine keeps none (quiche). */
+	readonly sendBufferStats: (() => SendBufferStats) | null;
 	/** Connection IDs the engine will issue for `conn` beyond `scid` (the server routes them too). */
 	extraScids(conn: QuicheConnection): Uint8Array[];
 	buildConfig(cert: string | Uint8Array, key: string | Uint8Array, alpns: string[], limits: QuicLimits): unknown;
@@ -76,6 +78,15 @@ export interface Ngtcp2Native {
 		out: Uint8Array,
 	): number;
 	writeShared: WriteSharedNative;
+	sendBufferStats(): SendBufferStats;
+}
+
+/** The ngtcp2 engine's send buffers on this thread (native/ngtcp2.c send_copied / send_held). */
+export interface SendBufferStats {
+	/** Bytes that writes copied into the engine (a fan-out write copies a frame once for all its streams). */
+	copiedBytes: number;
+	/** Stream bytes the engine holds until acknowledged (the memory of its send buffers). */
+	heldBytes: number;
 }
 
 /** Methods the ngtcp2 Connection has beyond quiche's. */
@@ -148,6 +159,7 @@ function quicheEngine(): ServerEngine {
 		accept: (scid, odcid, local, remote, config) =>
 			quiche.Connection.accept(scid, odcid, local, remote, config as QuicheConfig),
 		writeShared: null,
+		sendBufferStats: null,
 		extraScids: () => [],
 		buildConfig: (cert, key, alpns, limits) => buildServerConfig(cert, key, alpns, limits),
 	};
@@ -162,6 +174,7 @@ function ngtcp2Engine(addon: Ngtcp2Native): ServerEngine {
 		accept: (scid, odcid, local, remote, config) =>
 			addon.Connection.accept(scid, odcid, local, remote, config as object),
 		writeShared: addon.writeShared,
+		sendBufferStats: addon.sendBufferStats,
 		extraScids: (conn) => (conn as unknown as Ngtcp2ConnectionExtras).extraScids(),
 		buildConfig: (cert, key, alpns, limits) =>
 			new addon.Config(pemBytes(cert), pemBytes(key), alpns, {

@@ -282,6 +282,11 @@ const publish = () => {
 	count(Field.quicSharedWrites, quicStats.sharedWrites);
 	count(Field.quicSharedWriteStreams, quicStats.sharedWriteStreams);
 	slots[Field.quicHandshakes] = quicStats.handshakes;
+	const sendBuffers = node.quic.engine.sendBufferStats?.();
+	if (sendBuffers) {
+		count(Field.quicSendCopiedBytes, sendBuffers.copiedBytes);
+		slots[Field.quicSendBufferBytes] = sendBuffers.heldBytes;
+	}
 	slots[Field.tcpConnections] = node.tcpConnections();
 	// Every worker holds a replica of every broadcast; the one holding its publisher counts it here.
 	let published = 0;
