@@ -96,16 +96,30 @@ static const char PRIORITY[] = "%DISABLE_TLS13_COMPAT_MODE:NORMAL:-VERS-ALL:+VER
 static const napi_type_tag CONFIG_TAG = {0x6d6f7166616e6f75ULL, 0x6e67746370326366ULL};
 static const napi_type_tag CONN_TAG = {0x6d6f7166616e6f75ULL, 0x6e67746370326363ULL};
 
+/* The length of the connection IDs the server issues (src/quic/cid.ts CID_LEN). */
+#define FAST_CID_LEN 16
+
 /*
  * Connections by small integer (writeShared names its targets this way: one typed array instead of
  * an object and an unwrap per viewer). Shared by the instance and every connection it made, and
  * freed by the last of them: a connection may be finalized after its environment's instance data.
  */
 typedef struct {
+	uint8_t cid[FAST_CID_LEN];
+	struct qconn *q; /* NULL: empty; CID_GONE: deleted */
+} cid_entry_t;
+
+typedef struct {
 	size_t refs;
 	struct qconn **conns;
 	uint32_t cap, next_free; /* free slots are chained through conns[i] == NULL and `free_next` */
 	uint32_t *free_next;
+	/*
+	 * Our connection IDs (those of FAST_CID_LEN bytes, what server.ts issues) → connection, for
+	 * recvMany: open addressing, linear probing, at most half full counting deleted entries.
+	 */
+	cid_entry_t *cids;
+	size_t cid_cap, cid_used, cid_gone;
 } slot_table_t;
 
 typedef struct {
@@ -339,6 +353,8 @@ typedef struct qconn {
 	/* Where writeShared finds it (slot_table_t), until it is finalized. */
 	slot_table_t *slots;
 	uint32_t slot;
+	/* recvMany may read its short-header packets (the app has seen the handshake complete). */
+	bool fast_recv;
 } qconn_t;
 
 /* STATE_SLOT: the connection's index for writeShared (constant for its life). */
@@ -1127,7 +1143,92 @@ static void slots_unref(slot_table_t *t) {
 	if (t == NULL || --t->refs > 0) return;
 	free(t->conns);
 	free(t->free_next);
+	free(t->cids);
 	free(t);
+}
+
+static qconn_t CID_GONE_MARK;
+#define CID_GONE (&CID_GONE_MARK)
+
+static size_t cid_hash(const uint8_t *cid) {
+	/* Our CIDs are random past their first byte (the worker index). */
+	uint64_t h;
+	memcpy(&h, cid + FAST_CID_LEN - 8, 8);
+	h ^= h >> 29;
+	h *= 0xbf58476d1ce4e5b9ULL;
+	return (size_t)(h ^ (h >> 32));
+}
+
+static qconn_t *cid_find(const slot_table_t *t, const uint8_t *cid) {
+	if (t->cid_cap == 0) return NULL;
+	size_t mask = t->cid_cap - 1;
+	for (size_t i = cid_hash(cid) & mask;; i = (i + 1) & mask) {
+		const cid_entry_t *e = &t->cids[i];
+		if (e->q == NULL) return NULL;
+		if (e->q != CID_GONE && memcmp(e->cid, cid, FAST_CID_LEN) == 0) return e->q;
+	}
+}
+
+static bool cid_grow(slot_table_t *t) {
+	size_t cap = t->cid_cap ? t->cid_cap * 2 : 256;
+	/* Only deleted entries to clear: rehash at the same size. */
+	if (t->cid_used * 4 < t->cid_cap) cap = t->cid_cap;
+	cid_entry_t *cids = calloc(cap, sizeof *cids);
+	if (cids == NULL) return false;
+	for (size_t i = 0; i < t->cid_cap; i++) {
+		cid_entry_t *e = &t->cids[i];
+		if (e->q == NULL || e->q == CID_GONE) continue;
+		size_t j = cid_hash(e->cid) & (cap - 1);
+		while (cids[j].q != NULL) j = (j + 1) & (cap - 1);
+		cids[j] = *e;
+	}
+	free(t->cids);
+	t->cids = cids;
+	t->cid_cap = cap;
+	t->cid_gone = 0;
+	return true;
+}
+
+/* Indexes `cid` for `q` (false when out of memory: recvMany then leaves its packets to JS). */
+static bool cid_add(slot_table_t *t, const uint8_t *cid, qconn_t *q) {
+	if ((t->cid_used + t->cid_gone + 1) * 2 > t->cid_cap && !cid_grow(t)) return false;
+	size_t mask = t->cid_cap - 1;
+	size_t i = cid_hash(cid) & mask;
+	while (t->cids[i].q != NULL && t->cids[i].q != CID_GONE) {
+		if (memcmp(t->cids[i].cid, cid, FAST_CID_LEN) == 0) return false; /* taken: keep the first */
+		i = (i + 1) & mask;
+	}
+	if (t->cids[i].q == CID_GONE) t->cid_gone--;
+	memcpy(t->cids[i].cid, cid, FAST_CID_LEN);
+	t->cids[i].q = q;
+	t->cid_used++;
+	return true;
+}
+
+static void cid_remove_conn(slot_table_t *t, const uint8_t *cid, const qconn_t *q) {
+	if (t->cid_cap == 0) return;
+	size_t mask = t->cid_cap - 1;
+	for (size_t i = cid_hash(cid) & mask;; i = (i + 1) & mask) {
+		cid_entry_t *e = &t->cids[i];
+		if (e->q == NULL) return;
+		if (e->q == q && memcmp(e->cid, cid, FAST_CID_LEN) == 0) {
+			e->q = CID_GONE;
+			t->cid_used--;
+			t->cid_gone++;
+			return;
+		}
+	}
+}
+
+/* Every connection ID of `q` (its first and the ones ngtcp2 issues from `extra`), applied to `fn`. */
+static void cid_index(slot_table_t *t, qconn_t *q, bool add) {
+	if (q->scid_len != FAST_CID_LEN) return;
+	if (add) cid_add(t, q->scid, q);
+	else cid_remove_conn(t, q->scid, q);
+	for (int i = 0; i < EXTRA_CIDS; i++) {
+		if (add) cid_add(t, q->extra[i], q);
+		else cid_remove_conn(t, q->extra[i], q);
+	}
 }
 
 /* A slot for `q` (false when out of memory). */
@@ -1154,12 +1255,14 @@ static bool slot_take(slot_table_t *t, qconn_t *q) {
 	t->refs++;
 	q->slots = t;
 	q->slot = i;
+	cid_index(t, q, true);
 	return true;
 }
 
 static void slot_release(qconn_t *q) {
 	slot_table_t *t = q->slots;
 	if (t == NULL) return;
+	cid_index(t, q, false);
 	t->conns[q->slot] = NULL;
 	t->free_next[q->slot] = t->next_free;
 	t->next_free = q->slot;
@@ -1497,6 +1600,8 @@ static void enter_period(qconn_t *q, int state) {
  * reading {from: {host, port}} through four napi calls per packet.
  */
 REFRESHING(conn_recv)
+static int read_open(qconn_t *q, const uint8_t *data, size_t len);
+
 static napi_value conn_recv_body(napi_env env, napi_callback_info info) {
 	size_t argc = 2;
 	napi_value argv[2];
@@ -1543,13 +1648,25 @@ static napi_value conn_recv_body(napi_env env, napi_callback_info info) {
 	default:
 		return js_num(env, (double)len);
 	}
+	int rv = read_open(q, data, len);
+	if (rv == 0) return js_num(env, (double)len);
+	if (rv == NGTCP2_ERR_DROP_CONN || rv == NGTCP2_ERR_RETRY) return throw_msg(env, "Done");
+	return throw_msg(env, "%s", ngtcp2_strerror(rv));
+}
+
+/*
+ * A packet for an open connection, read by ngtcp2, the connection's state following its verdict:
+ * 0 when it was read (or belonged to the closing/draining period that began), else the error that
+ * recv() reports.
+ */
+static int read_open(qconn_t *q, const uint8_t *data, size_t len) {
 	ngtcp2_path path = {{(ngtcp2_sockaddr *)&q->local, q->local_len}, {(ngtcp2_sockaddr *)&q->remote, q->remote_len}, NULL};
 	ngtcp2_pkt_info pi = {0};
 	reading_conn = q;
 	int rv = ngtcp2_conn_read_pkt(q->conn, &path, &pi, data, len, now_ns());
 	reading_conn = NULL;
 	release_pending(q);
-	if (rv == 0) return js_num(env, (double)len);
+	if (rv == 0) return 0;
 	switch (rv) {
 	case NGTCP2_ERR_DRAINING: {
 		ngtcp2_connection_close_error cc;
@@ -1561,25 +1678,106 @@ static napi_value conn_recv_body(napi_env env, napi_callback_info info) {
 		if (n > 0 && cc.reason) memcpy(q->peer_err.reason, cc.reason, n);
 		q->peer_err.reason_len = n;
 		enter_period(q, ST_DRAINING);
-		return js_num(env, (double)len);
+		return 0;
 	}
 	case NGTCP2_ERR_CLOSING:
-		return js_num(env, (double)len);
+		return 0;
 	case NGTCP2_ERR_DROP_CONN:
 	case NGTCP2_ERR_RETRY:
 		q->state = q->pkts_recv == 1 ? ST_REJECTED : ST_CLOSED;
-		return throw_msg(env, "Done");
+		return rv;
 	default:
 		if (q->pkts_recv == 1 && rv != NGTCP2_ERR_CRYPTO) {
 			/* The first Initial was undecryptable or invalid: drop the state without a word (quiche
 			 * does not answer either; answering would amplify a spoofed packet). A TLS failure on a
 			 * decrypted ClientHello (e.g. no common ALPN) is answered with its alert, as quiche does. */
 			q->state = ST_REJECTED;
-			return throw_msg(env, "%s", ngtcp2_strerror(rv));
+			return rv;
 		}
 		set_local_error_liberr(q, rv);
-		return throw_msg(env, "%s", ngtcp2_strerror(rv));
+		return rv;
 	}
+}
+
+/* Whether the datagram's source (recvMany's meta: port, family 4|6, address bytes) is q's peer. */
+static bool same_peer(const qconn_t *q, int32_t port, int32_t family, const int32_t *addr) {
+	if (q->remote.ss_family == AF_INET6) {
+		const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)&q->remote;
+		return family == 6 && ntohs(a->sin6_port) == port && memcmp(&a->sin6_addr, addr, 16) == 0;
+	}
+	if (q->remote.ss_family == AF_INET) {
+		const struct sockaddr_in *a = (const struct sockaddr_in *)&q->remote;
+		return family == 4 && ntohs(a->sin_port) == port && memcmp(&a->sin_addr, addr, 4) == 0;
+	}
+	return false;
+}
+
+/* Layout of recvMany's meta (native/udp.c RECV_*: the batch receiver fills it). */
+enum { META_LENGTH, META_PORT, META_FAMILY, META_ADDR, META_STRIDE = META_ADDR + 4 };
+
+/*
+ * recvMany(buffer, slotSize, meta: Int32Array, count, out: Int32Array): reads the short-header
+ * packets of a recvmmsg batch (datagram i at buffer[i * slotSize], its length and source in meta)
+ * whose connection ID names a connection of this thread that the app enabled (enableFastRecv), from
+ * that connection's current peer address: the ACKs that are most of a relay's ingress, without a
+ * JS call each. out[i] = slot * 2 + (1 when ngtcp2 refused the packet) for those, -1 for the rest
+ * (the app handles them as before: other workers' and unknown IDs, long headers, a new peer
+ * address, connections not open). Returns how many it read.
+ */
+static napi_value recv_many(napi_env env, napi_callback_info info) {
+	size_t argc = 5;
+	napi_value argv[5];
+	if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) return NULL;
+	if (argc < 5) return throw_msg(env, "recvMany(buffer, slotSize, meta, count, out): missing arguments");
+	uint8_t *buf;
+	size_t buf_len;
+	uint64_t slot_size, count;
+	if (!get_bytes(env, argv[0], &buf, &buf_len) || !get_uint(env, argv[1], 1 << 20, &slot_size) ||
+	    !get_uint(env, argv[3], UINT32_MAX, &count))
+		return NULL;
+	napi_typedarray_type type;
+	size_t meta_n, out_n;
+	void *p_meta, *p_out;
+	if (napi_get_typedarray_info(env, argv[2], &type, &meta_n, &p_meta, NULL, NULL) != napi_ok || type != napi_int32_array)
+		return throw_msg(env, "meta: expected an Int32Array");
+	if (napi_get_typedarray_info(env, argv[4], &type, &out_n, &p_out, NULL, NULL) != napi_ok || type != napi_int32_array)
+		return throw_msg(env, "out: expected an Int32Array");
+	if (slot_size == 0 || count > out_n || count * META_STRIDE > meta_n || count * slot_size > buf_len)
+		return throw_msg(env, "count: beyond an array");
+	instance_t *inst = instance(env);
+	if (inst == NULL || inst->slots == NULL) return throw_msg(env, "no instance");
+	const slot_table_t *t = inst->slots;
+	const int32_t *meta = p_meta;
+	int32_t *out = p_out;
+	uint32_t read = 0;
+	for (size_t i = 0; i < count; i++) {
+		out[i] = -1;
+		const int32_t *m = meta + i * META_STRIDE;
+		int32_t len = m[META_LENGTH];
+		if (len < 1 + FAST_CID_LEN || (uint64_t)len > slot_size) continue;
+		const uint8_t *data = buf + i * slot_size;
+		/* RFC 9000 §17.3: a short header has the form bit clear and the fixed bit set. */
+		if ((data[0] & 0xc0) != 0x40) continue;
+		qconn_t *q = cid_find(t, data + 1);
+		if (q == NULL || !q->fast_recv || q->state != ST_OPEN || q->conn == NULL) continue;
+		if (!same_peer(q, m[META_PORT], m[META_FAMILY], m + META_ADDR)) continue;
+		q->pkts_recv++;
+		q->bytes_recv += (uint64_t)len;
+		int rv = read_open(q, data, (size_t)len);
+		refresh_state(q);
+		out[i] = (int32_t)(q->slot * 2 + (rv != 0 ? 1 : 0));
+		read++;
+	}
+	return js_num(env, read);
+}
+
+/* enableFastRecv(): recvMany may read this connection's short-header packets from now on. */
+static napi_value conn_enable_fast_recv(napi_env env, napi_callback_info info) {
+	size_t argc = 0;
+	qconn_t *q = this_conn(env, info, &argc, NULL);
+	if (q == NULL) return NULL;
+	q->fast_recv = q->slots != NULL && q->scid_len == FAST_CID_LEN;
+	return js_bool(env, q->fast_recv);
 }
 
 static size_t stream_vecs(stream_t *s, ngtcp2_vec *vec, size_t max, uint64_t *total) {
@@ -2484,6 +2682,7 @@ NAPI_MODULE_INIT() {
 		METHOD("stats", conn_stats),
 		METHOD("pathStats", conn_path_stats),
 		METHOD("extraScids", conn_extra_scids),
+		METHOD("enableFastRecv", conn_enable_fast_recv),
 	};
 	napi_value conn_class, config_class, v;
 	CHECK(napi_define_class(env, "Connection", NAPI_AUTO_LENGTH, conn_ctor, NULL,
@@ -2499,6 +2698,7 @@ NAPI_MODULE_INIT() {
 		{"retry", NULL, retry, NULL, NULL, NULL, napi_enumerable, NULL},
 		{"writeShared", NULL, write_shared, NULL, NULL, NULL, napi_enumerable, NULL},
 		{"sendBufferStats", NULL, send_buffer_stats, NULL, NULL, NULL, napi_enumerable, NULL},
+		{"recvMany", NULL, recv_many, NULL, NULL, NULL, napi_enumerable, NULL},
 	};
 	CHECK(napi_define_properties(env, exports, sizeof fns / sizeof fns[0], fns));
 	CHECK(napi_create_uint32(env, ABI_VERSION, &v));

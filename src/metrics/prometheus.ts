@@ -302,6 +302,12 @@ export const WORKER_FAMILIES: readonly Family[] = [
 		series: [{ field: "quicRecvSyscalls" }],
 	},
 	{
+		name: "quic_engine_reads_total",
+		type: "counter",
+		help: "Datagrams of established connections that the ngtcp2 engine read itself from a receive batch, without a JS call each.",
+		series: [{ field: "quicEngineReads" }],
+	},
+	{
 		name: "quic_fanout_writes_total",
 		type: "counter",
 		help: "Engine calls that wrote one frame to many QUIC viewers' streams, raw QUIC and WebTransport ([server.quic] fanout_writes, ngtcp2 engine).",

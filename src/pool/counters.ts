@@ -118,6 +118,8 @@ export const FIELDS = [
 	{ name: "quicSendStalls", kind: "counter", total: "sum" },
 	// QUIC ingress (quic/receiver.ts): recvmmsg calls, or one per datagram dgram delivered.
 	{ name: "quicRecvSyscalls", kind: "counter", total: "sum" },
+	// Datagrams the ngtcp2 engine read itself for established connections (server.ts engineIntake).
+	{ name: "quicEngineReads", kind: "counter", total: "sum" },
 	// Fan-out writes (quic/shared-writer.ts): engine calls, and the viewer stream writes they carried.
 	{ name: "quicSharedWrites", kind: "counter", total: "sum" },
 	{ name: "quicSharedWriteStreams", kind: "counter", total: "sum" },

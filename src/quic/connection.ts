@@ -40,6 +40,8 @@ export interface EndpointStats {
 	sendStalls: number;
 	/** Receive syscalls: recvmmsg calls that returned datagrams (receiver.ts), or one per dgram datagram. */
 	recvSyscalls: number;
+	/** Datagrams the engine read itself for established connections (server.ts engineIntake). */
+	engineReads: number;
 	/** Engine calls that wrote one frame to many streams (shared-writer.ts), and the stream writes they carried. */
 	sharedWrites: number;
 	sharedWriteStreams: number;
@@ -79,6 +81,7 @@ export function newEndpointStats(): EndpointStats {
 		gsoFallbacks: 0,
 		sendStalls: 0,
 		recvSyscalls: 0,
+		engineReads: 0,
 		sharedWrites: 0,
 		sharedWriteStreams: 0,
 		garbage: 0,
@@ -106,6 +109,8 @@ export interface ConnectionOwner {
 	readonly faultLog?: LogLine;
 	/** Writes many of its connections' streams in one engine call (server.ts; null: none). */
 	readonly sharedWriter?: SharedWriter | null;
+	/** The engine reads established connections' packets itself (server.ts engineIntake). */
+	readonly engineReads?: boolean;
 }
 
 export interface ConnectionTiming {
@@ -155,6 +160,10 @@ interface BatchingConnection {
 interface StatefulConnection {
 	readonly state: Float64Array;
 	recv(data: Buffer, info?: QuicheRecvInfo): number;
+}
+/** The ngtcp2 engine's Connection: its short-header packets may be read by the engine's recvMany. */
+interface EngineReading {
+	enableFastRecv(): boolean;
 }
 /** Slots of StatefulConnection.state (native/ngtcp2.c STATE_*). */
 const STATE_TIMEOUT = 0;
@@ -430,6 +439,11 @@ export class QuicConnection implements TransportSession, StreamOwner {
 			if (!this.owner.established(this)) return;
 		}
 		if (this.closed) return;
+		if (!this.engineReadsOn && this.owner.engineReads === true && !this.holdStreams) {
+			// From now on the owner's engine reads our short-header packets from this peer itself.
+			this.engineReadsOn = true;
+			(this.native as unknown as EngineReading).enableFastRecv();
+		}
 		if (!this.holdStreams) this.processStreams();
 		if (!this.closed && (state === null ? this.native.isDraining() : (state[STATE_FLAGS] & FLAG_DRAINING) !== 0))
 			this.notifyPeerClose();
@@ -583,6 +597,29 @@ export class QuicConnection implements TransportSession, StreamOwner {
 	get sharedSlot(): number {
 		const state = this.engineState;
 		return state === null || this.closed ? -1 : state[STATE_SLOT];
+	}
+
+	/** The engine's index for this connection (writeShared, recvMany), or -1 without one. */
+	get engineSlot(): number {
+		const state = this.engineState;
+		return state === null ? -1 : state[STATE_SLOT];
+	}
+
+	/** Set by the owner while this connection is in its list of those the engine read for. */
+	engineRead = false;
+	/** The engine may read our short-header packets itself (enableFastRecv done). */
+	private engineReadsOn = false;
+
+	/**
+	 * Datagrams for this connection were read by the engine itself (server.ts engineIntake, only
+	 * once established and from the current peer address): the rest of what receive() does.
+	 */
+	afterEngineRecv(): void {
+		if (this.finished) return;
+		this.owner.driver.markDirty(this);
+		if (this.closed) return;
+		this.processStreams();
+		if (!this.closed && (this.engineState![STATE_FLAGS] & FLAG_DRAINING) !== 0) this.notifyPeerClose();
 	}
 
 	sharedWritten(stream: QuicStream, sent: number): void {

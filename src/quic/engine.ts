@@ -45,6 +45,8 @@ export interface ServerEngine {
 	): QuicheConnection;
 	/** One frame to many streams in one call (shared-writer.ts); null when the engine has none (quiche). */
 	readonly writeShared: WriteSharedNative | null;
+	/** Reads established connections' packets of a receive batch itself (server.ts); null on quiche. */
+	readonly recvMany: RecvManyNative | null;
 	/** This thread's send-buffer counters; null when the engine keeps none (quiche). */
 	readonly sendBufferStats: (() => SendBufferStats) | null;
 	/** Connection IDs the engine will issue for `conn` beyond `scid` (the server routes them too). */
@@ -79,7 +81,20 @@ export interface Ngtcp2Native {
 	): number;
 	writeShared: WriteSharedNative;
 	sendBufferStats(): SendBufferStats;
+	recvMany: RecvManyNative;
 }
+
+/**
+ * native/ngtcp2.c recvMany: reads a recvmmsg batch's short-header packets for connections that
+ * enabled it; out[i] = slot * 2 + (1 when refused), or -1 for a datagram left to the caller.
+ */
+export type RecvManyNative = (
+	buffer: Uint8Array,
+	slotSize: number,
+	meta: Int32Array,
+	count: number,
+	out: Int32Array,
+) => number;
 
 /** The ngtcp2 engine's send buffers on this thread (native/ngtcp2.c send_copied / send_held). */
 export interface SendBufferStats {
@@ -92,6 +107,8 @@ export interface SendBufferStats {
 /** Methods the ngtcp2 Connection has beyond quiche's. */
 export interface Ngtcp2ConnectionExtras {
 	extraScids(): Uint8Array[];
+	/** recvMany may read this connection's short-header packets from now on (once the app saw it established). */
+	enableFastRecv(): boolean;
 	/** Builds up to `max` packets back to back into `buf` (1350 bytes apart at most), lengths into `sizes`. */
 	sendBatch(buf: Uint8Array, sizes: Uint16Array, max: number): number;
 }
@@ -159,6 +176,7 @@ function quicheEngine(): ServerEngine {
 		accept: (scid, odcid, local, remote, config) =>
 			quiche.Connection.accept(scid, odcid, local, remote, config as QuicheConfig),
 		writeShared: null,
+		recvMany: null,
 		sendBufferStats: null,
 		extraScids: () => [],
 		buildConfig: (cert, key, alpns, limits) => buildServerConfig(cert, key, alpns, limits),
@@ -174,6 +192,7 @@ function ngtcp2Engine(addon: Ngtcp2Native): ServerEngine {
 		accept: (scid, odcid, local, remote, config) =>
 			addon.Connection.accept(scid, odcid, local, remote, config as object),
 		writeShared: addon.writeShared,
+		recvMany: addon.recvMany,
 		sendBufferStats: addon.sendBufferStats,
 		extraScids: (conn) => (conn as unknown as Ngtcp2ConnectionExtras).extraScids(),
 		buildConfig: (cert, key, alpns, limits) =>

@@ -43,6 +43,14 @@ export interface ReceiverStats {
 
 export type PacketHandler = (packet: Buffer, rinfo: dgram.RemoteInfo) => void;
 
+/**
+ * Takes what it can of a batch before its datagrams are handed to the PacketHandler one by one
+ * (server.ts: the ngtcp2 engine reads established connections' packets itself). `buffer` holds
+ * datagram i at i * RECV_SLOT_SIZE, `meta` its length and source (native/udp.c RECV_*); it sets
+ * out[i] >= 0 for each datagram it took and returns how many.
+ */
+export type BatchIntake = (buffer: Buffer, meta: Int32Array, count: number, out: Int32Array) => number;
+
 export class BatchReceiver {
 	private readonly udp: UdpNative;
 	private readonly stats: ReceiverStats;
@@ -51,7 +59,10 @@ export class BatchReceiver {
 	private readonly views: Buffer[] = [];
 	private readonly meta = new Int32Array(RECV_SLOTS * META);
 	private readonly sources = new Map<number | string, dgram.RemoteInfo>();
+	private readonly takenOut = new Int32Array(RECV_SLOTS);
 	private id = -1;
+	/** See BatchIntake; set by the owner. */
+	intake: BatchIntake | null = null;
 
 	/**
 	 * Takes over reading `socket` (bound) when the addon can; null when it cannot (no addon, an old
@@ -104,7 +115,10 @@ export class BatchReceiver {
 	private readonly onBatch = (count: number): void => {
 		this.stats.recvSyscalls++;
 		const meta = this.meta;
+		const taken = this.intake === null ? 0 : this.intake(this.slots, meta, count, this.takenOut);
+		const out = this.takenOut;
 		for (let i = 0; i < count && this.id >= 0; i++) {
+			if (taken > 0 && out[i] >= 0) continue;
 			const base = i * META;
 			const length = meta[base + LENGTH];
 			if (length < 0) {

@@ -29,12 +29,12 @@ import { type ConnectionOwner, type EndpointStats, newEndpointStats, QuicConnect
 import { type Driver, driver } from "./driver.ts";
 import { type ServerEngine, selectEngine } from "./engine.ts";
 import type { QuicheHostPort } from "./native.ts";
-import { BatchReceiver } from "./receiver.ts";
+import { BatchReceiver, RECV_SLOT_SIZE } from "./receiver.ts";
 import { handshakeDropped } from "./reclaim.ts";
 import { RetryTokens } from "./retry.ts";
 import { PacketSender } from "./sender.ts";
 import { QuicSharedWriter } from "./shared-writer.ts";
-import { loadUdpNative, type UdpNative, udpNativeUnavailable } from "./udp-native.ts";
+import { loadUdpNative, RECV_META, type UdpNative, udpNativeUnavailable } from "./udp-native.ts";
 
 export interface QuicServerOptions {
 	/** Bind address; "::" is dual-stack. Default "::". */
@@ -86,6 +86,14 @@ export class QuicServer implements ConnectionOwner {
 	readonly driver: Driver;
 	/** recvmmsg ingress (receiver.ts); null while dgram's 'message' events deliver the datagrams. */
 	private receiver: BatchReceiver | null = null;
+	/**
+	 * ConnectionOwner.engineReads: the engine reads established connections' short-header packets
+	 * of each receive batch itself (ngtcp2 recvMany, with recv_batch), and `bySlot` finds the
+	 * connections it read for (their engine slot).
+	 */
+	engineReads = false;
+	private readonly bySlot: (QuicConnection | undefined)[] = [];
+	private readonly engineTouched: QuicConnection[] = [];
 	readonly workerIndex: number;
 	readonly limits: QuicLimits;
 
@@ -211,6 +219,10 @@ export class QuicServer implements ConnectionOwner {
 		if (options.quic?.recvBatch ?? true) {
 			try {
 				server.receiver = BatchReceiver.start(socket, loadUdpNative(), server.stats, server.onBatchedPacket);
+				if (server.receiver !== null && engine.recvMany !== null) {
+					server.receiver.intake = server.engineIntake;
+					server.engineReads = true;
+				}
 			} catch (err) {
 				options.log?.warn("quic: batched receive unavailable, receiving with dgram", {
 					reason: (err as Error).message,
@@ -305,6 +317,8 @@ export class QuicServer implements ConnectionOwner {
 	}
 
 	forget(conn: QuicConnection): void {
+		const slot = conn.engineSlot;
+		if (slot >= 0 && this.bySlot[slot] === conn) this.bySlot[slot] = undefined;
 		for (const key of conn.cidKeys) {
 			if (this.connections.get(key) === conn) this.connections.delete(key);
 		}
@@ -345,6 +359,49 @@ export class QuicServer implements ConnectionOwner {
 	}
 
 	// ---- packet intake -------------------------------------------------------------------------
+
+	/**
+	 * BatchReceiver's intake with the ngtcp2 engine: it reads the batch's packets for established
+	 * connections from their known peer (ACKs, mostly) in one call; each connection it read for
+	 * then runs the rest of receive() once per batch. The other datagrams go through handle().
+	 */
+	private readonly engineIntake = (buffer: Buffer, meta: Int32Array, count: number, out: Int32Array): number => {
+		if (this.closing) return 0;
+		let n: number;
+		try {
+			n = this.engine.recvMany!(buffer, RECV_SLOT_SIZE, meta, count, out);
+		} catch {
+			return 0;
+		}
+		if (n === 0) return 0;
+		const stats = this.stats;
+		const touched = this.engineTouched;
+		for (let i = 0; i < count; i++) {
+			const v = out[i];
+			if (v < 0) continue;
+			stats.packetsIn++;
+			stats.bytesIn += meta[i * RECV_META];
+			stats.engineReads++;
+			if ((v & 1) !== 0) stats.recvErrors++;
+			const conn = this.bySlot[v >> 1];
+			if (conn !== undefined && !conn.engineRead) {
+				conn.engineRead = true;
+				touched.push(conn);
+			}
+		}
+		for (let i = 0; i < touched.length; i++) {
+			const conn = touched[i];
+			conn.engineRead = false;
+			// The session guard, as in handle(): a throw closes this connection only.
+			try {
+				conn.afterEngineRecv();
+			} catch (err) {
+				conn.fault(err);
+			}
+		}
+		touched.length = 0;
+		return n;
+	};
 
 	private readonly onMessage = (msg: Buffer, rinfo: dgram.RemoteInfo): void => {
 		this.stats.recvSyscalls++;
@@ -545,6 +602,7 @@ export class QuicServer implements ConnectionOwner {
 			this.config,
 		);
 		if (admission !== undefined) conn.admittedAddress = rinfo.address;
+		if (conn.engineSlot >= 0) this.bySlot[conn.engineSlot] = conn;
 		conn.handshaking = true;
 		stats.handshakes++;
 		this.acceptsThisSecond++;

@@ -279,6 +279,7 @@ const publish = () => {
 	count(Field.quicGsoFallbacks, quicStats.gsoFallbacks);
 	count(Field.quicSendStalls, quicStats.sendStalls);
 	count(Field.quicRecvSyscalls, quicStats.recvSyscalls);
+	count(Field.quicEngineReads, quicStats.engineReads);
 	count(Field.quicSharedWrites, quicStats.sharedWrites);
 	count(Field.quicSharedWriteStreams, quicStats.sharedWriteStreams);
 	slots[Field.quicHandshakes] = quicStats.handshakes;
