@@ -21,6 +21,11 @@
  * Errors go to stderr. The relay's certificate is pinned to SHA256_HEX (the bench reads it from the
  * relay's /certificate.sha256), as the JS generator pins it.
  *
+ * ACKs: every second ack-eliciting packet (ngtcp2's default, RFC 9000 §13.2.2), or every Nth with
+ * MOQ_LOADGEN_ACK_EVERY=N (2–1000; the others wait for the 25 ms max_ack_delay at most), to measure
+ * what a less chatty client (ACK decimation, as some browser stacks do) costs the relay. The bench's
+ * baselines use the default.
+ *
  * The frame payload starts with the bench header (bench/lib/payload.ts): f64 send time in ms on the
  * monotonic clock (CLOCK_MONOTONIC, which Node's process.hrtime also reads), u32 group sequence,
  * u32 frame index, u32 frames in the group, all little-endian. A frame's latency is taken when its
@@ -118,6 +123,8 @@ static size_t nviewers, cap_viewers;
 static int measuring;
 static uint64_t hist[HIST_BUCKETS];
 static uint64_t frames, bytes, groups_complete, groups_lost, failures, packets_in;
+/* ngtcp2_settings.ack_thresh: acknowledge every this many ack-eliciting packets (MOQ_LOADGEN_ACK_EVERY). */
+static size_t ack_every = 2;
 static uint64_t window_start_ns, cpu_start_us;
 /* Adding: how many are still to be started, and how many of this batch have failed. */
 static long to_start, add_pending_total, add_failed;
@@ -625,6 +632,7 @@ static void connect_viewer(viewer *v) {
 	settings.max_tx_udp_payload_size = 1350;
 	settings.no_pmtud = 1;
 	settings.handshake_timeout = 10 * NGTCP2_SECONDS;
+	settings.ack_thresh = ack_every;
 	ngtcp2_transport_params params;
 	ngtcp2_transport_params_default(&params);
 	params.initial_max_streams_bidi = 16;
@@ -821,6 +829,16 @@ static int hexval(char c) {
 }
 
 int main(int argc, char **argv) {
+	const char *ack = getenv("MOQ_LOADGEN_ACK_EVERY");
+	if (ack != NULL && *ack != '\0') {
+		char *end;
+		long n = strtol(ack, &end, 10);
+		if (*end != '\0' || n < 2 || n > 1000) {
+			fprintf(stderr, "moq-loadgen: MOQ_LOADGEN_ACK_EVERY must be an integer from 2 to 1000, got \"%s\"\n", ack);
+			return 2;
+		}
+		ack_every = (size_t)n;
+	}
 	if (argc == 6 && strcmp(argv[1], "--raw") == 0) {
 		raw = 1;
 		argc--;
