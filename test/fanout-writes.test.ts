@@ -17,6 +17,7 @@ import { connectQuic } from "../src/quic/client.ts";
 import { selectEngine } from "../src/quic/engine.ts";
 import { connectWebTransport } from "../src/webtransport/client.ts";
 import { frameBytes } from "./support/frames.ts";
+import { collectGroups, type GroupViewer } from "./support/group-viewer.ts";
 import { startTestRelay, type TestRelay } from "./support/relay.ts";
 import { sleep, until } from "./support/wait.ts";
 
@@ -30,15 +31,8 @@ function groupFrames(g: number): Uint8Array[] {
 	return [frameBytes(g, 0, 3500), frameBytes(g, 1), new Uint8Array(0), frameBytes(g, 2, 1100), frameBytes(g, 3)];
 }
 
-interface Viewer {
-	client: MoqClient;
-	groups: Map<number, Uint8Array[]>;
-	order: number[];
-	ended: Set<number>;
-}
-
 /** A viewer over raw QUIC, or over WebTransport (HTTP/3) on a QUIC connection of its own. */
-async function viewer(relay: TestRelay, fingerprint: string, broadcast: string, wt = false): Promise<Viewer> {
+async function viewer(relay: TestRelay, fingerprint: string, broadcast: string, wt = false): Promise<GroupViewer> {
 	const quic = await connectQuic({
 		host: "127.0.0.1",
 		port: relay.quicPort,
@@ -50,23 +44,7 @@ async function viewer(relay: TestRelay, fingerprint: string, broadcast: string, 
 				await connectWebTransport(quic, new URL(`https://127.0.0.1:${relay.quicPort}/anon`), ["moq-lite-05"]),
 			)
 		: await MoqClient.connect(quic, { path: "/anon" });
-	const v: Viewer = { client, groups: new Map(), order: [], ended: new Set() };
-	client.subscribe(
-		broadcast,
-		"video",
-		{},
-		{
-			onGroup: (seq) => {
-				v.groups.set(seq, []);
-				v.order.push(seq);
-			},
-			onFrame: (seq, _index, payload) => v.groups.get(seq)?.push(new Uint8Array(payload)),
-			onGroupEnd: (seq, complete) => {
-				if (complete) v.ended.add(seq);
-			},
-		},
-	);
-	return v;
+	return collectGroups(client, broadcast);
 }
 
 describe("fan-out writes: one engine call per frame for all of a worker's QUIC and WebTransport viewers", {
@@ -99,7 +77,7 @@ describe("fan-out writes: one engine call per frame for all of a worker's QUIC a
 			closers.push(() => publisher.close());
 			const broadcast = `fanout-${on}`;
 			const track = publisher.publish(broadcast, { tracks: ["video"] }).track("video");
-			const viewers: Viewer[] = [];
+			const viewers: GroupViewer[] = [];
 			for (let i = 0; i < VIEWERS; i++) viewers.push(await viewer(relay, fingerprint, broadcast));
 			for (let i = 0; i < WT_VIEWERS; i++) viewers.push(await viewer(relay, fingerprint, broadcast, true));
 			for (const v of viewers) closers.push(() => v.client.close());

@@ -15,6 +15,7 @@ import { MoqClient } from "../src/client/index.ts";
 import { connectQuic } from "../src/quic/client.ts";
 import { udpNativePath } from "../src/quic/udp-native.ts";
 import { frameBytes } from "./support/frames.ts";
+import { collectGroups, type GroupViewer } from "./support/group-viewer.ts";
 import { metricSum, type RelayProcess, startRelayProcess } from "./support/process-relay.ts";
 import "./support/quiet.ts";
 import { sleep, until } from "./support/wait.ts";
@@ -102,16 +103,6 @@ class LossyProxy {
 	}
 }
 
-interface Viewer {
-	/** group seq → frames, in arrival order (copies). */
-	groups: Map<number, Uint8Array[]>;
-	/** Groups whose stream ended after their last frame. */
-	ended: Set<number>;
-	/** Group sequence numbers in the order they started. */
-	order: number[];
-	client: MoqClient;
-}
-
 async function connect(port: number): Promise<MoqClient> {
 	const quic = await connectQuic({
 		host: "127.0.0.1",
@@ -123,25 +114,8 @@ async function connect(port: number): Promise<MoqClient> {
 	return MoqClient.connect(quic, { path: "/anon" });
 }
 
-async function viewer(port: number, broadcast: string): Promise<Viewer> {
-	const client = await connect(port);
-	const v: Viewer = { groups: new Map(), ended: new Set(), order: [], client };
-	client.subscribe(
-		broadcast,
-		"video",
-		{},
-		{
-			onGroup: (seq) => {
-				v.groups.set(seq, []);
-				v.order.push(seq);
-			},
-			onFrame: (seq, _index, payload) => v.groups.get(seq)?.push(new Uint8Array(payload)),
-			onGroupEnd: (seq, complete) => {
-				if (complete) v.ended.add(seq);
-			},
-		},
-	);
-	return v;
+async function viewer(port: number, broadcast: string): Promise<GroupViewer> {
+	return collectGroups(await connect(port), broadcast);
 }
 
 async function runThroughLoss(gso: boolean): Promise<{ relay: RelayProcess; proxy: LossyProxy }> {
@@ -155,7 +129,7 @@ async function runThroughLoss(gso: boolean): Promise<{ relay: RelayProcess; prox
 	const broadcast = `gso-${gso ? "on" : "off"}`;
 	const publisher = await connect(port);
 	const track = publisher.publish(broadcast, { tracks: ["video"] }).track("video");
-	const viewers: Viewer[] = [];
+	const viewers: GroupViewer[] = [];
 	try {
 		for (let i = 0; i < VIEWERS; i++) viewers.push(await viewer(port, broadcast));
 		// Warm-up groups until every viewer's subscription is in place (a viewer starts at the
