@@ -131,9 +131,12 @@ export class FrameFanout implements FanoutRound {
 					}
 				}
 			}
-			// Nothing of the round is kept: closed streams and their sessions can go.
-			e.streams.length = 0;
-			e.owners.length = 0;
+			// Nothing of the round is kept (closed streams and their sessions can go), but the arrays
+			// keep their capacity: no regrowth per frame.
+			for (let j = 0; j < count; j++) {
+				e.streams[j] = NO_STREAM;
+				e.owners[j] = NO_OWNER;
+			}
 			e.count = 0;
 			e.ring = null;
 			e.writer = null;
@@ -173,6 +176,9 @@ export class FrameFanout implements FanoutRound {
 }
 
 const EMPTY = new Uint8Array(0);
+/** What an entry's used slots hold between rounds (never written to). */
+const NO_STREAM = {} as TransportStream;
+const NO_OWNER: FanoutOwner = { fault() {} };
 
 /** This thread's batch (module state is per thread under worker_threads). */
 export const frameFanout = new FrameFanout();
