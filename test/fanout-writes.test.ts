@@ -111,6 +111,8 @@ describe("fan-out writes: one engine call per frame for all of a worker's QUIC a
 			const copied0 = sendBuffers?.().copiedBytes ?? 0;
 			const calls0 = stats.sharedWrites;
 			const streams0 = stats.sharedWriteStreams;
+			const packetsIn0 = stats.packetsIn;
+			const engineReads0 = stats.engineReads;
 			const seqs: number[] = [];
 			let frames = 0;
 			let payload = 0;
@@ -145,10 +147,13 @@ describe("fan-out writes: one engine call per frame for all of a worker's QUIC a
 			t.diagnostic(
 				`${frames} frames (${payload} B): ${calls} shared write calls carrying ${streams} viewer writes; ${copied} B copied into the engine`,
 			);
-			t.diagnostic(`relay ingress: ${stats.packetsIn} datagrams, ${stats.engineReads} read by the engine itself`);
+			const packetsIn = stats.packetsIn - packetsIn0;
+			const engineReads = stats.engineReads - engineReads0;
+			t.diagnostic(`relay ingress while measuring: ${packetsIn} datagrams, ${engineReads} read by the engine itself`);
 			if (ngtcp2) {
-				// The viewers' ACKs (established connections, known peers) are read without a JS call each.
-				assert.ok(stats.engineReads > stats.packetsIn / 2, `${stats.engineReads} of ${stats.packetsIn}`);
+				// Once every viewer is established, its datagrams (ACKs, from a known peer) are read
+				// without a JS call each, greased fixed bit (RFC 9287) or not: about half have it clear.
+				assert.ok(engineReads >= packetsIn * 0.9, `${engineReads} of ${packetsIn}`);
 			}
 			if (on && ngtcp2) {
 				// Each frame once, the call carrying every raw-QUIC viewer: nothing was queued behind
