@@ -40,6 +40,9 @@ async function main(): Promise<number> {
 		console.error(`--engines ngtcp2: ${ngtcp2Unavailable()}`);
 		return 2;
 	}
+	// The native generators read these (native/loadgen.c); every child inherits them.
+	process.env.MOQ_LOADGEN_GRO = opts.receiverGro ? "1" : "0";
+	process.env.MOQ_LOADGEN_ACK_EVERY = String(opts.ackEvery);
 	const { say, progress } = benchConsole(opts.silent);
 	const started = performance.now();
 	say(
@@ -47,7 +50,7 @@ async function main(): Promise<number> {
 			`target p99 ${opts.targetP99Ms} ms, ${opts.runs} run(s), phases ${opts.phases.join(",")}, ` +
 			`engines ${opts.engines.join(",")}, ` +
 			(opts.generator === "native"
-				? `${opts.generators} native load processes (a socket per subscriber)`
+				? `${opts.generators} native load processes (a socket per subscriber; ACK every ${opts.ackEvery}, GRO ${opts.receiverGro ? "on" : "off"})`
 				: `${opts.generators} JS load processes × ${opts.sockets} sockets`) +
 			(opts.url ? `, relay ${opts.url}` : ""),
 	);

@@ -21,6 +21,13 @@
  * Errors go to stderr. The relay's certificate is pinned to SHA256_HEX (the bench reads it from the
  * relay's /certificate.sha256), as the JS generator pins it.
  *
+ * Receiving: one datagram per slot of a recvmmsg batch. With MOQ_LOADGEN_GRO=1 each socket sets
+ * UDP_GRO, so a sender's GSO train arrives as one buffer that the generator cuts at the segment size
+ * the kernel reports (cmsg UDP_GRO), as quinn-based clients receive. On loopback the receiving
+ * socket's kernel work runs in the sender's softirq and is charged to the relay's CPU: per datagram
+ * without GRO (each segment cut and queued on its own), per train with it. Off by default: the
+ * bench's baselines are without it. Packets are counted per segment either way.
+ *
  * ACKs: every second ack-eliciting packet (ngtcp2's default, RFC 9000 §13.2.2), or every Nth with
  * MOQ_LOADGEN_ACK_EVERY=N (2–1000; the others wait for the 25 ms max_ack_delay at most), to measure
  * what a less chatty client (ACK decimation, as some browser stacks do) costs the relay. The bench's
@@ -47,6 +54,8 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/resource.h>
+#include <netinet/in.h>
+#include <netinet/udp.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -55,6 +64,11 @@
 #define PRIORITY "%DISABLE_TLS13_COMPAT_MODE:NORMAL:-VERS-ALL:+VERS-TLS1.3"
 #define MAX_PACKET 1500
 #define RECV_BATCH 32
+#ifndef UDP_GRO
+#define UDP_GRO 104 /* linux/udp.h, since Linux 5.0 */
+#endif
+/** A GRO buffer holds a whole train: at most 64 segments of at most MAX_PACKET (UDP caps it at 64 KiB). */
+#define GRO_BUFFER 65536
 /** Handshakes (and subscriptions not yet receiving) in flight at once while adding subscribers. */
 #define MAX_PENDING 16
 /** A refused subscription (the broadcast is not announced yet) is retried every 100 ms, 100 times. */
@@ -125,6 +139,8 @@ static uint64_t hist[HIST_BUCKETS];
 static uint64_t frames, bytes, groups_complete, groups_lost, failures, packets_in;
 /* ngtcp2_settings.ack_thresh: acknowledge every this many ack-eliciting packets (MOQ_LOADGEN_ACK_EVERY). */
 static size_t ack_every = 2;
+/* MOQ_LOADGEN_GRO=1: receive with UDP_GRO (whole GSO trains per buffer). */
+static int gro;
 static uint64_t window_start_ns, cpu_start_us;
 /* Adding: how many are still to be started, and how many of this batch have failed. */
 static long to_start, add_pending_total, add_failed;
@@ -598,6 +614,10 @@ static void connect_viewer(viewer *v) {
 	if (v->fd < 0) die("socket() failed");
 	int size = 4 << 20;
 	setsockopt(v->fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof size);
+	if (gro) {
+		int on = 1;
+		if (setsockopt(v->fd, SOL_UDP, UDP_GRO, &on, sizeof on) != 0) die("MOQ_LOADGEN_GRO=1: setsockopt(UDP_GRO) refused");
+	}
 	if (connect(v->fd, ai->ai_addr, ai->ai_addrlen) != 0) die("connect() failed");
 	memcpy(&v->peer, ai->ai_addr, ai->ai_addrlen);
 	v->peer_len = ai->ai_addrlen;
@@ -684,8 +704,21 @@ static void start_more(void) {
 	}
 }
 
+/* The segment size of a GRO buffer (its UDP_GRO control message), or 0 when it is one datagram. */
+static size_t gro_segment(const struct msghdr *h) {
+	for (struct cmsghdr *c = CMSG_FIRSTHDR(h); c != NULL; c = CMSG_NXTHDR((struct msghdr *)h, c)) {
+		if (c->cmsg_level == SOL_UDP && c->cmsg_type == UDP_GRO && c->cmsg_len >= CMSG_LEN(sizeof(int))) {
+			int size;
+			memcpy(&size, CMSG_DATA(c), sizeof size);
+			return size > 0 ? (size_t)size : 0;
+		}
+	}
+	return 0;
+}
+
 static void read_viewer(viewer *v) {
-	static uint8_t buffers[RECV_BATCH][2048];
+	static uint8_t buffers[RECV_BATCH][GRO_BUFFER];
+	static uint8_t control[RECV_BATCH][CMSG_SPACE(sizeof(int))];
 	static struct mmsghdr msgs[RECV_BATCH];
 	static struct iovec iov[RECV_BATCH];
 	ngtcp2_path path = {{(ngtcp2_sockaddr *)&v->local, v->local_len}, {(ngtcp2_sockaddr *)&v->peer, v->peer_len}, NULL};
@@ -693,23 +726,33 @@ static void read_viewer(viewer *v) {
 	for (;;) {
 		for (int i = 0; i < RECV_BATCH; i++) {
 			iov[i].iov_base = buffers[i];
-			iov[i].iov_len = sizeof buffers[i];
+			iov[i].iov_len = gro ? GRO_BUFFER : MAX_PACKET + 548;
 			memset(&msgs[i].msg_hdr, 0, sizeof msgs[i].msg_hdr);
 			msgs[i].msg_hdr.msg_iov = &iov[i];
 			msgs[i].msg_hdr.msg_iovlen = 1;
+			if (gro) {
+				msgs[i].msg_hdr.msg_control = control[i];
+				msgs[i].msg_hdr.msg_controllen = sizeof control[i];
+			}
 		}
 		int n = recvmmsg(v->fd, msgs, RECV_BATCH, 0, NULL);
 		if (n <= 0) return;
-		if (measuring) packets_in += (uint64_t)n;
 		for (int i = 0; i < n && v->state != FAILED; i++) {
-			int rv = ngtcp2_conn_read_pkt(v->conn, &path, &pi, buffers[i], msgs[i].msg_len, now_ns());
-			if (rv != 0) {
-				fail(v);
-				return;
+			size_t len = msgs[i].msg_len;
+			size_t segment = gro ? gro_segment(&msgs[i].msg_hdr) : 0;
+			if (segment == 0 || segment > len) segment = len;
+			for (size_t off = 0; off < len && v->state != FAILED; off += segment) {
+				size_t part = len - off < segment ? len - off : segment;
+				if (measuring) packets_in++;
+				int rv = ngtcp2_conn_read_pkt(v->conn, &path, &pi, buffers[i] + off, part, now_ns());
+				if (rv != 0) {
+					fail(v);
+					return;
+				}
+				/* Writing after each packet lets ngtcp2 acknowledge every second one (RFC 9000 §13.2.2),
+				 * as a browser would, instead of one ACK per batch, which would flatter the relay. */
+				flush(v);
 			}
-			/* Writing after each packet lets ngtcp2 acknowledge every second one (RFC 9000 §13.2.2),
-			 * as a browser would, instead of one ACK per batch, which would flatter the relay. */
-			flush(v);
 		}
 		if (n < RECV_BATCH) return;
 	}
@@ -838,6 +881,14 @@ int main(int argc, char **argv) {
 			return 2;
 		}
 		ack_every = (size_t)n;
+	}
+	const char *gro_env = getenv("MOQ_LOADGEN_GRO");
+	if (gro_env != NULL && *gro_env != '\0') {
+		if (strcmp(gro_env, "0") != 0 && strcmp(gro_env, "1") != 0) {
+			fprintf(stderr, "moq-loadgen: MOQ_LOADGEN_GRO must be 0 or 1, got \"%s\"\n", gro_env);
+			return 2;
+		}
+		gro = gro_env[0] == '1';
 	}
 	if (argc == 6 && strcmp(argv[1], "--raw") == 0) {
 		raw = 1;

@@ -39,6 +39,15 @@ test("bench options: defaults, quick, and explicit steps", () => {
 	assert.ok(js !== "help" && js.generator === "js");
 	assert.throws(() => parseArgs(["--generator", "rust"]), /--generator/);
 	assert.equal(parseArgs(["--help"]), "help");
+	assert.ok(quick.receiverGro === false && quick.ackEvery === 2, "receivers as in the baselines by default");
+	if (nativeGeneratorAvailable()) {
+		const receivers = parseArgs(["--receiver-gro", "on", "--ack-every", "10"]);
+		assert.ok(receivers !== "help" && receivers.receiverGro && receivers.ackEvery === 10);
+		assert.throws(() => parseArgs(["--ack-every", "1"]), /--ack-every/);
+		assert.throws(() => parseArgs(["--ack-every", "2.5"]), /--ack-every/);
+		assert.throws(() => parseArgs(["--receiver-gro", "yes"]), /--receiver-gro/);
+	}
+	assert.throws(() => parseArgs(["--generator", "js", "--receiver-gro", "on"]), /native generator/);
 });
 
 const generators: ("native" | "js")[] = nativeGeneratorAvailable() ? ["native", "js"] : ["js"];
@@ -74,6 +83,8 @@ async function tinyBench(generator: "native" | "js"): Promise<void> {
 		"5000",
 		"--generator",
 		generator,
+		// The native generator's GRO receive path and a non-default ACK rate, in a real run.
+		...(generator === "native" ? ["--receiver-gro", "on", "--ack-every", "3"] : []),
 		"--out",
 		out,
 	];
@@ -102,6 +113,10 @@ async function tinyBench(generator: "native" | "js"): Promise<void> {
 	// The timestamped copies are the same documents.
 	assert.match(stdout, /wrote .*bench-.*\.json/);
 	assert.equal(doc.options.generator, generator);
+	if (generator === "native") {
+		assert.ok(doc.options.receiverGro && doc.options.ackEvery === 3);
+		assert.match(stdout, /receivers: moq-loadgen, ACK every 3 ack-eliciting packets, UDP GRO on/);
+	}
 }
 
 function checkSweep(doc: BenchDocument, sweep: SweepResult): void {

@@ -61,6 +61,13 @@ export interface BenchOptions {
 	 * sent packet, so it saturates the cores left to it first).
 	 */
 	generator: "native" | "js";
+	/**
+	 * How the native generator's subscribers receive and acknowledge (MOQ_LOADGEN_GRO and
+	 * MOQ_LOADGEN_ACK_EVERY of native/loadgen.c): UDP_GRO on their sockets, and an ACK every this many
+	 * ack-eliciting packets. Defaults (off, 2) are the baselines' conditions.
+	 */
+	receiverGro: boolean;
+	ackEvery: number;
 	/** Print nothing but errors (tests). */
 	silent: boolean;
 }
@@ -93,6 +100,11 @@ const HELP = `npm run bench [-- options]
                           per subscriber)
   --generator native|js   load generator: native (native/build/moq-loadgen, C on ngtcp2; the
                           default when it was built) or js (our TypeScript client)
+  --receiver-gro on|off   native generator: receive with UDP_GRO, a sender's GSO train in one
+                          buffer (default off). On loopback the receivers' kernel work is charged
+                          to the relay's CPU: per datagram without GRO, per train with it
+  --ack-every N           native generator: acknowledge every Nth ack-eliciting packet (2-1000;
+                          default 2, RFC 9000's); 10 is close to a decimating browser stack
   --out DIR               results directory (default bench/results)`;
 
 export function defaultSteps(max: number): number[] {
@@ -133,6 +145,8 @@ export function parseArgs(argv: string[]): BenchOptions | "help" {
 		"--fps",
 		"--group-ms",
 		"--keyframe-weight",
+		"--receiver-gro",
+		"--ack-every",
 		"--target-p99-ms",
 		"--max-subscribers",
 		"--steps",
@@ -191,6 +205,13 @@ export function parseArgs(argv: string[]): BenchOptions | "help" {
 	const maxSubscribers = num("--max-subscribers", quick ? 400 : 3200);
 	const steps = flags.has("--steps") ? list(flags.get("--steps")!, "--steps") : defaultSteps(maxSubscribers);
 	const maxCores = Math.max(...cores);
+	const generator = generatorKind(flags.get("--generator"));
+	const receiverGro = onOff(flags.get("--receiver-gro"), "--receiver-gro");
+	const ackEvery = num("--ack-every", 2);
+	if (!Number.isInteger(ackEvery) || ackEvery < 2 || ackEvery > 1000)
+		throw new Error(`--ack-every: expected an integer from 2 to 1000, got "${flags.get("--ack-every")}"`);
+	if (generator !== "native" && (receiverGro || ackEvery !== 2))
+		throw new Error("--receiver-gro and --ack-every apply to the native generator (--generator native)");
 	return {
 		quick,
 		phases,
@@ -212,9 +233,17 @@ export function parseArgs(argv: string[]): BenchOptions | "help" {
 		windowMs: num("--window-ms", quick ? 2500 : 5000),
 		generators: Math.round(num("--generators", Math.min(8, Math.max(2, cpus - maxCores)))),
 		sockets: Math.round(num("--sockets", 8)),
-		generator: generatorKind(flags.get("--generator")),
+		generator,
+		receiverGro,
+		ackEvery,
 		silent: bools.has("--silent"),
 	};
+}
+
+function onOff(value: string | undefined, what: string): boolean {
+	if (value === undefined || value === "off") return false;
+	if (value === "on") return true;
+	throw new Error(`${what}: expected on or off, got "${value}"`);
 }
 
 function generatorKind(named: string | undefined): "native" | "js" {

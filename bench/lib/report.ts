@@ -362,12 +362,19 @@ const fmt = (s: Spread | null, digits = 0) =>
 			: `${s.min.toFixed(digits)} / ${s.median.toFixed(digits)} / ${s.max.toFixed(digits)}`;
 
 /** The per-packet cost table (one core), as printed. */
+/** How the load generators received and acknowledged (older documents: the defaults of their day). */
+export function receiversText(o: BenchDocument["options"]): string {
+	if (o.generator !== "native") return "receivers: the JS generator (quiche; ACK every 2nd packet, no GRO)";
+	return `receivers: moq-loadgen, ACK every ${o.ackEvery ?? 2} ack-eliciting packets, UDP GRO ${o.receiverGro ? "on" : "off"}`;
+}
+
 export function costTable(doc: BenchDocument): string {
 	const o = doc.options;
 	const b = doc.baseline.summary;
 	const over = (n: number) => (n > 1 ? ` (${n} runs)` : n === 1 ? " (1 run)" : "");
 	const lines = [
 		`CPU per egress packet on one core — min / median / max over runs; ratios run by run (same run's numbers)`,
+		receiversText(o),
 		"",
 		"| measurement | µs CPU / egress packet | ratio | load (median) |",
 		"|---|---|---|---|",
@@ -407,6 +414,7 @@ export function capacityTable(doc: BenchDocument): string {
 	const lines = [
 		`Capacity at ${o.bitrate} Mbit/s per subscriber, keyframe weight ${o.keyframeWeight}, p99 ≤ ${o.targetP99Ms} ms, no group loss` +
 			(o.runs > 1 ? ` — min / median / max over ${o.runs} runs` : ""),
+		receiversText(o),
 		"",
 		`| engine | cores | max subscribers | × quiche engine | p99 at max (ms) | delivered at max (Mbit/s) | relay µs / egress packet | × bare quiche+dgram (${bare}) | worker threads µs / packet |`,
 		"|---|---|---|---|---|---|---|---|---|",
