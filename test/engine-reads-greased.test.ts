@@ -11,11 +11,9 @@ import { createInterface } from "node:readline";
 import { after, describe, test } from "node:test";
 import { nativeGeneratorAvailable, nativeGeneratorPath } from "../bench/lib/native-generator.ts";
 import { HEADER_BYTES, nowMs, writeHeader } from "../bench/lib/payload.ts";
-import { MoqClient } from "../src/client/index.ts";
 import type { PublishedTrack } from "../src/client/publisher.ts";
-import { connectQuic } from "../src/quic/client.ts";
 import { selectEngine } from "../src/quic/engine.ts";
-import { startTestRelay } from "./support/relay.ts";
+import { connectQuicSession, startTestRelay } from "./support/relay.ts";
 import { sleep, until } from "./support/wait.ts";
 
 const SUBSCRIBERS = 8;
@@ -102,70 +100,63 @@ describe("engine reads: an ngtcp2 client's greased short-header packets are read
 		for (const c of closers.reverse()) await c();
 	});
 
-	test(`${SUBSCRIBERS} moq-loadgen subscribers: their ACKs are engine reads`, async (t) => {
-		if (selectEngine(undefined).name !== "ngtcp2") {
-			t.skip("the quiche engine serves this pass: recvMany is ngtcp2's");
-			return;
-		}
-		if (!nativeGeneratorAvailable()) {
-			t.skip(`${nativeGeneratorPath()} is not built (native/build-ngtcp2.mjs builds it with ngtcp2 and GnuTLS)`);
-			return;
-		}
-		const relay = await startTestRelay();
-		closers.push(() => relay.close());
-		const fingerprint = await (await fetch(new URL("/certificate.sha256", relay.url()))).text();
-		const publisher = await MoqClient.connect(
-			await connectQuic({
-				host: "127.0.0.1",
-				port: relay.quicPort,
-				alpns: ["moq-lite-05"],
-				certificateHashes: [fingerprint],
-			}),
-			{ path: "/anon" },
-		);
-		closers.push(() => publisher.close());
-		// moq-loadgen subscribes to broadcast "live", track "video".
-		const stopPublishing = publishLoop(publisher.publish("live", { tracks: ["video"] }).track("video"));
-		closers.push(stopPublishing);
+	for (const on of [true, false])
+		test(`engine_reads = ${on}: ${SUBSCRIBERS} moq-loadgen subscribers ${on ? "have their ACKs read by the engine" : "go through the JS intake"}`, async (t) => {
+			if (selectEngine(undefined).name !== "ngtcp2") {
+				t.skip("the quiche engine serves this pass: recvMany is ngtcp2's");
+				return;
+			}
+			if (!nativeGeneratorAvailable()) {
+				t.skip(`${nativeGeneratorPath()} is not built (native/build-ngtcp2.mjs builds it with ngtcp2 and GnuTLS)`);
+				return;
+			}
+			const relay = await startTestRelay(`[server.quic]\nengine_reads = ${on}\n`);
+			closers.push(() => relay.close());
+			const { session: publisher, fingerprint } = await connectQuicSession(relay);
+			closers.push(() => publisher.close());
+			// moq-loadgen subscribes to broadcast "live", track "video".
+			const stopPublishing = publishLoop(publisher.publish("live", { tracks: ["video"] }).track("video"));
+			closers.push(stopPublishing);
 
-		const loadgen = new Loadgen(["127.0.0.1", String(relay.quicPort), "/anon", fingerprint.trim()]);
-		closers.push(() => loadgen.stop());
-		await loadgen.ask(null, "ready");
-		const [total, failed] = (await loadgen.ask(`add ${SUBSCRIBERS}`, "added")).split(" ").map(Number);
-		assert.equal(failed, 0, "every subscriber connected and subscribed");
-		assert.equal(total, SUBSCRIBERS);
-		// Let the handshakes' last long-header packets (and the first group joins) settle first.
-		await sleep(300);
+			const loadgen = new Loadgen(["127.0.0.1", String(relay.quicPort), "/anon", fingerprint]);
+			closers.push(() => loadgen.stop());
+			await loadgen.ask(null, "ready");
+			const [total, failed] = (await loadgen.ask(`add ${SUBSCRIBERS}`, "added")).split(" ").map(Number);
+			assert.equal(failed, 0, "every subscriber connected and subscribed");
+			assert.equal(total, SUBSCRIBERS);
+			// Let the handshakes' last long-header packets (and the first group joins) settle first.
+			await sleep(300);
 
-		const stats = relay.node.quic.stats;
-		await loadgen.ask("reset", "reset");
-		const packetsIn0 = stats.packetsIn;
-		const engineReads0 = stats.engineReads;
-		await sleep(MEASURE_MS);
-		const packetsIn = stats.packetsIn - packetsIn0;
-		const engineReads = stats.engineReads - engineReads0;
-		const report = JSON.parse(await loadgen.ask("report", "report")) as {
-			subscribers: number;
-			frames: number;
-			groupsComplete: number;
-			groupsLost: number;
-			failures: number;
-			packetsIn: number;
-		};
-		t.diagnostic(
-			`relay ingress while measuring: ${packetsIn} datagrams, ${engineReads} read by the engine itself ` +
-				`(${((100 * engineReads) / Math.max(1, packetsIn)).toFixed(1)} %)`,
-		);
-		t.diagnostic(
-			`moq-loadgen: ${report.subscribers} subscribers, ${report.frames} frames, ${report.groupsComplete} groups complete, ` +
-				`${report.groupsLost} lost, ${report.packetsIn} datagrams from the relay`,
-		);
-		assert.equal(report.subscribers, SUBSCRIBERS, "every subscriber still receiving");
-		assert.ok(report.frames > 0, "frames received");
-		assert.equal(report.groupsLost, 0, "no group lost");
-		assert.equal(report.failures, 0);
-		// Without engine reads of greased packets about half the subscribers' ACKs go the JS path.
-		assert.ok(packetsIn > 100, `enough ingress to judge: ${packetsIn} datagrams`);
-		assert.ok(engineReads >= packetsIn * 0.9, `${engineReads} of ${packetsIn} datagrams read by the engine`);
-	});
+			const stats = relay.node.quic.stats;
+			await loadgen.ask("reset", "reset");
+			const packetsIn0 = stats.packetsIn;
+			const engineReads0 = stats.engineReads;
+			await sleep(MEASURE_MS);
+			const packetsIn = stats.packetsIn - packetsIn0;
+			const engineReads = stats.engineReads - engineReads0;
+			const report = JSON.parse(await loadgen.ask("report", "report")) as {
+				subscribers: number;
+				frames: number;
+				groupsComplete: number;
+				groupsLost: number;
+				failures: number;
+				packetsIn: number;
+			};
+			t.diagnostic(
+				`relay ingress while measuring: ${packetsIn} datagrams, ${engineReads} read by the engine itself ` +
+					`(${((100 * engineReads) / Math.max(1, packetsIn)).toFixed(1)} %)`,
+			);
+			t.diagnostic(
+				`moq-loadgen: ${report.subscribers} subscribers, ${report.frames} frames, ${report.groupsComplete} groups complete, ` +
+					`${report.groupsLost} lost, ${report.packetsIn} datagrams from the relay`,
+			);
+			assert.equal(report.subscribers, SUBSCRIBERS, "every subscriber still receiving");
+			assert.ok(report.frames > 0, "frames received");
+			assert.equal(report.groupsLost, 0, "no group lost");
+			assert.equal(report.failures, 0);
+			// Without engine reads of greased packets about half the subscribers' ACKs go the JS path.
+			assert.ok(packetsIn > 100, `enough ingress to judge: ${packetsIn} datagrams`);
+			if (on) assert.ok(engineReads >= packetsIn * 0.9, `${engineReads} of ${packetsIn} datagrams read by the engine`);
+			else assert.equal(engineReads, 0, "[server.quic] engine_reads = false: every datagram through server.ts");
+		});
 });

@@ -18,7 +18,7 @@ import { selectEngine } from "../src/quic/engine.ts";
 import { connectWebTransport } from "../src/webtransport/client.ts";
 import { frameBytes } from "./support/frames.ts";
 import { collectGroups, type GroupViewer } from "./support/group-viewer.ts";
-import { startTestRelay, type TestRelay } from "./support/relay.ts";
+import { connectQuicSession, startTestRelay, type TestRelay } from "./support/relay.ts";
 import { sleep, until } from "./support/wait.ts";
 
 const IN_CI = process.env.CI === "true";
@@ -64,16 +64,7 @@ describe("fan-out writes: one engine call per frame for all of a worker's QUIC a
 			}
 			const relay = await startTestRelay(`[server.quic]\nfanout_writes = ${on}\n`);
 			closers.push(() => relay.close());
-			const fingerprint = await (await fetch(new URL("/certificate.sha256", relay.url()))).text();
-			const publisher = await MoqClient.connect(
-				await connectQuic({
-					host: "127.0.0.1",
-					port: relay.quicPort,
-					alpns: ["moq-lite-05"],
-					certificateHashes: [fingerprint],
-				}),
-				{ path: "/anon" },
-			);
+			const { session: publisher, fingerprint } = await connectQuicSession(relay);
 			closers.push(() => publisher.close());
 			const broadcast = `fanout-${on}`;
 			const track = publisher.publish(broadcast, { tracks: ["video"] }).track("video");

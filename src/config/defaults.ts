@@ -55,6 +55,8 @@ export const DEFAULT_QUIC = {
 	recvBatch: true,
 	/** One engine call per frame for all of a worker's QUIC viewers at it (ngtcp2 only). */
 	fanoutWrites: true,
+	/** The ngtcp2 engine reads established connections' packets out of each recvmmsg batch itself. */
+	engineReads: true,
 	/** The QUIC engine: "auto" picks ngtcp2 when its addon was built, else quiche (src/quic/engine.ts). */
 	engine: "auto" as QuicEngineChoice,
 } as const;

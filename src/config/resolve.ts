@@ -120,6 +120,7 @@ export function resolveConfig(settings: SourcedSettings, source: string): RelayC
 		gso: values.quicGso ?? DEFAULT_QUIC.gso,
 		recvBatch: values.quicRecvBatch ?? DEFAULT_QUIC.recvBatch,
 		fanoutWrites: values.quicFanoutWrites ?? DEFAULT_QUIC.fanoutWrites,
+		engineReads: values.quicEngineReads ?? DEFAULT_QUIC.engineReads,
 		engine: values.quicEngine ?? DEFAULT_QUIC.engine,
 	};
 	// A frame has to fit in its track's ring buffer to be cached and fanned out at all.

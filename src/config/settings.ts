@@ -61,6 +61,7 @@ export interface Settings {
 	quicGso?: boolean;
 	quicRecvBatch?: boolean;
 	quicFanoutWrites?: boolean;
+	quicEngineReads?: boolean;
 	quicEngine?: QuicEngineChoice;
 	drainTimeoutMs?: number;
 	/** 0 = one per available core. */

@@ -48,6 +48,12 @@ export interface RelayConfig {
 			 */
 			fanoutWrites: boolean;
 			/**
+			 * The ngtcp2 engine reads the short-header packets of established connections itself, out of
+			 * each recvmmsg batch (needs recv_batch); false: every datagram goes through the JS intake.
+			 * [server.quic] engine_reads, default true.
+			 */
+			engineReads: boolean;
+			/**
 			 * The server-side QUIC engine: "ngtcp2" (the C engine on the system's ngtcp2 + GnuTLS, built
 			 * at install when they are present), "quiche", or "auto" (src/quic/engine.ts decides).
 			 * [server.quic] engine, default "auto".

@@ -219,7 +219,8 @@ export class QuicServer implements ConnectionOwner {
 		if (options.quic?.recvBatch ?? true) {
 			try {
 				server.receiver = BatchReceiver.start(socket, loadUdpNative(), server.stats, server.onBatchedPacket);
-				if (server.receiver !== null && engine.recvMany !== null) {
+				// [server.quic] engine_reads: the engine reads established connections' packets itself.
+				if (server.receiver !== null && engine.recvMany !== null && (options.quic?.engineReads ?? true)) {
 					server.receiver.intake = server.engineIntake;
 					server.engineReads = true;
 				}

@@ -1,6 +1,8 @@
+import { MoqClient } from "../../src/client/index.ts";
 import { parseConfig } from "../../src/config/load.ts";
 import type { RelayConfig } from "../../src/config/types.ts";
 import { createLogger, silentLogger } from "../../src/log/logger.ts";
+import { connectQuic } from "../../src/quic/client.ts";
 import { generateCertificate } from "../../src/tls/generate.ts";
 import { type RelayNode, startRelayNode } from "../../src/worker/relay-node.ts";
 import "./quiet.ts";
@@ -45,6 +47,27 @@ ${extraToml}
 		certPem: cert.certPem,
 		close: () => node.close(),
 	};
+}
+
+/**
+ * A moq-lite-05 session over raw QUIC at `path`, its certificate pinned by the hash the relay serves
+ * at /certificate.sha256 (returned too, for the test's other clients).
+ */
+export async function connectQuicSession(
+	relay: TestRelay,
+	path = "/anon",
+): Promise<{ session: MoqClient; fingerprint: string }> {
+	const fingerprint = (await (await fetch(new URL("/certificate.sha256", relay.url()))).text()).trim();
+	const session = await MoqClient.connect(
+		await connectQuic({
+			host: "127.0.0.1",
+			port: relay.quicPort,
+			alpns: ["moq-lite-05"],
+			certificateHashes: [fingerprint],
+		}),
+		{ path },
+	);
+	return { session, fingerprint };
 }
 
 /** Kept for the tests that import it from here (auth-relay.test.ts); it is support/wait.ts's. */
