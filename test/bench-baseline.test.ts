@@ -13,7 +13,7 @@ import { after, test } from "node:test";
 import { promisify } from "node:util";
 import { parseArgs } from "../bench/lib/args.ts";
 import type { PumpRun } from "../bench/lib/pump-trial.ts";
-import { type BenchDocument, costTable, document, summarizeBaseline } from "../bench/lib/report.ts";
+import { type BenchDocument, capacityTable, costTable, document, summarizeBaseline } from "../bench/lib/report.ts";
 import { costChart } from "../bench/lib/svg.ts";
 import type { StepResult, SweepResult } from "../bench/lib/sweep.ts";
 
@@ -201,6 +201,8 @@ test("the baseline summary: min / median / max over runs, ratios taken run by ru
 	const none = document(opts, [relay(1, 1, 45)], [], [], null);
 	assert.equal(none.bare.usPerPacket, null);
 	assert.equal(none.sweeps[0].steps[0].ratioToBare, null);
+	assert.equal(none.summary[0].ratioToBare, null, "the capacity table says n/a, not 0.00");
+	assert.doesNotMatch(capacityTable(none), /\| 0\.00 \|/);
 });
 
 test("a tiny bench of the pump and worker phases writes a consistent JSON and cost chart", {

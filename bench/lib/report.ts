@@ -166,7 +166,8 @@ function summarizeOne(sweeps: SweepResult[], cores: number, engine: Engine): Cor
 			p99AtCapacityMs: spread(at.map((x) => x.latencyMs.p99)),
 			mbpsAtCapacity: spread(at.map((x) => x.deliveredMbps)),
 			usPerPacket: spread(valid.map((x) => x.usPerPacket as number)),
-			ratioToBare: spread(valid.map((x) => x.ratioToBare as number)),
+			// Null without a pump run in this bench (--phases sweep): "n/a", not 0.
+			ratioToBare: spread(valid.filter((x) => x.ratioToBare !== null).map((x) => x.ratioToBare as number)),
 			workerUsPerPacket: spread(
 				valid.filter((x) => x.workerUsPerPacket !== null).map((x) => x.workerUsPerPacket as number),
 			),
