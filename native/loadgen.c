@@ -749,8 +749,9 @@ static void read_viewer(viewer *v) {
 					fail(v);
 					return;
 				}
-				/* Writing after each packet lets ngtcp2 acknowledge every second one (RFC 9000 §13.2.2),
-				 * as a browser would, instead of one ACK per batch, which would flatter the relay. */
+				/* Writing after each packet (each segment of a GRO buffer too) lets ngtcp2 acknowledge
+				 * every ack_every-th one (RFC 9000 §13.2.2's default is 2) instead of one ACK per batch,
+				 * which would flatter the relay. */
 				flush(v);
 			}
 		}
