@@ -84,7 +84,7 @@ async function child(): Promise<void> {
 			const secs = (performance.now() - t0) / 1000;
 			console.log(
 				`  ${s.packets.toLocaleString("en")} packets (${Math.round(s.packets / secs)}/s), case ${index}, ` +
-					`${s.handshakes} handshakes, ${s.recvErrors} refused, ${secs.toFixed(0)} s`,
+					`${s.handshakes} handshakes, ${s.recvErrors} refused, ${s.recvManyPackets} via recvMany, ${secs.toFixed(0)} s`,
 			);
 		},
 	});
@@ -186,7 +186,7 @@ function printSummary(s: FuzzStats & { seconds: number; lastCase: number }, repo
 	const rows = Object.entries(s.byKind).sort((a, b) => b[1] - a[1]);
 	const width = Math.max(...rows.map(([k]) => k.length));
 	console.log("\nQUIC packet fuzz summary");
-	console.log(`  packets fed to the engine  ${s.packets.toLocaleString("en")} (recv calls)`);
+	console.log(`  packets fed to the engine  ${s.packets.toLocaleString("en")} (recv calls and recvMany batch entries)`);
 	for (const [kind, n] of rows) console.log(`    ${kind.padEnd(width)}  ${n.toLocaleString("en")}`);
 	const cases = Object.entries(s.casesByKind)
 		.map(([k, n]) => `${k} ${n.toLocaleString("en")} (${((s.msByKind[k] ?? 0) / 1000).toFixed(1)} s)`)
@@ -196,6 +196,12 @@ function printSummary(s: FuzzStats & { seconds: number; lastCase: number }, repo
 		`  handshakes completed       ${s.handshakes.toLocaleString("en")} (${s.healthChecks} health checks passed)`,
 	);
 	console.log(`  sessions fuzzed            ${s.sessionsFuzzed.toLocaleString("en")}`);
+	console.log(
+		`  via recvMany               ${s.recvManyPackets.toLocaleString("en")} in ${s.recvManyCalls.toLocaleString("en")} calls ` +
+			`(${s.recvManyRead.toLocaleString("en")} read by the engine, ${s.recvManyRefused.toLocaleString("en")} of them refused; ` +
+			`${s.recvManyLeft.toLocaleString("en")} left to recv)`,
+	);
+	console.log(`  recvMany argument edges    ${s.recvManyEdgeCalls.toLocaleString("en")} calls`);
 	console.log(`  packets refused (recv threw) ${s.recvErrors.toLocaleString("en")}`);
 	console.log(`  server packets out         ${s.serverPackets.toLocaleString("en")}`);
 	console.log(`  stateless calls            ${s.statelessCalls.toLocaleString("en")}`);

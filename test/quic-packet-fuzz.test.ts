@@ -1,7 +1,9 @@
 /**
  * The QUIC packet fuzzer (test/fuzz/quic-packets.ts, `npm run fuzz:quic`) against the ngtcp2
  * engine: its packet protection against RFC 9001's test vectors, then a short run (~25 k packets)
- * under the ASan + UBSan build that fails on any crash, sanitizer report or contract violation.
+ * under the ASan + UBSan build that fails on any crash, sanitizer report or contract violation. The
+ * run covers both network entry points: Connection.recv and the engine's batch intake recvMany
+ * (session datagrams in batches with hostile entries, and its argument checks).
  *
  * Skipped, as test/quic-engine.test.ts is, when the addon cannot be built (no libngtcp2 0.12 +
  * GnuTLS here; CI installs them). QUIC_FUZZ_SEED picks another seed, QUIC_FUZZ_PACKETS the length,
@@ -75,6 +77,11 @@ test("25 k fuzzed packets against the ngtcp2 engine under ASan + UBSan: no crash
 	assert.match(run.stdout, /sanitizer reports\s+0$/m);
 	assert.match(run.stdout, /contract violations\s+0$/m);
 	assert.match(run.stdout, /handshakes completed\s+[1-9]/);
+	// recvMany was fuzzed: batches handed over, packets read by the engine itself, bad arguments.
+	const many = /via recvMany\s+([\d,]+) in ([\d,]+) calls \(([\d,]+) read by the engine/.exec(run.stdout);
+	assert.ok(many !== null, output);
+	assert.ok(Number(many[1].replaceAll(",", "")) > 0 && Number(many[3].replaceAll(",", "")) > 0, output);
+	assert.match(run.stdout, /recvMany argument edges\s+[1-9]/);
 	assert.match(run.stdout, /addon .*ngtcp2-sanitized\.node \(ASan \+ UBSan\)/);
 });
 

@@ -25,8 +25,18 @@
  *   stream, echoes, opens streams, shuts them down) as src/quic/connection.ts would.
  *   The fuzzed inputs follow from (seed, case); the TLS randomness of the handshake does not, so a
  *   replay of a session case repeats its mutations on a fresh session.
+ *   Once established, the server connection mostly enables the engine's own reads (enableFastRecv,
+ *   as connection.ts does) and about 40 % of the datagrams arrive through the engine's second
+ *   network entry point, recvMany (server.ts engineIntake): batches of 1..64 datagrams laid out as
+ *   native/udp.c fills them, from the real peer's address, mixed with hostile entries (lengths 0,
+ *   1..16, 17, the slot size and past it, negative, huge; another port / family / address; long
+ *   headers; a connection ID one byte off; the fixed bit flipped). Each call's contract is checked
+ *   (what it must leave, what it must read, out[] and its return value, the state array), what it
+ *   left goes to recv as server.ts does, and the session goes on. Some "initial" cases enable it
+ *   mid-handshake. recvManyEdges calls it with bad and odd arguments (each must throw, never crash).
  *
- * Packets fed to the engine are counted exactly: one per `recv` call (a datagram, coalesced or not).
+ * Packets fed to the engine are counted exactly: one per `recv` call (a datagram, coalesced or not)
+ * and one per recvMany batch entry (`recvManyPackets` of them).
  */
 import { createCipheriv, createDecipheriv, createHmac } from "node:crypto";
 import { readFileSync, rmSync } from "node:fs";
@@ -279,11 +289,13 @@ export function protectShort(
 	pn: number,
 	payload: Buffer,
 	keys: PacketKeys,
-	opts: { pnLen?: 1 | 2 | 3 | 4; keyPhase?: boolean; reserved?: number } = {},
+	opts: { pnLen?: 1 | 2 | 3 | 4; keyPhase?: boolean; reserved?: number; fixedBit?: boolean } = {},
 ): Buffer {
 	const pnLen = opts.pnLen ?? 4;
 	const body = payload.length + pnLen < 4 ? Buffer.concat([payload, Buffer.alloc(4)]) : payload;
-	const first = 0x40 | ((opts.reserved ?? 0) & 0x18) | (opts.keyPhase ? 0x04 : 0) | (pnLen - 1);
+	// fixedBit false: the fixed bit (0x40) clear, as a peer that agreed grease_quic_bit sends (RFC 9287).
+	const fixed = opts.fixedBit === false ? 0 : 0x40;
+	const first = fixed | ((opts.reserved ?? 0) & 0x18) | (opts.keyPhase ? 0x04 : 0) | (pnLen - 1);
 	const header = Buffer.concat([Buffer.from([first]), Buffer.from(dcid), pnBytes(pn, pnLen)]);
 	return applyProtection(header, header.length - pnLen, pnLen, seal(keys, pn, header, body), keys, 0x1f);
 }
@@ -890,7 +902,7 @@ export const FUZZ_ALPNS = [
 ];
 
 export interface FuzzStats {
-	/** Datagrams fed to the engine (`recv` calls), total and by kind. */
+	/** Datagrams fed to the engine (one per `recv` call, one per recvMany batch entry), total and by kind. */
 	packets: number;
 	byKind: Record<string, number>;
 	cases: number;
@@ -908,6 +920,16 @@ export interface FuzzStats {
 	sessionsFuzzed: number;
 	/** Stateless calls (negotiateVersion, retry, versionIsSupported). */
 	statelessCalls: number;
+	/** Datagrams handed to recvMany (counted in `packets` too), its calls, the datagrams it read. */
+	recvManyPackets: number;
+	recvManyCalls: number;
+	recvManyRead: number;
+	/** Of those read, the ones ngtcp2 refused (out[i] odd; counted in recvErrors too). */
+	recvManyRefused: number;
+	/** Session datagrams recvMany left that then went to recv, as server.ts hands them on (counted in `packets` again). */
+	recvManyLeft: number;
+	/** recvMany calls with bad or odd arguments (recvManyEdges). */
+	recvManyEdgeCalls: number;
 	/** Violations of the Connection contract seen from JS (a length past the buffer, …). */
 	violations: string[];
 }
@@ -925,8 +947,57 @@ export function newStats(): FuzzStats {
 		serverPackets: 0,
 		sessionsFuzzed: 0,
 		statelessCalls: 0,
+		recvManyPackets: 0,
+		recvManyCalls: 0,
+		recvManyRead: 0,
+		recvManyRefused: 0,
+		recvManyLeft: 0,
+		recvManyEdgeCalls: 0,
 		violations: [],
 	};
+}
+
+/** recvMany's meta: int32s per datagram (native/udp.c RECV_META: length, port, family 4|6, 16 address bytes). */
+const MANY_META = 7;
+/** What out[] holds before recvMany: each entry below `count` must be overwritten, the rest kept. */
+const OUT_UNWRITTEN = 0x5a5a5a5a;
+/** The connection's state array (native/ngtcp2.c STATE_*, FLAG_*; connection.ts reads them). */
+const STATE_FLAGS = 1;
+const STATE_SLOT = 3;
+const FLAG_DRAINING = 2;
+const FLAG_CLOSED = 4;
+
+/** The client's address (CLIENT_ADDR) as recvMany's meta holds it: 4 bytes, then 12 zeros. */
+function peerAddr(): Uint8Array {
+	const a = new Uint8Array(16);
+	a.set(CLIENT_ADDR.host.split(".").map(Number));
+	return a;
+}
+
+function sameV4(addr: Uint8Array): boolean {
+	const mine = peerAddr();
+	return addr[0] === mine[0] && addr[1] === mine[1] && addr[2] === mine[2] && addr[3] === mine[3];
+}
+
+/** Whether the engine's connection is open (ST_OPEN: recvMany reads only for those). */
+function isOpen(conn: ServerConnection): boolean {
+	return !conn.isDraining() && !conn.isClosed() && conn.localError() === null;
+}
+
+/** One datagram of a recvMany batch. */
+interface ManyEntry {
+	/** The slot's bytes (cut at the slot size). */
+	bytes: Uint8Array;
+	/** meta's length: the datagram's, or a hostile one. */
+	length: number;
+	port: number;
+	family: number;
+	addr: Uint8Array;
+	kind: string;
+	/** The source is exactly the peer's as udp.c writes it (recvMany must read it, when the rest agrees). */
+	exactPeer: boolean;
+	/** A session datagram from the peer, whole: what recvMany leaves, the app takes (recv). */
+	fallback: boolean;
 }
 
 const SEND_BUF = Buffer.alloc(1500);
@@ -1092,7 +1163,25 @@ export class PacketFuzzer {
 
 	/** Valid-protected Initials with fuzzed frames and ClientHellos, into a fresh connection. */
 	private initialCase(r: Rng): void {
-		const conn = this.accept(randomBytes(r, 16));
+		const serverScid = randomBytes(r, 16);
+		const conn = this.accept(serverScid);
+		// Sometimes recvMany reads for it mid-handshake (the API allows it; the relay waits for
+		// "established"): 1-RTT-shaped datagrams before the keys exist, the Initials left to recv.
+		const early = chance(r, 0.12);
+		const cids = early ? [serverScid, ...(conn.extraScids() as Uint8Array[])] : [];
+		let earlyOn = false;
+		let initial: Buffer = Buffer.alloc(0);
+		const earlyGen = (): { d: Buffer; kind: string } =>
+			chance(r, 0.2)
+				? { d: initial, kind: "initial-fuzzed" }
+				: {
+						d: Buffer.concat([
+							Buffer.from([0x40 | int(r, 64)]),
+							Buffer.from(pick(r, cids)),
+							randomBytes(r, int(r, 300)),
+						]),
+						kind: "initial-early-short",
+					};
 		const dcidLen = chance(r, 0.9) ? 8 + int(r, 13) : int(r, 21);
 		const dcid = randomBytes(r, dcidLen);
 		const scid = randomBytes(r, chance(r, 0.9) ? 16 : int(r, 21));
@@ -1143,6 +1232,12 @@ export class PacketFuzzer {
 			pn += chance(r, 0.9) ? 1 : int(r, 100) - 10;
 			if (pn < 0) pn = 0;
 			this.feed(conn, d, "initial-fuzzed");
+			initial = d;
+			if (early && i === 0) {
+				earlyOn = conn.enableFastRecv();
+				if (!earlyOn) this.violation("enableFastRecv returned false for a connection with a slot and a 16-byte ID");
+			}
+			if (early && chance(r, 0.6)) this.recvManyBatch(r, conn, cids, earlyOn, 1 + int(r, 6), earlyGen);
 			if (conn.isEstablished()) this.stats.sessionsFuzzed++;
 			this.drain(conn, r, false);
 			if (conn.isClosed()) break;
@@ -1381,7 +1476,12 @@ export class PacketFuzzer {
 		}
 	}
 
-	/** A session: play the client with fuzzed packets until the server closes or the budget ends. */
+	/**
+	 * A session: play the client with fuzzed packets until the server closes or the budget ends.
+	 * Once the handshake is done the server connection enables recvMany's reads (enableFastRecv, as
+	 * connection.ts does once established; sometimes later, sometimes never), and about 40 % of the
+	 * datagrams then arrive in recvMany batches (recvManyBatch) instead of one recv call each.
+	 */
 	private sessionCase(r: Rng): void {
 		const s = this.handshake(r);
 		if (s === null) {
@@ -1394,83 +1494,34 @@ export class PacketFuzzer {
 		let afterClose = 0;
 		const initialKeysC = initialKeys(s.odcid, "client");
 		const dcids = [s.serverScid, ...(s.server.extraScids() as Uint8Array[])];
-		for (let i = 0; i < budget; i++) {
-			const action = weighted(r, [
-				["app-frames", 70],
-				["replay-mutated", 10],
-				["replay", 3],
-				["coalesced", 4],
-				["handshake-level", 4],
-				["initial-level", 3],
-				["short-garbage", 3],
-				["reordered-pn", 3],
-			] as const);
-			let d: Buffer;
-			let kind = `session-${action}`;
-			switch (action) {
-				case "app-frames":
-				case "reordered-pn": {
-					const ctx: FrameContext = { level: "app", serverLargest: s.serverLargest, streams: s.streams, sane };
-					const pn = action === "app-frames" ? s.nextPn++ : Math.max(0, s.nextPn - 1 - int(r, 20));
-					const payload = frames(r, ctx, 4);
-					this.trace?.(`frames pn ${pn} ${payload.toString("hex")}`);
-					d = protectShort(pick(r, dcids), pn, payload, s.app, {
-						pnLen: pick(r, [1, 2, 4, 4] as const),
-						keyPhase: chance(r, 0.01),
-						reserved: chance(r, 0.01) ? 0x18 : 0,
-					});
-					if (chance(r, 0.02)) d = mutateBytes(r, d, s.sent);
-					break;
-				}
-				case "replay-mutated":
-					d = mutateBytes(r, pick(r, s.sent), s.sent);
-					break;
-				case "replay":
-					d = Buffer.from(pick(r, s.sent));
-					break;
-				case "coalesced": {
-					const parts = [pick(r, s.sent), pick(r, s.sent)];
-					if (chance(r, 0.5)) parts.reverse();
-					d = Buffer.concat(parts).subarray(0, chance(r, 0.3) ? int(r, 2700) : 2700);
-					break;
-				}
-				case "handshake-level": {
-					const ctx: FrameContext = { level: "handshake", serverLargest: -1, streams: [], sane };
-					d = protectLong(
-						{
-							type: LONG_HANDSHAKE,
-							dcid: s.serverScid,
-							scid: s.clientScid,
-							pn: 1 + int(r, 50),
-							payload: frames(r, ctx, 3),
-						},
-						s.hs,
-					);
-					if (chance(r, 0.5)) {
-						const ctx2: FrameContext = { level: "app", serverLargest: s.serverLargest, streams: s.streams, sane };
-						d = Buffer.concat([d, protectShort(s.serverScid, s.nextPn++, frames(r, ctx2, 2), s.app)]);
-					}
-					break;
-				}
-				case "initial-level": {
-					const ctx: FrameContext = { level: "initial", serverLargest: -1, streams: [], sane: 0 };
-					d = protectLong(
-						{
-							type: LONG_INITIAL,
-							dcid: chance(r, 0.5) ? s.serverScid : s.odcid,
-							scid: s.clientScid,
-							pn: 2 + int(r, 50),
-							payload: Buffer.concat([frames(r, ctx, 3), Buffer.alloc(1100)]),
-						},
-						initialKeysC,
-					);
-					break;
-				}
-				default:
-					d = Buffer.concat([Buffer.from([0x40 | int(r, 64)]), pick(r, dcids), randomBytes(r, int(r, 200))]);
-					kind = "session-short-garbage";
+		const gen = () => this.sessionDatagram(r, s, dcids, sane, initialKeysC);
+		// When recvMany may read for this connection: at once (as the relay), later, or never.
+		const enableAt = chance(r, 0.8) ? 0 : chance(r, 0.5) ? int(r, budget) : Number.POSITIVE_INFINITY;
+		let fastOn = false;
+		// recvManyEdges at one point of a few sessions (every session with apiEdges).
+		const edgesAt = this.apiEdges || chance(r, 0.03) ? int(r, budget) : Number.POSITIVE_INFINITY;
+		let edgesDone = false;
+		for (let i = 0; i < budget; ) {
+			if (i >= enableAt && !fastOn) {
+				this.trace?.("enableFastRecv");
+				fastOn = s.server.enableFastRecv();
+				if (chance(r, 0.05)) fastOn = s.server.enableFastRecv();
+				if (!fastOn) this.violation("enableFastRecv returned false for a connection with a slot and a 16-byte ID");
 			}
-			this.feed(s.server, d, kind);
+			if (!edgesDone && i >= edgesAt) {
+				edgesDone = true;
+				this.recvManyEdges(r, s.server, dcids);
+			}
+			if (chance(r, 0.055)) {
+				// A receive batch: 1..64 datagrams, some of them hostile entries.
+				const n = chance(r, 0.4) ? 1 + int(r, 4) : chance(r, 0.67) ? 5 + int(r, 12) : 17 + int(r, 48);
+				this.recvManyBatch(r, s.server, dcids, fastOn, n, gen);
+				i += n;
+			} else {
+				const { d, kind } = gen();
+				this.feed(s.server, d, kind);
+				i++;
+			}
 			this.serveApp(s.server, r, s.streams);
 			for (const out of this.drain(s.server, r, true)) this.trackServer(s, out);
 			if (s.server.isClosed() || s.server.isDraining()) {
@@ -1484,7 +1535,559 @@ export class PacketFuzzer {
 				// already closed
 			}
 			this.drain(s.server, r, false);
+			// A batch for the closing connection: recvMany must leave every datagram to the app.
+			if (fastOn && chance(r, 0.3)) this.recvManyBatch(r, s.server, dcids, fastOn, 1 + int(r, 8), gen);
 		}
+	}
+
+	/** One fuzzed client datagram of a session (and its kind, for the stats). */
+	private sessionDatagram(
+		r: Rng,
+		s: Session,
+		dcids: Uint8Array[],
+		sane: number,
+		initialKeysC: PacketKeys,
+	): { d: Buffer; kind: string } {
+		const action = weighted(r, [
+			["app-frames", 70],
+			["replay-mutated", 10],
+			["replay", 3],
+			["coalesced", 4],
+			["handshake-level", 4],
+			["initial-level", 3],
+			["short-garbage", 3],
+			["reordered-pn", 3],
+		] as const);
+		let d: Buffer;
+		switch (action) {
+			case "app-frames":
+			case "reordered-pn": {
+				const ctx: FrameContext = { level: "app", serverLargest: s.serverLargest, streams: s.streams, sane };
+				const pn = action === "app-frames" ? s.nextPn++ : Math.max(0, s.nextPn - 1 - int(r, 20));
+				const payload = frames(r, ctx, 4);
+				this.trace?.(`frames pn ${pn} ${payload.toString("hex")}`);
+				d = protectShort(pick(r, dcids), pn, payload, s.app, {
+					pnLen: pick(r, [1, 2, 4, 4] as const),
+					keyPhase: chance(r, 0.01),
+					reserved: chance(r, 0.01) ? 0x18 : 0,
+					// Both sides advertise grease_quic_bit: peers clear the fixed bit in some packets.
+					fixedBit: !chance(r, 0.2),
+				});
+				if (chance(r, 0.02)) d = mutateBytes(r, d, s.sent);
+				break;
+			}
+			case "replay-mutated":
+				d = mutateBytes(r, pick(r, s.sent), s.sent);
+				break;
+			case "replay":
+				d = Buffer.from(pick(r, s.sent));
+				break;
+			case "coalesced": {
+				const parts = [pick(r, s.sent), pick(r, s.sent)];
+				if (chance(r, 0.5)) parts.reverse();
+				d = Buffer.concat(parts).subarray(0, chance(r, 0.3) ? int(r, 2700) : 2700);
+				break;
+			}
+			case "handshake-level": {
+				const ctx: FrameContext = { level: "handshake", serverLargest: -1, streams: [], sane };
+				d = protectLong(
+					{
+						type: LONG_HANDSHAKE,
+						dcid: s.serverScid,
+						scid: s.clientScid,
+						pn: 1 + int(r, 50),
+						payload: frames(r, ctx, 3),
+					},
+					s.hs,
+				);
+				if (chance(r, 0.5)) {
+					const ctx2: FrameContext = { level: "app", serverLargest: s.serverLargest, streams: s.streams, sane };
+					d = Buffer.concat([d, protectShort(s.serverScid, s.nextPn++, frames(r, ctx2, 2), s.app)]);
+				}
+				break;
+			}
+			case "initial-level": {
+				const ctx: FrameContext = { level: "initial", serverLargest: -1, streams: [], sane: 0 };
+				d = protectLong(
+					{
+						type: LONG_INITIAL,
+						dcid: chance(r, 0.5) ? s.serverScid : s.odcid,
+						scid: s.clientScid,
+						pn: 2 + int(r, 50),
+						payload: Buffer.concat([frames(r, ctx, 3), Buffer.alloc(1100)]),
+					},
+					initialKeysC,
+				);
+				break;
+			}
+			default:
+				d = Buffer.concat([Buffer.from([0x40 | int(r, 64)]), pick(r, dcids), randomBytes(r, int(r, 200))]);
+				return { d, kind: "session-short-garbage" };
+		}
+		return { d, kind: `session-${action}` };
+	}
+
+	// -- recvMany: the engine's batch intake (server.ts engineIntake) --
+
+	/**
+	 * `n` datagrams in one recvMany call, as native/udp.c lays out a recvmmsg batch (datagram i at
+	 * buffer[i * slotSize], meta[i * 7 ..]: length, port, family, address), for the established
+	 * connection `conn` (IDs `cids`, recvMany enabled when `fastOn`): mostly the session's fuzzed
+	 * datagrams from the real peer (so they reach ngtcp2's read path), mixed with hostile entries.
+	 * Checks recvMany's contract, then lets the app handle what recvMany left, as server.ts does.
+	 */
+	private recvManyBatch(
+		r: Rng,
+		conn: ServerConnection,
+		cids: Uint8Array[],
+		fastOn: boolean,
+		n: number,
+		gen: () => { d: Buffer; kind: string },
+	): void {
+		const slotSize = pick(r, [2048, 4096, 4096, 1500]);
+		const entries: ManyEntry[] = [];
+		for (let i = 0; i < n; i++) entries.push(this.manyEntry(r, cids, slotSize, gen, entries[i - 1] ?? null));
+		// The arrays: exactly as long as the batch (a read past them hits ASan's redzone), or views
+		// into longer ones (an offset buffer, a SharedArrayBuffer, out with a tail that must stay).
+		const bytes = n * slotSize;
+		let buffer: Uint8Array;
+		const layout = int(r, 10);
+		if (layout < 7) buffer = Buffer.allocUnsafeSlow(bytes);
+		else if (layout < 9) {
+			const off = 1 + int(r, 64);
+			buffer = Buffer.allocUnsafeSlow(bytes + off + int(r, 64)).subarray(off, off + bytes);
+		} else buffer = new Uint8Array(new SharedArrayBuffer(bytes));
+		buffer.fill(pick(r, [0, 0xff, 0xa5, 0x40]));
+		const meta = new Int32Array(n * MANY_META + (chance(r, 0.2) ? int(r, 16) : 0));
+		const tail = chance(r, 0.3) ? 1 + int(r, 8) : 0;
+		const out = new Int32Array(n + tail).fill(OUT_UNWRITTEN);
+		const metaBytes = new Uint8Array(meta.buffer, meta.byteOffset, meta.byteLength);
+		for (let i = 0; i < n; i++) {
+			const e = entries[i];
+			buffer.set(e.bytes.subarray(0, slotSize), i * slotSize);
+			meta[i * MANY_META] = e.length;
+			meta[i * MANY_META + 1] = e.port;
+			meta[i * MANY_META + 2] = e.family;
+			metaBytes.set(e.addr, (i * MANY_META + 3) * 4);
+		}
+		const known = new Set(cids.map((c) => Buffer.from(c).toString("latin1")));
+		// What recvMany must do with each entry, from what the slot and meta say.
+		const must: ("leave" | "read" | "either")[] = [];
+		const why: string[] = [];
+		for (let i = 0; i < n; i++) {
+			const e = entries[i];
+			const len = e.length;
+			const at = i * slotSize;
+			let leave = "";
+			if (len < 17 || len > slotSize) leave = `length ${len} (slot ${slotSize})`;
+			else if ((buffer[at] & 0x80) !== 0) leave = "a long header";
+			else if (e.port !== CLIENT_ADDR.port || e.family !== 4 || !sameV4(e.addr)) leave = "another source";
+			else if (!known.has(Buffer.from(buffer.subarray(at + 1, at + 17)).toString("latin1")))
+				leave = "an unknown connection ID";
+			why.push(leave);
+			must.push(leave !== "" || !fastOn ? "leave" : e.exactPeer ? "read" : "either");
+		}
+		const openBefore = isOpen(conn);
+		const slot = (conn as unknown as { state: Float64Array }).state[STATE_SLOT];
+		this.trace?.(
+			`recvMany slot ${slotSize} count ${n} ` +
+				entries
+					.map((e) => `${e.kind}:${e.length}:${e.port}:${e.family}:${Buffer.from(e.bytes).toString("hex")}`)
+					.join(" "),
+		);
+		this.stats.packets += n;
+		this.stats.recvManyPackets += n;
+		this.stats.recvManyCalls++;
+		for (const e of entries) this.stats.byKind[e.kind] = (this.stats.byKind[e.kind] ?? 0) + 1;
+		let got: number;
+		try {
+			got = this.addon.recvMany(buffer, slotSize, meta, n, out);
+		} catch (err) {
+			this.violation(`recvMany threw on a well-formed batch: ${(err as Error).message}`);
+			return;
+		}
+		this.trace?.(`recvMany returned ${got} [${Array.from(out.subarray(0, n)).join(",")}]`);
+		let read = 0;
+		let left = -1;
+		for (let i = 0; i < n; i++) {
+			const v = out[i];
+			if (v !== -1 && v !== slot * 2 && v !== slot * 2 + 1) {
+				this.violation(`recvMany out[${i}] = ${v}, not -1 or slot ${slot} * 2 + 0|1`);
+				continue;
+			}
+			if (v >= 0) read++;
+			if (v >= 0 && (v & 1) !== 0) {
+				this.stats.recvManyRefused++;
+				this.stats.recvErrors++;
+			}
+			if (must[i] === "leave" && v !== -1)
+				this.violation(`recvMany read a datagram it must leave (${why[i] || "reads not enabled"})`);
+			if (v >= 0 && !openBefore) this.violation("recvMany read for a connection that was not open");
+			if (must[i] === "read" && openBefore) {
+				// It reads every such datagram until a read ends the connection's open state.
+				if (v === -1 && left < 0) left = i;
+				else if (v >= 0 && left >= 0)
+					this.violation(`recvMany read entry ${i} after leaving entry ${left} of the same open connection`);
+			}
+		}
+		for (let i = n; i < out.length; i++)
+			if (out[i] !== OUT_UNWRITTEN) this.violation(`recvMany wrote out[${i}] past count ${n}`);
+		if (got !== read) this.violation(`recvMany returned ${got}, ${read} entries of out say read`);
+		if (left >= 0 && isOpen(conn)) this.violation(`recvMany left entry ${left}, a datagram of an open connection`);
+		this.stats.recvManyRead += read;
+		if (read > 0) {
+			// recvMany refreshed the state array (connection.ts afterEngineRecv reads its flags).
+			const st = (conn as unknown as { state: Float64Array }).state;
+			const flags = st[STATE_FLAGS];
+			if (((flags & FLAG_DRAINING) !== 0) !== conn.isDraining() || ((flags & FLAG_CLOSED) !== 0) !== conn.isClosed())
+				this.violation(`state flags ${flags} after recvMany disagree with isDraining/isClosed`);
+			if (st[STATE_SLOT] !== slot) this.violation(`the connection's slot changed from ${slot} to ${st[STATE_SLOT]}`);
+		}
+		// What recvMany left goes through the app (server.ts handle → connection.ts receive → recv),
+		// as the relay does: the session's own datagrams from the peer's address, whole.
+		for (let i = 0; i < n; i++) {
+			const e = entries[i];
+			if (out[i] === -1 && e.fallback && e.length > 0 && e.length <= slotSize) {
+				this.stats.recvManyLeft++;
+				this.feed(conn, e.bytes, e.kind);
+			}
+		}
+	}
+
+	/** One batch entry: a session datagram from the real peer, or a hostile one. */
+	private manyEntry(
+		r: Rng,
+		cids: Uint8Array[],
+		slotSize: number,
+		gen: () => { d: Buffer; kind: string },
+		prev: ManyEntry | null,
+	): ManyEntry {
+		const { d, kind } = gen();
+		const e: ManyEntry = {
+			bytes: d,
+			length: d.length,
+			port: CLIENT_ADDR.port,
+			family: 4,
+			addr: peerAddr(),
+			kind,
+			exactPeer: true,
+			fallback: true,
+		};
+		if (chance(r, 0.7)) return e;
+		e.fallback = false;
+		const variant = weighted(r, [
+			["length", 5],
+			["long-header", 2],
+			["wrong-peer", 3],
+			["peer-padding", 1],
+			["cid-off", 3],
+			["cid-unknown", 1],
+			["fixed-bit", 2],
+			["slot-edge", 2],
+			["dup", 1],
+		] as const);
+		e.kind = `recvMany-${variant}`;
+		// A short header for one of the connection's IDs, `len` bytes (at least 17).
+		const ours = (len: number): Buffer => {
+			const rest = Math.max(0, len - 17);
+			const random = Math.min(rest, 64);
+			return Buffer.concat([
+				Buffer.from([0x40 | int(r, 64)]),
+				Buffer.from(pick(r, cids)),
+				randomBytes(r, random),
+				Buffer.alloc(rest - random),
+			]);
+		};
+		switch (variant) {
+			case "length":
+				e.length = pick(r, [
+					0,
+					1 + int(r, 16),
+					17,
+					slotSize,
+					slotSize + 1,
+					-1,
+					-(2 ** 31),
+					-int(r, 2 ** 31),
+					2 ** 31 - 1,
+					d.length - 1,
+					d.length + 1 + int(r, 16),
+					slotSize * (2 + int(r, 4)),
+				]);
+				break;
+			case "long-header":
+				e.bytes = d.length >= 17 && chance(r, 0.5) ? Buffer.from(d) : ours(17 + int(r, 100));
+				e.bytes[0] |= 0x80;
+				e.length = e.bytes.length;
+				break;
+			case "wrong-peer":
+				e.bytes = chance(r, 0.5) ? d : ours(17 + int(r, 100));
+				e.length = e.bytes.length;
+				switch (int(r, 6)) {
+					case 0:
+						e.port = pick(r, [CLIENT_ADDR.port + 1, CLIENT_ADDR.port - 1, CLIENT_ADDR.port ^ 0x8000, 0, 65535]);
+						break;
+					case 1:
+						// Values only an int32 holds: the port compared as ntohs(sin_port) must not wrap onto ours.
+						e.port = pick(r, [CLIENT_ADDR.port + 65536, CLIENT_ADDR.port - 65536, -1, 2 ** 31 - 1, -(2 ** 31)]);
+						break;
+					case 2:
+						// The same host as IPv6: v4-mapped, or ::1.
+						e.family = 6;
+						e.addr = chance(r, 0.7)
+							? Uint8Array.of(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 127, 0, 0, 1)
+							: Uint8Array.of(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1);
+						break;
+					case 3:
+						e.family = pick(r, [0, 5, 1, -1, 46, 2 ** 31 - 1, -(2 ** 31), 2, 10]);
+						break;
+					case 4:
+						e.addr = peerAddr();
+						e.addr[int(r, 4)] ^= 1 << int(r, 8);
+						break;
+					default:
+						e.addr = pick(r, [Uint8Array.of(1, 0, 0, 127), Uint8Array.of(0, 0, 0, 0), Uint8Array.of(127, 0, 0, 2)]);
+						e.addr = Uint8Array.from([...e.addr, ...new Uint8Array(12)]);
+				}
+				break;
+			case "peer-padding":
+				// IPv4 is 4 bytes: what lies in the other 12 (udp.c writes zeros) names no other source.
+				e.addr = peerAddr();
+				for (let k = 4; k < 16; k++) e.addr[k] = int(r, 256);
+				e.exactPeer = false;
+				break;
+			case "cid-off": {
+				// One of the connection's IDs, one byte off: no connection's.
+				const b = d.length >= 17 && (d[0] & 0x80) === 0 && chance(r, 0.7) ? Buffer.from(d) : ours(17 + int(r, 200));
+				const k = 1 + int(r, 16);
+				b[k] = chance(r, 0.5) ? b[k] ^ (1 << int(r, 8)) : (b[k] + pick(r, [1, 255])) & 0xff;
+				e.bytes = b;
+				e.length = b.length;
+				break;
+			}
+			case "cid-unknown": {
+				const cid = randomBytes(r, 16);
+				if (chance(r, 0.7)) cid[0] = 0; // the worker index of every session's IDs
+				e.bytes = Buffer.concat([Buffer.from([0x40 | int(r, 64)]), cid, randomBytes(r, int(r, 100))]);
+				e.length = e.bytes.length;
+				break;
+			}
+			case "fixed-bit":
+				// A protected short header with its fixed bit flipped: recvMany does not look at it (ngtcp2 does).
+				e.bytes = (d[0] & 0x80) === 0 && d.length >= 17 ? Buffer.from(d) : ours(17 + int(r, 100));
+				e.bytes[0] ^= 0x40;
+				e.length = e.bytes.length;
+				break;
+			case "slot-edge":
+				// Exactly 17 bytes (header, no packet number) or exactly the slot.
+				e.bytes = ours(chance(r, 0.5) ? 17 : slotSize);
+				e.length = chance(r, 0.8) ? e.bytes.length : e.bytes.length + 1;
+				break;
+			default:
+				// The previous entry again.
+				if (prev !== null) {
+					e.bytes = prev.bytes;
+					e.length = prev.length;
+					e.port = prev.port;
+					e.family = prev.family;
+					e.addr = prev.addr;
+					e.exactPeer = prev.exactPeer;
+				}
+		}
+		return e;
+	}
+
+	/**
+	 * recvManyEdges once per run, against a fresh session that enabled recvMany (the session cases
+	 * call it too, in a few of them), so every run covers it.
+	 */
+	recvManyEdgeSweep(seed: number): void {
+		const s = this.handshake(caseRng(seed, -1));
+		if (s === null) {
+			this.violation("the recvMany edge sweep's handshake did not complete");
+			return;
+		}
+		if (!s.server.enableFastRecv())
+			this.violation("enableFastRecv returned false for a connection with a slot and a 16-byte ID");
+		this.recvManyEdges(caseRng(seed, -2), s.server, [s.serverScid, ...(s.server.extraScids() as Uint8Array[])]);
+		try {
+			s.server.close(true, 0, Buffer.alloc(0));
+			s.client.close(true, 0, Buffer.alloc(0));
+		} catch {
+			// already closed
+		}
+	}
+
+	/**
+	 * recvMany's argument checks: each bad call must throw a JS error, never crash or read past an
+	 * array; the odd but valid ones (count 0, views, shared memory, one array as meta and out, a
+	 * 1 MiB slot) must not throw. The batches name `conn`'s IDs from its peer's address, so a
+	 * missing bounds check would read them.
+	 */
+	recvManyEdges(r: Rng, conn: ServerConnection, cids: Uint8Array[]): void {
+		const recvMany = this.addon.recvMany as unknown as (...args: unknown[]) => number;
+		const slot = 2048;
+		const count = 2 + int(r, 7);
+		const packet = (len: number): Buffer =>
+			Buffer.concat([Buffer.from([0x40]), Buffer.from(pick(r, cids)), Buffer.alloc(Math.max(0, len - 17), 0x5a)]);
+		const fill = (buf: Uint8Array, meta: Int32Array, n: number, slotSize: number): void => {
+			const mb = new Uint8Array(meta.buffer, meta.byteOffset, meta.byteLength);
+			for (let i = 0; i < n; i++) {
+				const p = packet(Math.min(slotSize, 40 + int(r, 60)));
+				buf.set(p, i * slotSize);
+				meta[i * MANY_META] = p.length;
+				meta[i * MANY_META + 1] = CLIENT_ADDR.port;
+				meta[i * MANY_META + 2] = 4;
+				mb.set(peerAddr(), (i * MANY_META + 3) * 4);
+			}
+		};
+		const buffer = new Uint8Array(count * slot);
+		const meta = new Int32Array(count * MANY_META);
+		fill(buffer, meta, count, slot);
+		const out = new Int32Array(count);
+		const detached = new Uint8Array(64);
+		structuredClone(detached.buffer, { transfer: [detached.buffer] });
+		const detachedOut = new Int32Array(8);
+		structuredClone(detachedOut.buffer, { transfer: [detachedOut.buffer] });
+		const ab = new ArrayBuffer(count * slot);
+		new Uint8Array(ab).set(buffer);
+		const must: [string, unknown[]][] = [
+			["no arguments", []],
+			["4 arguments", [buffer, slot, meta, count]],
+			["buffer null", [null, slot, meta, count, out]],
+			["buffer undefined", [undefined, slot, meta, count, out]],
+			["buffer a string", ["x".repeat(count * slot), slot, meta, count, out]],
+			["buffer an ArrayBuffer", [ab, slot, meta, count, out]],
+			["buffer a DataView", [new DataView(ab), slot, meta, count, out]],
+			["buffer an Int8Array", [new Int8Array(ab), slot, meta, count, out]],
+			["buffer a Uint8ClampedArray", [new Uint8ClampedArray(ab), slot, meta, count, out]],
+			["buffer a Uint16Array", [new Uint16Array(ab), slot, meta, count, out]],
+			["buffer a plain array", [Array.from(buffer.subarray(0, 64)), slot, meta, count, out]],
+			["buffer detached", [detached, slot, meta, count, out]],
+			["slotSize 0", [buffer, 0, meta, count, out]],
+			["slotSize 0, count 0", [buffer, 0, meta, 0, out]],
+			["slotSize -1", [buffer, -1, meta, count, out]],
+			["slotSize NaN", [buffer, Number.NaN, meta, count, out]],
+			["slotSize 1.5", [buffer, 1.5, meta, count, out]],
+			["slotSize 2^20 + 1", [buffer, 2 ** 20 + 1, meta, count, out]],
+			["slotSize Infinity", [buffer, Number.POSITIVE_INFINITY, meta, count, out]],
+			["slotSize 2^64", [buffer, 2 ** 64, meta, count, out]],
+			["slotSize a string", [buffer, String(slot), meta, count, out]],
+			["slotSize a bigint", [buffer, BigInt(slot), meta, count, out]],
+			["slotSize an object", [buffer, { valueOf: () => slot }, meta, count, out]],
+			["meta a Uint32Array", [buffer, slot, new Uint32Array(meta.buffer), count, out]],
+			["meta a Float64Array", [buffer, slot, new Float64Array(count * MANY_META), count, out]],
+			["meta a plain array", [buffer, slot, Array.from(meta), count, out]],
+			["meta null", [buffer, slot, null, count, out]],
+			["meta a Uint8Array", [buffer, slot, new Uint8Array(meta.buffer), count, out]],
+			["meta a DataView", [buffer, slot, new DataView(meta.buffer), count, out]],
+			["meta an ArrayBuffer", [buffer, slot, meta.buffer, count, out]],
+			["count -1", [buffer, slot, meta, -1, out]],
+			["count NaN", [buffer, slot, meta, Number.NaN, out]],
+			["count 1.5", [buffer, slot, meta, 1.5, out]],
+			["count 2^32", [buffer, slot, meta, 2 ** 32, out]],
+			["count a string", [buffer, slot, meta, String(count), out]],
+			["count undefined", [buffer, slot, meta, undefined, out]],
+			["out a Uint32Array", [buffer, slot, meta, count, new Uint32Array(count)]],
+			["out a plain array", [buffer, slot, meta, count, new Array(count).fill(0)]],
+			["out null", [buffer, slot, meta, count, null]],
+			["out a BigInt64Array", [buffer, slot, meta, count, new BigInt64Array(count)]],
+			["out a Float32Array", [buffer, slot, meta, count, new Float32Array(count)]],
+			["out detached", [buffer, slot, meta, count, detachedOut]],
+			["count past out", [buffer, slot, meta, count, out.subarray(0, count - 1)]],
+			["count past meta", [buffer, slot, meta.subarray(0, count * MANY_META - 1), count, out]],
+			["count past the buffer", [buffer.subarray(0, count * slot - 1), slot, meta, count, out]],
+			["count one past all", [buffer, slot, meta, count + 1, out]],
+			["count 2^32 - 1", [buffer, slot, meta, 2 ** 32 - 1, out]],
+			["slotSize past the buffer", [buffer, slot * 2, meta, count, out]],
+			["slotSize 2^20, count past the buffer", [buffer, 2 ** 20, meta, count, out]],
+			["the buffer as meta", [buffer, slot, buffer, count, out]],
+		];
+		for (const [name, args] of must) {
+			this.stats.recvManyEdgeCalls++;
+			this.trace?.(`recvMany edge: ${name}`);
+			try {
+				const got = recvMany(...args);
+				this.violation(`recvMany (${name}) returned ${got} instead of throwing`);
+			} catch (err) {
+				if (!(err instanceof Error)) this.violation(`recvMany (${name}) threw a non-Error: ${String(err)}`);
+			}
+		}
+		// Valid, if odd: must not throw. Each returns how many it read; out must say the same.
+		const slotNo = (conn as unknown as { state: Float64Array }).state[STATE_SLOT];
+		const valid = (
+			name: string,
+			buf: Uint8Array,
+			slotSize: number,
+			m: Int32Array,
+			n: number,
+			o: Int32Array,
+			opts: { check?: boolean; extra?: unknown[] } = {},
+		): void => {
+			this.stats.recvManyEdgeCalls++;
+			this.trace?.(`recvMany edge: ${name}`);
+			let got: number;
+			try {
+				got = recvMany(buf, slotSize, m, n, o, ...(opts.extra ?? []));
+			} catch (err) {
+				this.violation(`recvMany (${name}) threw: ${(err as Error).message}`);
+				return;
+			}
+			this.stats.packets += n;
+			this.stats.recvManyPackets += n;
+			this.stats.recvManyCalls++;
+			this.stats.byKind["recvMany-api-edge"] = (this.stats.byKind["recvMany-api-edge"] ?? 0) + n;
+			if (opts.check === false) return;
+			let read = 0;
+			for (let i = 0; i < n; i++) {
+				if (o[i] >= 0) read++;
+				if (o[i] !== -1 && o[i] !== slotNo * 2 && o[i] !== slotNo * 2 + 1)
+					this.violation(`recvMany (${name}) out[${i}] = ${o[i]}`);
+			}
+			if (got !== read) this.violation(`recvMany (${name}) returned ${got}, out says ${read}`);
+			this.stats.recvManyRead += read;
+		};
+		valid("count 0, empty arrays", new Uint8Array(0), 1, new Int32Array(0), 0, new Int32Array(0));
+		valid("count 0, detached arrays", detached, 1, new Int32Array(0), 0, detachedOut);
+		valid("count 0, slotSize 2^20", new Uint8Array(0), 2 ** 20, new Int32Array(0), 0, new Int32Array(0));
+		valid("extra arguments", buffer, slot, meta, count, new Int32Array(count), { extra: ["extra", 1, null] });
+		valid("fewer than the arrays hold", buffer, slot, meta, count - 1, new Int32Array(count));
+		// One array as meta and out: out[i] lands in meta as it is read. Any result, no crash.
+		const alias = new Int32Array(count * MANY_META);
+		alias.set(meta);
+		valid("meta and out one array", buffer, slot, alias, count, alias, { check: false });
+		// Views with offsets, shared memory, a resizable buffer.
+		const big = new Uint8Array(count * slot + 100);
+		big.set(buffer, 37);
+		const metaBig = new Int32Array(count * MANY_META + 5);
+		metaBig.set(meta, 3);
+		valid(
+			"views at offsets",
+			big.subarray(37, 37 + count * slot),
+			slot,
+			metaBig.subarray(3, 3 + count * MANY_META),
+			count,
+			new Int32Array(count + 2).subarray(1, 1 + count),
+		);
+		const shared = new Uint8Array(new SharedArrayBuffer(count * slot));
+		shared.set(buffer);
+		valid("a SharedArrayBuffer", shared, slot, meta, count, new Int32Array(new SharedArrayBuffer(count * 4)));
+		const Resizable = ArrayBuffer as unknown as new (
+			n: number,
+			o: { maxByteLength: number },
+		) => ArrayBuffer & { resize(n: number): void };
+		const resizable = new Resizable(count * slot, { maxByteLength: count * slot * 2 });
+		new Uint8Array(resizable).set(buffer);
+		const tracking = new Uint8Array(resizable);
+		resizable.resize(count * slot + 1);
+		valid("a length-tracking view of a resizable buffer", tracking, slot, meta, count, new Int32Array(count));
+		// One datagram of 2^20 bytes (the largest slot), and one of exactly its slot's length.
+		const huge = new Uint8Array(2 ** 20);
+		huge.set(packet(2 ** 20));
+		const hugeMeta = new Int32Array(MANY_META);
+		hugeMeta.set([2 ** 20, CLIENT_ADDR.port, 4]);
+		new Uint8Array(hugeMeta.buffer).set(peerAddr(), 12);
+		valid("one 1 MiB datagram", huge, 2 ** 20, hugeMeta, 1, new Int32Array(1));
 	}
 }
 
@@ -1524,6 +2127,7 @@ export async function runFuzz(
 ): Promise<FuzzStats & { lastCase: number }> {
 	const fuzzer = new PacketFuzzer(addon, options.apiEdges ?? false);
 	fuzzer.healthCheck();
+	if (options.only === undefined) fuzzer.recvManyEdgeSweep(options.seed);
 	if (options.trace) fuzzer.trace = options.trace;
 	let index = options.only ?? options.from ?? 0;
 	const checkEvery = options.checkEvery ?? 2000;
