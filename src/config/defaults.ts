@@ -57,8 +57,6 @@ export const DEFAULT_QUIC = {
 	fanoutWrites: true,
 	/** The ngtcp2 engine reads established connections' packets out of each recvmmsg batch itself. */
 	engineReads: true,
-	/** A flush turn starts no further connection after 5 ms (src/quic/driver.ts). */
-	flushTurnMs: 5,
 	/** The QUIC engine: "auto" picks ngtcp2 when its addon was built, else quiche (src/quic/engine.ts). */
 	engine: "auto" as QuicEngineChoice,
 } as const;

@@ -76,7 +76,6 @@ export function readDocument(root: Record<string, unknown>, source: string, base
 			put(quic, "recv_batch", "quicRecvBatch", quic.read("recv_batch", boolean));
 			put(quic, "fanout_writes", "quicFanoutWrites", quic.read("fanout_writes", boolean));
 			put(quic, "engine_reads", "quicEngineReads", quic.read("engine_reads", boolean));
-			put(quic, "flush_turn_ms", "quicFlushTurnMs", quic.read("flush_turn_ms", integer(0, 1000)));
 			put(quic, "engine", "quicEngine", quic.read("engine", oneOf(QUIC_ENGINES)));
 			quic.finish();
 		}

@@ -148,7 +148,6 @@ export const ENV_VARS: readonly EnvVar[] = [
 	v("MOQ_SERVER_QUIC_RECV_BATCH", "server.quic.recv_batch", "quicRecvBatch", false, "true", bool),
 	v("MOQ_SERVER_QUIC_FANOUT_WRITES", "server.quic.fanout_writes", "quicFanoutWrites", false, "true", bool),
 	v("MOQ_SERVER_QUIC_ENGINE_READS", "server.quic.engine_reads", "quicEngineReads", false, "true", bool),
-	v("MOQ_SERVER_QUIC_FLUSH_TURN_MS", "server.quic.flush_turn_ms", "quicFlushTurnMs", false, "5", int(0, 1000)),
 	v("MOQ_SERVER_QUIC_ENGINE", "server.quic.engine", "quicEngine", false, "auto", (t) => oneOf(QUIC_ENGINES)(t.trim())),
 	v("MOQ_SERVER_TLS_CERT", "server.tls.cert", "tlsCert", true, "/etc/moq/cert.pem", list(path)),
 	v("MOQ_SERVER_TLS_KEY", "server.tls.key", "tlsKey", true, "/etc/moq/key.pem", list(path)),

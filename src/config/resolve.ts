@@ -121,7 +121,6 @@ export function resolveConfig(settings: SourcedSettings, source: string): RelayC
 		recvBatch: values.quicRecvBatch ?? DEFAULT_QUIC.recvBatch,
 		fanoutWrites: values.quicFanoutWrites ?? DEFAULT_QUIC.fanoutWrites,
 		engineReads: values.quicEngineReads ?? DEFAULT_QUIC.engineReads,
-		flushTurnMs: values.quicFlushTurnMs ?? DEFAULT_QUIC.flushTurnMs,
 		engine: values.quicEngine ?? DEFAULT_QUIC.engine,
 	};
 	// A frame has to fit in its track's ring buffer to be cached and fanned out at all.

@@ -62,7 +62,6 @@ export interface Settings {
 	quicRecvBatch?: boolean;
 	quicFanoutWrites?: boolean;
 	quicEngineReads?: boolean;
-	quicFlushTurnMs?: number;
 	quicEngine?: QuicEngineChoice;
 	drainTimeoutMs?: number;
 	/** 0 = one per available core. */

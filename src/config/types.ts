@@ -54,12 +54,6 @@ export interface RelayConfig {
 			 */
 			engineReads: boolean;
 			/**
-			 * A flush turn (the per-thread driver's one flush of every connection with something to
-			 * send) starts no further connection after this many ms; the rest go first next turn, so
-			 * the event loop reads between. 0: no limit. [server.quic] flush_turn_ms, default 5.
-			 */
-			flushTurnMs: number;
-			/**
 			 * The server-side QUIC engine: "ngtcp2" (the C engine on the system's ngtcp2 + GnuTLS, built
 			 * at install when they are present), "quiche", or "auto" (src/quic/engine.ts decides).
 			 * [server.quic] engine, default "auto".

@@ -2,8 +2,7 @@
  * The per-thread scheduler of every QUIC connection (server and client side alike):
  * - one flush per connection per event-loop turn: connections are marked dirty as events arrive
  *   and all dirty ones flush together in one `setImmediate` (so a turn's received packets are
- *   answered together and their ACKs coalesce), within a time budget (`turnMs`) after which the
- *   rest flush first in the next turn;
+ *   answered together and their ACKs coalesce);
  * - one timer for all connections: a single `setTimeout` armed at the earliest deadline, and a scan
  *   of the connections when it fires (a `setTimeout` per connection, re-armed at every flush, costs far more);
  * - one egress batch per socket per turn: after the connections flushed, every sender holding
@@ -35,8 +34,6 @@ export interface BatchedSender {
 
 /** Nodes timers have 1 ms resolution; deadlines this close are handled in the same scan. */
 const TIMER_SLACK_MS = 0.5;
-/** The default of `Driver.turnMs` ([server.quic] flush_turn_ms). */
-export const DEFAULT_FLUSH_TURN_MS = 5;
 
 export class Driver {
 	private readonly connections = new Set<Driven>();
@@ -48,14 +45,6 @@ export class Driver {
 	private immediate: NodeJS.Immediate | null = null;
 	private timer: NodeJS.Timeout | null = null;
 	private timerAt = Number.POSITIVE_INFINITY;
-	/**
-	 * A flush turn starts no further connection after this many ms and leaves the rest, first in
-	 * line, to the next turn, so that the event loop reads in between ([server.quic] flush_turn_ms;
-	 * 0: no limit). A keyframe to a few hundred viewers is some 20,000 packets, over 100 ms of CPU:
-	 * in one turn, neither the publisher's next frames nor the viewers' ACKs are read meanwhile, so
-	 * every viewer's next frames wait for the whole burst, those of the viewers served first too.
-	 */
-	turnMs = DEFAULT_FLUSH_TURN_MS;
 
 	get size(): number {
 		return this.connections.size;
@@ -101,12 +90,9 @@ export class Driver {
 		// Connections re-marked during the flush (e.g. more to send than one flush allows) go to the next turn.
 		this.dirtyList = this.spareList;
 		const now = performance.now();
-		const stopAt = this.turnMs > 0 ? now + this.turnMs : Number.POSITIVE_INFINITY;
 		this.flushing = true;
-		let i = 0;
-		for (; i < list.length; i++) {
+		for (let i = 0; i < list.length; i++) {
 			const conn = list[i];
-			if (i > 0 && performance.now() >= stopAt) break;
 			conn.dirty = false;
 			try {
 				conn.flush(now);
@@ -117,18 +103,8 @@ export class Driver {
 			this.arm(conn.deadline);
 		}
 		this.flushing = false;
-		if (i < list.length) {
-			// Out of time: the rest (still marked dirty) go first next turn, before those marked meanwhile.
-			const next = list.slice(i);
-			for (const conn of this.dirtyList) next.push(conn);
-			this.dirtyList.length = 0;
-			this.spareList = this.dirtyList;
-			this.dirtyList = next;
-			if (this.immediate === null) this.immediate = setImmediate(this.flushAll);
-		} else {
-			list.length = 0;
-			this.spareList = list;
-		}
+		list.length = 0;
+		this.spareList = list;
 		const senders = this.senders;
 		for (let i = 0; i < senders.length; i++) senders[i].flushBatch();
 		senders.length = 0;

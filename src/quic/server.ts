@@ -149,9 +149,6 @@ export class QuicServer implements ConnectionOwner {
 		this.workerIndex = options.workerIndex ?? 0;
 		this.sender = new PacketSender(socket, this.stats, udp);
 		this.driver = driver();
-		// [server.quic] flush_turn_ms: the thread's driver serves this server's connections (and any
-		// client ones of the thread, cluster links among them) with the server's setting.
-		if (options.quic?.flushTurnMs !== undefined) this.driver.turnMs = options.quic.flushTurnMs;
 		this.retryTokens = new RetryTokens(options.retryKey);
 		const quic = options.quic ?? {};
 		const mode = quic.retry ?? (limits.retry ? "on" : "off");
