@@ -1,6 +1,6 @@
 /*
  * moq-loadgen: the bench's native load generator. Many moq-lite-05 subscribers over raw QUIC
- * (libngtcp2 0.12 + GnuTLS), one UDP socket and one QUIC connection each, in one single-threaded
+ * (libngtcp2 0.12 or 1.x + GnuTLS), one UDP socket and one QUIC connection each, in one single-threaded
  * process. Each subscriber records publish → receive latency per frame, counts incomplete groups and
  * the datagrams the relay sends it, exactly like bench/lib/generator-child.ts, at a small fraction of
  * its CPU per packet: the JS generator costs about as much per received packet as the relay does per
@@ -473,8 +473,8 @@ static int recv_stream_data_cb(ngtcp2_conn *conn, uint32_t flags, int64_t sid, u
 	ngtcp2_conn_extend_max_offset(conn, len);
 	if ((flags & NGTCP2_STREAM_DATA_FLAG_FIN) && (sid & 3) == 3) {
 		/* A relay's group stream ended. ngtcp2 0.12 never closes a peer's uni stream (its close
-		 * condition wants our send side acknowledged, which a receive-only stream never is), so the
-		 * credit for a new one is granted here. */
+		 * condition wants our send side acknowledged, which a receive-only stream never is), and
+		 * neither version grants the peer a new one by itself: the credit is granted here. */
 		if (s != NULL) {
 			ngtcp2_conn_set_stream_user_data(conn, sid, NULL);
 			free(s);
@@ -811,9 +811,15 @@ static void stop(void) {
 		ngtcp2_path_storage ps;
 		ngtcp2_path_storage_zero(&ps);
 		ngtcp2_pkt_info pi;
+#if NGTCP2_VERSION_NUM >= 0x010000
+		ngtcp2_ccerr cc;
+		ngtcp2_ccerr_default(&cc);
+		ngtcp2_ccerr_set_application_error(&cc, 0, (const uint8_t *)"bench done", 10);
+#else
 		ngtcp2_connection_close_error cc;
 		ngtcp2_connection_close_error_default(&cc);
 		ngtcp2_connection_close_error_set_application_error(&cc, 0, (const uint8_t *)"bench done", 10);
+#endif
 		ngtcp2_ssize n = ngtcp2_conn_write_connection_close(v->conn, &ps.path, &pi, packet, sizeof packet, &cc, now_ns());
 		if (n > 0) (void)send(v->fd, packet, (size_t)n, 0);
 	}

@@ -26,9 +26,14 @@
  * globals: the constructors live in per-environment instance data (the addon is loaded by several
  * worker threads).
  *
- * The 1.x API (Debian trixie, Fedora) renamed several types and callbacks (ngtcp2_ccerr,
- * ngtcp2_conn_get_ccerr, the callbacks' versioned structs); this file targets 0.12 and refuses to
- * build against 1.x (see the #error below) rather than guess: only 0.12.1 was tested.
+ * Two library APIs: 0.12 (Debian bookworm) and 1.x (Debian trixie, Fedora, Alpine). 1.x renamed
+ * the connection-close error (ngtcp2_ccerr), the connection info, the token fields, gave the
+ * stream shutdown calls a flags argument, and wants the server to set original_dcid_present; it
+ * also fixed the two 0.12 bugs this file works around (a peer's uni stream never closed, the ACK
+ * gap abort). The differences are the MOQ_NGTCP2_1X guards below; everything else is one code path.
+ * The build (native/build-ngtcp2.mjs) accepts 0.12.x and 1.x and refuses the 0.13–0.19 APIs in
+ * between, which were never tested. Tested: 0.12.1 (Debian's packages) and 1.11.0 (trixie's
+ * version, built from its release tag), the same suites on each (docs/quic-performance.md).
  *
  * Build: node native/build.mjs (the package's install script) when pkg-config finds libngtcp2,
  * libngtcp2_crypto_gnutls and gnutls.
@@ -56,22 +61,56 @@
 #include <ngtcp2/ngtcp2_crypto.h>
 #include <ngtcp2/ngtcp2_crypto_gnutls.h>
 
+/* The archive's debug printers (ngtcp2_map_print_distance, ngtcp2_ksl_print) write to stderr, which
+ * a shared object cannot reach from Debian's non-PIC libngtcp2.a: the build renames it to this. */
+__attribute__((visibility("hidden"))) FILE *moq_ngtcp2_stderr;
+
+#if !defined(NGTCP2_VERSION_NUM) || (NGTCP2_VERSION_NUM >= 0x000d00 && NGTCP2_VERSION_NUM < 0x010000)
+#error "native/ngtcp2.c is written for the ngtcp2 0.12 and 1.x APIs (see the header comment)"
+#endif
+#if NGTCP2_VERSION_NUM >= 0x010000
+#define MOQ_NGTCP2_1X 1
+typedef ngtcp2_ccerr moq_ccerr;
+#define moq_ccerr_default ngtcp2_ccerr_default
+#define moq_ccerr_set_tls_alert ngtcp2_ccerr_set_tls_alert
+#define moq_ccerr_set_liberr ngtcp2_ccerr_set_liberr
+#define moq_ccerr_set_application_error ngtcp2_ccerr_set_application_error
+#define moq_ccerr_set_transport_error ngtcp2_ccerr_set_transport_error
+#define MOQ_CCERR_TYPE_APPLICATION NGTCP2_CCERR_TYPE_APPLICATION
+#define moq_conn_get_ccerr(conn, out) (*(out) = *ngtcp2_conn_get_ccerr(conn))
+#define moq_shutdown_stream(conn, id, code) ngtcp2_conn_shutdown_stream((conn), 0, (id), (code))
+#define moq_shutdown_stream_read(conn, id, code) ngtcp2_conn_shutdown_stream_read((conn), 0, (id), (code))
+#define moq_shutdown_stream_write(conn, id, code) ngtcp2_conn_shutdown_stream_write((conn), 0, (id), (code))
+typedef ngtcp2_conn_info moq_conn_info;
+#define moq_conn_get_info ngtcp2_conn_get_conn_info
+#else
+#define MOQ_NGTCP2_1X 0
+typedef ngtcp2_connection_close_error moq_ccerr;
+#define moq_ccerr_default ngtcp2_connection_close_error_default
+#define moq_ccerr_set_tls_alert ngtcp2_connection_close_error_set_transport_error_tls_alert
+#define moq_ccerr_set_liberr ngtcp2_connection_close_error_set_transport_error_liberr
+#define moq_ccerr_set_application_error ngtcp2_connection_close_error_set_application_error
+#define moq_ccerr_set_transport_error ngtcp2_connection_close_error_set_transport_error
+#define MOQ_CCERR_TYPE_APPLICATION NGTCP2_CONNECTION_CLOSE_ERROR_CODE_TYPE_APPLICATION
+#define moq_conn_get_ccerr ngtcp2_conn_get_connection_close_error
+#define moq_shutdown_stream ngtcp2_conn_shutdown_stream
+#define moq_shutdown_stream_read ngtcp2_conn_shutdown_stream_read
+#define moq_shutdown_stream_write ngtcp2_conn_shutdown_stream_write
+typedef ngtcp2_conn_stat moq_conn_info;
+#define moq_conn_get_info ngtcp2_conn_get_conn_stat
+#endif
+
+#if !MOQ_NGTCP2_1X
 /*
  * libngtcp2 internals (lib/ngtcp2_conn.h of 0.12.1), reachable only because the engine links
  * Debian's static libngtcp2.a: 0.12 never closes a peer's unidirectional stream (its close test
  * wants our send side's FIN acknowledged, a flag such a stream never gets; upstream 1d591bde,
  * released in 0.14.0, sets it when the stream is created). The engine closes it itself once the
- * app has read its FIN or reset, which is what 0.14 does at the same point.
+ * app has read its FIN or reset, which is what 0.14 does at the same point. 1.x closes it itself.
  */
 typedef struct ngtcp2_strm ngtcp2_strm;
 ngtcp2_strm *ngtcp2_conn_find_stream(ngtcp2_conn *conn, int64_t stream_id);
 int ngtcp2_conn_close_stream(ngtcp2_conn *conn, ngtcp2_strm *strm);
-/* The archive's debug printers (ngtcp2_map_print_distance, ngtcp2_ksl_print) write to stderr, which
- * a shared object cannot reach from Debian's non-PIC libngtcp2.a: the build renames it to this. */
-__attribute__((visibility("hidden"))) FILE *moq_ngtcp2_stderr;
-
-#if defined(NGTCP2_VERSION_NUM) && NGTCP2_VERSION_NUM >= 0x010000
-#error "native/ngtcp2.c targets the ngtcp2 0.12 API (Debian bookworm); 1.x renamed it (see the header comment)"
 #endif
 
 /* Bumped whenever the JS-facing contract changes; the loader refuses a stale build. */
@@ -320,7 +359,7 @@ typedef struct qconn {
 	bool timed_out, resend_close;
 	uint64_t close_deadline;
 	close_info_t local_err, peer_err;
-	ngtcp2_connection_close_error ccerr;
+	moq_ccerr ccerr;
 	uint8_t close_pkt[MAX_UDP_PAYLOAD];
 	size_t close_pkt_len;
 	table_t streams;
@@ -480,11 +519,18 @@ static __thread qconn_t *reading_conn;
  * frame handlers use the stream after their callbacks return.
  */
 static void release_peer_uni(qconn_t *q, int64_t id) {
+#if MOQ_NGTCP2_1X
+	/* 1.x closes the stream itself once its FIN or reset is in (stream_close_cb). */
+	(void)q;
+	(void)id;
+#else
 	if (q->conn == NULL || reading_conn != NULL) return;
 	ngtcp2_strm *strm = ngtcp2_conn_find_stream(q->conn, id);
 	if (strm != NULL) ngtcp2_conn_close_stream(q->conn, strm); /* stream_close_cb: user data is NULL */
+#endif
 }
 
+#if !MOQ_NGTCP2_1X
 /* Inside ngtcp2_conn_read_pkt: remembers the stream for release_pending. */
 static bool queue_release(qconn_t *q, int64_t id) {
 	if (q->n_release == q->release_cap) {
@@ -497,6 +543,7 @@ static bool queue_release(qconn_t *q, int64_t id) {
 	q->release[q->n_release++] = id;
 	return true;
 }
+#endif
 
 static void release_pending(qconn_t *q) {
 	for (size_t i = 0; i < q->n_release; i++) release_peer_uni(q, q->release[i]);
@@ -524,11 +571,11 @@ static void drop_recv(qconn_t *q, stream_t *s) {
 
 static void set_local_error_liberr(qconn_t *q, int liberr) {
 	if (q->local_err.set) return;
-	ngtcp2_connection_close_error_default(&q->ccerr);
+	moq_ccerr_default(&q->ccerr);
 	if (liberr == NGTCP2_ERR_CRYPTO)
-		ngtcp2_connection_close_error_set_transport_error_tls_alert(&q->ccerr, ngtcp2_conn_get_tls_alert(q->conn), NULL, 0);
+		moq_ccerr_set_tls_alert(&q->ccerr, ngtcp2_conn_get_tls_alert(q->conn), NULL, 0);
 	else
-		ngtcp2_connection_close_error_set_transport_error_liberr(&q->ccerr, liberr, NULL, 0);
+		moq_ccerr_set_liberr(&q->ccerr, liberr, NULL, 0);
 	q->local_err.set = true;
 	q->local_err.app = false;
 	q->local_err.code = q->ccerr.error_code;
@@ -646,7 +693,9 @@ static int stream_close_cb(ngtcp2_conn *conn, uint32_t flags, int64_t id, uint64
 	if (send_side && !s->write_shut && !(s->fin_sent && s->acked == s->written))
 		peer_stopped(q, s, flags & NGTCP2_STREAM_CLOSE_FLAG_APP_ERROR_CODE_SET, code);
 	s->ng_closed = true;
-	credit_peer_stream(q, s);
+	/* A peer's uni stream is credited when the app is done reading it (stream_maybe_free): 1.x
+	 * closes it as soon as its FIN is in, before the app has read what is buffered here. */
+	if (send_side) credit_peer_stream(q, s);
 	sched_remove(q, s);
 	free_chunks(q, s);
 	stream_maybe_free(q, s);
@@ -658,6 +707,12 @@ static int stream_reset_cb(ngtcp2_conn *conn, int64_t id, uint64_t final_size, u
 	qconn_t *q = user;
 	q->events++;
 	if (sud == NULL && table_get(&q->streams, id) == NULL) {
+#if MOQ_NGTCP2_1X
+		/* A stream the app is done with (1.x opens a stream before resetting it, so ours exists
+		 * otherwise): ngtcp2 closes it once this packet is read. */
+		(void)conn;
+		return 0;
+#else
 		if (!ngtcp2_is_bidi_stream(id) && !ngtcp2_conn_is_local_stream(conn, id) &&
 		    ngtcp2_conn_find_stream(conn, id) != NULL) {
 			/* A peer uni stream the app is done with (it stopped it; this is the peer's answer):
@@ -670,6 +725,7 @@ static int stream_reset_cb(ngtcp2_conn *conn, int64_t id, uint64_t final_size, u
 		if (fresh == NULL) return NGTCP2_ERR_CALLBACK_FAILURE;
 		fresh->credited = true;
 		sud = fresh;
+#endif
 	}
 	stream_t *s = stream_of(q, id, sud);
 	if (s == NULL) return NGTCP2_ERR_CALLBACK_FAILURE;
@@ -812,6 +868,7 @@ static void scan_frames(qconn_t *q, const uint8_t *p, size_t len, bool apply) {
 	}
 }
 
+#if !MOQ_NGTCP2_1X
 /*
  * The packet number of a 1-RTT packet from its header (the AAD: short header, protection removed),
  * decoded next to `largest` as RFC 9000 §A.3 and ngtcp2_pkt_adjust_pkt_num do; false for a long header.
@@ -849,6 +906,7 @@ static bool ack_guard_drops(qconn_t *q, const uint8_t *payload, size_t len, cons
 	scan_frames(q, payload, len, false); /* this packet's own ACKs count too */
 	return q->named_acked;
 }
+#endif /* the ACK guard: 0.12 only */
 
 static int decrypt_cb(uint8_t *dest, const ngtcp2_crypto_aead *aead, const ngtcp2_crypto_aead_ctx *aead_ctx,
                       const uint8_t *ciphertext, size_t ciphertextlen, const uint8_t *nonce, size_t noncelen,
@@ -857,7 +915,9 @@ static int decrypt_cb(uint8_t *dest, const ngtcp2_crypto_aead *aead, const ngtcp
 	qconn_t *q = reading_conn;
 	/* 1-RTT only (short header: the AAD is the header), where STOP_SENDING may be. */
 	if (rv == 0 && q != NULL && q->conn != NULL && aadlen > 0 && !(aad[0] & 0x80) && ciphertextlen >= aead->max_overhead) {
+#if !MOQ_NGTCP2_1X
 		if (ack_guard_drops(q, dest, ciphertextlen - aead->max_overhead, aad, aadlen)) return NGTCP2_ERR_DECRYPT;
+#endif
 		scan_frames(q, dest, ciphertextlen - aead->max_overhead, true);
 	}
 	return rv;
@@ -866,10 +926,12 @@ static int decrypt_cb(uint8_t *dest, const ngtcp2_crypto_aead *aead, const ngtcp
 /* The connection whose packets this thread is writing (encrypt_cb has no user data either). */
 static __thread qconn_t *writing_conn;
 
-/* Follows the ACK frames ngtcp2 writes in 1-RTT packets, for the ACK guard (ack_guard_drops). */
+/* Follows the ACK frames ngtcp2 writes in 1-RTT packets, for the ACK guard (ack_guard_drops); 1.x
+ * needs no guard, and encrypts straight away. */
 static int encrypt_cb(uint8_t *dest, const ngtcp2_crypto_aead *aead, const ngtcp2_crypto_aead_ctx *aead_ctx,
                       const uint8_t *plaintext, size_t plaintextlen, const uint8_t *nonce, size_t noncelen,
                       const uint8_t *aad, size_t aadlen) {
+#if !MOQ_NGTCP2_1X
 	qconn_t *q = writing_conn;
 	int64_t pn;
 	/* Before encrypting: ngtcp2 encrypts in place. */
@@ -887,6 +949,7 @@ static int encrypt_cb(uint8_t *dest, const ngtcp2_crypto_aead *aead, const ngtcp
 			q->named_acked = false;
 		}
 	}
+#endif
 	return ngtcp2_crypto_encrypt_cb(dest, aead, aead_ctx, plaintext, plaintextlen, nonce, noncelen, aad, aadlen);
 }
 
@@ -1542,8 +1605,14 @@ static int conn_create(qconn_t *q, const uint8_t *pkt, size_t len) {
 	st.handshake_timeout = c->handshake_timeout_ms ? c->handshake_timeout_ms * NGTCP2_MILLISECONDS : UINT64_MAX;
 	if (q->has_odcid) {
 		/* The Initial answers our Retry: its token was checked by the JS side (src/quic/retry.ts). */
+#if MOQ_NGTCP2_1X
+		st.token = hd.token;
+		st.tokenlen = hd.tokenlen;
+		st.token_type = NGTCP2_TOKEN_TYPE_RETRY;
+#else
 		st.token.base = hd.token.base;
 		st.token.len = hd.token.len;
+#endif
 	}
 	ngtcp2_transport_params p;
 	ngtcp2_transport_params_default(&p);
@@ -1558,7 +1627,8 @@ static int conn_create(qconn_t *q, const uint8_t *pkt, size_t len) {
 	p.disable_active_migration = 1;
 	/* WebTransport (Chromium) wants datagram support advertised; we never read any. */
 	p.max_datagram_frame_size = 65535;
-	/* 0.12: the server sets original_dcid itself (there is no original_dcid_present). */
+	/* The server names the client's first destination ID (RFC 9000 §7.3); 0.12 has no
+	 * original_dcid_present and always sends it. */
 	if (q->has_odcid) {
 		ngtcp2_cid_init(&p.original_dcid, q->odcid, q->odcid_len);
 		p.retry_scid = hd.dcid;
@@ -1566,6 +1636,9 @@ static int conn_create(qconn_t *q, const uint8_t *pkt, size_t len) {
 	} else {
 		p.original_dcid = hd.dcid;
 	}
+#if MOQ_NGTCP2_1X
+	p.original_dcid_present = 1;
+#endif
 	ngtcp2_cid scid;
 	ngtcp2_cid_init(&scid, q->scid, q->scid_len);
 	ngtcp2_path path = {{(ngtcp2_sockaddr *)&q->local, q->local_len}, {(ngtcp2_sockaddr *)&q->remote, q->remote_len}, NULL};
@@ -1674,10 +1747,10 @@ static int read_open(qconn_t *q, const uint8_t *data, size_t len) {
 	if (rv == 0) return 0;
 	switch (rv) {
 	case NGTCP2_ERR_DRAINING: {
-		ngtcp2_connection_close_error cc;
-		ngtcp2_conn_get_connection_close_error(q->conn, &cc);
+		moq_ccerr cc;
+		moq_conn_get_ccerr(q->conn, &cc);
 		q->peer_err.set = true;
-		q->peer_err.app = cc.type == NGTCP2_CONNECTION_CLOSE_ERROR_CODE_TYPE_APPLICATION;
+		q->peer_err.app = cc.type == MOQ_CCERR_TYPE_APPLICATION;
 		q->peer_err.code = cc.error_code;
 		size_t n = cc.reasonlen > MAX_REASON ? MAX_REASON : cc.reasonlen;
 		if (n > 0 && cc.reason) memcpy(q->peer_err.reason, cc.reason, n);
@@ -2031,11 +2104,11 @@ static napi_value conn_close_body(napi_env env, napi_callback_info info) {
 		q->state = ST_CLOSED;
 		return js_undefined(env);
 	}
-	ngtcp2_connection_close_error_default(&q->ccerr);
+	moq_ccerr_default(&q->ccerr);
 	if (app)
-		ngtcp2_connection_close_error_set_application_error(&q->ccerr, code, q->local_err.reason, reason_len);
+		moq_ccerr_set_application_error(&q->ccerr, code, q->local_err.reason, reason_len);
 	else
-		ngtcp2_connection_close_error_set_transport_error(&q->ccerr, code, q->local_err.reason, reason_len);
+		moq_ccerr_set_transport_error(&q->ccerr, code, q->local_err.reason, reason_len);
 	q->state = ST_CLOSE_PENDING;
 	return js_undefined(env);
 }
@@ -2164,7 +2237,7 @@ static stream_t *send_stream(napi_env env, qconn_t *q, int64_t id, bool create) 
 		}
 		if (got != id) {
 			/* Out of order: the app asked for another id than the next one. */
-			ngtcp2_conn_shutdown_stream(q->conn, got, 0);
+			moq_shutdown_stream(q->conn, got, 0);
 			throw_msg(env, "InvalidStreamState(%lld)", (long long)id);
 			return NULL;
 		}
@@ -2495,12 +2568,12 @@ static napi_value conn_stream_shutdown(napi_env env, napi_callback_info info) {
 		if (!s->has_recv || s->recv_done) return js_null(env);
 		s->recv_done = true;
 		drop_recv(q, s);
-		if (!s->ng_closed) ngtcp2_conn_shutdown_stream_read(q->conn, id, code);
+		if (!s->ng_closed) moq_shutdown_stream_read(q->conn, id, code);
 	} else {
 		if (s->write_shut || s->stopped) return js_null(env);
 		s->write_shut = true;
 		sched_remove(q, s);
-		if (!s->ng_closed) ngtcp2_conn_shutdown_stream_write(q->conn, id, code);
+		if (!s->ng_closed) moq_shutdown_stream_write(q->conn, id, code);
 	}
 	stream_maybe_free(q, s);
 	return js_undefined(env);
@@ -2532,8 +2605,8 @@ static napi_value conn_path_stats(napi_env env, napi_callback_info info) {
 	napi_value arr, obj;
 	CHECK(napi_create_array(env, &arr));
 	if (q->conn == NULL) return arr;
-	ngtcp2_conn_stat cs;
-	ngtcp2_conn_get_conn_stat(q->conn, &cs);
+	moq_conn_info cs;
+	moq_conn_get_info(q->conn, &cs);
 	CHECK(napi_create_object(env, &obj));
 	napi_set_named_property(env, obj, "active", js_bool(env, true));
 	set_num(env, obj, "rtt", (double)cs.smoothed_rtt / 1e6);
@@ -2544,8 +2617,10 @@ static napi_value conn_path_stats(napi_env env, napi_callback_info info) {
 	set_num(env, obj, "sent", (double)q->pkts_sent);
 	set_num(env, obj, "sentBytes", (double)q->bytes_sent);
 	set_num(env, obj, "recvBytes", (double)q->bytes_recv);
-	set_num(env, obj, "pmtu", (double)cs.max_tx_udp_payload_size);
-	set_num(env, obj, "deliveryRate", (double)cs.delivery_rate_sec);
+	set_num(env, obj, "pmtu", (double)ngtcp2_conn_get_path_max_tx_udp_payload_size(q->conn));
+#if !MOQ_NGTCP2_1X
+	set_num(env, obj, "deliveryRate", (double)cs.delivery_rate_sec); /* 1.x keeps it internal */
+#endif
 	napi_set_element(env, arr, 0, obj);
 	return arr;
 }

@@ -66,7 +66,10 @@ describe("quic engine: selection", () => {
 	});
 
 	test("selectEngine: ngtcp2 when asked for and built", { skip: SKIP }, () => {
-		assert.equal(selectEngine("ngtcp2").name, "ngtcp2");
+		const ngtcp2 = selectEngine("ngtcp2");
+		assert.equal(ngtcp2.name, "ngtcp2");
+		// The library versions the addon was built on, as the start-up log names them (0.12 or 1.x).
+		assert.match(ngtcp2.library, /^libngtcp2 (0\.12|1\.\d+)\.\d+, GnuTLS \d+\.\d+\.\d+$/);
 		assert.equal(selectEngine("quiche").name, "quiche");
 	});
 

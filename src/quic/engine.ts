@@ -26,6 +26,8 @@ export const NGTCP2_PACKAGES = "libngtcp2-dev libngtcp2-crypto-gnutls-dev libgnu
 /** What server.ts needs of an engine: quiche's module-level functions and Connection.accept. */
 export interface ServerEngine {
 	readonly name: "quiche" | "ngtcp2";
+	/** The QUIC and TLS libraries under it, with their versions where known (logged at start). */
+	readonly library: string;
 	versionIsSupported(version: number): boolean;
 	negotiateVersion(scid: Uint8Array, dcid: Uint8Array, out: Uint8Array): number;
 	retry(
@@ -170,6 +172,7 @@ function quicheEngine(): ServerEngine {
 	const quiche = loadQuiche();
 	return {
 		name: "quiche",
+		library: "quiche (napi)",
 		versionIsSupported: (version) => quiche.versionIsSupported(version),
 		negotiateVersion: (scid, dcid, out) => quiche.negotiateVersion(scid, dcid, out),
 		retry: (scid, dcid, newScid, token, version, out) => quiche.retry(scid, dcid, newScid, token, version, out),
@@ -186,6 +189,7 @@ function quicheEngine(): ServerEngine {
 function ngtcp2Engine(addon: Ngtcp2Native): ServerEngine {
 	return {
 		name: "ngtcp2",
+		library: `libngtcp2 ${addon.ngtcp2Version}, GnuTLS ${addon.gnutlsVersion}`,
 		versionIsSupported: (version) => addon.versionIsSupported(version),
 		negotiateVersion: (scid, dcid, out) => addon.negotiateVersion(scid, dcid, out),
 		retry: (scid, dcid, newScid, token, version, out) => addon.retry(scid, dcid, newScid, token, version, out),
@@ -250,6 +254,22 @@ export function autoEngineName(): ServerEngine["name"] {
  * and says once per thread (worker 0 only, every worker loads the same file) which packages enable it.
  */
 export function selectEngine(configured: QuicEngineChoice | undefined, log?: Logger, workerIndex = 0): ServerEngine {
+	const engine = pickEngine(configured, log, workerIndex);
+	// Once per thread that logs (worker 0): which library serves QUIC, 0.12 or 1.x for ngtcp2.
+	if (!loggedEngine && workerIndex === 0 && log !== undefined) {
+		loggedEngine = true;
+		log.info(`quic: ${engine.name} engine (${engine.library})`);
+	}
+	return engine;
+}
+
+let loggedEngine = false;
+
+function pickEngine(
+	configured: QuicEngineChoice | undefined,
+	log: Logger | undefined,
+	workerIndex: number,
+): ServerEngine {
 	const choice = engineChoice(configured);
 	if (choice === "quiche") return quicheEngine();
 	if (choice === "ngtcp2") {
