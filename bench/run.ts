@@ -8,7 +8,7 @@
  *    ngtcp2 when its addon is built): CPU per egress packet, its ratio to the bare pump of the same
  *    run, ngtcp2 ÷ quiche, and 2 workers ÷ 1 worker (the multi-worker machinery's cost);
  * then 3. the capacity sweep per core count and engine (subscribers stepped up until p99 passes the
- * target or a group is lost). Progress lines while running, the tables at the end, and JSON + SVG charts in
+ * target or a group is lost; then `--refine` counts between the last pass and that failure). Progress lines while running, the tables at the end, and JSON + SVG charts in
  * `--out`. See docs/benchmarks.md.
  */
 
@@ -21,7 +21,7 @@ import { benchConsole } from "./lib/console.ts";
 import { type PumpRun, pumpLine, runPump, stopPumps } from "./lib/pump-trial.ts";
 import { capacityTable, costTable, document } from "./lib/report.ts";
 import { costChart, latencyChart } from "./lib/svg.ts";
-import { runSweep, type SweepResult, stopAll } from "./lib/sweep.ts";
+import { refineSweep, runSweep, type SweepResult, stopAll } from "./lib/sweep.ts";
 
 async function main(): Promise<number> {
 	let parsed: ReturnType<typeof parseArgs>;
@@ -103,7 +103,13 @@ async function main(): Promise<number> {
 				);
 				const sweep = await runSweep(opts, cores, run, progress, null, engine);
 				if (sweep.error) console.error(`  sweep failed: ${sweep.error}`);
-				else say(`  → capacity ${sweep.capacity} subscribers (stopped by ${sweep.stoppedBy})`);
+				else {
+					const doubled = sweep.capacity;
+					await refineSweep(opts, sweep, progress, engine);
+					if (sweep.refineError) console.error(`  refinement failed: ${sweep.refineError}`);
+					const refined = sweep.refined ? ` (refined from ${doubled}: tried ${sweep.refined.join(", ")})` : "";
+					say(`  → capacity ${sweep.capacity} subscribers${refined} (stopped by ${sweep.stoppedBy})`);
+				}
 				sweeps.push(sweep);
 			}
 		}

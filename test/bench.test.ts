@@ -13,7 +13,7 @@ import { promisify } from "node:util";
 import { parseArgs } from "../bench/lib/args.ts";
 import { nativeGeneratorAvailable } from "../bench/lib/native-generator.ts";
 import type { BenchDocument } from "../bench/lib/report.ts";
-import type { SweepResult } from "../bench/lib/sweep.ts";
+import { refineSteps, type SweepResult } from "../bench/lib/sweep.ts";
 
 const REPO = resolve(import.meta.dirname, "..");
 const NODE = join(REPO, "node_modules", ".bin", "node");
@@ -48,6 +48,54 @@ test("bench options: defaults, quick, and explicit steps", () => {
 		assert.throws(() => parseArgs(["--receiver-gro", "yes"]), /--receiver-gro/);
 	}
 	assert.throws(() => parseArgs(["--generator", "js", "--receiver-gro", "on"]), /native generator/);
+	assert.equal(full.refine, 3, "a sweep is refined between its last pass and first failure by default");
+	assert.equal(quick.refine, 0);
+	const refine = parseArgs(["--refine", "0"]);
+	assert.ok(refine !== "help" && refine.refine === 0);
+	assert.throws(() => parseArgs(["--refine", "1.5"]), /--refine/);
+	assert.throws(() => parseArgs(["--refine", "9"]), /--refine/);
+});
+
+test("refineSteps: evenly spaced counts strictly between the last pass and the first failure", () => {
+	assert.deepEqual(refineSteps(200, 400, 3), [250, 300, 350]);
+	assert.deepEqual(refineSteps(400, 800, 1), [600]);
+	assert.deepEqual(refineSteps(0, 10, 3), [3, 5, 8]);
+	assert.deepEqual(refineSteps(2, 4, 3), [3], "no repeats, nothing at either end");
+	assert.deepEqual(refineSteps(5, 6, 3), []);
+});
+
+test("a sweep that fails a step is refined in a fresh relay", { timeout: 90_000 }, async () => {
+	const dir = mkdtempSync(join(tmpdir(), "moq-bench-refine-"));
+	try {
+		const args = [
+			...["--phases", "sweep", "--engines", "quiche", "--cores", "1", "--steps", "4", "--refine", "1"],
+			...["--runs", "1", "--bitrate", "0.5", "--group-ms", "500", "--warmup-ms", "500", "--window-ms", "1000"],
+			...["--generators", "1", "--sockets", "2", "--generator", generators[0]],
+			// No relay meets a p99 of a microsecond: every step fails, on the target, not on loss.
+			...["--target-p99-ms", "0.001", "--out", dir],
+		];
+		const { stdout } = await promisify(execFile)(NODE, [join(REPO, "bench", "run.ts"), ...args], {
+			cwd: REPO,
+			timeout: 80_000,
+		});
+		const doc = JSON.parse(readFileSync(join(dir, "latest.json"), "utf8")) as BenchDocument;
+		const [sweep] = doc.sweeps;
+		assert.equal(sweep.error, null);
+		assert.deepEqual(sweep.refined, [2], "one count halfway between 0 (no pass) and the failing 4");
+		assert.deepEqual(
+			sweep.steps.map((s) => [s.subscribers, s.refine === true, s.pass]),
+			[
+				[4, false, false],
+				[2, true, false],
+			],
+		);
+		assert.ok(sweep.steps[1].framesReceived > 0, "the refinement measured a relay of its own");
+		assert.equal(sweep.capacity, 0);
+		assert.equal(sweep.stoppedBy, "target");
+		assert.match(stdout, /capacity 0 subscribers \(refined from 0: tried 2\)/);
+	} finally {
+		rmSync(dir, { recursive: true, force: true });
+	}
 });
 
 const generators: ("native" | "js")[] = nativeGeneratorAvailable() ? ["native", "js"] : ["js"];
@@ -122,7 +170,8 @@ async function tinyBench(generator: "native" | "js"): Promise<void> {
 function checkSweep(doc: BenchDocument, sweep: SweepResult): void {
 	assert.equal(sweep.error, null);
 	assert.equal(sweep.cores, 1);
-	assert.ok(sweep.steps.length >= 1 && sweep.steps.length <= 2);
+	// Two steps, and the refinement's one count (3) when the second failed.
+	assert.ok(sweep.steps.length >= 1 && sweep.steps.length <= 3);
 	for (const step of sweep.steps) {
 		assert.equal(step.connected, step.subscribers);
 		assert.ok(step.framesReceived > 0, "frames were measured, not configured");
@@ -140,6 +189,9 @@ function checkSweep(doc: BenchDocument, sweep: SweepResult): void {
 	assert.equal(summary.capacity.median, sweep.capacity);
 	assert.deepEqual(
 		summary.curve.map((p) => p.subscribers),
-		sweep.steps.filter((s) => s.valid).map((s) => s.subscribers),
+		sweep.steps
+			.filter((s) => s.valid)
+			.map((s) => s.subscribers)
+			.sort((a, b) => a - b),
 	);
 }

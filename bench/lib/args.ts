@@ -49,6 +49,11 @@ export interface BenchOptions {
 	out: string;
 	/** Subscriber counts to sweep (ascending). */
 	steps: number[];
+	/**
+	 * After a sweep fails a step, this many evenly spaced counts between its last pass and that
+	 * failure, in a fresh relay (0: none). Doubling steps alone make every capacity ratio 1, 2 or 4.
+	 */
+	refine: number;
 	/** Settle time after adding subscribers, and the measurement window (ms). */
 	warmupMs: number;
 	windowMs: number;
@@ -89,6 +94,8 @@ const HELP = `npm run bench [-- options]
   --target-p99-ms MS      latency target for the capacity table (default 100)
   --max-subscribers N     stop the sweep there (default 3200; quick 400)
   --steps a,b,c           subscriber counts (default 10,25,50,100,200,400,800,...)
+  --refine N              after the first failing step, N evenly spaced counts between it and
+                          the last passing one, in a fresh relay (default 3; quick 0; 0: off)
   --cores 1,2             core counts of the capacity sweep (default 1)
   --pump-connections N    connections the bare pump pushes to (default 20)
   --trial-subscribers N   subscribers of the 1-worker / 2-worker relay runs (default 100; quick 40)
@@ -150,6 +157,7 @@ export function parseArgs(argv: string[]): BenchOptions | "help" {
 		"--target-p99-ms",
 		"--max-subscribers",
 		"--steps",
+		"--refine",
 		"--cores",
 		"--phases",
 		"--engines",
@@ -205,6 +213,9 @@ export function parseArgs(argv: string[]): BenchOptions | "help" {
 	const maxSubscribers = num("--max-subscribers", quick ? 400 : 3200);
 	const steps = flags.has("--steps") ? list(flags.get("--steps")!, "--steps") : defaultSteps(maxSubscribers);
 	const maxCores = Math.max(...cores);
+	const refine = flags.has("--refine") ? Number(flags.get("--refine")) : quick ? 0 : 3;
+	if (!Number.isInteger(refine) || refine < 0 || refine > 8)
+		throw new Error(`--refine: expected an integer from 0 to 8, got "${flags.get("--refine")}"`);
 	const generator = generatorKind(flags.get("--generator"));
 	const receiverGro = onOff(flags.get("--receiver-gro"), "--receiver-gro");
 	const ackEvery = num("--ack-every", 2);
@@ -229,6 +240,7 @@ export function parseArgs(argv: string[]): BenchOptions | "help" {
 		runs: Math.round(num("--runs", quick ? 1 : 3)),
 		out: flags.get("--out") ?? "bench/results",
 		steps: steps.filter((n) => n <= maxSubscribers).sort((a, b) => a - b),
+		refine,
 		warmupMs: num("--warmup-ms", quick ? 1000 : 2000),
 		windowMs: num("--window-ms", quick ? 2500 : 5000),
 		generators: Math.round(num("--generators", Math.min(8, Math.max(2, cpus - maxCores)))),

@@ -430,6 +430,11 @@ export function capacityTable(doc: BenchDocument): string {
 	}
 	lines.push("");
 	lines.push(
+		o.refine > 0
+			? `max subscribers: the largest count that passed; the steps (${o.steps.slice(0, 6).join(", ")}, …), then up to ${o.refine} counts evenly between the last pass and the first failure, in a fresh relay (--refine).`
+			: "max subscribers: the largest step that passed (--refine 0: the gap to the first failure was not narrowed).",
+	);
+	lines.push(
 		"µs / egress packet: relay process CPU (all threads, /proc) ÷ packets the load generators received, over steps with ≥ 25 subscribers that the generators did not limit.",
 	);
 	lines.push(

@@ -68,6 +68,8 @@ export interface StepResult {
 	invalidReason: string | null;
 	pass: boolean;
 	failReason: string | null;
+	/** A step of the refinement (refineSweep): measured in a fresh relay after the sweep failed. */
+	refine?: boolean;
 }
 
 export interface SweepResult {
@@ -83,6 +85,10 @@ export interface SweepResult {
 	/** Why the sweep stopped. */
 	stoppedBy: "target" | "loss" | "generator" | "max" | "error";
 	error: string | null;
+	/** The counts the refinement tried between the last pass and the first failure (absent: none). */
+	refined?: number[];
+	/** Why the refinement did not finish (its relay failed); the capacity is then the sweep's. */
+	refineError?: string | null;
 }
 
 export type Progress = (line: string, final: boolean) => void;
@@ -109,6 +115,53 @@ function workerCpu(samples: Sample[] | null): Map<number, number> {
 export interface SweepOverride {
 	workers: number;
 	steps: number[];
+	/** The counts are a sweep's refinement: labelled and reported as sweep steps. */
+	refine?: boolean;
+}
+
+/**
+ * `n` evenly spaced subscriber counts strictly between a sweep's last passing count and its first
+ * failing one, ascending, without repeats (fewer when the gap is narrow).
+ */
+export function refineSteps(pass: number, fail: number, n: number): number[] {
+	const out: number[] = [];
+	for (let k = 1; k <= n; k++) {
+		const count = Math.round(pass + ((fail - pass) * k) / (n + 1));
+		if (count > pass && count < fail && out[out.length - 1] !== count) out.push(count);
+	}
+	return out;
+}
+
+/**
+ * Narrows a sweep that failed a step: the counts of refineSteps in a fresh relay, upward until one
+ * fails. The sweep's capacity becomes the largest count that passed; the steps join its own
+ * (marked `refine`). A generator-limited or broken refinement leaves the capacity as it was.
+ */
+export async function refineSweep(
+	opts: BenchOptions,
+	sweep: SweepResult,
+	progress: Progress,
+	engine: Engine = "quiche",
+): Promise<void> {
+	if (opts.refine === 0 || sweep.error !== null || (sweep.stoppedBy !== "target" && sweep.stoppedBy !== "loss")) return;
+	const failed = sweep.steps[sweep.steps.length - 1]?.subscribers;
+	if (failed === undefined) return;
+	const steps = refineSteps(sweep.capacity, failed, opts.refine);
+	if (steps.length === 0) return;
+	sweep.refined = steps;
+	const r = await runSweep(
+		opts,
+		sweep.cores,
+		sweep.run,
+		progress,
+		{ workers: sweep.workers, steps, refine: true },
+		engine,
+	);
+	for (const step of r.steps) sweep.steps.push({ ...step, refine: true });
+	sweep.refineError = r.error;
+	if (r.error !== null) return;
+	if (r.capacity > sweep.capacity) sweep.capacity = r.capacity;
+	if (r.stoppedBy === "target" || r.stoppedBy === "loss") sweep.stoppedBy = r.stoppedBy;
 }
 
 export async function runSweep(
@@ -120,9 +173,10 @@ export async function runSweep(
 	engine: Engine = "quiche",
 ): Promise<SweepResult> {
 	const workers = override?.workers ?? cores;
-	const label = override
+	const trial = override !== null && override.refine !== true;
+	const label = trial
 		? `run ${run}/${opts.runs} · relay ${engine.padEnd(6)}, ${cores} core, ${workers} worker${workers > 1 ? "s" : " "}`
-		: `${engine} ${cores} core(s)`;
+		: `${engine} ${cores} core(s)${override?.refine ? " · refine" : ""}`;
 	const cpus = availableParallelism();
 	const relayCores = cpuList(0, Math.min(cores, cpus));
 	// Load on the cores the relay does not use; on a machine without spare cores, share them (the
@@ -206,7 +260,7 @@ export async function runSweep(
 				step.pass = false;
 			}
 			result.steps.push(step);
-			progress(override ? trialLine(label, step) : stepLine(label, step), true);
+			progress(trial ? trialLine(label, step) : stepLine(label, step), true);
 			if (!step.valid) {
 				result.stoppedBy = "generator";
 				break;
