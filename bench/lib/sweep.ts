@@ -133,9 +133,11 @@ export function refineSteps(pass: number, fail: number, n: number): number[] {
 }
 
 /**
- * Narrows a sweep that failed a step: the counts of refineSteps in a fresh relay, upward until one
- * fails. The sweep's capacity becomes the largest count that passed; the steps join its own
- * (marked `refine`). A generator-limited or broken refinement leaves the capacity as it was.
+ * Narrows a sweep that failed a step, or whose last step the load generators limited: the counts
+ * of refineSteps in a fresh relay, upward until one fails. The sweep's capacity becomes the largest
+ * count that passed; the steps join its own (marked `refine`). A refinement step that fails on the
+ * target or on loss ends the lower bound of a generator-limited sweep; a generator-limited or
+ * broken refinement leaves the sweep's verdict as it was.
  */
 export async function refineSweep(
 	opts: BenchOptions,
@@ -143,7 +145,13 @@ export async function refineSweep(
 	progress: Progress,
 	engine: Engine = "quiche",
 ): Promise<void> {
-	if (opts.refine === 0 || sweep.error !== null || (sweep.stoppedBy !== "target" && sweep.stoppedBy !== "loss")) return;
+	const stopped = sweep.stoppedBy;
+	if (
+		opts.refine === 0 ||
+		sweep.error !== null ||
+		(stopped !== "target" && stopped !== "loss" && stopped !== "generator")
+	)
+		return;
 	const failed = sweep.steps[sweep.steps.length - 1]?.subscribers;
 	if (failed === undefined) return;
 	const steps = refineSteps(sweep.capacity, failed, opts.refine);
