@@ -5,7 +5,8 @@
  * Two QUIC engines serve the relay (src/quic/engine.ts): a full run (no file named) runs everything
  * on the engine "auto" picks, then the QUIC and WebTransport suites (ENGINE_SUITES) a second time on
  * the other engine, with MOQ_SERVER_QUIC_ENGINE set (it reaches every server a test starts, in
- * process or not). `--engine quiche|ngtcp2` runs the named files (or the full suite) on that engine
+ * process or not). `--engine-suites` names those suites as the files to run.
+ * `--engine quiche|ngtcp2` runs the named files (or the full suite) on that engine
  * only, without the second pass.
  */
 import { spawnSync } from "node:child_process";
@@ -65,6 +66,10 @@ if (engineAt >= 0) {
 	engine = value as Engine;
 	args.splice(engineAt, 2);
 }
+// --engine-suites: just the QUIC and WebTransport suites (ENGINE_SUITES), say on another build of
+// the ngtcp2 engine (scripts/test-ngtcp2-1x.sh).
+const suitesAt = args.indexOf("--engine-suites");
+if (suitesAt >= 0) args.splice(suitesAt, 1, ...ENGINE_SUITES);
 const fullRun = !args.some((a) => a.endsWith(".ts"));
 const files = fullRun ? find("test", []).sort() : [];
 
