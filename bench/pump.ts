@@ -8,6 +8,10 @@
  * Egress: `dgram` sends each packet with `dgram.send` (as the relay does without the native addon);
  * `gso` hands each round's packets to native/build/udp.node's `sendBatch` (sendmmsg, with same-size
  * runs to one destination as GSO super-packets), as the relay's sender does with the addon.
+ * `ngtcp2` is the same loop and the same GSO egress on the relay's other engine (native/ngtcp2.c):
+ * its `sendBatch` builds a peer's packets straight into the batch slots in one call, as the relay's
+ * connection.ts has it do. Its CPU per packet is the floor that engine and this kernel set for a
+ * server of this loop, with no relay above it: the relay on ngtcp2 is reported against it.
  *
  * A child process of the bench (bench/lib/pump-trial.ts), driven over IPC: "start" → "ready" with
  * its port and certificate fingerprint; "mark" → its counters so far; "stop" exits. Same loop as
@@ -17,11 +21,13 @@
 import { randomBytes } from "node:crypto";
 import dgram from "node:dgram";
 import { buildServerConfig, DEFAULT_QUIC_LIMITS } from "../src/quic/config.ts";
+import { loadNgtcp2, type Ngtcp2ConnectionExtras, type Ngtcp2Native, ngtcp2Unavailable } from "../src/quic/engine.ts";
 import { loadQuiche, type QuicheConnection } from "../src/quic/native.ts";
 import { loadUdpNative, OutSlot, StopReason, type UdpNative, udpNativeUnavailable } from "../src/quic/udp-native.ts";
 import { generateCertificate } from "../src/tls/generate.ts";
 
-export type PumpEgress = "dgram" | "gso";
+/** quiche with dgram egress, quiche with the GSO addon, the ngtcp2 engine with the GSO addon. */
+export type PumpEgress = "dgram" | "gso" | "ngtcp2";
 
 export type ToPump = { type: "start"; egress: PumpEgress; connections: number } | { type: "mark" } | { type: "stop" };
 
@@ -66,6 +72,8 @@ const send = (m: FromPump) => process.send?.(m);
 
 interface Peer {
 	readonly conn: QuicheConnection;
+	/** The ngtcp2 engine's batch builder (null on quiche). */
+	readonly batch: Ngtcp2ConnectionExtras["sendBatch"] | null;
 	readonly host: string;
 	readonly port: number;
 	/** This peer's entry in the address table (GSO egress). */
@@ -88,13 +96,38 @@ function socketFd(socket: dgram.Socket): number {
 
 async function start(egress: PumpEgress, connections: number): Promise<void> {
 	let udp: UdpNative | null = null;
-	if (egress === "gso") {
+	if (egress !== "dgram") {
 		udp = loadUdpNative();
 		if (udp === null) throw new Error(`GSO egress needs the native addon: ${udpNativeUnavailable()}`);
 	}
+	let ngtcp2: Ngtcp2Native | null = null;
+	if (egress === "ngtcp2") {
+		ngtcp2 = loadNgtcp2();
+		if (ngtcp2 === null) throw new Error(`the ngtcp2 pump needs the engine: ${ngtcp2Unavailable()}`);
+	}
 	const cert = generateCertificate(["localhost", "127.0.0.1"]);
 	const quiche = loadQuiche();
-	const config = buildServerConfig(cert.certPem, cert.keyPem, ["moq-lite-05"], DEFAULT_QUIC_LIMITS);
+	// The relay's transport configuration on either engine (src/quic/engine.ts buildConfig).
+	const limits = DEFAULT_QUIC_LIMITS;
+	const config =
+		ngtcp2 === null
+			? buildServerConfig(cert.certPem, cert.keyPem, ["moq-lite-05"], limits)
+			: new ngtcp2.Config(
+					new TextEncoder().encode(cert.certPem),
+					new TextEncoder().encode(cert.keyPem),
+					["moq-lite-05"],
+					{
+						idleTimeoutMs: limits.idleTimeoutMs,
+						keepAliveMs: limits.keepAliveMs,
+						handshakeTimeoutMs: limits.handshakeTimeoutMs,
+						maxData: limits.maxData,
+						maxStreamData: limits.maxStreamData,
+						maxStreamsBidi: limits.maxStreamsBidi,
+						maxStreamsUni: limits.maxStreamsUni,
+						maxConnectionWindow: limits.maxConnectionWindow,
+						maxStreamWindow: limits.maxStreamWindow,
+					},
+				);
 	const socket = dgram.createSocket("udp4");
 	await new Promise<void>((resolve) => socket.bind(0, "127.0.0.1", () => resolve()));
 	// The relay's socket buffers (src/quic/server.ts).
@@ -141,6 +174,7 @@ async function start(egress: PumpEgress, connections: number): Promise<void> {
 	const slots = Buffer.allocUnsafeSlow(BATCH * PACKET_BUFFER);
 	const slotViews = Array.from({ length: BATCH }, (_, i) => slots.subarray(i * PACKET_BUFFER, (i + 1) * PACKET_BUFFER));
 	const meta = new Int32Array(2 * BATCH);
+	const runSizes = new Uint16Array(BATCH);
 	const slotPeers: Peer[] = new Array(BATCH);
 	const out = new Float64Array(OutSlot.count);
 	let batched = 0;
@@ -156,9 +190,21 @@ async function start(egress: PumpEgress, connections: number): Promise<void> {
 				return;
 			}
 			const scid = randomBytes(CID_LEN);
-			const conn = quiche.Connection.accept(scid, null, local, { host: rinfo.address, port: rinfo.port }, config);
+			const remote = { host: rinfo.address, port: rinfo.port };
+			const conn =
+				ngtcp2 === null
+					? quiche.Connection.accept(
+							scid,
+							null,
+							local,
+							remote,
+							config as Parameters<typeof quiche.Connection.accept>[4],
+						)
+					: ngtcp2.Connection.accept(scid, null, local, remote, config as object);
+			const batch = (conn as Partial<Ngtcp2ConnectionExtras>).sendBatch;
 			peer = {
 				conn,
+				batch: ngtcp2 !== null && batch !== undefined ? batch.bind(conn) : null,
 				host: rinfo.address,
 				port: rinfo.port,
 				entry: peers.size,
@@ -169,7 +215,10 @@ async function start(egress: PumpEgress, connections: number): Promise<void> {
 			peers.set(rinfo.port, peer);
 		}
 		try {
-			peer.conn.recv(msg, peer.recvInfo);
+			// The ngtcp2 engine takes the peer's address only when it changed (it never does here), as
+			// the relay passes it; quiche wants it with every packet.
+			if (peer.batch !== null) (peer.conn as unknown as { recv(data: Buffer): number }).recv(msg);
+			else peer.conn.recv(msg, peer.recvInfo);
 		} catch {
 			// undecryptable or late: quiche has dealt with it
 		}
@@ -199,6 +248,7 @@ async function start(egress: PumpEgress, connections: number): Promise<void> {
 
 	/** Up to BURST of `peer`'s packets: to dgram one by one, or into the batch. */
 	const drainPeer = (peer: Peer): number => {
+		if (peer.batch !== null) return drainBatched(peer, peer.batch);
 		let n = 0;
 		for (; n < BURST; n++) {
 			let result: [number, unknown] | null;
@@ -225,6 +275,30 @@ async function start(egress: PumpEgress, connections: number): Promise<void> {
 			meta[2 * batched + 1] = peer.entry;
 			slotPeers[batched] = peer;
 			if (++batched === BATCH) flushBatch();
+		}
+		return n;
+	};
+
+	/** The ngtcp2 engine: runs of the peer's packets built straight into the free batch slots. */
+	const drainBatched = (peer: Peer, build: Ngtcp2ConnectionExtras["sendBatch"]): number => {
+		let n = 0;
+		while (n < BURST) {
+			const want = Math.min(BURST - n, BATCH - batched);
+			let built: number;
+			try {
+				built = build(slots.subarray(batched * PACKET_BUFFER), runSizes, want, PACKET_BUFFER);
+			} catch {
+				built = 0;
+			}
+			for (let i = 0; i < built; i++) {
+				meta[2 * batched] = runSizes[i];
+				meta[2 * batched + 1] = peer.entry;
+				slotPeers[batched] = peer;
+				batched++;
+			}
+			n += built;
+			if (batched === BATCH) flushBatch();
+			if (built < want) break;
 		}
 		return n;
 	};

@@ -2,7 +2,8 @@
  * `npm run bench`: what the relay costs per packet, against a baseline measured in the same run, and
  * how many subscribers it carries. Each run, on one core (the load on the others):
  * 1. the bare baseline: bench/pump.ts, a minimal quiche server pushing stream data to
- *    `--pump-connections` clients, with dgram egress, then with the GSO addon when it is built;
+ *    `--pump-connections` clients, with dgram egress, then with the GSO addon when it is built, and
+ *    the same loop on the ngtcp2 engine (GSO) when the relay is benched on it: that engine's floor;
  * 2. the relay (a separate process, `taskset` to core 0) with 1 worker, then 2 workers on that same
  *    core, at a fixed load of `--trial-subscribers`, once per QUIC engine (`--engines`: quiche, and
  *    ngtcp2 when its addon is built): CPU per egress packet, its ratio to the bare pump of the same
@@ -18,10 +19,11 @@ import { loadNgtcp2, ngtcp2Unavailable } from "../src/quic/engine.ts";
 import { loadUdpNative, udpNativeUnavailable } from "../src/quic/udp-native.ts";
 import { HELP, parseArgs } from "./lib/args.ts";
 import { benchConsole } from "./lib/console.ts";
-import { type PumpRun, pumpLine, runPump, stopPumps } from "./lib/pump-trial.ts";
+import { type PumpRun, pumpLine, pumpName, runPump, stopPumps } from "./lib/pump-trial.ts";
 import { capacityTable, costTable, document } from "./lib/report.ts";
 import { costChart, latencyChart } from "./lib/svg.ts";
 import { refineSweep, runSweep, type SweepResult, stopAll } from "./lib/sweep.ts";
+import type { PumpEgress } from "./pump.ts";
 
 async function main(): Promise<number> {
 	let parsed: ReturnType<typeof parseArgs>;
@@ -60,11 +62,17 @@ async function main(): Promise<number> {
 	const pumpPhase = opts.phases.includes("pump");
 	const workersPhase = opts.phases.includes("workers");
 	if (pumpPhase && loadUdpNative() === null) gsoSkipped = udpNativeUnavailable();
+	// The bare pump on the ngtcp2 engine too, when the relay runs on it here and GSO is there.
+	const pumpEgresses: PumpEgress[] = gsoSkipped
+		? ["dgram"]
+		: opts.engines.includes("ngtcp2") && !opts.url
+			? ["dgram", "gso", "ngtcp2"]
+			: ["dgram", "gso"];
 	if (pumpPhase || workersPhase) {
 		say(
 			`CPU per egress packet on core 0 (load on the other cores): ` +
 				[
-					pumpPhase ? `bare pump → ${opts.pumpConnections} connections (dgram${gsoSkipped ? "" : ", GSO"})` : "",
+					pumpPhase ? `bare pump → ${opts.pumpConnections} connections (${pumpEgresses.map(pumpName).join(", ")})` : "",
 					workersPhase
 						? `relay with 1 and 2 workers on ${opts.engines.join(" and ")}, ${opts.trialSubscribers} subscribers`
 						: "",
@@ -78,7 +86,7 @@ async function main(): Promise<number> {
 		// Interleaved (pump, relay 1 worker, relay 2 workers, then the next run) so that a slow spell
 		// of a shared machine weighs on all of them, and each ratio is taken within one run.
 		if (pumpPhase) {
-			for (const egress of gsoSkipped ? (["dgram"] as const) : (["dgram", "gso"] as const)) {
+			for (const egress of pumpEgresses) {
 				const p = await runPump(opts, egress, run, progress);
 				progress(pumpLine(p, opts.runs), true);
 				pumps.push(p);

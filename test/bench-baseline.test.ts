@@ -22,7 +22,12 @@ const NODE = join(REPO, "node_modules", ".bin", "node");
 const out = mkdtempSync(join(tmpdir(), "moq-bench-baseline-"));
 after(() => rmSync(out, { recursive: true, force: true }));
 
-function pump(egress: "dgram" | "gso", run: number, usPerPacket: number | null, error: string | null = null): PumpRun {
+function pump(
+	egress: PumpRun["egress"],
+	run: number,
+	usPerPacket: number | null,
+	error: string | null = null,
+): PumpRun {
 	return {
 		egress,
 		run,
@@ -122,7 +127,9 @@ test("the baseline summary: min / median / max over runs, ratios taken run by ru
 	// Run 1: 44/40 = 1.1, run 2: 54/45 = 1.2; run 3's 2-worker run was load-bound.
 	assert.deepEqual(s.twoWorkersToOne, { min: 1.1, median: 1.15, max: 1.2 });
 	assert.deepEqual(s.gsoToDgram, { min: 0.5, median: 0.5, max: 0.5 });
-	assert.deepEqual(s.runs, { bareDgram: 2, bareGso: 3, relayOneWorker: 3, relayTwoWorkers: 2 });
+	assert.deepEqual(s.runs, { bareDgram: 2, bareGso: 3, bareNgtcp2: 0, relayOneWorker: 3, relayTwoWorkers: 2 });
+	assert.equal(s.bareNgtcp2Us, null, "no ngtcp2 pump ran");
+	assert.equal(s.bareNgtcp2ToGso, null);
 
 	// The document divides the sweep's per-packet costs by the measured dgram pump (median).
 	const opts = parseArgs(["--runs", "3"]);
@@ -174,6 +181,26 @@ test("the baseline summary: min / median / max over runs, ratios taken run by ru
 		/\| relay \(ngtcp2 engine\), 1 worker, 100 subscribers .*\*\*0\.20 \/ 0\.23 \/ 0\.25 × quiche engine\*\*/,
 	);
 	assert.equal((costChart(document(opts, [], pumps, withNg, null)).match(/class="bar"/g) ?? []).length, 6);
+	assert.doesNotMatch(bothTable, /bare ngtcp2/, "no ngtcp2 pump row without an ngtcp2 pump");
+
+	// The pump on the ngtcp2 engine: its row, its ratio to the quiche GSO pump, and the ngtcp2 relay
+	// over it, run by run (run 3 has no ngtcp2 relay run, run 2 no ngtcp2 pump).
+	const withNgPump = [...pumps, pump("ngtcp2", 1, 4), pump("ngtcp2", 3, 5.5)];
+	const floor = summarizeBaseline(3, withNgPump, withNg);
+	assert.deepEqual(floor.bareNgtcp2Us, { min: 4, median: 4.75, max: 5.5 });
+	// Run 1: 4/10 = 0.4, run 3: 5.5/11 = 0.5.
+	assert.deepEqual(floor.bareNgtcp2ToGso, { min: 0.4, median: 0.45, max: 0.5 });
+	assert.equal(floor.runs.bareNgtcp2, 2);
+	// Run 1: 10/4 = 2.5; the quiche relay over the quiche GSO pump: 40/10, 45/12.5, 50/11.
+	assert.deepEqual(floor.engines[1].toBareEngine, { min: 2.5, median: 2.5, max: 2.5 });
+	assert.deepEqual(floor.engines[0].toBareEngine, floor.relayToBareGso);
+	const floorTable = costTable(document(opts, [], withNgPump, withNg, null));
+	assert.match(
+		floorTable,
+		/\| bare ngtcp2 \+ GSO push pump, 20 connections \| 4\.00 \/ 4\.75 \/ 5\.50 \(2 runs\) \| 0\.40 \/ 0\.45 \/ 0\.50 × bare quiche GSO \|/,
+	);
+	assert.match(floorTable, /\| relay \(ngtcp2 engine\), 1 worker, .*; 2\.50 × bare ngtcp2; \*\*/);
+	assert.equal((costChart(document(opts, [], withNgPump, withNg, null)).match(/class="bar"/g) ?? []).length, 7);
 
 	// Capacity per engine, and ngtcp2 ÷ quiche run by run.
 	const sweepOf = (engine: "quiche" | "ngtcp2", run: number, capacity: number): SweepResult => ({
@@ -240,9 +267,14 @@ test("a tiny bench of the pump and worker phases writes a consistent JSON and co
 	const doc = JSON.parse(readFileSync(join(out, "latest.json"), "utf8")) as BenchDocument;
 	assert.equal(doc.sweeps.length, 0);
 	const { pumps, relays, gsoSkipped, summary } = doc.baseline;
+	// The ngtcp2 pump runs with GSO when the relay is benched on that engine too.
 	assert.deepEqual(
 		pumps.map((p) => p.egress),
-		gsoSkipped === null ? ["dgram", "gso"] : ["dgram"],
+		gsoSkipped !== null
+			? ["dgram"]
+			: doc.options.engines.includes("ngtcp2")
+				? ["dgram", "gso", "ngtcp2"]
+				: ["dgram", "gso"],
 	);
 	for (const p of pumps) {
 		assert.equal(p.error, null);

@@ -38,7 +38,7 @@ export interface PumpRun {
 	gsoShare: number | null;
 	/** Each client process's share of one core. */
 	clientCpu: number[];
-	/** quiche at the end of the window: packets lost in the window, mean congestion window (bytes) and RTT. */
+	/** The engine at the end of the window: packets lost in the window, mean congestion window (bytes) and RTT. */
 	lost: number;
 	cwnd: number;
 	rtt: number;
@@ -53,6 +53,11 @@ export type Progress = (line: string, final: boolean) => void;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const round = (x: number, digits: number) => Math.round(x * 10 ** digits) / 10 ** digits;
+
+/** The pump's engine and egress, as the progress lines and tables name it. */
+export function pumpName(egress: PumpEgress): string {
+	return egress === "dgram" ? "quiche + dgram" : egress === "gso" ? "quiche + GSO" : "ngtcp2 + GSO";
+}
 
 /** Cleanups of the run in progress, for an interrupted bench. */
 const active = new Set<() => void>();
@@ -70,7 +75,7 @@ export async function runPump(
 	const cpus = availableParallelism();
 	const pumpCores = [0];
 	const loadCores = cpus > 1 ? Array.from({ length: cpus - 1 }, (_, i) => i + 1) : [0];
-	const tag = `  run ${run}/${opts.runs} · bare quiche + ${egress === "gso" ? "GSO" : "dgram"} pump`;
+	const tag = `  run ${run}/${opts.runs} · bare ${pumpName(egress)} pump`;
 	const result: PumpRun = {
 		egress,
 		run,
@@ -158,7 +163,7 @@ export async function runPump(
 		}
 		if (packets > 0) {
 			result.syscallsPerPacket = round((m1.sendSyscalls - m0.sendSyscalls) / packets, 3);
-			if (egress === "gso") result.gsoShare = round((m1.gsoPackets - m0.gsoPackets) / packets, 3);
+			if (egress !== "dgram") result.gsoShare = round((m1.gsoPackets - m0.gsoPackets) / packets, 3);
 		}
 		result.clientCpu = reports.map((r) => round(r.cpuMicros / 1000 / r.elapsedMs, 3));
 		result.lost = m1.lost - m0.lost;
@@ -180,7 +185,7 @@ export async function runPump(
 }
 
 export function pumpLine(r: PumpRun, runs: number): string {
-	const label = `  run ${r.run}/${runs} · bare quiche + ${r.egress === "gso" ? "GSO  " : "dgram"} pump`;
+	const label = `  run ${r.run}/${runs} · bare ${pumpName(r.egress).padEnd(14)} pump`;
 	if (r.error) return `${label} · ERROR ${r.error}`;
 	const us = r.usPerPacket === null ? "n/a" : r.usPerPacket.toFixed(2);
 	const cpu = r.cpuCores === null ? "n/a" : `${Math.round(r.cpuCores * 100)}%`;

@@ -46,6 +46,11 @@ export interface EngineCost {
 	/** 1 worker ÷ the bare pump of the same run. */
 	toBareDgram: Spread | null;
 	toBareGso: Spread | null;
+	/**
+	 * 1 worker ÷ the bare pump on this engine with GSO (quiche: the GSO pump; ngtcp2: the ngtcp2
+	 * pump), same run: what the relay costs above its engine's own floor. Absent in older documents.
+	 */
+	toBareEngine?: Spread | null;
 	twoWorkersToOne: Spread | null;
 	/** 1 worker: this engine ÷ the quiche engine, same run (null for quiche itself, or without it). */
 	toQuiche: Spread | null;
@@ -62,6 +67,10 @@ export interface BaselineSummary {
 	/** CPU µs per egress packet of the bare quiche push pump, dgram and GSO egress. */
 	bareDgramUs: Spread | null;
 	bareGsoUs: Spread | null;
+	/** The same pump on the ngtcp2 engine with GSO (absent in older documents, null when not run). */
+	bareNgtcp2Us?: Spread | null;
+	/** The ngtcp2 pump ÷ the quiche GSO pump, same run: the engines alone, no relay above them. */
+	bareNgtcp2ToGso?: Spread | null;
 	/** Relay CPU µs per egress packet, 1 worker, and 2 workers on the same core. */
 	relayOneWorkerUs: Spread | null;
 	relayTwoWorkersUs: Spread | null;
@@ -71,7 +80,7 @@ export interface BaselineSummary {
 	/** 2 workers ÷ 1 worker on one core, same run: the cost of the multi-worker machinery. */
 	twoWorkersToOne: Spread | null;
 	/** Runs each spread is over. */
-	runs: { bareDgram: number; bareGso: number; relayOneWorker: number; relayTwoWorkers: number };
+	runs: { bareDgram: number; bareGso: number; bareNgtcp2?: number; relayOneWorker: number; relayTwoWorkers: number };
 	/** Per engine (quiche first), those that ran. */
 	engines: EngineCost[];
 	/** The GSO pump ÷ the dgram pump, same run. */
@@ -80,6 +89,7 @@ export interface BaselineSummary {
 	load: {
 		bareDgram: Load | null;
 		bareGso: Load | null;
+		bareNgtcp2?: Load | null;
 		relayOneWorker: Load | null;
 		relayTwoWorkers: Load | null;
 	};
@@ -216,11 +226,18 @@ export function summarizeBaseline(runs: number, pumps: PumpRun[], relays: SweepR
 		Array.from({ length: runs }, (_, i) => f(i + 1)).filter((x): x is number => x !== null);
 	const bareDgram = all((r) => pump("dgram", r));
 	const bareGso = all((r) => pump("gso", r));
+	const bareNgtcp2 = all((r) => pump("ngtcp2", r));
 	const one = all((r) => relay(1, r));
 	const two = all((r) => relay(2, r));
 	return {
 		bareDgramUs: spread(bareDgram),
 		bareGsoUs: spread(bareGso),
+		bareNgtcp2Us: spread(bareNgtcp2),
+		bareNgtcp2ToGso: ratios(
+			runs,
+			(r) => pump("ngtcp2", r),
+			(r) => pump("gso", r),
+		),
 		relayOneWorkerUs: spread(one),
 		relayTwoWorkersUs: spread(two),
 		relayToBareDgram: ratios(
@@ -241,6 +258,7 @@ export function summarizeBaseline(runs: number, pumps: PumpRun[], relays: SweepR
 		runs: {
 			bareDgram: bareDgram.length,
 			bareGso: bareGso.length,
+			bareNgtcp2: bareNgtcp2.length,
 			relayOneWorker: one.length,
 			relayTwoWorkers: two.length,
 		},
@@ -262,6 +280,11 @@ export function summarizeBaseline(runs: number, pumps: PumpRun[], relays: SweepR
 					runs,
 					(r) => relayOf(engine, 1, r),
 					(r) => pump("gso", r),
+				),
+				toBareEngine: ratios(
+					runs,
+					(r) => relayOf(engine, 1, r),
+					(r) => pump(engine === "ngtcp2" ? "ngtcp2" : "gso", r),
 				),
 				twoWorkersToOne: ratios(
 					runs,
@@ -288,6 +311,7 @@ export function summarizeBaseline(runs: number, pumps: PumpRun[], relays: SweepR
 		load: {
 			bareDgram: load(pumps.filter((p) => p.egress === "dgram" && pumpUs(p) !== null).map(pumpLoad)),
 			bareGso: load(pumps.filter((p) => p.egress === "gso" && pumpUs(p) !== null).map(pumpLoad)),
+			bareNgtcp2: load(pumps.filter((p) => p.egress === "ngtcp2" && pumpUs(p) !== null).map(pumpLoad)),
 			relayOneWorker: load(
 				relays.filter((r) => engineOf(r) === "quiche" && r.workers === 1 && relayUs(r) !== null).map(relayLoad),
 			),
@@ -381,8 +405,13 @@ export function costTable(doc: BenchDocument): string {
 		"|---|---|---|---|",
 		`| bare quiche + dgram push pump, ${o.pumpConnections} connections | ${fmt(b.bareDgramUs, 2)}${over(b.runs.bareDgram)} | baseline | ${loadText(b.load.bareDgram)} |`,
 		`| bare quiche + GSO push pump, ${o.pumpConnections} connections | ${doc.baseline.gsoSkipped ? `skipped: ${doc.baseline.gsoSkipped}` : `${fmt(b.bareGsoUs, 2)}${over(b.runs.bareGso)}`} | ${b.gsoToDgram ? `${fmt(b.gsoToDgram, 2)} × bare dgram` : ""} | ${loadText(b.load.bareGso)} |`,
+		...(b.bareNgtcp2Us
+			? [
+					`| bare ngtcp2 + GSO push pump, ${o.pumpConnections} connections | ${fmt(b.bareNgtcp2Us, 2)}${over(b.runs.bareNgtcp2 ?? 0)} | ${b.bareNgtcp2ToGso ? `${fmt(b.bareNgtcp2ToGso, 2)} × bare quiche GSO` : ""} | ${loadText(b.load.bareNgtcp2 ?? null)} |`,
+				]
+			: []),
 		...(b.engines ?? []).flatMap((e) => [
-			`| relay (${e.engine} engine), 1 worker, ${o.trialSubscribers} subscribers × ${o.bitrate} Mbit/s | ${fmt(e.oneWorkerUs, 2)}${over(e.runs.oneWorker)} | ${fmt(e.toBareDgram, 2)} × bare dgram${e.toBareGso ? `; ${fmt(e.toBareGso, 2)} × bare GSO` : ""}${e.toQuiche ? `; **${fmt(e.toQuiche, 2)} × quiche engine**` : ""} | ${loadText(e.load.oneWorker)} |`,
+			`| relay (${e.engine} engine), 1 worker, ${o.trialSubscribers} subscribers × ${o.bitrate} Mbit/s | ${fmt(e.oneWorkerUs, 2)}${over(e.runs.oneWorker)} | ${fmt(e.toBareDgram, 2)} × bare dgram${e.toBareGso ? `; ${fmt(e.toBareGso, 2)} × bare GSO` : ""}${e.engine === "ngtcp2" && e.toBareEngine ? `; ${fmt(e.toBareEngine, 2)} × bare ngtcp2` : ""}${e.toQuiche ? `; **${fmt(e.toQuiche, 2)} × quiche engine**` : ""} | ${loadText(e.load.oneWorker)} |`,
 			`| relay (${e.engine} engine), 2 workers on the same core, same load | ${fmt(e.twoWorkersUs, 2)}${over(e.runs.twoWorkers)} | ${fmt(e.twoWorkersToOne, 3)} × 1 worker | ${loadText(e.load.twoWorkers)} |`,
 		]),
 		"",

@@ -103,7 +103,7 @@ export function latencyChart(doc: BenchDocument): string {
 
 /**
  * The per-packet cost chart: CPU µs per egress packet on one core, one bar per measurement (the
- * median, with a min–max whisker over runs): the bare pump (dgram, GSO) and the relay (1 worker,
+ * median, with a min–max whisker over runs): the bare pump (quiche with dgram and GSO, ngtcp2 with GSO) and the relay (1 worker,
  * 2 workers on the same core), labelled with the ratios of the summary.
  */
 export function costChart(doc: BenchDocument): string {
@@ -118,6 +118,16 @@ export function costChart(doc: BenchDocument): string {
 			note: doc.baseline.gsoSkipped ? "skipped (no native addon)" : ratio(b.gsoToDgram, "bare dgram"),
 			color: "#bcbd22",
 		},
+		...(b.bareNgtcp2Us
+			? [
+					{
+						label: "bare ngtcp2 + GSO pump",
+						s: b.bareNgtcp2Us,
+						note: ratio(b.bareNgtcp2ToGso ?? null, "bare quiche GSO"),
+						color: "#17becf",
+					},
+				]
+			: []),
 		...(b.engines ?? []).flatMap((e) => [
 			{
 				label: `relay ${e.engine}, 1 worker`,

@@ -111,8 +111,11 @@ export interface Ngtcp2ConnectionExtras {
 	extraScids(): Uint8Array[];
 	/** recvMany may read this connection's short-header packets from now on (once the app saw it established). */
 	enableFastRecv(): boolean;
-	/** Builds up to `max` packets back to back into `buf` (1350 bytes apart at most), lengths into `sizes`. */
-	sendBatch(buf: Uint8Array, sizes: Uint16Array, max: number): number;
+	/**
+	 * Builds up to `max` packets into `buf`, their lengths into `sizes`; returns the count. Without a
+	 * `stride` they lie back to back; with one (≥ 1350), packet k starts at k × stride.
+	 */
+	sendBatch(buf: Uint8Array, sizes: Uint16Array, max: number, stride?: number): number;
 }
 
 const require = createRequire(import.meta.url);
