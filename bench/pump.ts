@@ -13,6 +13,15 @@
  * connection.ts has it do. Its CPU per packet is the floor that engine and this kernel set for a
  * server of this loop, with no relay above it: the relay on ngtcp2 is reported against it.
  *
+ * Two audiences: bulk (each connection takes all that flow and congestion control let through) and
+ * media (`PumpMedia`: the bench's track, paced by its frame rate, to as many connections as the
+ * relay runs serve), so the relay's CPU per packet can be set against its engine's under the same
+ * audience, with only the relay missing.
+ *
+ * Ingress: `dgram` reads with dgram's 'message' events; `gso` and `ngtcp2` read as the relay does
+ * with the addon (src/quic/receiver.ts: recvmmsg batches), and on ngtcp2 the engine reads the
+ * established connections' packets of each batch itself (`recvMany`, as the relay's engine reads).
+ *
  * A child process of the bench (bench/lib/pump-trial.ts), driven over IPC: "start" → "ready" with
  * its port and certificate fingerprint; "mark" → its counters so far; "stop" exits. Same loop as
  * our prototype of it (/work/shared/spikes/quiche/quiche_push.mjs), on the relay's configuration.
@@ -23,13 +32,27 @@ import dgram from "node:dgram";
 import { buildServerConfig, DEFAULT_QUIC_LIMITS } from "../src/quic/config.ts";
 import { loadNgtcp2, type Ngtcp2ConnectionExtras, type Ngtcp2Native, ngtcp2Unavailable } from "../src/quic/engine.ts";
 import { loadQuiche, type QuicheConnection } from "../src/quic/native.ts";
+import { BatchReceiver, RECV_SLOT_SIZE } from "../src/quic/receiver.ts";
 import { loadUdpNative, OutSlot, StopReason, type UdpNative, udpNativeUnavailable } from "../src/quic/udp-native.ts";
 import { generateCertificate } from "../src/tls/generate.ts";
+import { frameSizes, type TrackShape } from "./lib/payload.ts";
 
 /** quiche with dgram egress, quiche with the GSO addon, the ngtcp2 engine with the GSO addon. */
 export type PumpEgress = "dgram" | "gso" | "ngtcp2";
 
-export type ToPump = { type: "start"; egress: PumpEgress; connections: number } | { type: "mark" } | { type: "stop" };
+/**
+ * What the pump sends: `null` pushes as fast as flow and congestion control take it (bulk); a track
+ * shape sends the bench's track to every connection instead (the relay's audience, with no relay):
+ * at each frame tick the frame's bytes go to every connection at once (a new stream per group, the
+ * keyframe `keyframeWeight` × a delta frame, all connections' keyframes in the same tick), as a
+ * relay forwards one track to its viewers.
+ */
+export type PumpMedia = TrackShape | null;
+
+export type ToPump =
+	| { type: "start"; egress: PumpEgress; connections: number; media?: PumpMedia }
+	| { type: "mark" }
+	| { type: "stop" };
 
 export interface PumpCounters {
 	/** Packets handed to the kernel (or to dgram) since start. */
@@ -64,9 +87,14 @@ const BATCH = 256;
 const ADDRESS_STRIDE = 32;
 const FLAG_GSO = 1;
 const CID_LEN = 20;
+/** The ngtcp2 engine reads packets itself only for connection IDs of this length (server.ts issues them). */
+const ENGINE_READ_CID_LEN = 16;
 /** The first server-initiated unidirectional stream. */
 const STREAM = 3;
 const DATA = Buffer.alloc(64 * 1024, 0x6d);
+/** Media: the bytes of any frame (the raw readers only count them); a keyframe is well under 1 MiB. */
+const FRAME = Buffer.alloc(1024 * 1024, 0x66);
+const EMPTY = Buffer.alloc(0);
 
 const send = (m: FromPump) => process.send?.(m);
 
@@ -81,6 +109,13 @@ interface Peer {
 	/** Built once, as the relay does: quiche's recv takes the path per packet. */
 	readonly recvInfo: { from: { host: string; port: number }; to: { host: string; port: number } };
 	established: boolean;
+	/** The ngtcp2 engine: enableFastRecv, called once the handshake is done (as connection.ts does). */
+	readonly enableEngineReads: (() => boolean) | null;
+	/** Media: the current group's stream (-1 until the peer's first group), the next one's id. */
+	stream: number;
+	nextStream: number;
+	/** Media: bytes of the current frame that the engine has not taken yet. */
+	pending: number;
 }
 
 /** Node keeps a dgram socket's libuv handle (with its fd) under a symbol; see src/quic/sender.ts. */
@@ -94,7 +129,7 @@ function socketFd(socket: dgram.Socket): number {
 	return -1;
 }
 
-async function start(egress: PumpEgress, connections: number): Promise<void> {
+async function start(egress: PumpEgress, connections: number, media: PumpMedia): Promise<void> {
 	let udp: UdpNative | null = null;
 	if (egress !== "dgram") {
 		udp = loadUdpNative();
@@ -179,7 +214,7 @@ async function start(egress: PumpEgress, connections: number): Promise<void> {
 	const out = new Float64Array(OutSlot.count);
 	let batched = 0;
 
-	socket.on("message", (msg, rinfo) => {
+	const onDatagram = (msg: Buffer, rinfo: dgram.RemoteInfo): void => {
 		counters.packetsIn++;
 		let peer = peers.get(rinfo.port);
 		if (peer === undefined) {
@@ -189,7 +224,7 @@ async function start(egress: PumpEgress, connections: number): Promise<void> {
 			} catch {
 				return;
 			}
-			const scid = randomBytes(CID_LEN);
+			const scid = randomBytes(ngtcp2 === null ? CID_LEN : ENGINE_READ_CID_LEN);
 			const remote = { host: rinfo.address, port: rinfo.port };
 			const conn =
 				ngtcp2 === null
@@ -201,7 +236,9 @@ async function start(egress: PumpEgress, connections: number): Promise<void> {
 							config as Parameters<typeof quiche.Connection.accept>[4],
 						)
 					: ngtcp2.Connection.accept(scid, null, local, remote, config as object);
-			const batch = (conn as Partial<Ngtcp2ConnectionExtras>).sendBatch;
+			const extras = conn as Partial<Ngtcp2ConnectionExtras>;
+			const batch = extras.sendBatch;
+			const enable = extras.enableFastRecv;
 			peer = {
 				conn,
 				batch: ngtcp2 !== null && batch !== undefined ? batch.bind(conn) : null,
@@ -210,6 +247,10 @@ async function start(egress: PumpEgress, connections: number): Promise<void> {
 				entry: peers.size,
 				recvInfo: { from: { host: rinfo.address, port: rinfo.port }, to: local },
 				established: false,
+				enableEngineReads: ngtcp2 !== null && enable !== undefined ? enable.bind(conn) : null,
+				stream: -1,
+				nextStream: STREAM,
+				pending: 0,
 			};
 			if (udp !== null) udp.writeSockaddr(addresses, peer.entry * ADDRESS_STRIDE, rinfo.address, rinfo.port, false);
 			peers.set(rinfo.port, peer);
@@ -223,7 +264,26 @@ async function start(egress: PumpEgress, connections: number): Promise<void> {
 			// undecryptable or late: quiche has dealt with it
 		}
 		schedule();
-	});
+	};
+	// The relay's ingress with the addon (recvmmsg), and on ngtcp2 its engine reads; dgram otherwise.
+	const receiver = udp !== null ? BatchReceiver.start(socket, udp, { recvSyscalls: 0, garbage: 0 }, onDatagram) : null;
+	if (receiver === null) socket.on("message", onDatagram);
+	else if (ngtcp2 !== null) {
+		const recvMany = ngtcp2.recvMany;
+		receiver.intake = (buffer, recvMeta, count, taken) => {
+			let n = 0;
+			try {
+				n = recvMany(buffer, RECV_SLOT_SIZE, recvMeta, count, taken);
+			} catch {
+				return 0;
+			}
+			if (n > 0) {
+				counters.packetsIn += n;
+				schedule();
+			}
+			return n;
+		};
+	}
 
 	/** Sends the batch; what the addon does not take goes through dgram (copied: dgram reads it later). */
 	const flushBatch = (): void => {
@@ -327,8 +387,11 @@ async function start(egress: PumpEgress, connections: number): Promise<void> {
 			if (!peer.established && conn.isEstablished()) {
 				peer.established = true;
 				counters.established++;
+				peer.enableEngineReads?.();
 			}
-			if (peer.established) {
+			if (media !== null) {
+				if (peer.pending > 0) offer(peer);
+			} else if (peer.established) {
 				for (let k = 0; k < WRITES; k++) {
 					let taken: number | null;
 					try {
@@ -351,6 +414,44 @@ async function start(egress: PumpEgress, connections: number): Promise<void> {
 		}
 	};
 
+	/** Media: as much of the current frame as the engine takes now (the rest on the next rounds). */
+	const offer = (peer: Peer): void => {
+		let taken: number | null;
+		try {
+			taken = peer.conn.streamSend(peer.stream, FRAME.subarray(0, peer.pending), false);
+		} catch {
+			taken = null;
+		}
+		if (taken === null) peer.pending = 0;
+		else peer.pending -= taken;
+	};
+	if (media !== null) {
+		const sizes = frameSizes(media);
+		let index = 0;
+		setInterval(() => {
+			const first = index === 0;
+			for (const peer of peers.values()) {
+				if (!peer.established) continue;
+				if (first) {
+					// The group ends (what the engine has not taken of it is dropped), the next one opens.
+					if (peer.stream >= 0) {
+						try {
+							peer.conn.streamSend(peer.stream, EMPTY, true);
+						} catch {
+							// the stream failed: nothing to finish
+						}
+					}
+					peer.stream = peer.nextStream;
+					peer.nextStream += 4;
+				} else if (peer.stream < 0) continue; // joined mid-group: from the next group on
+				peer.pending = Math.min(sizes[index], FRAME.length);
+				offer(peer);
+			}
+			index = (index + 1) % sizes.length;
+			schedule();
+		}, 1000 / media.fps);
+	}
+
 	process.on("message", (m: ToPump) => {
 		if (m.type === "mark") {
 			pathFigures();
@@ -362,7 +463,7 @@ async function start(egress: PumpEgress, connections: number): Promise<void> {
 
 process.on("message", (m: ToPump) => {
 	if (m.type !== "start") return;
-	start(m.egress, m.connections).catch((err: Error) => {
+	start(m.egress, m.connections, m.media ?? null).catch((err: Error) => {
 		send({ type: "error", message: err.message });
 		process.exit(1);
 	});

@@ -4,6 +4,8 @@
  * 1. the bare baseline: bench/pump.ts, a minimal quiche server pushing stream data to
  *    `--pump-connections` clients, with dgram egress, then with the GSO addon when it is built, and
  *    the same loop on the ngtcp2 engine (GSO) when the relay is benched on it: that engine's floor;
+ *    then the GSO pumps again sending the bench's track to `--trial-subscribers` connections (the
+ *    relay runs' audience, with no relay);
  * 2. the relay (a separate process, `taskset` to core 0) with 1 worker, then 2 workers on that same
  *    core, at a fixed load of `--trial-subscribers`, once per QUIC engine (`--engines`: quiche, and
  *    ngtcp2 when its addon is built): CPU per egress packet, its ratio to the bare pump of the same
@@ -68,11 +70,17 @@ async function main(): Promise<number> {
 		: opts.engines.includes("ngtcp2") && !opts.url
 			? ["dgram", "gso", "ngtcp2"]
 			: ["dgram", "gso"];
+	const mediaEgresses = pumpEgresses.filter((e) => e !== "dgram");
 	if (pumpPhase || workersPhase) {
 		say(
 			`CPU per egress packet on core 0 (load on the other cores): ` +
 				[
-					pumpPhase ? `bare pump → ${opts.pumpConnections} connections (${pumpEgresses.map(pumpName).join(", ")})` : "",
+					pumpPhase
+						? `bare pump → ${opts.pumpConnections} connections (${pumpEgresses.map(pumpName).join(", ")})` +
+							(mediaEgresses.length > 0
+								? `, then the track to ${opts.trialSubscribers} (${mediaEgresses.map(pumpName).join(", ")})`
+								: "")
+						: "",
 					workersPhase
 						? `relay with 1 and 2 workers on ${opts.engines.join(" and ")}, ${opts.trialSubscribers} subscribers`
 						: "",
@@ -88,6 +96,12 @@ async function main(): Promise<number> {
 		if (pumpPhase) {
 			for (const egress of pumpEgresses) {
 				const p = await runPump(opts, egress, run, progress);
+				progress(pumpLine(p, opts.runs), true);
+				pumps.push(p);
+			}
+			// The GSO pumps again with the relay runs' audience: the engines' floor under that load.
+			for (const egress of mediaEgresses) {
+				const p = await runPump(opts, egress, run, progress, "media");
 				progress(pumpLine(p, opts.runs), true);
 				pumps.push(p);
 			}

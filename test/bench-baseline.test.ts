@@ -27,9 +27,11 @@ function pump(
 	run: number,
 	usPerPacket: number | null,
 	error: string | null = null,
+	audience: PumpRun["audience"] = "bulk",
 ): PumpRun {
 	return {
 		egress,
+		audience,
 		run,
 		connections: 20,
 		receiving: 20,
@@ -127,7 +129,15 @@ test("the baseline summary: min / median / max over runs, ratios taken run by ru
 	// Run 1: 44/40 = 1.1, run 2: 54/45 = 1.2; run 3's 2-worker run was load-bound.
 	assert.deepEqual(s.twoWorkersToOne, { min: 1.1, median: 1.15, max: 1.2 });
 	assert.deepEqual(s.gsoToDgram, { min: 0.5, median: 0.5, max: 0.5 });
-	assert.deepEqual(s.runs, { bareDgram: 2, bareGso: 3, bareNgtcp2: 0, relayOneWorker: 3, relayTwoWorkers: 2 });
+	assert.deepEqual(s.runs, {
+		bareDgram: 2,
+		bareGso: 3,
+		bareNgtcp2: 0,
+		mediaGso: 0,
+		mediaNgtcp2: 0,
+		relayOneWorker: 3,
+		relayTwoWorkers: 2,
+	});
 	assert.equal(s.bareNgtcp2Us, null, "no ngtcp2 pump ran");
 	assert.equal(s.bareNgtcp2ToGso, null);
 
@@ -202,6 +212,38 @@ test("the baseline summary: min / median / max over runs, ratios taken run by ru
 	assert.match(floorTable, /\| relay \(ngtcp2 engine\), 1 worker, .*; 2\.50 × bare ngtcp2; \*\*/);
 	assert.equal((costChart(document(opts, [], withNgPump, withNg, null)).match(/class="bar"/g) ?? []).length, 7);
 
+	// The media pumps (the track to the relay runs' audience): their own rows, never mixed with the
+	// bulk pumps of the same egress, and each relay over its engine's media pump, run by run.
+	const withMedia = [
+		...withNgPump,
+		pump("gso", 1, 20, null, "media"),
+		pump("ngtcp2", 1, 8, null, "media"),
+		pump("gso", 2, 30, null, "media"),
+		pump("ngtcp2", 2, 6, null, "media"),
+	];
+	const m = summarizeBaseline(3, withMedia, withNg);
+	assert.deepEqual(m.bareGsoUs, s.bareGsoUs, "media pumps are not bulk ones");
+	assert.deepEqual(m.bareNgtcp2Us, floor.bareNgtcp2Us);
+	assert.deepEqual(m.mediaGsoUs, { min: 20, median: 25, max: 30 });
+	assert.deepEqual(m.mediaNgtcp2Us, { min: 6, median: 7, max: 8 });
+	// Run 1: 8/20 = 0.4, run 2: 6/30 = 0.2.
+	assert.deepEqual(m.mediaNgtcp2ToGso, { min: 0.2, median: 0.3, max: 0.4 });
+	// quiche relay: 40/20 = 2, 45/30 = 1.5; ngtcp2 relay: 10/8 = 1.25, 9/6 = 1.5.
+	assert.deepEqual(m.engines[0].toBareMedia, { min: 1.5, median: 1.75, max: 2 });
+	assert.deepEqual(m.engines[1].toBareMedia, { min: 1.25, median: 1.375, max: 1.5 });
+	assert.deepEqual(m.load.bareGso, { packetsPerSec: 20_000, cpuCores: 0.5 });
+	assert.deepEqual([m.runs.mediaGso, m.runs.mediaNgtcp2], [2, 2]);
+	const mediaTable = costTable(document(opts, [], withMedia, withNg, null));
+	assert.match(
+		mediaTable,
+		/\| bare ngtcp2 \+ GSO pump, the track to 100 connections \| 6\.00 \/ 7\.00 \/ 8\.00 \(2 runs\) \| 0\.20 \/ 0\.30 \/ 0\.40 × quiche's, same audience \|/,
+	);
+	assert.match(
+		mediaTable,
+		/\| relay \(ngtcp2 engine\), 1 worker, .*; 1\.25 \/ 1\.38 \/ 1\.50 × its engine's pump, same audience; \*\*/,
+	);
+	assert.equal((costChart(document(opts, [], withMedia, withNg, null)).match(/class="bar"/g) ?? []).length, 9);
+
 	// Capacity per engine, and ngtcp2 ÷ quiche run by run.
 	const sweepOf = (engine: "quiche" | "ngtcp2", run: number, capacity: number): SweepResult => ({
 		...relay(1, run, 20, true, engine),
@@ -267,19 +309,21 @@ test("a tiny bench of the pump and worker phases writes a consistent JSON and co
 	const doc = JSON.parse(readFileSync(join(out, "latest.json"), "utf8")) as BenchDocument;
 	assert.equal(doc.sweeps.length, 0);
 	const { pumps, relays, gsoSkipped, summary } = doc.baseline;
-	// The ngtcp2 pump runs with GSO when the relay is benched on that engine too.
+	// The ngtcp2 pump runs with GSO when the relay is benched on that engine too; then the GSO pumps
+	// send the track to the relay runs' audience.
+	const gsoPumps = doc.options.engines.includes("ngtcp2") ? ["gso", "ngtcp2"] : ["gso"];
 	assert.deepEqual(
-		pumps.map((p) => p.egress),
+		pumps.map((p) => `${p.egress} ${p.audience}`),
 		gsoSkipped !== null
-			? ["dgram"]
-			: doc.options.engines.includes("ngtcp2")
-				? ["dgram", "gso", "ngtcp2"]
-				: ["dgram", "gso"],
+			? ["dgram bulk"]
+			: ["dgram bulk", ...gsoPumps.map((e) => `${e} bulk`), ...gsoPumps.map((e) => `${e} media`)],
 	);
 	for (const p of pumps) {
 		assert.equal(p.error, null);
 		assert.ok(p.packetsOut > 0 && p.packetsIn > 0, "the pump sent and the clients received");
 		assert.ok(p.usPerPacket !== null && p.usPerPacket > 0);
+		// --pump-connections 2 for bulk, --trial-subscribers 2 for media.
+		assert.equal(p.connections, 2);
 		assert.equal(p.receiving, 2);
 	}
 	assert.deepEqual(

@@ -11,6 +11,8 @@ import { nativeGeneratorAvailable } from "./native-generator.ts";
 /**
  * What `npm run bench` measures, in this order within each run:
  * pump: the bare quiche + UDP push pump (dgram, and GSO when the native addon is built): the baseline;
+ *   the same on ngtcp2 (GSO) when that engine is benched; then the GSO pumps sending the track to the
+ *   relay runs' audience (the engines' floor under the relay's load, with no relay);
  * workers: the relay with 1 worker, then 2 workers, both pinned to one core, at a fixed load;
  * sweep: the capacity sweep (p99 target, no group lost) per core count.
  */
@@ -79,8 +81,10 @@ export interface BenchOptions {
 
 const HELP = `npm run bench [-- options]
   Each run measures, on one core: the bare quiche + UDP push pump (dgram, then GSO when
-  native/build/udp.node exists), the relay with 1 worker and with 2 workers at a fixed load (CPU per
-  egress packet, and its ratios: relay ÷ bare, 2 workers ÷ 1), then the capacity sweep.
+  native/build/udp.node exists; then on ngtcp2 with GSO when it is benched), the GSO pumps again
+  sending the track to --trial-subscribers connections (the relay's audience, no relay), the relay
+  with 1 worker and with 2 workers at that load (CPU per egress packet, and its ratios: relay ÷ bare,
+  relay ÷ its engine's pump with the same audience, 2 workers ÷ 1), then the capacity sweep.
   --quick                 smoke run (about 2 min on 2 cores): 1 run, short windows, fewer subscribers
   --phases a,b            what to run: pump, workers, sweep (default all three)
   --engines a,b           the relay's QUIC engines: quiche, ngtcp2 (default both when
@@ -98,7 +102,8 @@ const HELP = `npm run bench [-- options]
                           the last passing one, in a fresh relay (default 3; quick 0; 0: off)
   --cores 1,2             core counts of the capacity sweep (default 1)
   --pump-connections N    connections the bare pump pushes to (default 20)
-  --trial-subscribers N   subscribers of the 1-worker / 2-worker relay runs (default 100; quick 40)
+  --trial-subscribers N   subscribers of the 1-worker / 2-worker relay runs, and connections of
+                          the pumps that send them the track (default 100; quick 40)
   --runs N                repeat every measurement (default 3; quick 1); min / median / max over runs
   --warmup-ms MS          settle time per step and per run (default 2000; quick 1000)
   --window-ms MS          measurement window per step and per run (default 5000; quick 2500)

@@ -7,7 +7,7 @@
  */
 
 import { availableParallelism } from "node:os";
-import type { FromPump, PumpEgress, ToPump } from "../pump.ts";
+import type { FromPump, PumpEgress, PumpMedia, ToPump } from "../pump.ts";
 import type { BenchOptions } from "./args.ts";
 import { Child } from "./children.ts";
 import { machineCpuSample, processCpuSeconds } from "./procstat.ts";
@@ -18,6 +18,11 @@ const SATURATED = 0.9;
 
 export interface PumpRun {
 	egress: PumpEgress;
+	/**
+	 * "bulk": pushing as fast as the engine lets it (the baseline); "media": the bench's track to
+	 * `--trial-subscribers` connections, paced, as the relay runs serve it (absent in older documents: bulk).
+	 */
+	audience?: "bulk" | "media";
 	run: number;
 	connections: number;
 	/** Connections that received stream data during the window. */
@@ -71,15 +76,22 @@ export async function runPump(
 	egress: PumpEgress,
 	run: number,
 	progress: Progress,
+	audience: "bulk" | "media" = "bulk",
 ): Promise<PumpRun> {
 	const cpus = availableParallelism();
 	const pumpCores = [0];
 	const loadCores = cpus > 1 ? Array.from({ length: cpus - 1 }, (_, i) => i + 1) : [0];
-	const tag = `  run ${run}/${opts.runs} · bare ${pumpName(egress)} pump`;
+	const connections = audience === "media" ? opts.trialSubscribers : opts.pumpConnections;
+	const media: PumpMedia =
+		audience === "media"
+			? { bitrate: opts.bitrate, fps: opts.fps, groupMs: opts.groupMs, keyframeWeight: opts.keyframeWeight }
+			: null;
+	const tag = `  run ${run}/${opts.runs} · bare ${pumpName(egress)} pump${audience === "media" ? " (media)" : ""}`;
 	const result: PumpRun = {
 		egress,
+		audience,
 		run,
-		connections: opts.pumpConnections,
+		connections,
 		receiving: 0,
 		windowS: 0,
 		packetsOut: 0,
@@ -99,7 +111,7 @@ export async function runPump(
 		error: null,
 	};
 	const pump = new Child<ToPump, FromPump>("../pump.ts", pumpCores);
-	const clientCount = Math.max(1, Math.min(opts.generators, opts.pumpConnections));
+	const clientCount = Math.max(1, Math.min(opts.generators, connections));
 	const clients = Array.from(
 		{ length: clientCount },
 		() =>
@@ -116,14 +128,13 @@ export async function runPump(
 	active.add(kill);
 	try {
 		progress(`${tag} · starting`, false);
-		const ready = await pump.request({ type: "start", egress, connections: opts.pumpConnections }, "ready", 20_000);
-		progress(`${tag} · connecting ${opts.pumpConnections} clients`, false);
+		const ready = await pump.request({ type: "start", egress, connections, media }, "ready", 20_000);
+		progress(`${tag} · connecting ${connections} clients`, false);
 		await Promise.all(
 			clients.map((c, i) => {
-				const connections =
-					Math.floor(opts.pumpConnections / clientCount) + (i < opts.pumpConnections % clientCount ? 1 : 0);
+				const share = Math.floor(connections / clientCount) + (i < connections % clientCount ? 1 : 0);
 				return c.request(
-					{ type: "init", port: ready.port, fingerprint: ready.fingerprint, connections },
+					{ type: "init", port: ready.port, fingerprint: ready.fingerprint, connections: share },
 					"ready",
 					60_000,
 				);
@@ -185,7 +196,7 @@ export async function runPump(
 }
 
 export function pumpLine(r: PumpRun, runs: number): string {
-	const label = `  run ${r.run}/${runs} · bare ${pumpName(r.egress).padEnd(14)} pump`;
+	const label = `  run ${r.run}/${runs} · bare ${pumpName(r.egress).padEnd(14)} pump${r.audience === "media" ? " (media)" : ""}`;
 	if (r.error) return `${label} · ERROR ${r.error}`;
 	const us = r.usPerPacket === null ? "n/a" : r.usPerPacket.toFixed(2);
 	const cpu = r.cpuCores === null ? "n/a" : `${Math.round(r.cpuCores * 100)}%`;

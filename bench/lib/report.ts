@@ -51,6 +51,11 @@ export interface EngineCost {
 	 * pump), same run: what the relay costs above its engine's own floor. Absent in older documents.
 	 */
 	toBareEngine?: Spread | null;
+	/**
+	 * 1 worker ÷ the pump on this engine sending the same track to as many connections (the media
+	 * pump), same run: what the relay's own code costs per packet, the audience being equal.
+	 */
+	toBareMedia?: Spread | null;
 	twoWorkersToOne: Spread | null;
 	/** 1 worker: this engine ÷ the quiche engine, same run (null for quiche itself, or without it). */
 	toQuiche: Spread | null;
@@ -71,6 +76,11 @@ export interface BaselineSummary {
 	bareNgtcp2Us?: Spread | null;
 	/** The ngtcp2 pump ÷ the quiche GSO pump, same run: the engines alone, no relay above them. */
 	bareNgtcp2ToGso?: Spread | null;
+	/** The GSO pumps sending the bench's track to the relay runs' audience (media pumps). */
+	mediaGsoUs?: Spread | null;
+	mediaNgtcp2Us?: Spread | null;
+	/** The ngtcp2 media pump ÷ the quiche one, same run. */
+	mediaNgtcp2ToGso?: Spread | null;
 	/** Relay CPU µs per egress packet, 1 worker, and 2 workers on the same core. */
 	relayOneWorkerUs: Spread | null;
 	relayTwoWorkersUs: Spread | null;
@@ -80,7 +90,15 @@ export interface BaselineSummary {
 	/** 2 workers ÷ 1 worker on one core, same run: the cost of the multi-worker machinery. */
 	twoWorkersToOne: Spread | null;
 	/** Runs each spread is over. */
-	runs: { bareDgram: number; bareGso: number; bareNgtcp2?: number; relayOneWorker: number; relayTwoWorkers: number };
+	runs: {
+		bareDgram: number;
+		bareGso: number;
+		bareNgtcp2?: number;
+		mediaGso?: number;
+		mediaNgtcp2?: number;
+		relayOneWorker: number;
+		relayTwoWorkers: number;
+	};
 	/** Per engine (quiche first), those that ran. */
 	engines: EngineCost[];
 	/** The GSO pump ÷ the dgram pump, same run. */
@@ -90,6 +108,8 @@ export interface BaselineSummary {
 		bareDgram: Load | null;
 		bareGso: Load | null;
 		bareNgtcp2?: Load | null;
+		mediaGso?: Load | null;
+		mediaNgtcp2?: Load | null;
 		relayOneWorker: Load | null;
 		relayTwoWorkers: Load | null;
 	};
@@ -216,9 +236,16 @@ function ratios(runs: number, a: (run: number) => number | null, b: (run: number
 	return spread(out);
 }
 
+/** A pump run's audience; documents before the media pumps have bulk ones only. */
+const audienceOf = (p: PumpRun): "bulk" | "media" => p.audience ?? "bulk";
+
 export function summarizeBaseline(runs: number, pumps: PumpRun[], relays: SweepResult[]): BaselineSummary {
-	const pump = (egress: PumpRun["egress"], run: number) =>
-		pumpUs(pumps.find((p) => p.egress === egress && p.run === run));
+	const pumpOf = (audience: "bulk" | "media", egress: PumpRun["egress"], run: number) =>
+		pumpUs(pumps.find((p) => audienceOf(p) === audience && p.egress === egress && p.run === run));
+	const pump = (egress: PumpRun["egress"], run: number) => pumpOf("bulk", egress, run);
+	const media = (egress: PumpRun["egress"], run: number) => pumpOf("media", egress, run);
+	const pumpLoads = (audience: "bulk" | "media", egress: PumpRun["egress"]) =>
+		load(pumps.filter((p) => audienceOf(p) === audience && p.egress === egress && pumpUs(p) !== null).map(pumpLoad));
 	const relayOf = (engine: Engine, workers: number, run: number) =>
 		relayUs(relays.find((r) => engineOf(r) === engine && r.workers === workers && r.run === run));
 	const relay = (workers: number, run: number) => relayOf("quiche", workers, run);
@@ -227,6 +254,8 @@ export function summarizeBaseline(runs: number, pumps: PumpRun[], relays: SweepR
 	const bareDgram = all((r) => pump("dgram", r));
 	const bareGso = all((r) => pump("gso", r));
 	const bareNgtcp2 = all((r) => pump("ngtcp2", r));
+	const mediaGso = all((r) => media("gso", r));
+	const mediaNgtcp2 = all((r) => media("ngtcp2", r));
 	const one = all((r) => relay(1, r));
 	const two = all((r) => relay(2, r));
 	return {
@@ -237,6 +266,13 @@ export function summarizeBaseline(runs: number, pumps: PumpRun[], relays: SweepR
 			runs,
 			(r) => pump("ngtcp2", r),
 			(r) => pump("gso", r),
+		),
+		mediaGsoUs: spread(mediaGso),
+		mediaNgtcp2Us: spread(mediaNgtcp2),
+		mediaNgtcp2ToGso: ratios(
+			runs,
+			(r) => media("ngtcp2", r),
+			(r) => media("gso", r),
 		),
 		relayOneWorkerUs: spread(one),
 		relayTwoWorkersUs: spread(two),
@@ -259,6 +295,8 @@ export function summarizeBaseline(runs: number, pumps: PumpRun[], relays: SweepR
 			bareDgram: bareDgram.length,
 			bareGso: bareGso.length,
 			bareNgtcp2: bareNgtcp2.length,
+			mediaGso: mediaGso.length,
+			mediaNgtcp2: mediaNgtcp2.length,
 			relayOneWorker: one.length,
 			relayTwoWorkers: two.length,
 		},
@@ -286,6 +324,11 @@ export function summarizeBaseline(runs: number, pumps: PumpRun[], relays: SweepR
 					(r) => relayOf(engine, 1, r),
 					(r) => pump(engine === "ngtcp2" ? "ngtcp2" : "gso", r),
 				),
+				toBareMedia: ratios(
+					runs,
+					(r) => relayOf(engine, 1, r),
+					(r) => media(engine === "ngtcp2" ? "ngtcp2" : "gso", r),
+				),
 				twoWorkersToOne: ratios(
 					runs,
 					(r) => relayOf(engine, 2, r),
@@ -309,9 +352,11 @@ export function summarizeBaseline(runs: number, pumps: PumpRun[], relays: SweepR
 			(r) => pump("dgram", r),
 		),
 		load: {
-			bareDgram: load(pumps.filter((p) => p.egress === "dgram" && pumpUs(p) !== null).map(pumpLoad)),
-			bareGso: load(pumps.filter((p) => p.egress === "gso" && pumpUs(p) !== null).map(pumpLoad)),
-			bareNgtcp2: load(pumps.filter((p) => p.egress === "ngtcp2" && pumpUs(p) !== null).map(pumpLoad)),
+			bareDgram: pumpLoads("bulk", "dgram"),
+			bareGso: pumpLoads("bulk", "gso"),
+			bareNgtcp2: pumpLoads("bulk", "ngtcp2"),
+			mediaGso: pumpLoads("media", "gso"),
+			mediaNgtcp2: pumpLoads("media", "ngtcp2"),
 			relayOneWorker: load(
 				relays.filter((r) => engineOf(r) === "quiche" && r.workers === 1 && relayUs(r) !== null).map(relayLoad),
 			),
@@ -410,8 +455,18 @@ export function costTable(doc: BenchDocument): string {
 					`| bare ngtcp2 + GSO push pump, ${o.pumpConnections} connections | ${fmt(b.bareNgtcp2Us, 2)}${over(b.runs.bareNgtcp2 ?? 0)} | ${b.bareNgtcp2ToGso ? `${fmt(b.bareNgtcp2ToGso, 2)} × bare quiche GSO` : ""} | ${loadText(b.load.bareNgtcp2 ?? null)} |`,
 				]
 			: []),
+		...(b.mediaGsoUs
+			? [
+					`| bare quiche + GSO pump, the track to ${o.trialSubscribers} connections (the relay runs' audience) | ${fmt(b.mediaGsoUs, 2)}${over(b.runs.mediaGso ?? 0)} | | ${loadText(b.load.mediaGso ?? null)} |`,
+				]
+			: []),
+		...(b.mediaNgtcp2Us
+			? [
+					`| bare ngtcp2 + GSO pump, the track to ${o.trialSubscribers} connections | ${fmt(b.mediaNgtcp2Us, 2)}${over(b.runs.mediaNgtcp2 ?? 0)} | ${b.mediaNgtcp2ToGso ? `${fmt(b.mediaNgtcp2ToGso, 2)} × quiche's, same audience` : ""} | ${loadText(b.load.mediaNgtcp2 ?? null)} |`,
+				]
+			: []),
 		...(b.engines ?? []).flatMap((e) => [
-			`| relay (${e.engine} engine), 1 worker, ${o.trialSubscribers} subscribers × ${o.bitrate} Mbit/s | ${fmt(e.oneWorkerUs, 2)}${over(e.runs.oneWorker)} | ${fmt(e.toBareDgram, 2)} × bare dgram${e.toBareGso ? `; ${fmt(e.toBareGso, 2)} × bare GSO` : ""}${e.engine === "ngtcp2" && e.toBareEngine ? `; ${fmt(e.toBareEngine, 2)} × bare ngtcp2` : ""}${e.toQuiche ? `; **${fmt(e.toQuiche, 2)} × quiche engine**` : ""} | ${loadText(e.load.oneWorker)} |`,
+			`| relay (${e.engine} engine), 1 worker, ${o.trialSubscribers} subscribers × ${o.bitrate} Mbit/s | ${fmt(e.oneWorkerUs, 2)}${over(e.runs.oneWorker)} | ${fmt(e.toBareDgram, 2)} × bare dgram${e.toBareGso ? `; ${fmt(e.toBareGso, 2)} × bare GSO` : ""}${e.engine === "ngtcp2" && e.toBareEngine ? `; ${fmt(e.toBareEngine, 2)} × bare ngtcp2` : ""}${e.toBareMedia ? `; ${fmt(e.toBareMedia, 2)} × its engine's pump, same audience` : ""}${e.toQuiche ? `; **${fmt(e.toQuiche, 2)} × quiche engine**` : ""} | ${loadText(e.load.oneWorker)} |`,
 			`| relay (${e.engine} engine), 2 workers on the same core, same load | ${fmt(e.twoWorkersUs, 2)}${over(e.runs.twoWorkers)} | ${fmt(e.twoWorkersToOne, 3)} × 1 worker | ${loadText(e.load.twoWorkers)} |`,
 		]),
 		"",
@@ -422,7 +477,10 @@ export function costTable(doc: BenchDocument): string {
 	const busy = [
 		...doc.baseline.pumps
 			.filter((p) => (p.machineBusy ?? 0) >= BUSY_MACHINE)
-			.map((p) => `run ${p.run} ${p.egress} pump ${Math.round((p.machineBusy ?? 0) * 100)}%`),
+			.map(
+				(p) =>
+					`run ${p.run} ${p.egress}${audienceOf(p) === "media" ? " media" : ""} pump ${Math.round((p.machineBusy ?? 0) * 100)}%`,
+			),
 		...doc.baseline.relays
 			.filter((r) => (r.steps[0]?.machineBusy ?? 0) >= BUSY_MACHINE)
 			.map(

@@ -128,11 +128,27 @@ export function costChart(doc: BenchDocument): string {
 					},
 				]
 			: []),
+		...(b.mediaGsoUs
+			? [{ label: "bare quiche + GSO, track", s: b.mediaGsoUs, note: "the relay runs' audience", color: "#c5b0d5" }]
+			: []),
+		...(b.mediaNgtcp2Us
+			? [
+					{
+						label: "bare ngtcp2 + GSO, track",
+						s: b.mediaNgtcp2Us,
+						note: ratio(b.mediaNgtcp2ToGso ?? null, "quiche, same audience"),
+						color: "#9edae5",
+					},
+				]
+			: []),
 		...(b.engines ?? []).flatMap((e) => [
 			{
 				label: `relay ${e.engine}, 1 worker`,
 				s: e.oneWorkerUs,
-				note: ratio(e.toBareDgram, "bare dgram") + (e.toQuiche ? `, ${e.toQuiche.median.toFixed(2)} × quiche` : ""),
+				note:
+					ratio(e.toBareDgram, "bare dgram") +
+					(e.toBareMedia ? `, ${e.toBareMedia.median.toFixed(2)} × its pump (track)` : "") +
+					(e.toQuiche ? `, ${e.toQuiche.median.toFixed(2)} × quiche` : ""),
 				color: e.engine === "quiche" ? "#1f77b4" : "#2ca02c",
 			},
 			{
