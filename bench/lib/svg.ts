@@ -129,7 +129,7 @@ export function costChart(doc: BenchDocument): string {
 				]
 			: []),
 		...(b.mediaGsoUs
-			? [{ label: "bare quiche + GSO, track", s: b.mediaGsoUs, note: "the relay runs' audience", color: "#c5b0d5" }]
+			? [{ label: "bare quiche + GSO, track", s: b.mediaGsoUs, note: " (the relay runs' audience)", color: "#c5b0d5" }]
 			: []),
 		...(b.mediaNgtcp2Us
 			? [
