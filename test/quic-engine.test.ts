@@ -70,7 +70,10 @@ describe("quic engine: selection", () => {
 		assert.equal(ngtcp2.name, "ngtcp2");
 		// The library versions the addon was built on, as the start-up log names them (0.12 or 1.x).
 		assert.match(ngtcp2.library, /^libngtcp2 (0\.12|1\.\d+)\.\d+, GnuTLS \d+\.\d+\.\d+$/);
-		assert.equal(selectEngine("quiche").name, "quiche");
+		const quiche = selectEngine("quiche");
+		assert.equal(quiche.name, "quiche");
+		// quiche's binding names its package and version (the package does not report quiche's own).
+		assert.match(quiche.library, /^quiche \(napi, @matrixai\/quic-linux-x64 \d+\.\d+\.\d+\)$/);
 	});
 
 	test("selectEngine: auto is ngtcp2 when its addon is built", {

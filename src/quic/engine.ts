@@ -14,7 +14,7 @@ import { join } from "node:path";
 import type { QuicEngineChoice } from "../config/types.ts";
 import type { Logger } from "../log/logger.ts";
 import { buildServerConfig, type QuicLimits } from "./config.ts";
-import { loadQuiche, type QuicheConfig, type QuicheConnection, type QuicheHostPort } from "./native.ts";
+import { bindingName, loadQuiche, type QuicheConfig, type QuicheConnection, type QuicheHostPort } from "./native.ts";
 import type { WriteSharedNative } from "./shared-writer.ts";
 
 /** The engine's ABI version this code expects (native/ngtcp2.c ABI_VERSION). */
@@ -175,7 +175,7 @@ function quicheEngine(): ServerEngine {
 	const quiche = loadQuiche();
 	return {
 		name: "quiche",
-		library: "quiche (napi)",
+		library: `quiche (napi, ${bindingName()})`,
 		versionIsSupported: (version) => quiche.versionIsSupported(version),
 		negotiateVersion: (scid, dcid, out) => quiche.negotiateVersion(scid, dcid, out),
 		retry: (scid, dcid, newScid, token, version, out) => quiche.retry(scid, dcid, newScid, token, version, out),

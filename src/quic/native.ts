@@ -53,6 +53,22 @@ export function addonPath(): string {
 	return require.resolve("@matrixai/quic-linux-x64/node.napi.node");
 }
 
+/**
+ * The binding package and its version, as the start-up log names the engine's library (the package
+ * does not report the quiche version it bundles): "@matrixai/quic-linux-x64 2.0.9", or the bare
+ * name when its package.json cannot be read.
+ */
+export function bindingName(): string {
+	const name = "@matrixai/quic-linux-x64";
+	try {
+		const file = path.join(path.dirname(addonPath()), "package.json");
+		const version = (JSON.parse(fs.readFileSync(file, "utf8")) as { version?: unknown }).version;
+		return typeof version === "string" ? `${name} ${version}` : name;
+	} catch {
+		return name;
+	}
+}
+
 /** Where this thread's private copy lives. */
 export function threadCopyPath(): string {
 	return path.join(os.tmpdir(), `moq-fanout-quiche-${process.pid}-${instanceName ?? threadId}.node`);
