@@ -29,8 +29,8 @@
 
 import { randomBytes } from "node:crypto";
 import dgram from "node:dgram";
-import { buildServerConfig, DEFAULT_QUIC_LIMITS } from "../src/quic/config.ts";
-import { loadNgtcp2, type Ngtcp2ConnectionExtras, type Ngtcp2Native, ngtcp2Unavailable } from "../src/quic/engine.ts";
+import { DEFAULT_QUIC_LIMITS } from "../src/quic/config.ts";
+import { type Ngtcp2ConnectionExtras, selectEngine } from "../src/quic/engine.ts";
 import { loadQuiche, type QuicheConnection } from "../src/quic/native.ts";
 import { BatchReceiver, RECV_SLOT_SIZE } from "../src/quic/receiver.ts";
 import { loadUdpNative, OutSlot, StopReason, type UdpNative, udpNativeUnavailable } from "../src/quic/udp-native.ts";
@@ -68,6 +68,13 @@ export interface PumpCounters {
 	lost: number;
 	cwnd: number;
 	rttMs: number;
+	/**
+	 * This process's CPU (user + system, every thread: getrusage) in µs, and the monotonic time in ms,
+	 * when marked: taken at the same instant as the packet count, so a mark answered late by a busy
+	 * pump still pairs its CPU with its packets.
+	 */
+	cpuMicros: number;
+	atMs: number;
 }
 
 export type FromPump =
@@ -135,34 +142,13 @@ async function start(egress: PumpEgress, connections: number, media: PumpMedia):
 		udp = loadUdpNative();
 		if (udp === null) throw new Error(`GSO egress needs the native addon: ${udpNativeUnavailable()}`);
 	}
-	let ngtcp2: Ngtcp2Native | null = null;
-	if (egress === "ngtcp2") {
-		ngtcp2 = loadNgtcp2();
-		if (ngtcp2 === null) throw new Error(`the ngtcp2 pump needs the engine: ${ngtcp2Unavailable()}`);
-	}
+	// The relay's engine selection, accept and transport configuration (src/quic/engine.ts); "ngtcp2"
+	// throws when its addon is not built.
+	const engine = selectEngine(egress === "ngtcp2" ? "ngtcp2" : "quiche");
+	const ngtcp2 = engine.name === "ngtcp2";
 	const cert = generateCertificate(["localhost", "127.0.0.1"]);
 	const quiche = loadQuiche();
-	// The relay's transport configuration on either engine (src/quic/engine.ts buildConfig).
-	const limits = DEFAULT_QUIC_LIMITS;
-	const config =
-		ngtcp2 === null
-			? buildServerConfig(cert.certPem, cert.keyPem, ["moq-lite-05"], limits)
-			: new ngtcp2.Config(
-					new TextEncoder().encode(cert.certPem),
-					new TextEncoder().encode(cert.keyPem),
-					["moq-lite-05"],
-					{
-						idleTimeoutMs: limits.idleTimeoutMs,
-						keepAliveMs: limits.keepAliveMs,
-						handshakeTimeoutMs: limits.handshakeTimeoutMs,
-						maxData: limits.maxData,
-						maxStreamData: limits.maxStreamData,
-						maxStreamsBidi: limits.maxStreamsBidi,
-						maxStreamsUni: limits.maxStreamsUni,
-						maxConnectionWindow: limits.maxConnectionWindow,
-						maxStreamWindow: limits.maxStreamWindow,
-					},
-				);
+	const config = engine.buildConfig(cert.certPem, cert.keyPem, ["moq-lite-05"], DEFAULT_QUIC_LIMITS);
 	const socket = dgram.createSocket("udp4");
 	await new Promise<void>((resolve) => socket.bind(0, "127.0.0.1", () => resolve()));
 	// The relay's socket buffers (src/quic/server.ts).
@@ -182,6 +168,8 @@ async function start(egress: PumpEgress, connections: number, media: PumpMedia):
 		lost: 0,
 		cwnd: 0,
 		rttMs: 0,
+		cpuMicros: 0,
+		atMs: 0,
 	};
 	/** Fills the quiche-side figures (stats() costs tens of µs per call: on request only, never per packet). */
 	const pathFigures = (): void => {
@@ -224,30 +212,21 @@ async function start(egress: PumpEgress, connections: number, media: PumpMedia):
 			} catch {
 				return;
 			}
-			const scid = randomBytes(ngtcp2 === null ? CID_LEN : ENGINE_READ_CID_LEN);
+			const scid = randomBytes(ngtcp2 ? ENGINE_READ_CID_LEN : CID_LEN);
 			const remote = { host: rinfo.address, port: rinfo.port };
-			const conn =
-				ngtcp2 === null
-					? quiche.Connection.accept(
-							scid,
-							null,
-							local,
-							remote,
-							config as Parameters<typeof quiche.Connection.accept>[4],
-						)
-					: ngtcp2.Connection.accept(scid, null, local, remote, config as object);
+			const conn = engine.accept(scid, null, local, remote, config);
 			const extras = conn as Partial<Ngtcp2ConnectionExtras>;
 			const batch = extras.sendBatch;
 			const enable = extras.enableFastRecv;
 			peer = {
 				conn,
-				batch: ngtcp2 !== null && batch !== undefined ? batch.bind(conn) : null,
+				batch: ngtcp2 && batch !== undefined ? batch.bind(conn) : null,
 				host: rinfo.address,
 				port: rinfo.port,
 				entry: peers.size,
 				recvInfo: { from: { host: rinfo.address, port: rinfo.port }, to: local },
 				established: false,
-				enableEngineReads: ngtcp2 !== null && enable !== undefined ? enable.bind(conn) : null,
+				enableEngineReads: ngtcp2 && enable !== undefined ? enable.bind(conn) : null,
 				stream: -1,
 				nextStream: STREAM,
 				pending: 0,
@@ -268,8 +247,8 @@ async function start(egress: PumpEgress, connections: number, media: PumpMedia):
 	// The relay's ingress with the addon (recvmmsg), and on ngtcp2 its engine reads; dgram otherwise.
 	const receiver = udp !== null ? BatchReceiver.start(socket, udp, { recvSyscalls: 0, garbage: 0 }, onDatagram) : null;
 	if (receiver === null) socket.on("message", onDatagram);
-	else if (ngtcp2 !== null) {
-		const recvMany = ngtcp2.recvMany;
+	else if (engine.recvMany !== null) {
+		const recvMany = engine.recvMany;
 		receiver.intake = (buffer, recvMeta, count, taken) => {
 			let n = 0;
 			try {
@@ -455,6 +434,9 @@ async function start(egress: PumpEgress, connections: number, media: PumpMedia):
 	process.on("message", (m: ToPump) => {
 		if (m.type === "mark") {
 			pathFigures();
+			const cpu = process.cpuUsage();
+			counters.cpuMicros = cpu.user + cpu.system;
+			counters.atMs = performance.now();
 			send({ type: "mark", ...counters });
 		} else if (m.type === "stop") process.exit(0);
 	});

@@ -34,8 +34,13 @@ export interface PumpRun {
 	packetsPerSec: number;
 	/** Stream bytes the clients received, Mbit/s. */
 	deliveredMbps: number;
-	/** The pump process's CPU (all threads, /proc) in cores, and per egress packet (µs). */
+	/**
+	 * The pump process's CPU (all threads, getrusage at its marks) in cores, and per egress packet
+	 * (µs), over the span between its two marks (`windowS`).
+	 */
 	cpuCores: number | null;
+	/** The same CPU read from /proc over this process's measuring window: the cross-check. */
+	procCpuCores?: number | null;
 	usPerPacket: number | null;
 	/** Send system calls per egress packet (1 with dgram.send; below 1 when batched). */
 	syscallsPerPacket: number | null;
@@ -99,6 +104,7 @@ export async function runPump(
 		packetsPerSec: 0,
 		deliveredMbps: 0,
 		cpuCores: null,
+		procCpuCores: null,
 		usPerPacket: null,
 		syscallsPerPacket: null,
 		gsoShare: null,
@@ -161,17 +167,25 @@ export async function runPump(
 		const m1 = await pump.request({ type: "mark" }, "mark");
 		const reports = await Promise.all(clients.map((c) => c.request({ type: "report" }, "report")));
 
+		// The pump's packets and CPU come from its own marks, taken at the same instant in its process:
+		// a saturated pump can answer a mark late, and /proc read here would then pair the window's CPU
+		// with more (or fewer) packets than were sent in it. /proc stays as the cross-check.
 		const packets = m1.packetsOut - m0.packetsOut;
-		result.windowS = round(elapsed, 2);
+		const span = (m1.atMs - m0.atMs) / 1000;
+		const cpuSeconds = (m1.cpuMicros - m0.cpuMicros) / 1e6;
+		result.windowS = round(span, 2);
 		result.packetsOut = packets;
 		result.packetsIn = reports.reduce((a, r) => a + r.packetsIn, 0);
 		result.receiving = reports.reduce((a, r) => a + r.receiving, 0);
-		result.packetsPerSec = Math.round(packets / elapsed);
-		result.deliveredMbps = round((reports.reduce((a, r) => a + r.bytes, 0) * 8) / 1e6 / elapsed, 1);
-		if (cpu0 !== null && cpu1 !== null) {
-			result.cpuCores = round((cpu1 - cpu0) / elapsed, 3);
-			if (packets > 0) result.usPerPacket = round(((cpu1 - cpu0) * 1e6) / packets, 2);
-		}
+		result.packetsPerSec = Math.round(packets / span);
+		// Each client process over its own window (reset → report).
+		result.deliveredMbps = round(
+			reports.reduce((a, r) => a + (r.elapsedMs > 0 ? (r.bytes * 8) / 1e6 / (r.elapsedMs / 1000) : 0), 0),
+			1,
+		);
+		result.cpuCores = round(cpuSeconds / span, 3);
+		if (packets > 0) result.usPerPacket = round((cpuSeconds * 1e6) / packets, 2);
+		if (cpu0 !== null && cpu1 !== null) result.procCpuCores = round((cpu1 - cpu0) / elapsed, 3);
 		if (packets > 0) {
 			result.syscallsPerPacket = round((m1.sendSyscalls - m0.sendSyscalls) / packets, 3);
 			if (egress !== "dgram") result.gsoShare = round((m1.gsoPackets - m0.gsoPackets) / packets, 3);
