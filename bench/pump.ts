@@ -196,6 +196,8 @@ async function start(egress: PumpEgress, connections: number, media: PumpMedia):
 	const addresses = new Uint8Array(Math.max(1, connections) * ADDRESS_STRIDE);
 	const slots = Buffer.allocUnsafeSlow(BATCH * PACKET_BUFFER);
 	const slotViews = Array.from({ length: BATCH }, (_, i) => slots.subarray(i * PACKET_BUFFER, (i + 1) * PACKET_BUFFER));
+	/** The batch from slot i to its end: where a run of the ngtcp2 engine's packets is built (no view per call). */
+	const runViews = Array.from({ length: BATCH }, (_, i) => slots.subarray(i * PACKET_BUFFER));
 	const meta = new Int32Array(2 * BATCH);
 	const runSizes = new Uint16Array(BATCH);
 	const slotPeers: Peer[] = new Array(BATCH);
@@ -325,7 +327,7 @@ async function start(egress: PumpEgress, connections: number, media: PumpMedia):
 			const want = Math.min(BURST - n, BATCH - batched);
 			let built: number;
 			try {
-				built = build(slots.subarray(batched * PACKET_BUFFER), runSizes, want, PACKET_BUFFER);
+				built = build(runViews[batched], runSizes, want, PACKET_BUFFER);
 			} catch {
 				built = 0;
 			}
@@ -394,10 +396,10 @@ async function start(egress: PumpEgress, connections: number, media: PumpMedia):
 	};
 
 	/** Media: as much of the current frame as the engine takes now (the rest on the next rounds). */
-	const offer = (peer: Peer): void => {
+	const offer = (peer: Peer, whole?: Buffer): void => {
 		let taken: number | null;
 		try {
-			taken = peer.conn.streamSend(peer.stream, FRAME.subarray(0, peer.pending), false);
+			taken = peer.conn.streamSend(peer.stream, whole ?? FRAME.subarray(0, peer.pending), false);
 		} catch {
 			taken = null;
 		}
@@ -405,7 +407,9 @@ async function start(egress: PumpEgress, connections: number, media: PumpMedia):
 		else peer.pending -= taken;
 	};
 	if (media !== null) {
-		const sizes = frameSizes(media);
+		const sizes = frameSizes(media).map((n) => Math.min(n, FRAME.length));
+		/** Each frame of the group whole, made once (a frame's rest after a partial take gets its own view). */
+		const frames = sizes.map((n) => FRAME.subarray(0, n));
 		let index = 0;
 		setInterval(() => {
 			const first = index === 0;
@@ -423,8 +427,8 @@ async function start(egress: PumpEgress, connections: number, media: PumpMedia):
 					peer.stream = peer.nextStream;
 					peer.nextStream += 4;
 				} else if (peer.stream < 0) continue; // joined mid-group: from the next group on
-				peer.pending = Math.min(sizes[index], FRAME.length);
-				offer(peer);
+				peer.pending = sizes[index];
+				offer(peer, frames[index]);
 			}
 			index = (index + 1) % sizes.length;
 			schedule();
