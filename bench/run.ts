@@ -51,7 +51,7 @@ async function main(): Promise<number> {
 	const started = performance.now();
 	say(
 		`moq-fanout bench: ${opts.bitrate} Mbit/s, ${opts.fps} fps, ${opts.groupMs} ms groups, keyframe weight ${opts.keyframeWeight}, ` +
-			`target p99 ${opts.targetP99Ms} ms, ${opts.runs} run(s), phases ${opts.phases.join(",")}, ` +
+			`target p99 ${opts.targetP99Ms} ms at ${opts.latencyAt}, ${opts.runs} run(s), phases ${opts.phases.join(",")}, ` +
 			`engines ${opts.engines.join(",")}, ` +
 			(opts.generator === "native"
 				? `${opts.generators} native load processes (a socket per subscriber; ACK every ${opts.ackEvery}, GRO ${opts.receiverGro ? "on" : "off"})`

@@ -28,6 +28,16 @@
  * without GRO (each segment cut and queued on its own), per train with it. Off by default: the
  * bench's baselines are without it. Packets are counted per segment either way.
  *
+ * Latency is taken twice for every frame, from the same publisher stamp:
+ * - at the datagram's arrival: the kernel's receive timestamp (SO_TIMESTAMPNS) of the datagram that
+ *   completed the frame. That is when the relay's packet reached this host, whatever this process
+ *   had queued before it: the relay's delivery latency, as a viewer on its own machine would see it;
+ * - when this process has read it: the arrival plus the time the datagram waited in the socket
+ *   while this process read the ones before it. Hundreds of subscribers share one core here, so a
+ *   keyframe for all of them (70 packets each at 2.5 Mbit/s) queues behind the others' for longer
+ *   than the relay takes to send it: this half measures the generator as much as the relay.
+ * The report carries both histograms ("histogram": read, "arrivalHistogram": arrival).
+ *
  * ACKs: every second ack-eliciting packet (ngtcp2's default, RFC 9000 §13.2.2), or every Nth with
  * MOQ_LOADGEN_ACK_EVERY=N (2–1000; the others wait for the 25 ms max_ack_delay at most), to measure
  * what a less chatty client (ACK decimation, as some browser stacks do) costs the relay. The bench's
@@ -136,6 +146,10 @@ static size_t nviewers, cap_viewers;
 /* The window's counts (reset by "reset"). */
 static int measuring;
 static uint64_t hist[HIST_BUCKETS];
+static uint64_t hist_arrival[HIST_BUCKETS];
+/* The kernel's receive time of the datagram being read (CLOCK_MONOTONIC ns), or 0 when the kernel
+ * gave none: frame_done then counts the read time for both histograms. */
+static uint64_t arrival_ns;
 static uint64_t frames, bytes, groups_complete, groups_lost, failures, packets_in;
 /* ngtcp2_settings.ack_thresh: acknowledge every this many ack-eliciting packets (MOQ_LOADGEN_ACK_EVERY). */
 static size_t ack_every = 2;
@@ -347,9 +361,15 @@ static void frame_done(rstream *s) {
 	memcpy(&group, s->header + 8, 4);
 	memcpy(&count, s->header + 16, 4);
 	if (measuring) {
-		double ms = (double)now_ns() / 1e6 - sent;
+		uint64_t read_ns = now_ns();
+		double ms = (double)read_ns / 1e6 - sent;
 		int64_t us = (int64_t)(ms * 1000 + 0.5);
 		hist[bucket_of(us > 0 ? (uint64_t)us : 1)]++;
+		/* A receive stamp after the read time (clock adjustments) is taken as the read time. */
+		uint64_t at = arrival_ns != 0 && arrival_ns <= read_ns ? arrival_ns : read_ns;
+		double arrival_ms = (double)at / 1e6 - sent;
+		int64_t arrival_us = (int64_t)(arrival_ms * 1000 + 0.5);
+		hist_arrival[bucket_of(arrival_us > 0 ? (uint64_t)arrival_us : 1)]++;
 		frames++;
 		bytes += s->size;
 		v->frames_in_window++;
@@ -618,6 +638,8 @@ static void connect_viewer(viewer *v) {
 		int on = 1;
 		if (setsockopt(v->fd, SOL_UDP, UDP_GRO, &on, sizeof on) != 0) die("MOQ_LOADGEN_GRO=1: setsockopt(UDP_GRO) refused");
 	}
+	int stamp = 1;
+	if (setsockopt(v->fd, SOL_SOCKET, SO_TIMESTAMPNS, &stamp, sizeof stamp) != 0) die("setsockopt(SO_TIMESTAMPNS) refused");
 	if (connect(v->fd, ai->ai_addr, ai->ai_addrlen) != 0) die("connect() failed");
 	memcpy(&v->peer, ai->ai_addr, ai->ai_addrlen);
 	v->peer_len = ai->ai_addrlen;
@@ -704,21 +726,42 @@ static void start_more(void) {
 	}
 }
 
-/* The segment size of a GRO buffer (its UDP_GRO control message), or 0 when it is one datagram. */
-static size_t gro_segment(const struct msghdr *h) {
+/*
+ * A datagram's control messages: the segment size of a GRO buffer (its UDP_GRO message; 0 when it is
+ * one datagram), and its kernel receive time (SCM_TIMESTAMPNS, CLOCK_REALTIME) moved to
+ * CLOCK_MONOTONIC by `realtime_minus_monotonic` (0 when absent).
+ */
+static size_t read_cmsgs(const struct msghdr *h, int64_t realtime_minus_monotonic, uint64_t *arrival) {
+	size_t segment = 0;
+	*arrival = 0;
 	for (struct cmsghdr *c = CMSG_FIRSTHDR(h); c != NULL; c = CMSG_NXTHDR((struct msghdr *)h, c)) {
 		if (c->cmsg_level == SOL_UDP && c->cmsg_type == UDP_GRO && c->cmsg_len >= CMSG_LEN(sizeof(int))) {
 			int size;
 			memcpy(&size, CMSG_DATA(c), sizeof size);
-			return size > 0 ? (size_t)size : 0;
+			segment = size > 0 ? (size_t)size : 0;
+		} else if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_TIMESTAMPNS &&
+		           c->cmsg_len >= CMSG_LEN(sizeof(struct timespec))) {
+			struct timespec t;
+			memcpy(&t, CMSG_DATA(c), sizeof t);
+			int64_t real = (int64_t)t.tv_sec * 1000000000ll + t.tv_nsec;
+			int64_t mono = real - realtime_minus_monotonic;
+			*arrival = mono > 0 ? (uint64_t)mono : 0;
 		}
 	}
-	return 0;
+	return segment;
+}
+
+/* CLOCK_REALTIME − CLOCK_MONOTONIC now, in ns (read once per receive batch). */
+static int64_t realtime_offset(void) {
+	struct timespec r, m;
+	clock_gettime(CLOCK_REALTIME, &r);
+	clock_gettime(CLOCK_MONOTONIC, &m);
+	return ((int64_t)r.tv_sec - (int64_t)m.tv_sec) * 1000000000ll + ((int64_t)r.tv_nsec - (int64_t)m.tv_nsec);
 }
 
 static void read_viewer(viewer *v) {
 	static uint8_t buffers[RECV_BATCH][GRO_BUFFER];
-	static uint8_t control[RECV_BATCH][CMSG_SPACE(sizeof(int))];
+	static uint8_t control[RECV_BATCH][CMSG_SPACE(sizeof(int)) + CMSG_SPACE(sizeof(struct timespec))];
 	static struct mmsghdr msgs[RECV_BATCH];
 	static struct iovec iov[RECV_BATCH];
 	ngtcp2_path path = {{(ngtcp2_sockaddr *)&v->local, v->local_len}, {(ngtcp2_sockaddr *)&v->peer, v->peer_len}, NULL};
@@ -730,16 +773,15 @@ static void read_viewer(viewer *v) {
 			memset(&msgs[i].msg_hdr, 0, sizeof msgs[i].msg_hdr);
 			msgs[i].msg_hdr.msg_iov = &iov[i];
 			msgs[i].msg_hdr.msg_iovlen = 1;
-			if (gro) {
-				msgs[i].msg_hdr.msg_control = control[i];
-				msgs[i].msg_hdr.msg_controllen = sizeof control[i];
-			}
+			msgs[i].msg_hdr.msg_control = control[i];
+			msgs[i].msg_hdr.msg_controllen = sizeof control[i];
 		}
 		int n = recvmmsg(v->fd, msgs, RECV_BATCH, 0, NULL);
 		if (n <= 0) return;
+		int64_t offset = realtime_offset();
 		for (int i = 0; i < n && v->state != FAILED; i++) {
 			size_t len = msgs[i].msg_len;
-			size_t segment = gro ? gro_segment(&msgs[i].msg_hdr) : 0;
+			size_t segment = read_cmsgs(&msgs[i].msg_hdr, offset, &arrival_ns);
 			if (segment == 0 || segment > len) segment = len;
 			for (size_t off = 0; off < len && v->state != FAILED; off += segment) {
 				size_t part = len - off < segment ? len - off : segment;
@@ -755,6 +797,7 @@ static void read_viewer(viewer *v) {
 				flush(v);
 			}
 		}
+		arrival_ns = 0;
 		if (n < RECV_BATCH) return;
 	}
 }
@@ -798,6 +841,13 @@ static void report(void) {
 		printf("%s[%" PRIu64 ",%" PRIu64 "]", first ? "" : ",", bucket_value(i), hist[i]);
 		first = 0;
 	}
+	printf("],\"arrivalHistogram\":[");
+	first = 1;
+	for (int i = 0; i < HIST_BUCKETS; i++) {
+		if (hist_arrival[i] == 0) continue;
+		printf("%s[%" PRIu64 ",%" PRIu64 "]", first ? "" : ",", bucket_value(i), hist_arrival[i]);
+		first = 0;
+	}
 	printf("]}\n");
 	fflush(stdout);
 	measuring = 0;
@@ -833,6 +883,7 @@ static void command(char *line) {
 		add_viewers(n);
 	} else if (strcmp(line, "reset") == 0) {
 		memset(hist, 0, sizeof hist);
+		memset(hist_arrival, 0, sizeof hist_arrival);
 		frames = bytes = groups_complete = groups_lost = failures = packets_in = 0;
 		for (size_t i = 0; i < nviewers; i++) viewers[i]->frames_in_window = 0;
 		measuring = 1;

@@ -266,6 +266,26 @@ test("the baseline summary: min / median / max over runs, ratios taken run by ru
 	assert.deepEqual(caps.summary[1].capacityToQuiche, { min: 4, median: 6, max: 8 });
 	assert.equal(caps.summary[0].capacityToQuiche, null);
 
+	// p99 at capacity: the latency the target judged (arrival), beside the generators' read time.
+	const atArrival = (run: number, read: number | null): SweepResult => {
+		const sweep = sweepOf("ngtcp2", run, 100);
+		const step = {
+			...sweep.steps[0],
+			pass: true,
+			latencyAt: read === null ? "read" : "arrival",
+			readLatencyMs: { p50: 6, p90: 10, p99: read ?? 20, p999: 90, max: 95 },
+		} as StepResult;
+		return { ...sweep, steps: [step] };
+	};
+	const judged = document(opts, [atArrival(1, 60), atArrival(2, 80)], pumps, relays, null);
+	assert.deepEqual(judged.summary[0].p99AtCapacityMs, { min: 20, median: 20, max: 20 });
+	assert.deepEqual(judged.summary[0].p99ReadAtCapacityMs, { min: 60, median: 70, max: 80 });
+	assert.match(capacityTable(judged), /\| p99 at max \(ms\) \| read p99 at max \(ms\) \|/);
+	assert.match(capacityTable(judged), /\| 20\.0 \| 60\.0 \/ 70\.0 \/ 80\.0 \|/);
+	// Judged when read (the JS generator, or documents from before): no second column's figure.
+	const readOnly = document(opts, [atArrival(1, null)], pumps, relays, null);
+	assert.equal(readOnly.summary[0].p99ReadAtCapacityMs, null);
+
 	// Without the pump phase there is nothing to divide by.
 	const none = document(opts, [relay(1, 1, 45)], [], [], null);
 	assert.equal(none.bare.usPerPacket, null);

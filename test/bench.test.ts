@@ -48,6 +48,13 @@ test("bench options: defaults, quick, and explicit steps", () => {
 		assert.throws(() => parseArgs(["--receiver-gro", "yes"]), /--receiver-gro/);
 	}
 	assert.throws(() => parseArgs(["--generator", "js", "--receiver-gro", "on"]), /native generator/);
+	// The target judges arrival when the generator can see it (the native one reads receive timestamps).
+	assert.equal(js.latencyAt, "read", "the JS generator measures only when it read a frame");
+	assert.equal(quick.latencyAt, nativeGeneratorAvailable() ? "arrival" : "read");
+	const read = parseArgs(["--latency-at", "read"]);
+	assert.ok(read !== "help" && read.latencyAt === "read");
+	assert.throws(() => parseArgs(["--latency-at", "send"]), /--latency-at/);
+	assert.throws(() => parseArgs(["--generator", "js", "--latency-at", "arrival"]), /native generator/);
 	assert.equal(full.refine, 3, "a sweep is refined between its last pass and first failure by default");
 	assert.equal(quick.refine, 0);
 	const refine = parseArgs(["--refine", "0"]);
@@ -163,7 +170,8 @@ async function tinyBench(generator: "native" | "js"): Promise<void> {
 	assert.equal(doc.options.generator, generator);
 	if (generator === "native") {
 		assert.ok(doc.options.receiverGro && doc.options.ackEvery === 3);
-		assert.match(stdout, /receivers: moq-loadgen, ACK every 3 ack-eliciting packets, UDP GRO on/);
+		assert.match(stdout, /receivers: moq-loadgen, ACK every 3 ack-eliciting packets, UDP GRO on; latency at arrival/);
+		assert.match(stdout, /\(read p99 [0-9.]+\)/);
 	}
 }
 
@@ -178,6 +186,21 @@ function checkSweep(doc: BenchDocument, sweep: SweepResult): void {
 		assert.ok(
 			step.latencyMs.p50 > 0 && step.latencyMs.p50 <= step.latencyMs.p99 && step.latencyMs.p99 <= step.latencyMs.max,
 		);
+		const read = step.readLatencyMs;
+		assert.ok(read, "the generators' read-time latency is always reported");
+		if (doc.options.generator === "native") {
+			// Both from the same frames: each frame's arrival (the kernel's receive time) comes no later
+			// than its read, so every percentile of one is at most the other's.
+			const arrival = step.arrivalLatencyMs;
+			assert.ok(arrival, "the native generator reports receive timestamps");
+			assert.equal(step.latencyAt, "arrival");
+			assert.deepEqual(step.latencyMs, arrival);
+			assert.ok(arrival.p50 > 0 && arrival.p50 <= read.p50 && arrival.p99 <= read.p99 && arrival.max <= read.max);
+		} else {
+			assert.equal(step.latencyAt, "read");
+			assert.equal(step.arrivalLatencyMs, null);
+			assert.deepEqual(step.latencyMs, read);
+		}
 		assert.ok(step.packetsOut !== null && step.packetsOut > 0);
 		assert.equal(step.pass, step.valid && step.failReason === null);
 	}

@@ -13,9 +13,22 @@ import type { FromGenerator, GeneratorReport, ToGenerator } from "./protocol.ts"
 
 const send = (m: FromGenerator) => process.send?.(m);
 
-interface NativeReport extends Omit<GeneratorReport, "type" | "histogram"> {
-	/** [bucket value µs, count] pairs. */
+interface NativeReport extends Omit<GeneratorReport, "type" | "histogram" | "arrivalHistogram"> {
+	/** [bucket value µs, count] pairs: publish → read, and publish → the kernel's receive time. */
 	histogram: [number, number][];
+	arrivalHistogram?: [number, number][];
+}
+
+/** The binary's buckets as an HDR histogram (compressed base64, µs). */
+function encodeBuckets(buckets: [number, number][]): string {
+	const histogram = hdr.build({
+		bitBucketSize: 32,
+		lowestDiscernibleValue: 1,
+		highestTrackableValue: 120_000_000,
+		numberOfSignificantValueDigits: 3,
+	});
+	for (const [value, count] of buckets) histogram.recordValueWithCount(Math.min(value, 120_000_000), count);
+	return hdr.encodeIntoCompressedBase64(histogram);
 }
 
 let loadgen: Loadgen | null = null;
@@ -36,19 +49,13 @@ function onAnswer(word: string, rest: string): void {
 			send({ type: "reset" });
 			return;
 		case "report": {
-			const r = JSON.parse(rest) as NativeReport;
-			const histogram = hdr.build({
-				bitBucketSize: 32,
-				lowestDiscernibleValue: 1,
-				highestTrackableValue: 120_000_000,
-				numberOfSignificantValueDigits: 3,
-			});
-			for (const [value, count] of r.histogram) histogram.recordValueWithCount(Math.min(value, 120_000_000), count);
+			const { arrivalHistogram, ...r } = JSON.parse(rest) as NativeReport;
 			const own = process.cpuUsage(cpu0);
 			send({
 				...r,
 				type: "report",
-				histogram: hdr.encodeIntoCompressedBase64(histogram),
+				histogram: encodeBuckets(r.histogram),
+				...(arrivalHistogram ? { arrivalHistogram: encodeBuckets(arrivalHistogram) } : {}),
 				cpuMicros: r.cpuMicros + own.user + own.system,
 			});
 			return;

@@ -33,8 +33,13 @@ export type ToGenerator =
 
 export interface GeneratorReport {
 	type: "report";
-	/** hdr-histogram-js compressed base64, values in µs. */
+	/** hdr-histogram-js compressed base64, values in µs: publish → this process read the frame's last datagram. */
 	histogram: string;
+	/**
+	 * The same, publish → the kernel's receive time of that datagram (native/loadgen.c, SO_TIMESTAMPNS):
+	 * without the time it waited in this process's sockets. Absent from the JS generator.
+	 */
+	arrivalHistogram?: string;
 	subscribers: number;
 	frames: number;
 	bytes: number;

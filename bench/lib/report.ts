@@ -28,6 +28,8 @@ export interface CoreSummary {
 	lowerBound: boolean;
 	/** At each run's capacity step. */
 	p99AtCapacityMs: Spread | null;
+	/** The generators' read-time p99 at capacity, when the target judged arrival (absent before 2026-12-05). */
+	p99ReadAtCapacityMs?: Spread | null;
 	mbpsAtCapacity: Spread | null;
 	/** Relay CPU per egress packet (µs) over every valid step, and its ratio to the bare pump's (dgram, median). */
 	usPerPacket: Spread | null;
@@ -194,6 +196,9 @@ function summarizeOne(sweeps: SweepResult[], cores: number, engine: Engine): Cor
 			capacityToQuiche: spread(capRatios),
 			lowerBound: mine.some((s) => s.stoppedBy === "generator" || s.stoppedBy === "max"),
 			p99AtCapacityMs: spread(at.map((x) => x.latencyMs.p99)),
+			p99ReadAtCapacityMs: spread(
+				at.filter((x) => x.latencyAt === "arrival" && x.readLatencyMs).map((x) => x.readLatencyMs!.p99),
+			),
 			mbpsAtCapacity: spread(at.map((x) => x.deliveredMbps)),
 			usPerPacket: spread(valid.map((x) => x.usPerPacket as number)),
 			// Null without a pump run in this bench (--phases sweep): "n/a", not 0.
@@ -435,7 +440,17 @@ const fmt = (s: Spread | null, digits = 0) =>
 /** How the load generators received and acknowledged (older documents: the defaults of their day). */
 export function receiversText(o: BenchDocument["options"]): string {
 	if (o.generator !== "native") return "receivers: the JS generator (quiche; ACK every 2nd packet, no GRO)";
-	return `receivers: moq-loadgen, ACK every ${o.ackEvery ?? 2} ack-eliciting packets, UDP GRO ${o.receiverGro ? "on" : "off"}`;
+	return (
+		`receivers: moq-loadgen, ACK every ${o.ackEvery ?? 2} ack-eliciting packets, UDP GRO ${o.receiverGro ? "on" : "off"}` +
+		`; latency ${latencyText(o)}`
+	);
+}
+
+/** Which latency the target judged (documents from before 2026-12-05: the generators' read time). */
+export function latencyText(o: BenchDocument["options"]): string {
+	return (o.latencyAt ?? "read") === "arrival"
+		? "at arrival (publish → the kernel's receive time of the frame's last datagram at the subscriber)"
+		: "when read (publish → the generator read the frame's last datagram, its own queueing included)";
 }
 
 export function costTable(doc: BenchDocument): string {
@@ -504,15 +519,15 @@ export function capacityTable(doc: BenchDocument): string {
 			(o.runs > 1 ? ` — min / median / max over ${o.runs} runs` : ""),
 		receiversText(o),
 		"",
-		`| engine | cores | max subscribers | × quiche engine | p99 at max (ms) | delivered at max (Mbit/s) | relay µs / egress packet | × bare quiche+dgram (${bare}) | worker threads µs / packet |`,
-		"|---|---|---|---|---|---|---|---|---|",
+		`| engine | cores | max subscribers | × quiche engine | p99 at max (ms) | read p99 at max (ms) | delivered at max (Mbit/s) | relay µs / egress packet | × bare quiche+dgram (${bare}) | worker threads µs / packet |`,
+		"|---|---|---|---|---|---|---|---|---|---|",
 	];
 	for (const s of doc.summary) {
 		const cap = `${fmt(s.capacity)}${s.lowerBound ? " (≥, load-bound)" : ""}`;
 		const engine = s.engine ?? "quiche";
 		const toQuiche = engine === "quiche" ? "1" : fmt(s.capacityToQuiche ?? null, 2);
 		lines.push(
-			`| ${o.url ? `${engine} (--url)` : engine} | ${s.cores} | ${cap} | ${toQuiche} | ${fmt(s.p99AtCapacityMs, 1)} | ${fmt(s.mbpsAtCapacity, 1)} | ${fmt(s.usPerPacket, 1)} | ${fmt(s.ratioToBare, 2)} | ${fmt(s.workerUsPerPacket, 1)} |`,
+			`| ${o.url ? `${engine} (--url)` : engine} | ${s.cores} | ${cap} | ${toQuiche} | ${fmt(s.p99AtCapacityMs, 1)} | ${fmt(s.p99ReadAtCapacityMs ?? null, 1)} | ${fmt(s.mbpsAtCapacity, 1)} | ${fmt(s.usPerPacket, 1)} | ${fmt(s.ratioToBare, 2)} | ${fmt(s.workerUsPerPacket, 1)} |`,
 		);
 	}
 	lines.push("");

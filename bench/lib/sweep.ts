@@ -31,7 +31,14 @@ export interface StepResult {
 	/** Subscribers actually connected and subscribed. */
 	connected: number;
 	windowMs: number;
+	/** The latency the target judges: `arrivalLatencyMs` or `readLatencyMs`, as `latencyAt` says. */
 	latencyMs: Latency;
+	/** Which one `latencyMs` is (absent in documents from before 2026-12-05: "read"). */
+	latencyAt?: "arrival" | "read";
+	/** Publish → the generator read the frame's last datagram (before 2026-12-05: `latencyMs`). */
+	readLatencyMs?: Latency;
+	/** Publish → the kernel's receive time of that datagram; null when a generator did not report it. */
+	arrivalLatencyMs?: Latency | null;
 	deliveredMbps: number;
 	framesReceived: number;
 	framesExpected: number;
@@ -328,21 +335,13 @@ async function measure(
 	const drops1 = relay ? udpDrops(relay.port) : null;
 	const m1 = await scrape(target.host, target.port);
 
-	const merged = hdr.build({
-		bitBucketSize: 32,
-		lowestDiscernibleValue: 1,
-		highestTrackableValue: 120_000_000,
-		numberOfSignificantValueDigits: 3,
-	});
-	for (const r of reports) merged.add(hdr.decodeFromCompressedBase64(r.histogram, 32));
-	const ms = (us: number) => Math.round(us) / 1000;
-	const latencyMs: Latency = {
-		p50: ms(merged.getValueAtPercentile(50)),
-		p90: ms(merged.getValueAtPercentile(90)),
-		p99: ms(merged.getValueAtPercentile(99)),
-		p999: ms(merged.getValueAtPercentile(99.9)),
-		max: ms(merged.maxValue),
-	};
+	const readLatencyMs = mergedLatency(reports.map((r) => r.histogram));
+	const arrivals = reports.map((r) => r.arrivalHistogram);
+	const arrivalLatencyMs = arrivals.every((h) => h !== undefined) ? mergedLatency(arrivals as string[]) : null;
+	if (opts.latencyAt === "arrival" && arrivalLatencyMs === null)
+		throw new Error("--latency-at arrival: a load generator reported no receive timestamps");
+	const latencyAt = opts.latencyAt;
+	const latencyMs = latencyAt === "arrival" && arrivalLatencyMs !== null ? arrivalLatencyMs : readLatencyMs;
 	const sum = (f: (r: GeneratorReport) => number) => reports.reduce((a, r) => a + f(r), 0);
 	const framesReceived = sum((r) => r.frames);
 	const connected = sum((r) => r.subscribers);
@@ -404,6 +403,9 @@ async function measure(
 		connected,
 		windowMs: Math.round(elapsed * 1000),
 		latencyMs,
+		latencyAt,
+		readLatencyMs,
+		arrivalLatencyMs,
 		deliveredMbps: round((sum((r) => r.bytes) * 8) / 1e6 / elapsed, 2),
 		framesReceived,
 		framesExpected,
@@ -437,6 +439,31 @@ async function measure(
 	return step;
 }
 
+/** The generators' histograms (compressed base64, µs) merged, as percentiles in ms. */
+function mergedLatency(encoded: string[]): Latency {
+	const merged = hdr.build({
+		bitBucketSize: 32,
+		lowestDiscernibleValue: 1,
+		highestTrackableValue: 120_000_000,
+		numberOfSignificantValueDigits: 3,
+	});
+	for (const h of encoded) merged.add(hdr.decodeFromCompressedBase64(h, 32));
+	const ms = (us: number) => Math.round(us) / 1000;
+	return {
+		p50: ms(merged.getValueAtPercentile(50)),
+		p90: ms(merged.getValueAtPercentile(90)),
+		p99: ms(merged.getValueAtPercentile(99)),
+		p999: ms(merged.getValueAtPercentile(99.9)),
+		max: ms(merged.maxValue),
+	};
+}
+
+/** " (read p99 X)" when the target judges arrival: the generators' own queueing beside it. */
+function readAside(s: StepResult): string {
+	if (s.latencyAt !== "arrival" || s.readLatencyMs === undefined) return "";
+	return ` (read p99 ${s.readLatencyMs.p99.toFixed(1)})`;
+}
+
 function round(x: number, digits: number): number {
 	const f = 10 ** digits;
 	return Math.round(x * f) / f;
@@ -455,7 +482,7 @@ export function trialLine(label: string, s: StepResult): string {
 	return (
 		`  ${label} · ${String(s.connected).padStart(4)} subs · ${(s.packetsOut === null ? 0 : s.packetsOut / (s.windowMs / 1000) / 1000).toFixed(1).padStart(6)} kpps · ` +
 		`${s.deliveredMbps.toFixed(0).padStart(5)} Mbit/s · relay ${cpu} of a core · ${us} µs/pkt${balance} · ` +
-		`p99 ${s.latencyMs.p99.toFixed(1)} ms · lost ${s.groupsLost} · gen ${gen}% · ` +
+		`p99 ${s.latencyMs.p99.toFixed(1)} ms${readAside(s)} · lost ${s.groupsLost} · gen ${gen}% · ` +
 		`machine ${s.machineBusy === null ? "n/a" : `${Math.round(s.machineBusy * 100)}%`} busy${verdict}`
 	);
 }
@@ -473,7 +500,7 @@ export function stepLine(label: string, s: StepResult): string {
 	const verdict = !s.valid ? `INVALID (${s.invalidReason})` : s.pass ? "ok" : `FAIL (${s.failReason})`;
 	return (
 		`  ${label} · ${String(s.subscribers).padStart(5)} subs · ${s.deliveredMbps.toFixed(1).padStart(7)} Mbit/s · ` +
-		`p50 ${l.p50.toFixed(1)} p90 ${l.p90.toFixed(1)} p99 ${l.p99.toFixed(1)} p99.9 ${l.p999.toFixed(1)} max ${l.max.toFixed(1)} ms · ` +
+		`p50 ${l.p50.toFixed(1)} p90 ${l.p90.toFixed(1)} p99 ${l.p99.toFixed(1)} p99.9 ${l.p999.toFixed(1)} max ${l.max.toFixed(1)} ms${readAside(s)} · ` +
 		`lost ${s.groupsLost} · relay ${cpu}/core ${us} µs/pkt${balance}${drops} · gen ${gen}% · ${verdict}`
 	);
 }
