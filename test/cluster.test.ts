@@ -653,7 +653,9 @@ describe("cluster of relay processes", { timeout: 170_000 }, () => {
 				trace("failover: killed", victim.name, "gaps", gaps);
 				resumeSeq = Math.max(...gaps.map((g) => g.firstAfter));
 				if (gaps.some((g) => g.resumeMs > bound))
-					problems.push(`resumed later than peer_idle + linger + one group + scheduling slack (${bound} ms): ${JSON.stringify(gaps)}`);
+					problems.push(
+						`resumed later than peer_idle + linger + one group + scheduling slack (${bound} ms): ${JSON.stringify(gaps)}`,
+					);
 				for (const v of viewers) if (v.ended) problems.push(`${v.name}: its subscription ended (${v.ended.how})`);
 				const now = await routeViews(C, path);
 				problems.push(...routeProblems(C.name, now, [base + 1, otherId]).map((p) => `after the failover: ${p}`));
