@@ -57,6 +57,8 @@ describe("config: defaults", () => {
 					maxConnections: 10_000,
 					gso: true,
 					recvBatch: true,
+					udpRecvBuffer: 4 * 2 ** 20,
+					udpSendBuffer: 4 * 2 ** 20,
 					fanoutWrites: true,
 					engineReads: true,
 					engine: "auto",
@@ -156,6 +158,8 @@ duration = "10s"
 					maxConnections: 10_000,
 					gso: true,
 					recvBatch: true,
+					udpRecvBuffer: 4 * 2 ** 20,
+					udpSendBuffer: 4 * 2 ** 20,
 					fanoutWrites: true,
 					engineReads: true,
 					engine: "auto",
@@ -374,6 +378,28 @@ describe("config: errors name the key and the file", () => {
 		rejects(`${GENERATE}${PUBLIC}[workers]\ncount = "four"\n`, "workers.count", /expected a non-negative integer/);
 		rejects(`${GENERATE}${PUBLIC}[limits]\nmax_sessions = 1.5\n`, "limits.max_sessions", /positive integer.*got 1\.5/);
 		rejects(`${GENERATE}${PUBLIC}[cluster]\nconnect = "ftp://x/"\n`, "cluster.connect", /https:\/\/ or http:\/\//);
+		// The socket buffers: a size, from a page to 1 GiB (setsockopt takes a C int).
+		const buffers = load(
+			"buffers.toml",
+			`${GENERATE}${PUBLIC}[server.quic]\nudp_recv_buffer = "16MiB"\nudp_send_buffer = 65536\n`,
+		);
+		assert.equal(buffers.server.quic.udpRecvBuffer, 16 * 2 ** 20);
+		assert.equal(buffers.server.quic.udpSendBuffer, 65536);
+		rejects(
+			`${GENERATE}${PUBLIC}[server.quic]\nudp_recv_buffer = "2GiB"\n`,
+			"server.quic.udp_recv_buffer",
+			/from 4096 to 1073741824 bytes/,
+		);
+		rejects(
+			`${GENERATE}${PUBLIC}[server.quic]\nudp_send_buffer = 100\n`,
+			"server.quic.udp_send_buffer",
+			/from 4096 to/,
+		);
+		rejects(
+			`${GENERATE}${PUBLIC}[server.quic]\nudp_recv_buffer = "lots"\n`,
+			"server.quic.udp_recv_buffer",
+			/expected a size/,
+		);
 		rejects(`${PUBLIC}[server]\ntls.generate = ["not a host"]\n`, "server.tls.generate", /host names or IP addresses/);
 	});
 
@@ -638,6 +664,8 @@ describe("config: relay.toml.example", () => {
 			"max_subscriptions",
 			"max_announce_requests",
 			"max_path_segments",
+			"udp_recv_buffer",
+			"udp_send_buffer",
 			"count",
 			"connect",
 			"token",

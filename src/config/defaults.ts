@@ -59,7 +59,18 @@ export const DEFAULT_QUIC = {
 	engineReads: true,
 	/** The QUIC engine: "auto" picks ngtcp2 when its addon was built, else quiche (src/quic/engine.ts). */
 	engine: "auto" as QuicEngineChoice,
+	/**
+	 * SO_RCVBUF / SO_SNDBUF asked for the QUIC socket (the kernel caps them at net.core.rmem_max /
+	 * wmem_max). A keyframe to 600 viewers brings some 20,000 ACKs while the worker sends; at 4 MiB
+	 * the socket starts dropping about there (docs/benchmarks.md, 2026-12-05).
+	 */
+	udpRecvBuffer: 4 * 1024 * 1024,
+	udpSendBuffer: 4 * 1024 * 1024,
 } as const;
+
+/** [server.quic] udp_recv_buffer / udp_send_buffer bounds: a page, and 1 GiB (setsockopt takes an int). */
+export const MIN_UDP_BUFFER = 4096;
+export const MAX_UDP_BUFFER = 1024 * 1024 * 1024;
 
 /** SIGTERM/SIGINT: existing sessions are served this long (ms) after new ones are refused. */
 export const DEFAULT_DRAIN_TIMEOUT_MS = 30_000;

@@ -17,7 +17,14 @@
 import { resolve } from "node:path";
 import { parseListenAddress } from "./address.ts";
 import { parseClusterPeer } from "./cluster-urls.ts";
-import { MAX_CLUSTER_ID, MAX_COUNT, MAX_WORKERS, MIN_PEER_IDLE_TIMEOUT_MS } from "./defaults.ts";
+import {
+	MAX_CLUSTER_ID,
+	MAX_COUNT,
+	MAX_UDP_BUFFER,
+	MAX_WORKERS,
+	MIN_PEER_IDLE_TIMEOUT_MS,
+	MIN_UDP_BUFFER,
+} from "./defaults.ts";
 import { ConfigError } from "./errors.ts";
 import {
 	certificateName,
@@ -39,7 +46,7 @@ import {
 } from "./settings.ts";
 import { integer, oneOf } from "./table.ts";
 import type { ClusterPeer, LogLevel } from "./types.ts";
-import { parseDuration, parseSize } from "./units.ts";
+import { boundedSize, parseDuration, parseSize } from "./units.ts";
 
 /** The `source` of settings (and errors) that come from environment variables. */
 export const ENV_SOURCE = "environment";
@@ -78,6 +85,8 @@ const int =
 	(text) =>
 		integer(min, max)(digitsToNumber(text.trim()));
 const size: TextParser<number> = (text) => parseSize(digitsToNumber(text.trim()));
+const udpBuffer: TextParser<number> = (text) =>
+	boundedSize(MIN_UDP_BUFFER, MAX_UDP_BUFFER)(digitsToNumber(text.trim()));
 const duration: TextParser<number> = (text) => parseDuration(digitsToNumber(text.trim()));
 const positiveDuration: TextParser<number> = (text) => {
 	const ms = duration(text);
@@ -146,6 +155,8 @@ export const ENV_VARS: readonly EnvVar[] = [
 	),
 	v("MOQ_SERVER_QUIC_GSO", "server.quic.gso", "quicGso", false, "true", bool),
 	v("MOQ_SERVER_QUIC_RECV_BATCH", "server.quic.recv_batch", "quicRecvBatch", false, "true", bool),
+	v("MOQ_SERVER_QUIC_UDP_RECV_BUFFER", "server.quic.udp_recv_buffer", "quicUdpRecvBuffer", false, "4MiB", udpBuffer),
+	v("MOQ_SERVER_QUIC_UDP_SEND_BUFFER", "server.quic.udp_send_buffer", "quicUdpSendBuffer", false, "4MiB", udpBuffer),
 	v("MOQ_SERVER_QUIC_FANOUT_WRITES", "server.quic.fanout_writes", "quicFanoutWrites", false, "true", bool),
 	v("MOQ_SERVER_QUIC_ENGINE_READS", "server.quic.engine_reads", "quicEngineReads", false, "true", bool),
 	v("MOQ_SERVER_QUIC_ENGINE", "server.quic.engine", "quicEngine", false, "auto", (t) => oneOf(QUIC_ENGINES)(t.trim())),

@@ -119,6 +119,8 @@ export function resolveConfig(settings: SourcedSettings, source: string): RelayC
 		maxConnections: values.quicMaxConnections ?? DEFAULT_QUIC.maxConnections,
 		gso: values.quicGso ?? DEFAULT_QUIC.gso,
 		recvBatch: values.quicRecvBatch ?? DEFAULT_QUIC.recvBatch,
+		udpRecvBuffer: values.quicUdpRecvBuffer ?? DEFAULT_QUIC.udpRecvBuffer,
+		udpSendBuffer: values.quicUdpSendBuffer ?? DEFAULT_QUIC.udpSendBuffer,
 		fanoutWrites: values.quicFanoutWrites ?? DEFAULT_QUIC.fanoutWrites,
 		engineReads: values.quicEngineReads ?? DEFAULT_QUIC.engineReads,
 		engine: values.quicEngine ?? DEFAULT_QUIC.engine,

@@ -60,6 +60,8 @@ export interface Settings {
 	quicMaxConnections?: number;
 	quicGso?: boolean;
 	quicRecvBatch?: boolean;
+	quicUdpRecvBuffer?: number;
+	quicUdpSendBuffer?: number;
 	quicFanoutWrites?: boolean;
 	quicEngineReads?: boolean;
 	quicEngine?: QuicEngineChoice;

@@ -41,6 +41,13 @@ export interface RelayConfig {
 			 */
 			recvBatch: boolean;
 			/**
+			 * SO_RCVBUF and SO_SNDBUF asked for the QUIC socket, bytes; the kernel caps them at
+			 * net.core.rmem_max / wmem_max (a warning says so at start-up, and the metrics report what
+			 * the kernel gave). [server.quic] udp_recv_buffer / udp_send_buffer, default 4 MiB each.
+			 */
+			udpRecvBuffer: number;
+			udpSendBuffer: number;
+			/**
 			 * The fan-out writes each frame to all of a worker's QUIC viewers at it (raw QUIC and
 			 * WebTransport) in one call to the ngtcp2 engine, which copies it once (the quiche engine
 			 * writes per viewer).

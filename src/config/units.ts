@@ -55,6 +55,16 @@ export function parseSize(value: unknown): number {
 	return bytes;
 }
 
+/** parseSize, then within [min, max] bytes (a socket option takes a C int, for one). */
+export function boundedSize(min: number, max: number): (value: unknown) => number {
+	return (value) => {
+		const bytes = parseSize(value);
+		if (bytes < min || bytes > max)
+			throw new Error(`expected a size from ${min} to ${max} bytes, got ${describeValue(value)} (${bytes} bytes)`);
+		return bytes;
+	};
+}
+
 const DURATION_UNITS: Record<string, number> = {
 	ms: 1,
 	s: 1000,

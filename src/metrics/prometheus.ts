@@ -332,6 +332,18 @@ export const WORKER_FAMILIES: readonly Family[] = [
 		series: [{ field: "quicSendBufferBytes" }],
 	},
 	{
+		name: "quic_udp_recv_buffer_bytes",
+		type: "gauge",
+		help: "The QUIC socket's receive buffer (SO_RCVBUF) as the kernel reports it: twice what it granted on Linux, where net.core.rmem_max caps [server.quic] udp_recv_buffer. A burst of ACKs beyond it is dropped.",
+		series: [{ field: "quicUdpRecvBufferBytes" }],
+	},
+	{
+		name: "quic_udp_send_buffer_bytes",
+		type: "gauge",
+		help: "The QUIC socket's send buffer (SO_SNDBUF) as the kernel reports it: twice what it granted on Linux, where net.core.wmem_max caps [server.quic] udp_send_buffer.",
+		series: [{ field: "quicUdpSendBufferBytes" }],
+	},
+	{
 		name: "tcp_connections",
 		type: "gauge",
 		help: "Open TCP connections (HTTP and WebSocket).",

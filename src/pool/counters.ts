@@ -126,6 +126,9 @@ export const FIELDS = [
 	// The ngtcp2 engine's send buffers (quic/engine.ts SendBufferStats): bytes copied in, bytes held.
 	{ name: "quicSendCopiedBytes", kind: "counter", total: "sum" },
 	{ name: "quicSendBufferBytes", kind: "gauge", total: "sum" },
+	// The QUIC socket's kernel buffers as the kernel reports them ([server.quic] udp_recv_buffer / udp_send_buffer).
+	{ name: "quicUdpRecvBufferBytes", kind: "gauge", total: "sum" },
+	{ name: "quicUdpSendBufferBytes", kind: "gauge", total: "sum" },
 	// The C allocator's periodic trim (worker/native-heap.ts): trims run, RSS bytes given back.
 	{ name: "mallocTrims", kind: "counter", total: "sum" },
 	{ name: "mallocTrimmedBytes", kind: "counter", total: "sum" },

@@ -98,6 +98,11 @@ export class QuicServer implements ConnectionOwner {
 	readonly limits: QuicLimits;
 
 	private readonly socket: dgram.Socket;
+	/**
+	 * The QUIC socket's SO_RCVBUF / SO_SNDBUF as the kernel reports them (Linux reports twice what it
+	 * granted: the other half is its bookkeeping); 0 before the socket is bound or without one.
+	 */
+	readonly udpBuffers = { recv: 0, send: 0 };
 	/** The QUIC engine ([server.quic] engine, engine.ts): quiche or ngtcp2. */
 	readonly engine: ServerEngine;
 	/** ConnectionOwner.sharedWriter: [server.quic] fanout_writes on an engine that has writeShared. */
@@ -232,13 +237,11 @@ export class QuicServer implements ConnectionOwner {
 		}
 		if (server.receiver === null) socket.on("message", server.onMessage);
 		socket.on("error", (err) => options.log?.warn(`quic socket error: ${err.message}`));
-		// Large bursts of ACKs and Initials: a bigger kernel buffer drops less.
-		try {
-			socket.setRecvBufferSize(4 * 1024 * 1024);
-			socket.setSendBufferSize(4 * 1024 * 1024);
-		} catch {
-			// capped by net.core.*mem_max; not fatal
-		}
+		// Large bursts of ACKs (a keyframe to every viewer) and Initials: a bigger kernel buffer drops less.
+		server.applyUdpBuffers(
+			options.quic?.udpRecvBuffer ?? 4 * 1024 * 1024,
+			options.quic?.udpSendBuffer ?? 4 * 1024 * 1024,
+		);
 		options.log?.info(`quic listening on ${address.address}:${address.port} (worker ${server.workerIndex})`, {
 			egress: server.sender.batching ? "gso" : "dgram",
 			ingress: server.receiver !== null ? "recvmmsg" : "dgram",
@@ -357,6 +360,43 @@ export class QuicServer implements ConnectionOwner {
 	private refuse(reason: RefusalReason, rinfo: dgram.RemoteInfo): void {
 		this.stats.refused++;
 		refuse(reason, this.refusalLog, { remote: rinfo.address, worker: this.workerIndex });
+	}
+
+	/**
+	 * [server.quic] udp_recv_buffer / udp_send_buffer. Linux caps what a process may ask at
+	 * net.core.rmem_max / wmem_max (212992 bytes unless raised) without an error, so the sizes are
+	 * read back: a socket that got less than asked is said once, by worker 0, with the sysctl that
+	 * lifts it, and the metrics carry what every worker got.
+	 */
+	private applyUdpBuffers(recv: number, send: number): void {
+		const socket = this.socket;
+		for (const [which, asked] of [
+			["recv", recv],
+			["send", send],
+		] as const) {
+			try {
+				if (which === "recv") socket.setRecvBufferSize(asked);
+				else socket.setSendBufferSize(asked);
+			} catch {
+				// Refused outright (not a Linux cap): the kernel's default stays, read back below.
+			}
+			let got = 0;
+			try {
+				got = which === "recv" ? socket.getRecvBufferSize() : socket.getSendBufferSize();
+			} catch {
+				continue;
+			}
+			this.udpBuffers[which] = got;
+			// Linux reports twice what it granted (socket(7), SO_RCVBUF: the other half is its bookkeeping).
+			const granted = process.platform === "linux" ? got / 2 : got;
+			if (granted < asked && this.workerIndex === 0) {
+				const sysctl = which === "recv" ? "net.core.rmem_max" : "net.core.wmem_max";
+				const key = which === "recv" ? "udp_recv_buffer" : "udp_send_buffer";
+				this.options.log?.warn(
+					`quic: the kernel gave the UDP ${which} buffer ${granted} bytes of the ${asked} that [server.quic] ${key} asks; raise ${sysctl} (sysctl -w ${sysctl}=${asked})`,
+				);
+			}
+		}
 	}
 
 	// ---- packet intake -------------------------------------------------------------------------

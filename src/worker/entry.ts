@@ -283,6 +283,8 @@ const publish = () => {
 	count(Field.quicSharedWrites, quicStats.sharedWrites);
 	count(Field.quicSharedWriteStreams, quicStats.sharedWriteStreams);
 	slots[Field.quicHandshakes] = quicStats.handshakes;
+	slots[Field.quicUdpRecvBufferBytes] = node.quic.udpBuffers.recv;
+	slots[Field.quicUdpSendBufferBytes] = node.quic.udpBuffers.send;
 	const sendBuffers = node.quic.engine.sendBufferStats?.();
 	if (sendBuffers) {
 		count(Field.quicSendCopiedBytes, sendBuffers.copiedBytes);
