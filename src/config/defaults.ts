@@ -6,6 +6,7 @@
 
 /** The UDP (and TCP, for HTTP/WebSocket) address when `[server] bind` is absent: WebTransport's port. */
 import type { QuicEngineChoice, QuicRetryMode } from "./types.ts";
+import { boundedSize } from "./units.ts";
 
 export const DEFAULT_BIND = "[::]:443";
 
@@ -71,6 +72,8 @@ export const DEFAULT_QUIC = {
 /** [server.quic] udp_recv_buffer / udp_send_buffer bounds: a page, and 1 GiB (setsockopt takes an int). */
 export const MIN_UDP_BUFFER = 4096;
 export const MAX_UDP_BUFFER = 1024 * 1024 * 1024;
+/** The parser of both keys (and their environment variables). */
+export const parseUdpBuffer = boundedSize(MIN_UDP_BUFFER, MAX_UDP_BUFFER);
 
 /** SIGTERM/SIGINT: existing sessions are served this long (ms) after new ones are refused. */
 export const DEFAULT_DRAIN_TIMEOUT_MS = 30_000;

@@ -8,14 +8,7 @@
 import { resolve } from "node:path";
 import { parseListenAddress } from "./address.ts";
 import { parseClusterPeer } from "./cluster-urls.ts";
-import {
-	MAX_CLUSTER_ID,
-	MAX_COUNT,
-	MAX_UDP_BUFFER,
-	MAX_WORKERS,
-	MIN_PEER_IDLE_TIMEOUT_MS,
-	MIN_UDP_BUFFER,
-} from "./defaults.ts";
+import { MAX_CLUSTER_ID, MAX_COUNT, MAX_WORKERS, MIN_PEER_IDLE_TIMEOUT_MS, parseUdpBuffer } from "./defaults.ts";
 import { describeValue } from "./errors.ts";
 import {
 	certificateName,
@@ -46,7 +39,7 @@ import {
 	type ValueParser,
 } from "./table.ts";
 import type { ClusterPeer } from "./types.ts";
-import { boundedSize, parseDuration, parseSize } from "./units.ts";
+import { parseDuration, parseSize } from "./units.ts";
 
 /** Read a parsed TOML document. Relative file paths are resolved against `baseDir`. */
 export function readDocument(root: Record<string, unknown>, source: string, baseDir: string): SourcedSettings {
@@ -81,9 +74,8 @@ export function readDocument(root: Record<string, unknown>, source: string, base
 			put(quic, "max_connections", "quicMaxConnections", quic.read("max_connections", integer(1, MAX_COUNT)));
 			put(quic, "gso", "quicGso", quic.read("gso", boolean));
 			put(quic, "recv_batch", "quicRecvBatch", quic.read("recv_batch", boolean));
-			const udpBuffer = boundedSize(MIN_UDP_BUFFER, MAX_UDP_BUFFER);
-			put(quic, "udp_recv_buffer", "quicUdpRecvBuffer", quic.read("udp_recv_buffer", udpBuffer));
-			put(quic, "udp_send_buffer", "quicUdpSendBuffer", quic.read("udp_send_buffer", udpBuffer));
+			put(quic, "udp_recv_buffer", "quicUdpRecvBuffer", quic.read("udp_recv_buffer", parseUdpBuffer));
+			put(quic, "udp_send_buffer", "quicUdpSendBuffer", quic.read("udp_send_buffer", parseUdpBuffer));
 			put(quic, "fanout_writes", "quicFanoutWrites", quic.read("fanout_writes", boolean));
 			put(quic, "engine_reads", "quicEngineReads", quic.read("engine_reads", boolean));
 			put(quic, "engine", "quicEngine", quic.read("engine", oneOf(QUIC_ENGINES)));

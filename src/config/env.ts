@@ -17,14 +17,7 @@
 import { resolve } from "node:path";
 import { parseListenAddress } from "./address.ts";
 import { parseClusterPeer } from "./cluster-urls.ts";
-import {
-	MAX_CLUSTER_ID,
-	MAX_COUNT,
-	MAX_UDP_BUFFER,
-	MAX_WORKERS,
-	MIN_PEER_IDLE_TIMEOUT_MS,
-	MIN_UDP_BUFFER,
-} from "./defaults.ts";
+import { MAX_CLUSTER_ID, MAX_COUNT, MAX_WORKERS, MIN_PEER_IDLE_TIMEOUT_MS, parseUdpBuffer } from "./defaults.ts";
 import { ConfigError } from "./errors.ts";
 import {
 	certificateName,
@@ -46,7 +39,7 @@ import {
 } from "./settings.ts";
 import { integer, oneOf } from "./table.ts";
 import type { ClusterPeer, LogLevel } from "./types.ts";
-import { boundedSize, parseDuration, parseSize } from "./units.ts";
+import { parseDuration, parseSize } from "./units.ts";
 
 /** The `source` of settings (and errors) that come from environment variables. */
 export const ENV_SOURCE = "environment";
@@ -85,8 +78,7 @@ const int =
 	(text) =>
 		integer(min, max)(digitsToNumber(text.trim()));
 const size: TextParser<number> = (text) => parseSize(digitsToNumber(text.trim()));
-const udpBuffer: TextParser<number> = (text) =>
-	boundedSize(MIN_UDP_BUFFER, MAX_UDP_BUFFER)(digitsToNumber(text.trim()));
+const udpBuffer: TextParser<number> = (text) => parseUdpBuffer(digitsToNumber(text.trim()));
 const duration: TextParser<number> = (text) => parseDuration(digitsToNumber(text.trim()));
 const positiveDuration: TextParser<number> = (text) => {
 	const ms = duration(text);
