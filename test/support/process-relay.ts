@@ -1,20 +1,50 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import dgram from "node:dgram";
+import { readFileSync } from "node:fs";
 import net from "node:net";
 
-/** A port free on both UDP and TCP (the relay binds the same number on both). */
-export async function freePort(): Promise<number> {
-	for (;;) {
-		const udp = dgram.createSocket("udp4");
-		await new Promise<void>((r) => udp.bind(0, "127.0.0.1", () => r()));
-		const port = udp.address().port;
-		const ok = await new Promise<boolean>((r) => {
-			const srv = net.createServer();
-			srv.once("error", () => r(false));
-			srv.listen(port, "127.0.0.1", () => srv.close(() => r(true)));
-		});
+/**
+ * Ports below the kernel's ephemeral range (net.ipv4.ip_local_port_range, 32768–60999 unless
+ * changed). A port the kernel handed out with bind(0) and that was released again is soon the
+ * source port of some other test's outgoing connection, which then makes the relay's listen fail
+ * with EADDRINUSE (seen in CI); a port outside that range is only taken by whoever binds it.
+ */
+function portRange(): [number, number] {
+	try {
+		const low = Number(readFileSync("/proc/sys/net/ipv4/ip_local_port_range", "utf8").trim().split(/\s+/)[0]);
+		if (Number.isInteger(low) && low > 12_000) return [10_000, low];
+	} catch {
+		// not Linux: any unprivileged range below the usual ephemeral one
+	}
+	return [20_000, 32_768];
+}
+
+/** Whether `port` can be bound on UDP and TCP at 127.0.0.1 now. */
+async function bindable(port: number): Promise<boolean> {
+	const udp = dgram.createSocket("udp4");
+	const udpOk = await new Promise<boolean>((r) => {
+		udp.once("error", () => r(false));
+		udp.bind(port, "127.0.0.1", () => r(true));
+	});
+	if (!udpOk) {
 		udp.close();
-		if (ok) return port;
+		return false;
+	}
+	const tcpOk = await new Promise<boolean>((r) => {
+		const srv = net.createServer();
+		srv.once("error", () => r(false));
+		srv.listen(port, "127.0.0.1", () => srv.close(() => r(true)));
+	});
+	udp.close();
+	return tcpOk;
+}
+
+/** A port free on both UDP and TCP (the relay binds the same number on both), outside the ephemeral range. */
+export async function freePort(): Promise<number> {
+	const [low, high] = portRange();
+	for (;;) {
+		const port = low + Math.floor(Math.random() * (high - low));
+		if (await bindable(port)) return port;
 	}
 }
 
