@@ -822,6 +822,16 @@ static void add_viewers(long count) {
 	start_more();
 }
 
+/* A histogram's non-empty buckets as JSON pairs [bucket value µs, count], comma-separated. */
+static void print_buckets(const uint64_t *h) {
+	int first = 1;
+	for (int i = 0; i < HIST_BUCKETS; i++) {
+		if (h[i] == 0) continue;
+		printf("%s[%" PRIu64 ",%" PRIu64 "]", first ? "" : ",", bucket_value(i), h[i]);
+		first = 0;
+	}
+}
+
 static void report(void) {
 	long subscribers = 0, silent = 0;
 	for (size_t i = 0; i < nviewers; i++) {
@@ -835,19 +845,9 @@ static void report(void) {
 	       ",\"packetsIn\":%" PRIu64 ",\"histogram\":[",
 	       subscribers, frames, bytes, groups_complete, groups_lost, silent, cpu_us() - cpu_start_us,
 	       (double)(now_ns() - window_start_ns) / 1e6, failures, packets_in);
-	int first = 1;
-	for (int i = 0; i < HIST_BUCKETS; i++) {
-		if (hist[i] == 0) continue;
-		printf("%s[%" PRIu64 ",%" PRIu64 "]", first ? "" : ",", bucket_value(i), hist[i]);
-		first = 0;
-	}
+	print_buckets(hist);
 	printf("],\"arrivalHistogram\":[");
-	first = 1;
-	for (int i = 0; i < HIST_BUCKETS; i++) {
-		if (hist_arrival[i] == 0) continue;
-		printf("%s[%" PRIu64 ",%" PRIu64 "]", first ? "" : ",", bucket_value(i), hist_arrival[i]);
-		first = 0;
-	}
+	print_buckets(hist_arrival);
 	printf("]}\n");
 	fflush(stdout);
 	measuring = 0;
