@@ -50,6 +50,9 @@
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
+#ifdef __linux__
+#include <linux/sock_diag.h>
+#endif
 
 #ifndef UDP_SEGMENT
 #define UDP_SEGMENT 103 /* linux/udp.h, since Linux 4.18 */
@@ -59,7 +62,7 @@
 #endif
 
 /* Bumped whenever the JS-facing contract changes; the loader refuses a stale build. */
-#define ABI_VERSION 3
+#define ABI_VERSION 4
 /* sendmmsg sends at most UIO_MAXIOV (1024) messages per call; a batch never needs more. */
 #define MAX_BATCH_PACKETS 1024
 /* The kernel's UDP_MAX_SEGMENTS was 64 before Linux 6.9 (128 since): 64 works everywhere. */
@@ -663,6 +666,49 @@ static napi_value MallocInfo(napi_env env, napi_callback_info info) {
 	return result;
 }
 
+/*
+ * receiveQueue(fd, out) -> true with out[QUEUE_BYTES] = the bytes waiting in the socket's receive
+ * queue now (sk_rmem_alloc: every datagram's buffer truesize, what counts against SO_RCVBUF) and
+ * out[QUEUE_DROPS] = the datagrams the kernel dropped on arrival since the socket was created
+ * (sk_drops, a 32-bit count that wraps; for UDP nearly always a full queue). SO_MEMINFO (Linux
+ * 4.6+) reads both in one getsockopt with no side effect on the socket; false where it is missing
+ * or `fd` is not a socket, so the caller falls back to /proc/net/udp.
+ */
+enum { QUEUE_BYTES = 0, QUEUE_DROPS = 1, QUEUE_SLOTS = 2 };
+
+static napi_value ReceiveQueue(napi_env env, napi_callback_info info) {
+	size_t argc = 2;
+	napi_value args[2];
+	NAPI_CALL(env, napi_get_cb_info(env, info, &argc, args, NULL, NULL));
+	if (argc < 2) return throw_type(env, "receiveQueue(fd, out)");
+	int64_t fd;
+	if (!get_integer(env, args[0], "fd", 0, INT32_MAX, &fd)) return NULL;
+	void *data;
+	size_t length;
+	if (!get_typed_array(env, args[1], "out", napi_float64_array, &data, &length)) return NULL;
+	if (length < QUEUE_SLOTS) return throw_range(env, "receiveQueue: out must hold at least 2 elements");
+	bool ok = false;
+#if defined(__linux__) && defined(SO_MEMINFO)
+	uint32_t mem[SK_MEMINFO_VARS];
+	socklen_t size = sizeof mem;
+	memset(mem, 0, sizeof mem);
+	/* An older kernel fills fewer entries and says so in `size`: DROPS must be among them. */
+	if (getsockopt((int)fd, SOL_SOCKET, SO_MEMINFO, mem, &size) == 0 &&
+	    size >= (socklen_t)((SK_MEMINFO_DROPS + 1) * sizeof(uint32_t))) {
+		double *out = data;
+		out[QUEUE_BYTES] = (double)mem[SK_MEMINFO_RMEM_ALLOC];
+		out[QUEUE_DROPS] = (double)mem[SK_MEMINFO_DROPS];
+		ok = true;
+	}
+#else
+	(void)data;
+	(void)fd;
+#endif
+	napi_value result;
+	NAPI_CALL(env, napi_get_boolean(env, ok, &result));
+	return result;
+}
+
 /* mallocTrim() -> true when memory was returned to the kernel; false when none was, or no glibc. */
 static napi_value MallocTrim(napi_env env, napi_callback_info info) {
 	(void)info;
@@ -1037,6 +1083,7 @@ NAPI_MODULE_INIT() {
 	    {"setNoChecksumForTesting", NULL, SetNoChecksumForTesting, NULL, NULL, NULL, napi_enumerable, NULL},
 	    {"mallocInfo", NULL, MallocInfo, NULL, NULL, NULL, napi_enumerable, NULL},
 	    {"mallocTrim", NULL, MallocTrim, NULL, NULL, NULL, napi_enumerable, NULL},
+	    {"receiveQueue", NULL, ReceiveQueue, NULL, NULL, NULL, napi_enumerable, NULL},
 	    {"recvStart", NULL, RecvStart, NULL, NULL, NULL, napi_enumerable, NULL},
 	    {"recvStop", NULL, RecvStop, NULL, NULL, NULL, napi_enumerable, NULL},
 	    {"recvRef", NULL, RecvRef, NULL, NULL, NULL, napi_enumerable, NULL},

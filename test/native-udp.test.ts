@@ -21,6 +21,7 @@ import { join, resolve } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { Worker } from "node:worker_threads";
 import { createCountersBuffer, Field, WorkerCounters } from "../src/pool/counters.ts";
+import { ReceiveQueueMeter, readProcUdp } from "../src/quic/receive-queue.ts";
 import { BatchReceiver, RECV_SLOT_SIZE } from "../src/quic/receiver.ts";
 import {
 	BATCH_PACKETS,
@@ -33,6 +34,7 @@ import {
 	loadUdpNativeFrom,
 	MallocSlot,
 	OutSlot,
+	QueueSlot,
 	RECV_META,
 	StopReason,
 	type UdpNative,
@@ -70,6 +72,12 @@ function ensureBuilt(sanitized: boolean): string {
 const NO_COMPILER = ADDON_UNDER_TEST === undefined ? compilerMissing() : null;
 // Without a compiler there is no addon to test (the relay then sends with dgram); CI must have one.
 const SKIP = NO_COMPILER !== null && !IN_CI ? NO_COMPILER : false;
+
+function dgramStateOf(socket: dgram.Socket): { handle: { fd: number; recvStop?: () => number } } {
+	const symbol = Object.getOwnPropertySymbols(socket).find((s) => s.description === "state symbol");
+	assert.ok(symbol, "dgram keeps its state under a symbol");
+	return (socket as unknown as Record<symbol, { handle: { fd: number; recvStop?: () => number } }>)[symbol];
+}
 
 function fdOf(socket: dgram.Socket): number {
 	const symbol = Object.getOwnPropertySymbols(socket).find((s) => s.description === "state symbol");
@@ -438,6 +446,90 @@ describe("native UDP egress addon", { skip: SKIP, timeout: 120_000 }, () => {
 		// Too little free memory to bother: skipped, not counted.
 		assert.equal(trimNativeHeap(udp, counters, Number.MAX_SAFE_INTEGER), 0);
 		assert.equal(counters.get(Field.mallocTrims), 1);
+	});
+
+	test("reads a socket's receive queue and drop count (SO_MEMINFO), as /proc/net/udp has them", async () => {
+		for (const [type, host] of [
+			["udp4", "127.0.0.1"],
+			["udp6", "::1"],
+		] as const) {
+			const rx = await bound(type, host);
+			const tx = await bound(type, host);
+			try {
+				// Nobody reads: the queue fills to the (smallest) receive buffer, then the kernel drops.
+				(dgramStateOf(rx).handle.recvStop as () => number)();
+				rx.setRecvBufferSize(4096);
+				const fd = fdOf(rx);
+				const queue = new Float64Array(QueueSlot.count).fill(-1);
+				assert.equal(udp.receiveQueue(fd, queue), true);
+				assert.deepEqual([...queue], [0, 0], `${type}: empty, nothing dropped`);
+				const payload = Buffer.alloc(1000);
+				for (let i = 0; i < 50; i++) {
+					await new Promise<void>((r) => tx.send(payload, rx.address().port, host, () => r()));
+				}
+				assert.equal(udp.receiveQueue(fd, queue), true);
+				const proc = readProcUdp(fd, type === "udp6");
+				assert.ok(proc !== null, "the socket's line in /proc/net");
+				assert.ok(queue[QueueSlot.bytes] > 0 && queue[QueueSlot.drops] > 0, `${type}: ${[...queue]}`);
+				assert.ok(queue[QueueSlot.drops] < 50, `${type}: some datagrams were queued: ${[...queue]}`);
+				assert.deepEqual([proc.bytes, proc.drops], [...queue], `${type}: /proc agrees`);
+				// The meter the relay's metrics read: the same figures either way.
+				const viaAddon = new ReceiveQueueMeter(udp, type === "udp6");
+				const viaProc = new ReceiveQueueMeter(null, type === "udp6");
+				assert.equal(viaAddon.read(fd), true);
+				assert.equal(viaProc.read(fd), true);
+				assert.deepEqual([viaAddon.source, viaProc.source], ["sockopt", "proc"]);
+				assert.deepEqual([viaProc.bytes, viaProc.drops], [viaAddon.bytes, viaAddon.drops]);
+				assert.deepEqual([viaAddon.bytes, viaAddon.drops], [...queue]);
+			} finally {
+				rx.close();
+				tx.close();
+			}
+		}
+
+		// Not a socket, or no such fd: false, nothing written.
+		const queue = new Float64Array(QueueSlot.count).fill(-1);
+		const file = openSync("/dev/null", "r");
+		try {
+			assert.equal(udp.receiveQueue(file, queue), false);
+			assert.equal(readProcUdp(file, false), null);
+		} finally {
+			closeSync(file);
+		}
+		assert.equal(udp.receiveQueue(1_000_000, queue), false);
+		assert.deepEqual([...queue], [-1, -1]);
+		assert.equal(new ReceiveQueueMeter(udp, false).read(1_000_000), false);
+		// Bad arguments throw.
+		assert.throws(() => udp.receiveQueue("x" as never, queue), /fd/);
+		assert.throws(() => udp.receiveQueue(0, new Float32Array(2) as never), /Float64Array/);
+		assert.throws(() => udp.receiveQueue(0, new Float64Array(1)), /at least 2/);
+		assert.throws(() => (udp.receiveQueue as (...a: unknown[]) => unknown)(0), /receiveQueue\(fd, out\)/);
+	});
+});
+
+describe("ReceiveQueueMeter", () => {
+	test("the kernel's 32-bit drop count wraps: the total keeps counting", () => {
+		let raw = 0;
+		const fake = {
+			receiveQueue(_fd: number, out: Float64Array): boolean {
+				out[QueueSlot.bytes] = 100;
+				out[QueueSlot.drops] = raw;
+				return true;
+			},
+		} as unknown as UdpNative;
+		const meter = new ReceiveQueueMeter(fake, false);
+		raw = 7;
+		assert.equal(meter.read(3), true);
+		assert.equal(meter.drops, 7, "a socket's count starts at 0");
+		raw = 0xffff_fff0;
+		meter.read(3);
+		assert.equal(meter.drops, 0xffff_fff0);
+		raw = 0x10;
+		meter.read(3);
+		assert.equal(meter.drops, 0x1_0000_0010, "across the wrap");
+		meter.read(3);
+		assert.equal(meter.drops, 0x1_0000_0010, "no new drop, no change");
+		assert.equal(meter.bytes, 100);
 	});
 });
 

@@ -5,6 +5,7 @@
  * worker got in /metrics.
  */
 import assert from "node:assert/strict";
+import dgram from "node:dgram";
 import { readFileSync } from "node:fs";
 import { after, before, describe, test } from "node:test";
 import { metricSum, type RelayProcess, startRelayProcess } from "./support/process-relay.ts";
@@ -73,3 +74,96 @@ describe("UDP socket buffers", { skip: process.platform !== "linux" && "Linux so
 		assert.doesNotMatch(log, /UDP send buffer/, "the send buffer got what it asked");
 	});
 });
+
+/**
+ * The port's sockets in /proc/net/udp and udp6 (local address column ends in the port, in hex):
+ * their summed drop counts, or null where /proc is not readable.
+ */
+function procDrops(port: number): number | null {
+	const suffix = `:${port.toString(16).toUpperCase().padStart(4, "0")}`;
+	let drops = 0;
+	let found = false;
+	for (const table of ["/proc/net/udp", "/proc/net/udp6"]) {
+		let text: string;
+		try {
+			text = readFileSync(table, "latin1");
+		} catch {
+			return null;
+		}
+		for (const line of text.split("\n").slice(1)) {
+			const fields = line.trim().split(/\s+/);
+			if (fields.length < 13 || !fields[1].endsWith(suffix)) continue;
+			drops += Number(fields[12]);
+			found = true;
+		}
+	}
+	return found ? drops : null;
+}
+
+/**
+ * The QUIC socket's receive queue in /metrics: with a receive buffer of a few datagrams, a burst
+ * of garbage at the port overflows it; the relay's drop counter must then equal the kernel's own
+ * count for its socket, read through SO_MEMINFO (the UDP addon) or, without the addon, through
+ * /proc/net/udp.
+ */
+for (const [name, env] of [
+	["SO_MEMINFO (the UDP addon)", {}],
+	["/proc/net/udp (no addon)", { MOQ_FANOUT_NATIVE_UDP: "0" }],
+] as const) {
+	describe(`UDP receive queue drops, ${name}`, { skip: process.platform !== "linux" && "Linux only" }, () => {
+		let relay: RelayProcess;
+
+		before(async () => {
+			relay = await startRelayProcess(["--workers", "1", "--log-level", "warn"], {
+				// The smallest buffer a key allows; the kernel grants at least its own minimum.
+				MOQ_SERVER_QUIC_UDP_RECV_BUFFER: "4KiB",
+				...env,
+			});
+		});
+
+		after(async () => {
+			await relay?.stop();
+		});
+
+		test("a burst that overflows the socket is counted, as the kernel counts it", async () => {
+			let m = await relay.metrics();
+			assert.equal(metricSum(m, "moq_fanout_quic_udp_recv_drops_total"), 0, "no drop before the burst");
+			assert.ok(m.has('moq_fanout_quic_udp_recv_queue_bytes{worker="0"}'), "the queue gauge is published");
+			const before = procDrops(relay.port);
+			assert.equal(before ?? 0, 0, "the kernel counted no drop before the burst");
+
+			const flood = dgram.createSocket("udp4");
+			await new Promise<void>((resolve) => flood.bind(0, "127.0.0.1", resolve));
+			// Not QUIC (fixed bit clear): each is dropped by the relay at once, if it gets to read it.
+			const garbage = Buffer.alloc(1200);
+			try {
+				for (let burst = 0; burst < 20 && (procDrops(relay.port) ?? 0) === 0; burst++) {
+					await new Promise<void>((resolve) => {
+						let pending = 2000;
+						for (let i = 0; i < 2000; i++) {
+							flood.send(garbage, relay.port, "127.0.0.1", () => {
+								if (--pending === 0) resolve();
+							});
+						}
+					});
+				}
+			} finally {
+				flood.close();
+			}
+			const kernel = procDrops(relay.port);
+			assert.ok(kernel !== null && kernel > 0, `the burst overflowed the socket (kernel count ${kernel})`);
+			// The workers publish once a second: wait for the reading after the last drop.
+			await until(
+				async () => {
+					m = await relay.metrics();
+					return metricSum(m, "moq_fanout_quic_udp_recv_drops_total") === procDrops(relay.port);
+				},
+				10_000,
+				"the relay's drop counter to equal the kernel's",
+			);
+			assert.equal(metricSum(m, "moq_fanout_quic_udp_recv_drops_total", 'worker="0"'), procDrops(relay.port));
+			// The relay read what was queued: the queue is empty again.
+			assert.equal(metricSum(m, "moq_fanout_quic_udp_recv_queue_bytes"), 0);
+		});
+	});
+}

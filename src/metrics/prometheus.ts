@@ -344,6 +344,18 @@ export const WORKER_FAMILIES: readonly Family[] = [
 		series: [{ field: "quicUdpSendBufferBytes" }],
 	},
 	{
+		name: "quic_udp_recv_queue_bytes",
+		type: "gauge",
+		help: "Bytes waiting in the QUIC socket's kernel receive queue when last read (once a second; buffer truesize, what counts against the receive buffer).",
+		series: [{ field: "quicUdpRecvQueueBytes" }],
+	},
+	{
+		name: "quic_udp_recv_drops_total",
+		type: "counter",
+		help: "Datagrams the kernel dropped on arrival at the QUIC socket, nearly always because its receive queue was full: ACKs and media alike, with no error to the relay. Rising in bursts: raise [server.quic] udp_recv_buffer (and net.core.rmem_max), or add workers.",
+		series: [{ field: "quicUdpRecvDrops" }],
+	},
+	{
 		name: "tcp_connections",
 		type: "gauge",
 		help: "Open TCP connections (HTTP and WebSocket).",

@@ -129,6 +129,9 @@ export const FIELDS = [
 	// The QUIC socket's kernel buffers as the kernel reports them ([server.quic] udp_recv_buffer / udp_send_buffer).
 	{ name: "quicUdpRecvBufferBytes", kind: "gauge", total: "sum" },
 	{ name: "quicUdpSendBufferBytes", kind: "gauge", total: "sum" },
+	// The QUIC socket's receive queue (quic/receive-queue.ts): bytes waiting, datagrams the kernel dropped.
+	{ name: "quicUdpRecvQueueBytes", kind: "gauge", total: "sum" },
+	{ name: "quicUdpRecvDrops", kind: "counter", total: "sum" },
 	// The C allocator's periodic trim (worker/native-heap.ts): trims run, RSS bytes given back.
 	{ name: "mallocTrims", kind: "counter", total: "sum" },
 	{ name: "mallocTrimmedBytes", kind: "counter", total: "sum" },

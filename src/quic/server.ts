@@ -29,10 +29,11 @@ import { type ConnectionOwner, type EndpointStats, newEndpointStats, QuicConnect
 import { type Driver, driver } from "./driver.ts";
 import { type ServerEngine, selectEngine } from "./engine.ts";
 import type { QuicheHostPort } from "./native.ts";
+import { ReceiveQueueMeter } from "./receive-queue.ts";
 import { BatchReceiver, RECV_SLOT_SIZE } from "./receiver.ts";
 import { handshakeDropped } from "./reclaim.ts";
 import { RetryTokens } from "./retry.ts";
-import { PacketSender } from "./sender.ts";
+import { dgramState, PacketSender } from "./sender.ts";
 import { QuicSharedWriter } from "./shared-writer.ts";
 import { loadUdpNative, RECV_META, type UdpNative, udpNativeUnavailable } from "./udp-native.ts";
 
@@ -103,6 +104,8 @@ export class QuicServer implements ConnectionOwner {
 	 * granted: the other half is its bookkeeping); 0 before the socket is bound or without one.
 	 */
 	readonly udpBuffers = { recv: 0, send: 0 };
+	/** The QUIC socket's kernel receive queue: bytes waiting, datagrams dropped (read by `readReceiveQueue`). */
+	private readonly receiveQueue: ReceiveQueueMeter;
 	/** The QUIC engine ([server.quic] engine, engine.ts): quiche or ngtcp2. */
 	readonly engine: ServerEngine;
 	/** ConnectionOwner.sharedWriter: [server.quic] fanout_writes on an engine that has writeShared. */
@@ -153,6 +156,7 @@ export class QuicServer implements ConnectionOwner {
 			fanoutWrites && engine.writeShared !== null ? new QuicSharedWriter(engine.writeShared, this.stats) : null;
 		this.workerIndex = options.workerIndex ?? 0;
 		this.sender = new PacketSender(socket, this.stats, udp);
+		this.receiveQueue = new ReceiveQueueMeter(loadUdpNative(), (socket as { type?: string }).type === "udp6");
 		this.driver = driver();
 		this.retryTokens = new RetryTokens(options.retryKey);
 		const quic = options.quic ?? {};
@@ -368,6 +372,17 @@ export class QuicServer implements ConnectionOwner {
 	 * read back: a socket that got less than asked is said once, by worker 0, with the sysctl that
 	 * lifts it, and the metrics carry what every worker got.
 	 */
+	/**
+	 * Reads the QUIC socket's kernel receive queue now: the bytes waiting in it and the datagrams the
+	 * kernel dropped since the socket was created (receive-queue.ts). Null without a socket of our
+	 * own (a worker attached to another's socket) or where neither SO_MEMINFO nor /proc can say.
+	 */
+	readReceiveQueue(): { readonly bytes: number; readonly drops: number } | null {
+		const fd = dgramState(this.socket)?.handle?.fd;
+		if (fd === undefined || fd < 0) return null;
+		return this.receiveQueue.read(fd) ? this.receiveQueue : null;
+	}
+
 	private applyUdpBuffers(recv: number, send: number): void {
 		const socket = this.socket;
 		for (const [which, asked] of [

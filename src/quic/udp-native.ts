@@ -14,7 +14,7 @@ import { createRequire } from "node:module";
 import { join } from "node:path";
 
 /** Bumped with native/udp.c's ABI_VERSION: a build older than the sources is not used. */
-export const UDP_NATIVE_ABI_VERSION = 3;
+export const UDP_NATIVE_ABI_VERSION = 4;
 
 /** Slots of the `out` array that `sendBatch` fills (native/udp.c OUT_*). */
 export const OutSlot = {
@@ -44,6 +44,15 @@ export const MallocSlot = {
 	/** Free bytes at the top of the main arena, which trimming returns first. */
 	releasable: 4,
 	count: 5,
+} as const;
+
+/** Slots of the array `receiveQueue` fills (native/udp.c QUEUE_*). */
+export const QueueSlot = {
+	/** Bytes waiting in the socket's receive queue (buffer truesize, what counts against SO_RCVBUF). */
+	bytes: 0,
+	/** Datagrams the kernel dropped on arrival since the socket was created; 32 bits, wrapping. */
+	drops: 1,
+	count: 2,
 } as const;
 
 /** Why a batch stopped early (out[OutSlot.stop]). */
@@ -113,6 +122,11 @@ export interface UdpNative {
 	recvRef(id: number, ref: boolean): void;
 	/** The source address of datagram `index` of the last batch, as dgram writes it. */
 	addressString(meta: Int32Array, index: number): string;
+	/**
+	 * The receive queue of socket `fd` (SO_MEMINFO) into `out` (QueueSlot); false where the kernel
+	 * lacks SO_MEMINFO or `fd` is not a socket.
+	 */
+	receiveQueue(fd: number, out: Float64Array): boolean;
 	/** malloc_trim(0): hands free pages of every malloc arena back to the kernel; true if any were. */
 	mallocTrim(): boolean;
 	readonly constants: UdpNativeConstants;

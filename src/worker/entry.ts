@@ -285,6 +285,11 @@ const publish = () => {
 	slots[Field.quicHandshakes] = quicStats.handshakes;
 	slots[Field.quicUdpRecvBufferBytes] = node.quic.udpBuffers.recv;
 	slots[Field.quicUdpSendBufferBytes] = node.quic.udpBuffers.send;
+	const receiveQueue = node.quic.readReceiveQueue();
+	if (receiveQueue !== null) {
+		slots[Field.quicUdpRecvQueueBytes] = receiveQueue.bytes;
+		count(Field.quicUdpRecvDrops, receiveQueue.drops);
+	}
 	const sendBuffers = node.quic.engine.sendBufferStats?.();
 	if (sendBuffers) {
 		count(Field.quicSendCopiedBytes, sendBuffers.copiedBytes);
