@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import dgram from "node:dgram";
 import { readFileSync } from "node:fs";
 import { after, before, describe, test } from "node:test";
+import { udpDrops } from "../bench/lib/procstat.ts";
 import { metricSum, type RelayProcess, startRelayProcess } from "./support/process-relay.ts";
 import { until } from "./support/wait.ts";
 
@@ -75,29 +76,9 @@ describe("UDP socket buffers", { skip: process.platform !== "linux" && "Linux so
 	});
 });
 
-/**
- * The port's sockets in /proc/net/udp and udp6 (local address column ends in the port, in hex):
- * their summed drop counts, or null where /proc is not readable.
- */
+/** The kernel's drop count for the relay's sockets (bound to `port`), or null where /proc is not readable. */
 function procDrops(port: number): number | null {
-	const suffix = `:${port.toString(16).toUpperCase().padStart(4, "0")}`;
-	let drops = 0;
-	let found = false;
-	for (const table of ["/proc/net/udp", "/proc/net/udp6"]) {
-		let text: string;
-		try {
-			text = readFileSync(table, "latin1");
-		} catch {
-			return null;
-		}
-		for (const line of text.split("\n").slice(1)) {
-			const fields = line.trim().split(/\s+/);
-			if (fields.length < 13 || !fields[1].endsWith(suffix)) continue;
-			drops += Number(fields[12]);
-			found = true;
-		}
-	}
-	return found ? drops : null;
+	return udpDrops(port)?.relay ?? null;
 }
 
 /**
