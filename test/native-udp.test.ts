@@ -481,6 +481,15 @@ describe("native UDP egress addon", { skip: SKIP, timeout: 120_000 }, () => {
 				assert.deepEqual([viaAddon.source, viaProc.source], ["sockopt", "proc"]);
 				assert.deepEqual([viaProc.bytes, viaProc.drops], [viaAddon.bytes, viaAddon.drops]);
 				assert.deepEqual([viaAddon.bytes, viaAddon.drops], [...queue]);
+				// More drops: the sockopt path sees them at once; /proc is read at most every
+				// PROC_READ_INTERVAL_MS (it lists every UDP socket of the host), so its figures stand.
+				for (let i = 0; i < 10; i++) {
+					await new Promise<void>((r) => tx.send(payload, rx.address().port, host, () => r()));
+				}
+				assert.equal(viaAddon.read(fd), true);
+				assert.equal(viaAddon.drops, queue[QueueSlot.drops] + 10, "the queue was full: all 10 dropped");
+				assert.equal(viaProc.read(fd), true);
+				assert.equal(viaProc.drops, queue[QueueSlot.drops], "not read again so soon");
 			} finally {
 				rx.close();
 				tx.close();
