@@ -311,6 +311,7 @@ describe("status page", { timeout: 120_000 }, () => {
 						viewers: field("viewers"),
 						in: field("bitrate-in"),
 						out: field("bitrate-out"),
+						udpDrops: field("udp-drops"),
 					};
 				}),
 				broadcasts: [...document.querySelectorAll("#broadcasts tr.broadcast")].map((r) => ({
@@ -334,6 +335,11 @@ describe("status page", { timeout: 120_000 }, () => {
 			assert.equal(
 				shown.workers.reduce((n, w) => n + Number(w.viewers), 0),
 				2,
+			);
+			// Each worker's QUIC socket drop count is shown; a few viewers never fill a socket.
+			assert.deepEqual(
+				shown.workers.map((w) => w.udpDrops),
+				["0", "0"],
 			);
 			assert.deepEqual(shown.broadcasts, [{ path: BROADCAST, viewers: "2", tracks: "video (2)" }]);
 			assert.match(shown.summary, / 2 workers · 3 sessions · 1 broadcasts · 2 viewers · in \d/);

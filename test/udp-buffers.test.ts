@@ -143,6 +143,9 @@ for (const [name, env] of [
 				"the relay's drop counter to equal the kernel's",
 			);
 			assert.equal(metricSum(m, "moq_fanout_quic_udp_recv_drops_total", 'worker="0"'), procDrops(relay.port));
+			// The status page's data carries the same count.
+			const status = (await (await fetch(`${relay.base}/status`)).json()) as { workers: { udpRecvDrops: number }[] };
+			assert.equal(status.workers[0].udpRecvDrops, procDrops(relay.port));
 			// The relay read what was queued: the queue is empty again.
 			assert.equal(metricSum(m, "moq_fanout_quic_udp_recv_queue_bytes"), 0);
 		});

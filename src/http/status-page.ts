@@ -166,6 +166,7 @@ td.path { font-family: ui-monospace, SFMono-Regular, Menlo, monospace; word-brea
       ["bitrate-in", "Bitrate in", r ? bitrate(r.in) : "–"],
       ["bitrate-out", "Bitrate out", r ? bitrate(r.out) : "–"],
       ["groups", "Groups in / out / dropped", w.groupsIn + " / " + w.groupsOut + " / " + w.groupsDropped],
+      ["udp-drops", "Datagrams dropped by the socket", w.udpRecvDrops],
       ["loop", "Event loop busy", Math.round(w.eventLoopUtilization * 100) + " %"],
       ["restarts", "Restarts", w.restarts],
     ];

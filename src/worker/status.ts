@@ -39,6 +39,8 @@ export interface WorkerStatus {
 	groupsIn: number;
 	groupsOut: number;
 	groupsDropped: number;
+	/** Datagrams the kernel dropped at this worker's QUIC socket, its receive queue full (quic/receive-queue.ts). */
+	udpRecvDrops: number;
 	cacheBytes: number;
 	eventLoopUtilization: number;
 	restarts: number;
@@ -203,6 +205,7 @@ export class StatusCollector {
 				groupsIn: f.groupsIn,
 				groupsOut: f.groupsOut,
 				groupsDropped: f.groupsDropped,
+				udpRecvDrops: f.quicUdpRecvDrops,
 				cacheBytes: f.cacheBytes,
 				eventLoopUtilization: f.eventLoopUtilization,
 				restarts: f.restarts,
