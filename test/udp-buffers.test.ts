@@ -144,8 +144,13 @@ for (const [name, env] of [
 			);
 			assert.equal(metricSum(m, "moq_fanout_quic_udp_recv_drops_total", 'worker="0"'), procDrops(relay.port));
 			// The status page's data carries the same count.
-			const status = (await (await fetch(`${relay.base}/status`)).json()) as { workers: { udpRecvDrops: number }[] };
+			const status = (await (await fetch(`${relay.base}/status`)).json()) as {
+				workers: { udpRecvDrops: number; restarts: number }[];
+			};
 			assert.equal(status.workers[0].udpRecvDrops, procDrops(relay.port));
+			// The flood cost the worker nothing but the drops: it was never replaced.
+			assert.equal(status.workers[0].restarts, 0);
+			assert.equal(metricSum(m, "moq_fanout_worker_restarts_total"), 0);
 			// The relay read what was queued: the queue is empty again.
 			assert.equal(metricSum(m, "moq_fanout_quic_udp_recv_queue_bytes"), 0);
 		});
