@@ -14,8 +14,12 @@
  *   CLIENT_SETUP offering only 0xff00000e over `moql` (or `moq-00`), then its `Ietf.Connection`.
  */
 import * as Net from "@moq/net";
-import Session from "@moq/qmux";
 import * as IetfNs from "../../node_modules/@moq/net/ietf/index.js";
+// @moq/net's own qmux (0.3.3), the one its WebSocket connect uses: the package's top-level
+// `@moq/qmux` is 0.0.6, @moq/lite's, which ignores `versions` and `requireProtocol`, and throws from
+// its message handler when data arrives for a stream the application has cancelled (an unhandled
+// rejection that failed this file's teardown now and then).
+import Session from "../../node_modules/@moq/net/node_modules/@moq/qmux/index.js";
 import * as StreamNs from "../../node_modules/@moq/net/stream.js";
 
 /** @moq/net's typings do not resolve under this project's settings: the parts used, typed here. */
