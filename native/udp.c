@@ -983,6 +983,14 @@ static napi_value RecvStart(napi_env env, napi_callback_info info) {
 	return id;
 }
 
+/* The receiver `id` of this environment (closing or not), or NULL. */
+static Receiver *find_receiver(napi_env env, uint32_t id) {
+	Receiver **head = receivers_of(env);
+	for (Receiver *r = head != NULL ? *head : NULL; r != NULL; r = r->next)
+		if (r->id == id) return r;
+	return NULL;
+}
+
 /* recvStop(id): stops and closes the receiver (its dup of the fd); unknown ids are ignored. */
 static napi_value RecvStop(napi_env env, napi_callback_info info) {
 	size_t argc = 1;
@@ -991,13 +999,8 @@ static napi_value RecvStop(napi_env env, napi_callback_info info) {
 	if (argc < 1) return throw_type(env, "recvStop(id)");
 	int64_t id;
 	if (!get_integer(env, args[0], "id", 0, UINT32_MAX, &id)) return NULL;
-	Receiver **head = receivers_of(env);
-	for (Receiver *r = head != NULL ? *head : NULL; r != NULL; r = r->next) {
-		if (r->id == (uint32_t)id) {
-			receiver_close(r);
-			break;
-		}
-	}
+	Receiver *r = find_receiver(env, (uint32_t)id);
+	if (r != NULL) receiver_close(r);
 	return NULL;
 }
 
@@ -1014,13 +1017,10 @@ static napi_value RecvRef(napi_env env, napi_callback_info info) {
 	bool ref = true;
 	if (!get_integer(env, args[0], "id", 0, UINT32_MAX, &id)) return NULL;
 	NAPI_CALL(env, napi_get_value_bool(env, args[1], &ref));
-	Receiver **head = receivers_of(env);
-	for (Receiver *r = head != NULL ? *head : NULL; r != NULL; r = r->next) {
-		if (r->id == (uint32_t)id && !r->closing) {
-			if (ref) uv_ref((uv_handle_t *)r->poll);
-			else uv_unref((uv_handle_t *)r->poll);
-			break;
-		}
+	Receiver *r = find_receiver(env, (uint32_t)id);
+	if (r != NULL && !r->closing) {
+		if (ref) uv_ref((uv_handle_t *)r->poll);
+		else uv_unref((uv_handle_t *)r->poll);
 	}
 	return NULL;
 }
